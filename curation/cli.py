@@ -1,0 +1,175 @@
+"""The `curation` command line (typer + rich). User errors: one line on stderr, exit code 2."""
+
+from __future__ import annotations
+
+import json
+import sys
+from contextlib import contextmanager
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from curation.config import load_settings
+from curation.errors import CurationError
+
+app = typer.Typer(help="Train on less data without losing accuracy: curate, train, prove it.",
+                  no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
+data_app = typer.Typer(help="Data set versions: add, list, show.", no_args_is_help=True)
+app.add_typer(data_app, name="data")
+
+out = Console()
+err = Console(stderr=True)
+
+
+def fail(exc: CurationError) -> None:
+    err.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False, soft_wrap=True)
+    raise typer.Exit(2)
+
+
+@contextmanager
+def user_errors():
+    """Turn a CurationError into one line and exit code 2; never a traceback."""
+    try:
+        yield
+    except CurationError as exc:
+        fail(exc)
+
+
+@contextmanager
+def steps(enabled: bool = True):
+    """A rich progress display for multi-second steps (silent with --json or when not a terminal)."""
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
+                  console=err, transient=True, disable=not enabled) as progress:
+        current = {}
+
+        def step(description: str) -> None:
+            if "task" in current:
+                progress.update(current["task"], completed=1, total=1)
+            current["task"] = progress.add_task(description, total=None)
+
+        yield step
+
+
+def emit_json(payload) -> None:
+    sys.stdout.write(json.dumps(payload, indent=2, default=str) + "\n")
+
+
+@app.command()
+def init(json_out: bool = typer.Option(False, "--json", help="Print a JSON summary.")):
+    """Prepare this directory: git and DVC if missing, the catalog, the MLflow store."""
+    from curation.catalog import redact
+    from curation.project import init_project
+
+    with user_errors():
+        settings = load_settings()
+        done = init_project(settings)
+    summary = {"home": str(settings.home), "catalog": redact(settings.catalog),
+               "tracking": redact(settings.tracking), "data": str(settings.data_path), "done": done}
+    if json_out:
+        emit_json(summary)
+        return
+    out.print(f"[green]ready[/] {settings.home} ({', '.join(done) or 'already initialised'})")
+    out.print(f"  catalog  {summary['catalog']}\n  tracking {summary['tracking']}\n  data     {summary['data']}")
+
+
+@data_app.command("add")
+def data_add(
+    source: str = typer.Argument(..., help="'mnist1d', 'digits', or a .parquet/.csv file."),
+    name: Optional[str] = typer.Option(None, help="Data set name (default: the source's name)."),
+    samples: Optional[int] = typer.Option(None, help="mnist1d: number of samples (default 5000, the published set)."),
+    seed: Optional[int] = typer.Option(None, help="mnist1d/digits: generator or split seed."),
+    label_column: Optional[str] = typer.Option(None, help="File: the label column (default 'label')."),
+    feature_columns: Optional[str] = typer.Option(None, help="File: comma-separated feature columns (default: all others)."),
+    id_column: Optional[str] = typer.Option(None, help="File: a unique integer sample id column."),
+    split_column: Optional[str] = typer.Option(None, help="File: a column naming each row's split (train/test)."),
+    parent: Optional[str] = typer.Option(None, help="The version this one derives from (id or name@hash)."),
+    json_out: bool = typer.Option(False, "--json", help="Print the version as JSON."),
+):
+    """Add a data set version: validated, written as Parquet, tracked by DVC, recorded in the catalog."""
+    from curation.catalog import Catalog
+    from curation.data import sources
+    from curation.data.contract import check_name
+    from curation.data.versions import register, stage_version
+
+    with user_errors():
+        if seed is not None and seed < 0:
+            raise CurationError(f"--seed must be >= 0, got {seed}", "give a non-negative seed")
+        if name is not None:
+            check_name(name)
+        settings = load_settings()
+        with steps(enabled=not json_out and err.is_terminal) as step:
+            step("connecting to the catalog")
+            Catalog(settings.catalog)
+            step(f"loading {source}")
+            loaded = sources.load(
+                source, samples=samples, seed=seed, label_column=label_column,
+                feature_columns=[c.strip() for c in feature_columns.split(",")] if feature_columns else None,
+                id_column=id_column, split_column=split_column)
+            step(f"writing {loaded.table.num_rows:,} rows as Parquet")
+            staged = stage_version(settings, loaded)
+            step("tracking with DVC and recording in the catalog")
+            info = register(settings, staged, name or loaded.default_name, loaded.source, parent)
+    if json_out:
+        emit_json(info.to_dict())
+        return
+    verb = "added" if info.created else "unchanged, already"
+    out.print(f"[green]{verb}[/] {info.ref} (id {info.id}): {info.rows:,} rows, {info.num_features} features, "
+              f"{len(info.classes)} classes, md5 {info.content_hash}")
+
+
+@data_app.command("ls")
+def data_ls(
+    dataset: Optional[str] = typer.Argument(None, help="Only this data set."),
+    json_out: bool = typer.Option(False, "--json", help="Print JSON."),
+):
+    """List data set versions."""
+    from curation.catalog import Catalog
+    from curation.data.versions import VersionInfo
+
+    with user_errors():
+        versions = [VersionInfo.of(v) for v in Catalog(load_settings().catalog).versions(dataset)]
+    if json_out:
+        emit_json([v.to_dict() for v in versions])
+        return
+    table = Table("id", "version", "rows", "features", "classes", "splits", "parent", "created")
+    for v in versions:
+        table.add_row(str(v.id), v.ref, f"{v.rows:,}", str(v.num_features), str(len(v.classes)),
+                      " ".join(f"{k}:{n}" for k, n in v.splits.items()), str(v.parent_id or ""), v.created_at[:19])
+    out.print(table if versions else "no data set versions yet: add one with `curation data add mnist1d`")
+
+
+@data_app.command("show")
+def data_show(
+    version: str = typer.Argument(..., help="Version id, data set name (newest) or name@hash."),
+    head: int = typer.Option(5, help="Rows to preview."),
+    json_out: bool = typer.Option(False, "--json", help="Print JSON."),
+):
+    """Show one version: its manifest, where it lives, and its first rows."""
+    from curation.data.store import features_numpy
+    from curation.data.versions import open_version
+
+    with user_errors():
+        settings = load_settings()
+        info, reader = open_version(settings, version)
+        preview = reader.take(reader.sample_ids[: max(0, head)])
+    if json_out:
+        emit_json(info.to_dict())
+        return
+    grid = Table.grid(padding=(0, 2))
+    for key, value in info.to_dict().items():
+        if key != "created":
+            grid.add_row(f"[bold]{key}[/]", json.dumps(value) if isinstance(value, (dict, list)) else str(value))
+    out.print(grid)
+    if preview.num_rows:
+        feats = features_numpy(preview)
+        rows = Table("sample_id", "label", "features")
+        for sid, label, f in zip(preview.column("sample_id").to_pylist(), preview.column("label").to_pylist(), feats):
+            rows.add_row(str(sid), str(label), " ".join(f"{x:.3f}" for x in f[:6]) + (" ..." if len(f) > 6 else ""))
+        out.print(rows)
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    app()

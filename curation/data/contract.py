@@ -1,0 +1,127 @@
+"""The data set contract: columns, types and checks every version passes before it is written.
+
+A version is an Arrow table with ``sample_id`` (int64, unique, sorted), ``label`` (int32),
+``features`` (fixed-size list of float32), and optionally ``split`` (string) and ``chunk``
+(int32). Its manifest (rows, classes, feature shape, splits) rides in the Parquet metadata.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Sequence
+
+import numpy as np
+import pyarrow as pa
+
+from curation.errors import CurationError
+
+FORMAT = "curation-dataset/1"
+MANIFEST_KEY = b"curation.manifest"
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+INT32 = np.iinfo(np.int32)
+
+
+def check_name(name: str, what: str = "data set") -> str:
+    """A name that is safe as a single path component (no separators, no '..')."""
+    if not NAME_PATTERN.match(name or "") or ".." in name:
+        raise CurationError(
+            f"bad {what} name {name!r}",
+            "use 1-64 letters, digits, '.', '_' or '-', starting with a letter or digit, without '..'",
+        )
+    return name
+
+
+def _first_bad(sample_ids: np.ndarray, mask: np.ndarray) -> int:
+    return int(sample_ids[np.flatnonzero(mask)[0]])
+
+
+def build_table(
+    features: np.ndarray,
+    labels: np.ndarray,
+    sample_ids: np.ndarray | None = None,
+    split: Sequence[str] | np.ndarray | None = None,
+    chunk: np.ndarray | None = None,
+    feature_shape: Sequence[int] | None = None,
+    what: str = "input",
+) -> pa.Table:
+    """Validate arrays against the contract and return the canonical table, sorted by sample_id."""
+    features = np.asarray(features)
+    labels = np.asarray(labels)
+    n = len(labels)
+    if n == 0:
+        raise CurationError(f"{what} has no rows", "give a file or source with at least one sample")
+    if features.ndim == 1:
+        features = features.reshape(n, 1)
+    if features.ndim != 2 or features.shape[0] != n:
+        raise CurationError(f"{what} has {features.shape[0]} feature rows but {n} labels", "give one label per row")
+    if features.shape[1] == 0:
+        raise CurationError(f"{what} has no feature columns", "name the feature columns or add numeric columns")
+    if not (np.issubdtype(features.dtype, np.number) and not np.issubdtype(features.dtype, np.complexfloating)) \
+            or features.dtype == np.bool_:
+        raise CurationError(f"{what} has non-numeric features ({features.dtype})", "give numeric feature columns only")
+    sample_ids = np.arange(n, dtype=np.int64) if sample_ids is None else np.asarray(sample_ids)
+    if not np.issubdtype(sample_ids.dtype, np.integer):
+        raise CurationError(f"{what} has non-integer sample ids ({sample_ids.dtype})", "give integer sample ids")
+    sample_ids = sample_ids.astype(np.int64)
+    with np.errstate(over="ignore", invalid="ignore"):
+        values = features.astype(np.float32)
+    finite = np.isfinite(values).all(axis=1)
+    if not finite.all():
+        raise CurationError(
+            f"{what} has {int((~finite).sum())} rows with NaN, inf or values beyond float32 "
+            f"(first: sample_id {_first_bad(sample_ids, ~finite)})",
+            "clean or drop those rows before adding the data set",
+        )
+    if not np.issubdtype(labels.dtype, np.integer) or labels.dtype == np.bool_:
+        raise CurationError(f"{what} has labels of type {labels.dtype}, not integers", "encode labels as integers 0..C-1")
+    out_of_range = (labels < INT32.min) | (labels > INT32.max)
+    if out_of_range.any():
+        raise CurationError(f"{what} has labels outside int32 (first: sample_id {_first_bad(sample_ids, out_of_range)})",
+                            "encode labels as small integers")
+    order = np.argsort(sample_ids, kind="stable")
+    sorted_ids = sample_ids[order]
+    dup = sorted_ids[1:] == sorted_ids[:-1]
+    if dup.any():
+        raise CurationError(f"{what} has duplicate sample ids (first: {int(sorted_ids[1:][dup][0])})",
+                            "make sample ids unique or omit them to number rows 0..N-1")
+    d = values.shape[1]
+    shape = list(feature_shape) if feature_shape else [d]
+    if int(np.prod(shape)) != d:
+        raise CurationError(f"feature shape {shape} does not hold {d} features", "fix the feature shape")
+    columns = {
+        "sample_id": pa.array(sorted_ids, pa.int64()),
+        "label": pa.array(labels[order].astype(np.int32), pa.int32()),
+        "features": pa.FixedSizeListArray.from_arrays(pa.array(values[order].reshape(-1), pa.float32()), d),
+    }
+    if split is not None:
+        columns["split"] = pa.array(np.asarray(split, dtype=object)[order], pa.string())
+    if chunk is not None:
+        columns["chunk"] = pa.array(np.asarray(chunk)[order].astype(np.int32), pa.int32())
+    table = pa.table(columns)
+    return table.replace_schema_metadata({MANIFEST_KEY: json.dumps(manifest(table, shape)).encode()})
+
+
+def manifest(table: pa.Table, feature_shape: Sequence[int]) -> dict:
+    """What a version is: rows, schema, classes, feature shape and split sizes (the hash comes from DVC)."""
+    labels = table.column("label").to_numpy()
+    splits = {}
+    if "split" in table.column_names:
+        names, counts = np.unique(table.column("split").to_numpy(zero_copy_only=False).astype(str), return_counts=True)
+        splits = {str(k): int(v) for k, v in zip(names, counts)}
+    return {
+        "format": FORMAT,
+        "rows": table.num_rows,
+        "num_features": int(np.prod(feature_shape)),
+        "feature_shape": [int(x) for x in feature_shape],
+        "schema": {f.name: str(f.type) for f in table.schema},
+        "classes": sorted(int(c) for c in np.unique(labels)),
+        "splits": splits,
+    }
+
+
+def read_manifest(schema: pa.Schema) -> dict:
+    raw = (schema.metadata or {}).get(MANIFEST_KEY)
+    if raw is None:
+        raise CurationError("Parquet file has no curation manifest", "add it with `curation data add <file>`")
+    return json.loads(raw)

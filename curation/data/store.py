@@ -1,0 +1,141 @@
+"""The Parquet store: write a version atomically under its content hash, read it lazily.
+
+Layout: ``<data_dir>/<name>/<md5>.parquet``. A file is first written under
+``<data_dir>/.staging/`` and renamed into place, so a reader never sees half a file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from curation.data.contract import check_name, read_manifest
+from curation.errors import CurationError
+
+ROW_GROUP_SIZE = 65_536
+STAGING = ".staging"
+
+
+def file_md5(path: Path, block: int = 1 << 22) -> str:
+    """md5 of the file's bytes: what DVC 3 records as the hash of a single-file output."""
+    digest = hashlib.md5()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(block):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class Staged:
+    """A version written to the staging area, not yet in the store or the catalog."""
+
+    path: Path
+    content_hash: str
+    manifest: dict
+
+    def discard(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+def stage(table: pa.Table, data_dir: Path) -> Staged:
+    """Write the table as Parquet to the staging area (deterministic bytes) and hash it."""
+    staging = data_dir / STAGING
+    staging.mkdir(parents=True, exist_ok=True)
+    path = staging / f"{uuid.uuid4().hex}.parquet"
+    try:
+        pq.write_table(table, path, row_group_size=ROW_GROUP_SIZE, compression="zstd",
+                       use_dictionary=["split"], write_statistics=["sample_id"])
+        return Staged(path, file_md5(path), read_manifest(table.schema))
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+
+
+def final_path(data_dir: Path, name: str, content_hash: str) -> Path:
+    return data_dir / check_name(name) / f"{content_hash}.parquet"
+
+
+def publish(staged: Staged, target: Path) -> None:
+    """Move a staged file to its final place (atomic rename; same bytes may already be there)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(staged.path, target)
+
+
+class VersionReader:
+    """Lazy access to one version: metadata up front, rows only when asked for.
+
+    The file is memory-mapped; ``take`` reads only the row groups that hold the asked-for ids.
+    """
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise CurationError(f"data file {self.path} is missing", "run `dvc pull` or `dvc checkout` to restore it")
+        try:
+            self._file = pq.ParquetFile(self.path, memory_map=True)
+        except (pa.ArrowException, OSError) as exc:
+            raise CurationError(f"cannot read {self.path}: {exc}", "restore it with `dvc checkout`") from None
+        self.manifest = read_manifest(self._file.schema_arrow)
+        self.num_rows = self._file.metadata.num_rows
+        self._ids: np.ndarray | None = None
+        self._group_starts = np.cumsum([0] + [self._file.metadata.row_group(i).num_rows
+                                              for i in range(self._file.num_row_groups)])
+
+    @property
+    def sample_ids(self) -> np.ndarray:
+        """All sample ids (sorted): the one column kept in memory to map ids to rows."""
+        if self._ids is None:
+            self._ids = self._file.read(columns=["sample_id"]).column(0).to_numpy()
+        return self._ids
+
+    def rows_of(self, sample_ids: np.ndarray) -> np.ndarray:
+        """Row positions of the given ids; a one-line error for ids not in this version."""
+        ids = np.asarray(sample_ids, dtype=np.int64)
+        pos = np.searchsorted(self.sample_ids, ids)
+        pos_clipped = np.minimum(pos, self.num_rows - 1)
+        missing = self.sample_ids[pos_clipped] != ids
+        if missing.any():
+            raise CurationError(f"{int(missing.sum())} sample ids are not in this version (first: {int(ids[missing][0])})",
+                                "select ids from this version only")
+        return pos_clipped
+
+    def take(self, sample_ids, columns: list[str] | None = None) -> pa.Table:
+        """Rows for the given ids, in the given order (duplicates allowed), reading only needed row groups."""
+        rows = self.rows_of(np.asarray(sample_ids))
+        groups = np.searchsorted(self._group_starts, rows, side="right") - 1
+        needed = np.unique(groups)
+        part = self._file.read_row_groups(needed.tolist(), columns=columns)
+        # offsets of each needed group inside `part`
+        sizes = self._group_starts[needed + 1] - self._group_starts[needed]
+        offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+        local = offsets[np.searchsorted(needed, groups)] + (rows - self._group_starts[groups])
+        return part.take(pa.array(local, pa.int64()))
+
+    def read(self, columns: list[str] | None = None, split: str | None = None) -> pa.Table:
+        """The whole version (or one split of it)."""
+        wanted = None if columns is None else list(dict.fromkeys([*columns, *(["split"] if split else [])]))
+        table = self._file.read(columns=wanted)
+        if split is not None:
+            if "split" not in table.column_names:
+                raise CurationError(f"version has no split column, cannot select split {split!r}",
+                                    "add the data with a split column")
+            table = table.filter(pc.equal(table.column("split"), split))
+        return table.select(columns) if columns else table
+
+    def iter_batches(self, batch_size: int = ROW_GROUP_SIZE, columns: list[str] | None = None):
+        """Stream record batches: constant memory whatever the version's size."""
+        yield from self._file.iter_batches(batch_size=batch_size, columns=columns)
+
+
+def features_numpy(table: pa.Table) -> np.ndarray:
+    """The features column as an (N, D) float32 array without copying where Arrow allows."""
+    column = table.column("features").combine_chunks()
+    return column.flatten().to_numpy(zero_copy_only=False).reshape(len(column), column.type.list_size)

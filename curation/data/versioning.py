@@ -1,0 +1,99 @@
+"""Versioning with DVC (and git when present): the project set-up and tracking one file."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import yaml
+
+from curation.errors import CurationError
+
+log = logging.getLogger(__name__)
+
+
+def _git(home: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["git", "-C", str(home), *args], capture_output=True, text=True)
+
+
+def git_root(home: Path) -> Path | None:
+    result = _git(home, "rev-parse", "--show-toplevel")
+    return Path(result.stdout.strip()).resolve() if result.returncode == 0 else None
+
+
+def git_revision(home: Path) -> str | None:
+    """HEAD's commit when ``home`` is in a git repository with at least one commit."""
+    result = _git(home, "rev-parse", "HEAD")
+    return result.stdout.strip() if result.returncode == 0 else None
+
+
+@contextlib.contextmanager
+def _quiet_dvc() -> Iterator[None]:
+    """DVC talks to stdout (hints, 'Initialized...'): keep that out of our output and --json."""
+    buffer = io.StringIO()
+    dvc_logger = logging.getLogger("dvc")
+    level = dvc_logger.level
+    dvc_logger.setLevel(logging.WARNING)
+    try:
+        with contextlib.redirect_stdout(buffer), contextlib.redirect_stderr(buffer):
+            yield
+    finally:
+        dvc_logger.setLevel(level)
+    if buffer.getvalue().strip():
+        log.debug("dvc: %s", buffer.getvalue().strip())
+
+
+def ensure_repo(home: Path, git: bool = True) -> list[str]:
+    """git init (if not inside a repository) and dvc init (if missing). Returns what was done."""
+    done = []
+    home.mkdir(parents=True, exist_ok=True)
+    root = git_root(home)
+    if root is None and git:
+        result = _git(home, "init", "-q")
+        if result.returncode != 0:
+            raise CurationError(f"git init failed in {home}: {result.stderr.strip()}", "install git or init by hand")
+        root = home.resolve()
+        done.append("git init")
+    if not (home / ".dvc").is_dir():
+        from dvc.repo import Repo
+
+        with _quiet_dvc():
+            repo = Repo.init(str(home), no_scm=root is None, subdir=root is not None and root != home.resolve())
+            if root is not None:
+                with repo.config.edit() as conf:  # stage .dvc files in git as they are written
+                    conf["core"]["autostage"] = True
+            repo.close()
+        done.append("dvc init")
+    return done
+
+
+def dvc_track(home: Path, path: Path) -> str:
+    """``dvc add`` one file; returns the md5 DVC recorded for it (from the .dvc file)."""
+    from dvc.repo import Repo
+
+    with _quiet_dvc(), Repo(str(home)) as repo:
+        repo.add(str(path))
+    return dvc_hash(path)
+
+
+def dvc_hash(path: Path) -> str | None:
+    """The md5 recorded in ``<path>.dvc``, or None when the file is not tracked."""
+    meta = Path(f"{path}.dvc")
+    if not meta.is_file():
+        return None
+    outs = (yaml.safe_load(meta.read_text()) or {}).get("outs") or [{}]
+    return outs[0].get("md5")
+
+
+def dvc_untrack(path: Path, gitignore_before: str | None) -> None:
+    """Undo ``dvc_track`` for a file the catalog never claimed: .dvc file and the .gitignore entry."""
+    Path(f"{path}.dvc").unlink(missing_ok=True)
+    gitignore = path.parent / ".gitignore"
+    if gitignore_before is None:
+        gitignore.unlink(missing_ok=True)
+    else:
+        gitignore.write_text(gitignore_before)

@@ -1,0 +1,118 @@
+"""Adding a data set version: stage, deduplicate, publish, track with DVC, record in the catalog.
+
+The catalog row is written last, in one transaction: a crash at any step leaves no half-registered
+version, and the next run reuses whatever bytes were already published.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from pathlib import Path
+
+from curation.catalog import Catalog, DatasetVersion
+from curation.config import Settings
+from curation.data.contract import check_name
+from curation.data.sources import Loaded
+from curation.data.store import Staged, VersionReader, final_path, publish, stage
+from curation.data.versioning import dvc_track, dvc_untrack, ensure_repo, git_revision
+from curation.errors import CurationError
+
+
+@dataclass
+class VersionInfo:
+    """A version as the CLI and flows report it."""
+
+    id: int
+    dataset: str
+    content_hash: str
+    path: str
+    rows: int
+    num_features: int
+    feature_shape: list
+    classes: list
+    splits: dict
+    source: dict
+    parent_id: int | None
+    git_rev: str | None
+    created_at: str
+    created: bool = False
+
+    @classmethod
+    def of(cls, v: DatasetVersion, created: bool = False) -> VersionInfo:
+        return cls(v.id, v.dataset.name, v.content_hash, v.path, v.rows, v.num_features, v.feature_shape,
+                   v.classes, v.splits, v.source, v.parent_id, v.git_rev,
+                   v.created_at.isoformat() if isinstance(v.created_at, datetime) else str(v.created_at), created)
+
+    @property
+    def ref(self) -> str:
+        return f"{self.dataset}@{self.content_hash[:8]}"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def stage_version(settings: Settings, loaded: Loaded) -> Staged:
+    """Write the loaded table to the staging area and hash it (nothing visible yet)."""
+    return stage(loaded.table, settings.data_path)
+
+
+def register(settings: Settings, staged: Staged, name: str, source: dict, parent: str | None = None) -> VersionInfo:
+    """Publish a staged file, track it with DVC and record it; the same bytes return the existing version."""
+    try:
+        return _register(settings, staged, check_name(name), source, parent)
+    finally:
+        staged.discard()  # a no-op once published
+
+
+def _register(settings: Settings, staged: Staged, name: str, source: dict, parent: str | None) -> VersionInfo:
+    catalog = Catalog(settings.catalog)
+    parent_id = catalog.version(parent).id if parent else None
+    existing = catalog.find_version(name, staged.content_hash)
+    if existing is not None:
+        return VersionInfo.of(existing, created=False)
+    target = final_path(settings.data_path, name, staged.content_hash)
+    gitignore = target.parent / ".gitignore"
+    gitignore_before = gitignore.read_text() if gitignore.exists() else None
+    publish(staged, target)
+    try:
+        if settings.dvc:
+            ensure_repo(settings.home)
+            recorded = dvc_track(settings.home, target)
+            if recorded != staged.content_hash:
+                raise CurationError(f"DVC recorded hash {recorded} for {target}, expected {staged.content_hash}",
+                                    "report this: the file changed while it was being added")
+        m = staged.manifest
+        version, created = catalog.add_version(
+            name, content_hash=staged.content_hash, path=str(_relative(target, settings.home)), rows=m["rows"],
+            num_features=m["num_features"], feature_shape=m["feature_shape"], schema=m["schema"],
+            classes=m["classes"], splits=m["splits"], source=source, parent_id=parent_id,
+            git_rev=git_revision(settings.home),
+        )
+    except BaseException:
+        if catalog.find_version(name, staged.content_hash) is None:  # nobody claims the bytes: take them back
+            target.unlink(missing_ok=True)
+            if settings.dvc:
+                dvc_untrack(target, gitignore_before)
+        raise
+    return VersionInfo.of(version, created=created)
+
+
+def add_version(settings: Settings, loaded: Loaded, name: str | None = None, parent: str | None = None) -> VersionInfo:
+    """The whole of ``curation data add``: stage, then register."""
+    name = check_name(name or loaded.default_name)
+    Catalog(settings.catalog)  # fail on an unreachable catalog before writing anything
+    return register(settings, stage_version(settings, loaded), name, loaded.source, parent)
+
+
+def open_version(settings: Settings, ref: str | int) -> tuple[VersionInfo, VersionReader]:
+    """A version's catalog record and a lazy reader of its file."""
+    info = VersionInfo.of(Catalog(settings.catalog).version(ref))
+    return info, VersionReader(settings.home / info.path)
+
+
+def _relative(path: Path, home: Path) -> Path:
+    try:
+        return path.resolve().relative_to(home.resolve())
+    except ValueError:
+        return path.resolve()

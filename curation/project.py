@@ -1,0 +1,33 @@
+"""A curation project on disk: git + DVC, the catalog, the MLflow store, ignore rules."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from curation.catalog import Catalog
+from curation.config import Settings
+from curation.data.versioning import ensure_repo
+
+IGNORED = ["/catalog.db*", "/mlflow/mlflow.db", "/mlflow/artifacts/", "/data/.staging/"]
+
+
+def init_project(settings: Settings) -> list[str]:
+    """Prepare ``settings.home``; safe to run again. Returns what was done."""
+    done = ensure_repo(settings.home, git=True) if settings.dvc else []
+    Catalog(settings.catalog)
+    (settings.home / "mlflow").mkdir(parents=True, exist_ok=True)
+    settings.data_path.mkdir(parents=True, exist_ok=True)
+    if _ensure_ignored(settings.home / ".gitignore", IGNORED):
+        done.append("updated .gitignore")
+    return done
+
+
+def _ensure_ignored(gitignore: Path, patterns: list[str]) -> bool:
+    existing = gitignore.read_text().splitlines() if gitignore.exists() else []
+    missing = [p for p in patterns if p not in existing]
+    if missing:
+        with open(gitignore, "a") as handle:
+            if existing and existing[-1] != "":
+                handle.write("\n")
+            handle.write("\n".join(missing) + "\n")
+    return bool(missing)
