@@ -1,0 +1,1 @@
+"""Data set versions: the contract, sources, the Parquet store and DVC versioning."""

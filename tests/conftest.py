@@ -1,0 +1,93 @@
+"""Shared fixtures: an isolated project per test, SQLite and PostgreSQL catalogs, one Prefect server."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import uuid
+from pathlib import Path
+
+import pytest
+
+# Before anything imports Prefect, MLflow or git: keep their state in a temp dir and give git an identity.
+_SESSION_TMP = Path(tempfile.mkdtemp(prefix="curation-tests-"))
+os.environ["PREFECT_HOME"] = str(_SESSION_TMP / "prefect")
+os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+os.environ["PREFECT_LOGGING_TO_API_ENABLED"] = "false"
+os.environ.pop("PREFECT_API_URL", None)
+for key, value in {"GIT_AUTHOR_NAME": "curation-tests", "GIT_AUTHOR_EMAIL": "tests@curation.invalid",
+                   "GIT_COMMITTER_NAME": "curation-tests", "GIT_COMMITTER_EMAIL": "tests@curation.invalid"}.items():
+    os.environ.setdefault(key, value)
+for key in [k for k in os.environ if k.startswith("CURATION_") and k != "CURATION_TEST_PG_URL"]:
+    del os.environ[key]
+
+PG_URL = os.environ.get("CURATION_TEST_PG_URL")
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch) -> Path:
+    """An empty project directory, used as CURATION_HOME and as the working directory."""
+    project = tmp_path / "project"
+    project.mkdir()
+    monkeypatch.setenv("CURATION_HOME", str(project))
+    monkeypatch.chdir(project)
+    return project
+
+
+@pytest.fixture
+def settings(home):
+    from curation.config import load_settings
+
+    return load_settings()
+
+
+def _pg_schema_url(base: str):
+    """A fresh schema on the test server, and a URL whose connections use it."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(base, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:  # fails (not skips) when the server is unreachable
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    url = make_url(base).update_query_dict({"options": f"-csearch_path={schema}"})
+    return admin, schema, url.render_as_string(hide_password=False)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def catalog_url(request, tmp_path):
+    """Each catalog test runs on SQLite and on PostgreSQL (skipped with a reason when no server is named)."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'catalog.db'}"
+        return
+    if not PG_URL:
+        pytest.skip("CURATION_TEST_PG_URL is not set: no PostgreSQL server to test against "
+                    "(.ci/run sets it to this machine's server)")
+    from sqlalchemy import text
+
+    admin, schema, url = _pg_schema_url(PG_URL)
+    yield url
+    from curation.catalog.engine import connect
+
+    connect.cache_clear()
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+    admin.dispose()
+
+
+@pytest.fixture
+def project(home, catalog_url, monkeypatch):
+    """Settings of an isolated project whose catalog is SQLite or PostgreSQL."""
+    from curation.config import load_settings
+
+    monkeypatch.setenv("CURATION_CATALOG_URL", catalog_url)
+    return load_settings()
+
+
+@pytest.fixture(scope="session")
+def prefect_server():
+    """Prefect's real temporary server, started once per test session."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
