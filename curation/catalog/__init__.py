@@ -21,6 +21,7 @@ from curation.catalog.models import (
     TrainingRun,
 )
 from curation.errors import CurationError
+from curation.faults import kill_point
 
 __all__ = [
     "Base", "Catalog", "Dataset", "DatasetVersion", "Deployment", "ModelVersion", "ScoreSet",
@@ -68,6 +69,8 @@ class Catalog:
                     s.flush()
                 version = DatasetVersion(dataset=ds, **fields)
                 s.add(version)
+                s.flush()
+                kill_point("catalog:before-commit")
             return version, True
         except IntegrityError:
             existing = self.find_version(dataset, fields["content_hash"])

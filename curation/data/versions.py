@@ -17,6 +17,7 @@ from curation.data.sources import Loaded
 from curation.data.store import Staged, VersionReader, final_path, publish, stage
 from curation.data.versioning import dvc_track, dvc_untrack, ensure_repo, git_revision
 from curation.errors import CurationError
+from curation.faults import kill_point
 
 
 @dataclass
@@ -74,11 +75,14 @@ def _register(settings: Settings, staged: Staged, name: str, source: dict, paren
     target = final_path(settings.data_path, name, staged.content_hash)
     gitignore = target.parent / ".gitignore"
     gitignore_before = gitignore.read_text() if gitignore.exists() else None
+    kill_point("register:before-publish")
     publish(staged, target)
     try:
+        kill_point("register:after-publish")
         if settings.dvc:
             ensure_repo(settings.home)
             recorded = dvc_track(settings.home, target)
+            kill_point("register:after-dvc-add")
             if recorded != staged.content_hash:
                 raise CurationError(f"DVC recorded hash {recorded} for {target}, expected {staged.content_hash}",
                                     "report this: the file changed while it was being added")
@@ -89,6 +93,7 @@ def _register(settings: Settings, staged: Staged, name: str, source: dict, paren
             classes=m["classes"], splits=m["splits"], source=source, parent_id=parent_id,
             git_rev=git_revision(settings.home),
         )
+        kill_point("register:after-commit")
     except BaseException:
         if catalog.find_version(name, staged.content_hash) is None:  # nobody claims the bytes: take them back
             target.unlink(missing_ok=True)

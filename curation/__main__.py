@@ -1,0 +1,5 @@
+"""`python -m curation` is the `curation` command."""
+
+from curation.cli import app
+
+app()

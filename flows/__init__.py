@@ -1,0 +1,1 @@
+"""Prefect flows: composition of library calls only (the library never imports Prefect)."""
