@@ -1,7 +1,7 @@
 """The data set contract: columns, types and checks every version passes before it is written.
 
 A version is an Arrow table with ``sample_id`` (int64, unique, sorted), ``label`` (int32),
-``features`` (fixed-size list of float32), and optionally ``split`` (string) and ``chunk``
+``features`` (fixed-size list of float32), and optionally ``split`` (dictionary-encoded string) and ``chunk``
 (int32). Its manifest (rows, classes, feature shape, splits) rides in the Parquet metadata.
 """
 
@@ -63,9 +63,9 @@ def build_table(
     sample_ids = np.arange(n, dtype=np.int64) if sample_ids is None else np.asarray(sample_ids)
     if not np.issubdtype(sample_ids.dtype, np.integer):
         raise CurationError(f"{what} has non-integer sample ids ({sample_ids.dtype})", "give integer sample ids")
-    sample_ids = sample_ids.astype(np.int64)
+    sample_ids = sample_ids.astype(np.int64, copy=False)
     with np.errstate(over="ignore", invalid="ignore"):
-        values = features.astype(np.float32)
+        values = features.astype(np.float32, copy=False)
     finite = np.isfinite(values).all(axis=1)
     if not finite.all():
         raise CurationError(
@@ -79,8 +79,12 @@ def build_table(
     if out_of_range.any():
         raise CurationError(f"{what} has labels outside int32 (first: sample_id {_first_bad(sample_ids, out_of_range)})",
                             "encode labels as small integers")
-    order = np.argsort(sample_ids, kind="stable")
-    sorted_ids = sample_ids[order]
+    if (sample_ids[1:] > sample_ids[:-1]).all():  # already sorted and unique: no reordering copy
+        order = slice(None)
+        sorted_ids = sample_ids
+    else:
+        order = np.argsort(sample_ids, kind="stable")
+        sorted_ids = sample_ids[order]
     dup = sorted_ids[1:] == sorted_ids[:-1]
     if dup.any():
         raise CurationError(f"{what} has duplicate sample ids (first: {int(sorted_ids[1:][dup][0])})",
@@ -95,7 +99,9 @@ def build_table(
         "features": pa.FixedSizeListArray.from_arrays(pa.array(values[order].reshape(-1), pa.float32()), d),
     }
     if split is not None:
-        columns["split"] = pa.array(np.asarray(split, dtype=object)[order], pa.string())
+        names, codes = np.unique(np.asarray(split).astype(str), return_inverse=True)
+        columns["split"] = pa.DictionaryArray.from_arrays(pa.array(codes[order].astype(np.int32)),
+                                                          pa.array(names.tolist(), pa.string()))
     if chunk is not None:
         columns["chunk"] = pa.array(np.asarray(chunk)[order].astype(np.int32), pa.int32())
     table = pa.table(columns)
@@ -107,8 +113,9 @@ def manifest(table: pa.Table, feature_shape: Sequence[int]) -> dict:
     labels = table.column("label").to_numpy()
     splits = {}
     if "split" in table.column_names:
-        names, counts = np.unique(table.column("split").to_numpy(zero_copy_only=False).astype(str), return_counts=True)
-        splits = {str(k): int(v) for k, v in zip(names, counts)}
+        split = table.column("split").combine_chunks()
+        counts = np.bincount(split.indices.to_numpy(), minlength=len(split.dictionary))
+        splits = {str(k): int(v) for k, v in sorted(zip(split.dictionary.to_pylist(), counts)) if v}
     return {
         "format": FORMAT,
         "rows": table.num_rows,

@@ -69,15 +69,15 @@ def _read_file(path: Path) -> pa.Table:
     if path.stat().st_size == 0:
         raise CurationError(f"file {path} is empty", "give a file with a header and at least one row")
     suffix = path.suffix.lower()
+    if suffix not in (".parquet", ".pq", ".csv", ".txt"):
+        raise CurationError(f"unsupported file type {suffix or '(none)'} for {path}", "give a .parquet or .csv file")
     try:
-        if suffix in (".parquet", ".pq"):
-            return pq.read_table(path)
-        if suffix in (".csv", ".txt"):
-            return pacsv.read_csv(path)
-    except (pa.ArrowException, OSError) as exc:
+        table = pq.read_table(path) if suffix in (".parquet", ".pq") else pacsv.read_csv(path)
+        table.column_names  # noqa: B018 - decode the header now: names must be UTF-8
+    except (pa.ArrowException, OSError, UnicodeDecodeError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CurationError(f"cannot read {path}: {first}", f"check that it is a valid {suffix[1:]} file") from None
-    raise CurationError(f"unsupported file type {suffix or '(none)'} for {path}", "give a .parquet or .csv file")
+    return table
 
 
 def _numeric_column(table: pa.Table, name: str, path: Path) -> np.ndarray:

@@ -33,6 +33,25 @@ def file_md5(path: Path, block: int = 1 << 22) -> str:
     return digest.hexdigest()
 
 
+class _HashingSink:
+    """A file-like sink that md5-hashes the bytes as they are written (no second read of the file)."""
+
+    def __init__(self, raw):
+        self.raw = raw
+        self.digest = hashlib.md5()
+        self.closed = False
+
+    def write(self, data) -> int:
+        self.digest.update(data)
+        return self.raw.write(data)
+
+    def flush(self) -> None:
+        self.raw.flush()
+
+    def close(self) -> None:
+        self.closed = True
+
+
 @dataclass(frozen=True)
 class Staged:
     """A version written to the staging area, not yet in the store or the catalog."""
@@ -51,9 +70,14 @@ def stage(table: pa.Table, data_dir: Path) -> Staged:
     staging.mkdir(parents=True, exist_ok=True)
     path = staging / f"{uuid.uuid4().hex}.parquet"
     try:
-        pq.write_table(table, path, row_group_size=ROW_GROUP_SIZE, compression="zstd",
-                       use_dictionary=["split"], write_statistics=["sample_id"])
-        return Staged(path, file_md5(path), read_manifest(table.schema))
+        with open(path, "wb") as raw:
+            sink = _HashingSink(raw)
+            # lz4: reads ~4x faster than zstd at ~10% more bytes; training reads far more often than it writes
+            pq.write_table(table, sink, row_group_size=ROW_GROUP_SIZE, compression="lz4",
+                           use_dictionary=["split"], write_statistics=["sample_id"])
+            raw.flush()
+            os.fsync(raw.fileno())
+        return Staged(path, sink.digest.hexdigest(), read_manifest(table.schema))
     except BaseException:
         path.unlink(missing_ok=True)
         raise

@@ -63,9 +63,11 @@ def ensure_repo(home: Path, git: bool = True) -> list[str]:
 
         with _quiet_dvc():
             repo = Repo.init(str(home), no_scm=root is None, subdir=root is not None and root != home.resolve())
-            if root is not None:
-                with repo.config.edit() as conf:  # stage .dvc files in git as they are written
-                    conf["core"]["autostage"] = True
+            with repo.config.edit() as conf:
+                # versions are immutable: link them into the cache instead of copying their bytes
+                conf["cache"]["type"] = "reflink,hardlink,copy"
+                if root is not None:
+                    conf["core"]["autostage"] = True  # stage .dvc files in git as they are written
             repo.close()
         done.append("dvc init")
     return done
