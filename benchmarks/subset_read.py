@@ -60,7 +60,7 @@ def main() -> None:
     write_result("subset_read", {"rows": rows, "fraction": args.fraction, "features": 40,
                                  "file_mb": round(size_mb, 1), "repeats": args.repeats},
                  results, ratios, {"report": "ratio (no target set by the issue)"}, True,
-                 notes="the reader decompresses every touched row group (zstd); a random 10% subset touches all of "
+                 notes="the reader decompresses every touched row group (lz4); a random 10% subset touches all of "
                  "them, so the ratio is the cost of reading from disk instead of holding the data in memory",
                  out=args.out, quick=args.quick)
 
