@@ -1,0 +1,3 @@
+"""Importing this module registers every built-in selector (see curation.selection.base.SELECTORS)."""
+
+from curation.selection import sampling  # noqa: F401
