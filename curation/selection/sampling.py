@@ -20,7 +20,7 @@ from curation.errors import CurationError
 from curation.selection.base import Selector, SelectionInput, register_selector, resolve_budget
 from curation.selection.plans import FullPlan, Plan
 
-BLOCK = 1 << 24  # a power of two: in-block positions are exact with a bit mask
+BLOCK = 1 << 20  # a power of two (in-block positions are exact with a bit mask) that fits in cache
 SOFT, RS2 = "soft", "rs2"
 
 
@@ -121,7 +121,7 @@ class SoftSampling(Selector):
 
 
 @register_selector
-class RS2(SoftSampling):
+class RS2Sampling(SoftSampling):
     """RS2 (Okanovic et al. 2023): every epoch a fresh uniform subset of m DISTINCT indices."""
 
     name = RS2
