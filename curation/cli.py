@@ -171,5 +171,72 @@ def data_show(
         out.print(rows)
 
 
+def _parse_params(pairs: list[str], budget: Optional[str], ratio: Optional[float], seed: Optional[int]) -> dict:
+    """--param key=value (YAML-typed) plus the common options, as selector parameters."""
+    import yaml
+
+    params = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise CurationError(f"--param {pair!r} is not key=value", "write e.g. --param optimizer=lazy")
+        params[key.strip()] = yaml.safe_load(value)
+    if budget is not None:
+        try:
+            params["budget"] = float(budget) if any(c in budget for c in ".eE") else int(budget)
+        except ValueError:
+            raise CurationError(f"--budget {budget!r} is not a number", "give a count like 500 or a fraction like 0.1") from None
+    if ratio is not None:
+        params["ratio"] = ratio
+    if seed is not None:
+        params["seed"] = seed
+    return params
+
+
+@app.command("select")
+def select_cmd(
+    version: str = typer.Argument(..., help="Version id, data set name (newest) or name@hash."),
+    method: str = typer.Option("soft", "--method", "-m", help="Selection method (see `curation methods`)."),
+    budget: Optional[str] = typer.Option(None, help="Subset size: a count (500) or a fraction (0.1)."),
+    ratio: Optional[float] = typer.Option(None, help="Per-epoch sampling ratio (soft, rs2)."),
+    seed: Optional[int] = typer.Option(None, help="Random seed (recorded with the plan)."),
+    score_set: Optional[int] = typer.Option(None, help="Score set id whose scores/embeddings the method uses."),
+    param: list[str] = typer.Option([], "--param", "-p", help="Method parameter key=value (repeatable)."),
+    json_out: bool = typer.Option(False, "--json", help="Print the plan as JSON."),
+):
+    """Select a subset or a per-epoch plan from a version's train split and record it in the catalog."""
+    from curation.selection.run import select_plan
+
+    with user_errors():
+        params = _parse_params(param, budget, ratio, seed)
+        settings = load_settings()
+        with steps(enabled=not json_out and err.is_terminal) as step:
+            step(f"selecting with {method}")
+            info, _ = select_plan(settings, version, method, params, score_set)
+    if json_out:
+        emit_json(info.to_dict())
+        return
+    size = f"{info.budget:,} samples" if info.budget else f"{info.ratio:g} of the data per epoch, fresh each epoch"
+    out.print(f"[green]plan {info.id}[/] {info.method} on version {info.version_id}: {size} "
+              f"(selection {info.selection_seconds:.2f} s){'' if info.path is None else ', ' + info.path}")
+
+
+@app.command("methods")
+def methods_cmd(json_out: bool = typer.Option(False, "--json", help="Print JSON.")):
+    """List the selection methods and their parameters."""
+    from curation.selection import methods  # noqa: F401 - registers them
+    from curation.selection.base import SELECTORS
+
+    rows = {name: {"params": cls.defaults(), "doc": (cls.__doc__ or "").strip().splitlines()[0]}
+            for name, cls in sorted(SELECTORS.items())}
+    if json_out:
+        emit_json(rows)
+        return
+    table = Table("method", "parameters (defaults)", "what it does")
+    for name, row in rows.items():
+        table.add_row(name, ", ".join(f"{k}={v}" for k, v in row["params"].items()), row["doc"])
+    out.print(table)
+
+
 def main() -> None:  # pragma: no cover - console entry point
     app()

@@ -143,6 +143,12 @@ class VersionReader:
         local = offsets[np.searchsorted(needed, groups)] + (rows - self._group_starts[groups])
         return part.take(pa.array(local, pa.int64()))
 
+    def split_ids(self, split: str = "train") -> np.ndarray:
+        """Sample ids of one split; all ids when the version has no split column."""
+        if "split" not in self._file.schema_arrow.names:
+            return self.sample_ids
+        return self.read(columns=["sample_id"], split=split).column("sample_id").to_numpy()
+
     def read(self, columns: list[str] | None = None, split: str | None = None) -> pa.Table:
         """The whole version (or one split of it)."""
         wanted = None if columns is None else list(dict.fromkeys([*columns, *(["split"] if split else [])]))

@@ -103,6 +103,13 @@ class Selector(ABC):
         sig = inspect.signature(cls.__init__)
         return [p.name for p in sig.parameters.values() if p.name != "self" and p.kind == p.POSITIONAL_OR_KEYWORD]
 
+    @classmethod
+    def defaults(cls) -> dict:
+        """Constructor parameters and their defaults (None where a parameter has no default)."""
+        sig = inspect.signature(cls.__init__)
+        return {name: (None if sig.parameters[name].default is inspect.Parameter.empty
+                       else sig.parameters[name].default) for name in cls._param_names()}
+
     def get_params(self, deep: bool = True) -> dict:
         """The constructor parameters (feeds mlflow.log_params and the catalog row)."""
         return {name: getattr(self, name) for name in self._param_names()}
