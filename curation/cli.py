@@ -134,10 +134,14 @@ def data_ls(
     if json_out:
         emit_json([v.to_dict() for v in versions])
         return
-    table = Table("id", "version", "rows", "features", "classes", "splits", "parent", "created")
+    table = Table("id")
+    table.add_column("version", no_wrap=True)
+    for column in ("rows", "features", "classes", "splits", "parent", "created"):
+        table.add_column(column)
     for v in versions:
         table.add_row(str(v.id), v.ref, f"{v.rows:,}", str(v.num_features), str(len(v.classes)),
-                      " ".join(f"{k}:{n}" for k, n in v.splits.items()), str(v.parent_id or ""), v.created_at[:19])
+                      " ".join(f"{k}:{n}" for k, n in v.splits.items()), str(v.parent_id or ""),
+                      v.created_at[:16].replace("T", " "))
     out.print(table if versions else "no data set versions yet: add one with `curation data add mnist1d`")
 
 
