@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import io
 import logging
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -73,13 +75,42 @@ def ensure_repo(home: Path, git: bool = True) -> list[str]:
     return done
 
 
-def dvc_track(home: Path, path: Path) -> str:
-    """``dvc add`` one file; returns the md5 DVC recorded for it (from the .dvc file)."""
+@contextlib.contextmanager
+def _dvc_exclusive(home: Path) -> Iterator[None]:
+    """Serialise our DVC operations on one repository across processes (DVC itself fails fast on its lock)."""
+    lock_dir = home / ".dvc" / "tmp"
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    with open(lock_dir / "curation.lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def dvc_track(home: Path, path: Path, patience_s: float = 120.0) -> str:
+    """``dvc add`` one file; returns the md5 DVC recorded for it (from the .dvc file).
+
+    Concurrent callers queue on a file lock; a DVC lock held by some other program is retried with
+    backoff for ``patience_s`` seconds before a one-line error.
+    """
+    from dvc.lock import LockError
     from dvc.repo import Repo
 
-    with _quiet_dvc(), Repo(str(home)) as repo:
-        repo.add(str(path))
-    return dvc_hash(path)
+    deadline, delay = time.monotonic() + patience_s, 0.05
+    with _dvc_exclusive(home):
+        while True:
+            try:
+                with _quiet_dvc(), Repo(str(home)) as repo:
+                    repo.add(str(path))
+                return dvc_hash(path)
+            except LockError:
+                if time.monotonic() > deadline:
+                    raise CurationError(f"the DVC repository in {home} stayed locked for {patience_s:.0f} s",
+                                        "wait for the other DVC command to finish, or remove .dvc/tmp/lock "
+                                        "if no DVC process is running") from None
+                time.sleep(delay)
+                delay = min(delay * 2, 2.0)
 
 
 def dvc_hash(path: Path) -> str | None:
