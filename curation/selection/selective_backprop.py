@@ -1,0 +1,89 @@
+"""Selective-Backprop (Jiang et al. 2019): backpropagate only the examples whose loss is high.
+
+For a candidate batch, every example is forwarded and its loss L_i kept. The losses join a history
+H of the last R losses (current batch first), then F(L) = |{l in H : l < L}| / |H| and
+p_i = max(p_min, F(L_i) ** beta); example i is selected by a Bernoulli(p_i) draw. The expected
+selected fraction is about 1 / (beta + 1). The first ``warmup_epochs`` select everything.
+The stale variant caches each example's last loss with its epoch and skips the selection
+forward for examples whose cached loss is younger than ``staleness`` epochs.
+Everything is vectorised over the batch: no per-example Python.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from curation.errors import CurationError
+
+
+class SelectiveBackprop:
+    """The online selector state: loss history, Bernoulli draws, and (stale variant) a loss cache."""
+
+    name = "selective-backprop"
+
+    def __init__(self, beta: float = 3.0, history: int = 1024, p_min: float = 0.0, staleness: int = 0,
+                 warmup_epochs: int = 1, seed: int = 0):
+        self.beta = beta
+        self.history = history
+        self.p_min = p_min
+        self.staleness = staleness
+        self.warmup_epochs = warmup_epochs
+        self.seed = seed
+
+    def get_params(self) -> dict:
+        return {"beta": self.beta, "history": self.history, "p_min": self.p_min, "staleness": self.staleness,
+                "warmup_epochs": self.warmup_epochs, "seed": self.seed}
+
+    def start(self, n: int) -> SelectiveBackprop:
+        """Reset for a run over ``n`` training rows (row positions index the loss cache)."""
+        if self.beta < 0 or not 0 <= self.p_min <= 1 or self.history < 1 or self.staleness < 0:
+            raise CurationError(f"bad Selective-Backprop parameters {self.get_params()}",
+                                "use beta >= 0, 0 <= p_min <= 1, history >= 1, staleness >= 0")
+        self._rng = np.random.default_rng(self.seed)
+        self._ring = np.empty(self.history, dtype=np.float64)
+        self._filled = 0
+        self._head = 0
+        self.cached_loss_ = np.full(n, np.nan, dtype=np.float32)
+        self.cached_epoch_ = np.full(n, -(10**9), dtype=np.int64)
+        return self
+
+    def needs_forward(self, rows: np.ndarray, epoch: int) -> np.ndarray:
+        """Which rows need a fresh selection forward (all of them unless the stale variant is on)."""
+        if self.staleness == 0 or epoch < self.warmup_epochs:
+            return np.ones(len(rows), dtype=bool)
+        return (epoch - self.cached_epoch_[rows]) >= self.staleness
+
+    def _push(self, losses: np.ndarray) -> None:
+        losses = losses[-self.history:]
+        idx = (self._head + np.arange(len(losses))) % self.history
+        self._ring[idx] = losses
+        self._head = (self._head + len(losses)) % self.history
+        self._filled = min(self.history, self._filled + len(losses))
+
+    def probabilities(self, losses: np.ndarray, fresh: np.ndarray | None = None) -> np.ndarray:
+        """p_i = max(p_min, F(L_i)^beta) after appending this batch's fresh losses to the history."""
+        losses = np.asarray(losses, dtype=np.float64)
+        self._push(losses if fresh is None else losses[fresh])
+        if self._filled == 0:  # nothing measured yet (all cached): no history to rank against
+            return np.ones(len(losses))
+        history = np.sort(self._ring[: self._filled])
+        percentile = np.searchsorted(history, losses, side="left") / self._filled  # strictly lower
+        return np.maximum(self.p_min, percentile ** self.beta)
+
+    def select(self, rows: np.ndarray, losses: np.ndarray, epoch: int, fresh: np.ndarray | None = None) -> np.ndarray:
+        """Boolean mask of the rows to backpropagate. ``losses`` align with ``rows``; entries where
+        ``fresh`` is False come from the cache (stale variant) and are not re-measured."""
+        rows = np.asarray(rows)
+        losses = np.asarray(losses, dtype=np.float32)
+        if fresh is None:
+            fresh = np.ones(len(rows), dtype=bool)
+        self.cached_loss_[rows[fresh]] = losses[fresh]
+        self.cached_epoch_[rows[fresh]] = epoch
+        if epoch < self.warmup_epochs:
+            self._push(losses[fresh].astype(np.float64))
+            return np.ones(len(rows), dtype=bool)
+        p = self.probabilities(losses, fresh)
+        return self._rng.random(len(rows)) < p
+
+    def cached(self, rows: np.ndarray) -> np.ndarray:
+        return self.cached_loss_[rows]

@@ -1,0 +1,51 @@
+"""Selective-Backprop's selection rule against PAPERS.md section 2."""
+
+import numpy as np
+import pytest
+
+from curation.errors import CurationError
+from curation.selection.selective_backprop import SelectiveBackprop
+
+
+@pytest.mark.parametrize("beta", [1, 2, 3])
+def test_selected_fraction_is_one_over_beta_plus_one(beta):
+    rng = np.random.default_rng(beta)
+    sb = SelectiveBackprop(beta=beta, seed=beta).start(100_000)
+    selected = total = 0
+    for step in range(400):
+        rows = rng.integers(0, 100_000, 128)
+        mask = sb.select(rows, rng.exponential(size=128), epoch=1)
+        selected += mask.sum()
+        total += len(mask)
+    assert selected / total == pytest.approx(1 / (beta + 1), abs=0.02)
+
+
+def test_percentile_is_strictly_lower_over_history_including_current_batch():
+    sb = SelectiveBackprop(beta=1, history=4).start(10)
+    p = sb.probabilities(np.array([1.0, 2.0]))
+    assert p.tolist() == [0.0, 0.5]  # H = {1, 2}: one loss below 2 of two
+    p = sb.probabilities(np.array([3.0, 0.5, 2.5]))  # H keeps the last 4: {2, 3, 0.5, 2.5}
+    assert p.tolist() == [0.75, 0.0, 0.5]
+
+
+def test_warmup_selects_everything_and_p_min_floors():
+    sb = SelectiveBackprop(beta=3, p_min=1.0).start(50)
+    assert sb.select(np.arange(10), np.zeros(10), epoch=0).all()
+    assert sb.select(np.arange(10), np.linspace(0, 1, 10), epoch=1).all()  # p_min = 1: everything
+
+
+def test_stale_variant_skips_young_cached_losses():
+    sb = SelectiveBackprop(staleness=2).start(20)
+    rows = np.arange(10)
+    sb.select(rows, np.ones(10), epoch=0)
+    assert not sb.needs_forward(rows, epoch=1).any()  # cached at epoch 0, younger than 2 epochs
+    assert sb.needs_forward(rows, epoch=2).all()
+    assert sb.needs_forward(np.arange(10, 20), epoch=1).all()  # never seen
+    fresh = np.zeros(10, bool)
+    sb.select(rows, sb.cached(rows), epoch=1, fresh=fresh)
+    assert (sb.cached_epoch_[rows] == 0).all()  # cached losses were not re-stamped
+
+
+def test_bad_parameters():
+    with pytest.raises(CurationError, match="beta >= 0"):
+        SelectiveBackprop(beta=-1).start(3)
