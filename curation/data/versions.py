@@ -37,13 +37,15 @@ class VersionInfo:
     parent_id: int | None
     git_rev: str | None
     created_at: str
+    schema_columns: list
     created: bool = False
 
     @classmethod
     def of(cls, v: DatasetVersion, created: bool = False) -> VersionInfo:
         return cls(v.id, v.dataset.name, v.content_hash, v.path, v.rows, v.num_features, v.feature_shape,
                    v.classes, v.splits, v.source, v.parent_id, v.git_rev,
-                   v.created_at.isoformat() if isinstance(v.created_at, datetime) else str(v.created_at), created)
+                   v.created_at.isoformat() if isinstance(v.created_at, datetime) else str(v.created_at),
+                   sorted(v.schema), created)
 
     @property
     def ref(self) -> str:
