@@ -1,0 +1,70 @@
+"""`make ui`: a local Prefect server and the MLflow UI, both bound to 127.0.0.1 unless told otherwise."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+from curation.config import Settings
+from curation.errors import CurationError
+
+
+def _tool(name: str) -> str:
+    path = Path(sys.executable).parent / name
+    found = str(path) if path.exists() else shutil.which(name)
+    if not found:
+        raise CurationError(f"{name} is not installed in this environment", "run `make install`")
+    return found
+
+
+def commands(settings: Settings, host: str = "127.0.0.1", prefect_port: int = 4200, mlflow_port: int = 5000
+             ) -> dict[str, list[str]]:
+    """The two server commands (exposed for tests and for users who run them by hand)."""
+    artifacts = settings.home / "mlflow" / "artifacts"
+    return {
+        "prefect": [_tool("prefect"), "server", "start", "--host", host, "--port", str(prefect_port)],
+        "mlflow": [_tool("mlflow"), "ui", "--backend-store-uri", settings.tracking, "--default-artifact-root",
+                   str(artifacts), "--host", host, "--port", str(mlflow_port)],
+    }
+
+
+def wait_until_up(url: str, timeout_s: float = 60.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return True
+        except OSError:
+            time.sleep(0.5)
+    return False
+
+
+def run(settings: Settings, host: str = "127.0.0.1", prefect_port: int = 4200, mlflow_port: int = 5000) -> None:
+    """Start both servers, print their addresses, stop both on Ctrl-C."""
+    (settings.home / "mlflow").mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    procs = {name: subprocess.Popen(cmd, cwd=settings.home, env=env, start_new_session=True)
+             for name, cmd in commands(settings, host, prefect_port, mlflow_port).items()}
+    urls = {"prefect": f"http://{host}:{prefect_port}", "mlflow": f"http://{host}:{mlflow_port}"}
+    try:
+        for name, url in urls.items():
+            health = f"{url}/api/health" if name == "prefect" else f"{url}/health"
+            state = "up" if wait_until_up(health) else "not answering yet"
+            print(f"{name:8} {url}  ({state})", flush=True)
+        print("Prefect flows need PREFECT_API_URL=" + urls["prefect"] + "/api ; Ctrl-C stops both.", flush=True)
+        while all(p.poll() is None for p in procs.values()):
+            time.sleep(1)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        for proc in procs.values():
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+        for proc in procs.values():
+            proc.wait(timeout=30)
