@@ -62,3 +62,21 @@ def test_cli_select_and_errors(project, version):
     assert len(plans(project)) == 1  # nothing recorded by the failures
     listing = runner.invoke(app, ["methods", "--json"])
     assert {"soft", "rs2", "uniform", "full"} <= set(json.loads(listing.stdout))
+
+
+@pytest.mark.parametrize("point", ["select:after-write", "select:before-commit"])
+def test_kill_during_select_records_nothing_and_rerun_works(point, settings):
+    import os
+    import subprocess
+    import sys
+
+    version = add_version(settings, mnist1d(samples=200))
+    run = lambda env: subprocess.run(  # noqa: E731
+        [sys.executable, "-m", "curation", "select", str(version.id), "-m", "uniform", "--budget", "20", "--json"],
+        cwd=settings.home, capture_output=True, text=True, env={**os.environ, **env})
+    assert run({"CURATION_KILL_AT": point}).returncode == -9
+    assert plans(settings) == []
+    done = run({})
+    assert done.returncode == 0, done.stderr
+    plan = load_plan(settings, json.loads(done.stdout)["id"])
+    assert len(plan.ids(0)) == 20

@@ -22,6 +22,7 @@ from curation.config import Settings
 from curation.data.store import VersionReader, features_numpy, file_md5
 from curation.data.versions import VersionInfo, open_version
 from curation.errors import CurationError
+from curation.faults import kill_point
 from curation.selection.base import SelectionInput, Selector, make_selector
 from curation.selection.plans import EVERY_EPOCH, Plan, TablePlan
 from curation.selection.sampling import SampledPlan
@@ -104,6 +105,7 @@ def select_plan(settings: Settings, ref: str | int, method: str, params: dict | 
     path = digest = None
     if not selector.generated:
         path, digest = _write_plan(settings, selector.plan_)
+    kill_point("select:after-write")
     chosen = getattr(selector, "selected_", None)
     fields = selector.get_params()
     row = SelectionPlan(
@@ -115,6 +117,8 @@ def select_plan(settings: Settings, ref: str | int, method: str, params: dict | 
     )
     with Catalog(settings.catalog).session() as s:
         s.add(row)
+        s.flush()
+        kill_point("select:before-commit")
     return _info(row), selector
 
 
