@@ -1,0 +1,1 @@
+"""Continuous training: when to retrain (triggers) and what each step trains on (history mixing)."""
