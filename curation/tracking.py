@@ -1,0 +1,147 @@
+"""MLflow behind one module: the only place in the tool that imports mlflow.
+
+A ``Tracker`` opens one run context in the project's store (``Settings.tracking``: a SQLite file
+by default, artifacts under ``<home>/mlflow/artifacts``); the ``TrackedRun`` it yields logs params,
+per-epoch metrics (step = epoch), the data set (digest = the catalog's content hash), tags, plots,
+and the model, registered under a name. The rest of the code never sees MLflow.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+
+from curation.config import Settings
+from curation.errors import CurationError
+
+# A local tool that must work offline: no usage telemetry, synchronous logging (a user may override).
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+os.environ.setdefault("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
+
+EPOCH_METRICS = ("accuracy", "loss", "train_loss", "coverage", "forward_samples", "backward_samples",
+                 "selection_forward_samples", "flops", "seconds", "selection_seconds", "data_seconds")
+
+
+def _mlflow():
+    import mlflow
+
+    return mlflow
+
+
+class TrackedRun:
+    """One active MLflow run; every method logs to it."""
+
+    def __init__(self, run_id: str):
+        self.run_id = run_id
+
+    def set_tags(self, tags: Mapping[str, object]) -> None:
+        _mlflow().set_tags({k: str(v) for k, v in tags.items() if v is not None})
+
+    def log_params(self, params: Mapping[str, object]) -> None:
+        _mlflow().log_params({k: "" if v is None else v for k, v in params.items()})
+
+    def log_epoch(self, record: Mapping[str, float]) -> None:
+        _mlflow().log_metrics({k: float(record[k]) for k in EPOCH_METRICS if k in record},
+                              step=int(record["epoch"]), synchronous=True)
+
+    def logged_epochs(self) -> set[int]:
+        """Epochs whose metrics are already in the run (a resumed run logs only the missing ones)."""
+        history = _mlflow().MlflowClient().get_metric_history(self.run_id, "accuracy")
+        return {m.step for m in history}
+
+    def log_summary(self, summary: Mapping[str, float | None]) -> None:
+        """Run-level metrics (no step); entries that are None (e.g. a target never reached) are skipped."""
+        _mlflow().log_metrics({k: float(v) for k, v in summary.items() if v is not None}, synchronous=True)
+
+    def log_dataset(self, name: str, path: Path, digest: str, tags: Mapping[str, object]) -> None:
+        """The version's Parquet file as the run's training input, with the catalog's content hash as digest."""
+        mlflow = _mlflow()
+        from mlflow.data.dataset_source_registry import get_registered_sources, resolve_dataset_source
+        from mlflow.data.meta_dataset import MetaDataset
+
+        local = [s for s in get_registered_sources() if s.__name__ == "LocalArtifactDatasetSource"][:1]
+        source = resolve_dataset_source(str(path), candidate_sources=local)
+        mlflow.log_input(MetaDataset(source, name=name, digest=digest), context="training",
+                         tags={k: str(v) for k, v in tags.items()})
+
+    def log_dict(self, data: dict, name: str) -> None:
+        _mlflow().log_dict(data, name)
+
+    def log_figure(self, figure, name: str) -> None:
+        _mlflow().log_figure(figure, name)
+
+    def log_model(self, model, example, registered_name: str) -> str:
+        """Log the model (torch.export 'pt2' format: loads without pickle) and register it; the new version."""
+        import mlflow.pytorch
+        import torch
+
+        info = mlflow.pytorch.log_model(
+            model, name="model", registered_model_name=registered_name, input_example=example,
+            serialization_format="pt2", pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"])
+        return str(info.registered_model_version)
+
+
+class Tracker:
+    """The project's tracking store and one experiment in it."""
+
+    def __init__(self, settings: Settings, experiment: str):
+        self.uri = settings.tracking
+        self.experiment = experiment
+        self.local = self.uri.startswith("sqlite:///")
+        self.artifacts = settings.home / "mlflow" / "artifacts"
+
+    def _experiment_id(self) -> str:
+        mlflow = _mlflow()
+        from mlflow.exceptions import MlflowException
+
+        client = mlflow.MlflowClient()
+        found = client.get_experiment_by_name(self.experiment)
+        if found is not None:
+            return found.experiment_id
+        location = self.artifacts.as_uri() if self.local else None
+        try:
+            return client.create_experiment(self.experiment, artifact_location=location)
+        except MlflowException:  # created meanwhile by another process
+            found = client.get_experiment_by_name(self.experiment)
+            if found is None:
+                raise
+            return found.experiment_id
+
+    @contextmanager
+    def run(self, run_id: str | None = None, name: str | None = None) -> Iterator[TrackedRun]:
+        """Start a run (or reopen ``run_id``); it ends FINISHED, or FAILED/KILLED when the block raises."""
+        mlflow = _mlflow()
+        from mlflow.exceptions import MlflowException
+
+        if self.local:
+            Path(self.uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        mlflow.set_tracking_uri(self.uri)
+        try:
+            if run_id is None:
+                active = mlflow.start_run(experiment_id=self._experiment_id(), run_name=name)
+            else:
+                active = mlflow.start_run(run_id=run_id)
+        except MlflowException as exc:
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+            raise CurationError(f"cannot open an MLflow run at {self.uri}: {first}",
+                                "check CURATION_TRACKING_URI (default: sqlite:///<home>/mlflow/mlflow.db)") from None
+        status = "FAILED"
+        try:
+            yield TrackedRun(active.info.run_id)
+            status = "FINISHED"
+        except KeyboardInterrupt:
+            status = "KILLED"
+            raise
+        finally:
+            mlflow.end_run(status)
+
+    def end_stale(self, run_id: str, status: str = "FAILED") -> None:
+        """Mark a run left RUNNING by a killed process as ended (e.g. when it cannot be resumed)."""
+        mlflow = _mlflow()
+
+        mlflow.set_tracking_uri(self.uri)
+        client = mlflow.MlflowClient()
+        if client.get_run(run_id).info.status == "RUNNING":
+            client.set_terminated(run_id, status)

@@ -1,0 +1,50 @@
+"""TrainConfig: every knob of a training run; its fields are the run's MLflow params."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from curation.errors import CurationError
+
+# Used where neither the user nor the architecture's registered defaults give a value.
+FALLBACK = {"epochs": 20, "batch_size": 128, "lr": 1e-3, "weight_decay": 0.0, "label_smoothing": 0.0,
+            "optimizer": "adamw", "schedule": "cosine"}
+
+
+class TrainConfig(BaseModel):
+    """A training run's settings; ``None`` means the architecture's default (see ``resolve``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    arch: str | None = Field(None, description="architecture name; default: chosen from the feature shape")
+    epochs: int | None = Field(None, ge=1)
+    batch_size: int | None = Field(None, ge=1)
+    lr: float | None = Field(None, gt=0)
+    weight_decay: float | None = Field(None, ge=0)
+    label_smoothing: float | None = Field(None, ge=0, lt=1)
+    optimizer: Literal["adamw", "sgd"] | None = None  # sgd uses momentum 0.9
+    schedule: Literal["cosine", "constant"] | None = None  # cosine: per step, down to 0 at the last step
+    seed: int = Field(0, ge=0)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+
+    @classmethod
+    def make(cls, **values) -> TrainConfig:
+        """Validate user input; a bad value becomes a one-line CurationError."""
+        try:
+            return cls(**values)
+        except ValidationError as exc:
+            e = exc.errors()[0]
+            where = ".".join(str(p) for p in e["loc"]) or "config"
+            raise CurationError(f"bad training setting {where!r}: {e['msg']}", f"fix --{where.replace('_', '-')}") \
+                from None
+
+    def resolve(self, feature_shape) -> TrainConfig:
+        """Every field filled: the user's value, else the architecture's default, else ``FALLBACK``."""
+        from models import default_for, get
+
+        arch = self.arch or default_for(feature_shape)
+        defaults = {**FALLBACK, **get(arch).defaults}
+        filled = {k: (v if v is not None else defaults.get(k)) for k, v in self.model_dump().items()}
+        return TrainConfig.make(**{**filled, "arch": arch})

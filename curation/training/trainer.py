@@ -1,0 +1,329 @@
+"""The Trainer: any plan (or an online selector) drives it; every sample it touches goes into the ledger.
+
+Per epoch: the plan's ids, shuffled from (seed, epoch); forward, backward and step per batch; an
+evaluation on the test split; a checkpoint (model, optimizer, RNG, ledger, history) written
+atomically. Resuming from that checkpoint replays the rest of the run bit for bit on the CPU.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from curation.errors import CurationError
+from curation.faults import kill_point
+from curation.metrics.ledger import ComputeLedger, forward_flops_per_sample
+from curation.selection.plans import Plan
+from curation.training.checkpoint import load_checkpoint, save_checkpoint
+from curation.training.config import TrainConfig
+from curation.training.data import TrainingData
+from curation.training.selector import OnlineSelector
+
+EVAL_BATCH = 1024
+SGD_MOMENTUM = 0.9
+RESUME_IGNORES = {"device"}  # settings a resumed run may change
+
+
+class Callback:
+    """Hooks into the loop; override what you need."""
+
+    def on_fit_start(self, config: TrainConfig, epoch: int) -> None:
+        """Before the first epoch to train, with the resolved config and the epochs already done."""
+
+    def on_batch_end(self, epoch: int, batch: int) -> None:
+        """After each optimizer step; ``epoch`` is the 0-based epoch index."""
+
+    def on_epoch_end(self, record: dict) -> None:
+        """After the epoch's evaluation and checkpoint, with the epoch's record."""
+
+
+@dataclass
+class TrainResult:
+    model: nn.Module
+    history: list[dict]
+    ledger: ComputeLedger
+    checkpoint: Path | None
+
+
+def resolve_device(name: str) -> torch.device:
+    """'auto' picks CUDA when present; 'cuda' without a GPU is a user error."""
+    if name == "cuda" and not torch.cuda.is_available():
+        raise CurationError("--device cuda but no CUDA device is available", "use --device auto or cpu")
+    return torch.device("cuda" if name in ("auto", "cuda") and torch.cuda.is_available() else "cpu")
+
+
+def epoch_rows(plan: Plan, data: TrainingData, epoch: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """Train-split rows and loss weights of one epoch of a plan, validated (one-line errors)."""
+    ids = np.asarray(plan.ids(epoch))
+    if ids.size == 0:
+        raise CurationError(f"plan {plan.method!r} has no sample ids for epoch {epoch}",
+                            "give a plan with at least one sample id per epoch")
+    if not np.issubdtype(ids.dtype, np.integer):
+        raise CurationError(f"plan {plan.method!r} has sample ids of type {ids.dtype}", "give int64 sample ids")
+    rows = data.train_rows(ids)
+    weights = plan.weights(epoch)
+    if weights is not None:
+        weights = np.asarray(weights, dtype=np.float32)
+        if weights.shape != ids.shape:
+            raise CurationError(f"plan {plan.method!r} has {weights.size} weights for {ids.size} ids in epoch {epoch}",
+                                "give one weight per sample id")
+        if not (np.isfinite(weights).all() and (weights >= 0).all()):
+            raise CurationError(f"plan {plan.method!r} has negative or non-finite weights in epoch {epoch}",
+                                "give finite weights >= 0")
+    return rows, weights
+
+
+def check_plan(plan: Plan, data: TrainingData, epochs: int, online: bool = False) -> str:
+    """Validate every epoch of a plan against the data; returns the plan's fingerprint (md5 of ids and weights)."""
+    if plan.version_id != data.version_id:
+        raise CurationError(f"plan {plan.method!r} is for data set version {plan.version_id}, "
+                            f"not version {data.version_id}",
+                            f"make a plan for version {data.version_id} or train version {plan.version_id}")
+    digest = hashlib.md5()
+    for epoch in range(epochs):
+        rows, weights = epoch_rows(plan, data, epoch)
+        if online and weights is not None:
+            raise CurationError(f"plan {plan.method!r} is weighted; an online selector trains unweighted",
+                                "use an unweighted plan with an online selector")
+        digest.update(np.int64(len(rows)).tobytes() + rows.tobytes())
+        digest.update(b"-" if weights is None else weights.tobytes())
+    return digest.hexdigest()
+
+
+class Trainer:
+    """Trains one model on one version's train split; see the module docstring."""
+
+    def __init__(self, model: nn.Module, data: TrainingData, config: TrainConfig, *,
+                 selector: OnlineSelector | None = None, checkpoint: Path | None = None,
+                 callbacks: Sequence[Callback] = ()):
+        self.config = config.resolve(data.feature_shape)
+        self.data = data
+        self.device = data.train.device
+        self.model = model.to(self.device)
+        self.selector = selector
+        if selector is not None:
+            selector.start(len(data.train))
+        self.checkpoint = checkpoint
+        self.callbacks = list(callbacks)
+        self.ledger = ComputeLedger(flops_per_sample=forward_flops_per_sample(self.model, data.feature_shape))
+        self.optimizer = self._optimizer()
+        self.amp = None
+        if self.device.type == "cuda":
+            self.amp = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp == torch.float16)
+        self.history: list[dict] = []
+        self.seen = np.zeros(len(data.train), dtype=bool)
+        self.epoch = 0  # epochs completed
+        self._plan: tuple[Plan, str] | None = None  # the plan bound to this trainer and its fingerprint
+
+    def _optimizer(self) -> torch.optim.Optimizer:
+        c = self.config
+        if c.optimizer == "sgd":
+            return torch.optim.SGD(self.model.parameters(), lr=c.lr, momentum=SGD_MOMENTUM, weight_decay=c.weight_decay)
+        return torch.optim.AdamW(self.model.parameters(), lr=c.lr, weight_decay=c.weight_decay)
+
+    # -- the loop ------------------------------------------------------------------------------
+
+    def fit(self, plan: Plan, resume: bool = False) -> TrainResult:
+        """Train until ``config.epochs`` epochs are done; ``resume`` first restores the checkpoint file."""
+        self._bind(plan)
+        if resume:
+            self.resume(plan)
+        elif self.epoch == 0:
+            torch.manual_seed(self.config.seed)
+        for cb in self.callbacks:
+            cb.on_fit_start(self.config, self.epoch)
+        for epoch in range(self.epoch, self.config.epochs):
+            stats = self._train_epoch(plan, epoch)
+            record = self._record(epoch, stats)
+            self.history.append(record)
+            self.epoch = epoch + 1
+            if self.checkpoint is not None:
+                save_checkpoint(self.checkpoint, self.state(plan))
+            for cb in self.callbacks:
+                cb.on_epoch_end(record)
+        return TrainResult(self.model, self.history, self.ledger, self.checkpoint)
+
+    def resume(self, plan: Plan) -> None:
+        """Restore the state saved in the checkpoint file (validated against this trainer and plan)."""
+        if self.checkpoint is None:
+            raise CurationError("nothing to resume from: this trainer has no checkpoint path",
+                                "pass checkpoint=... to the Trainer")
+        self.restore(load_checkpoint(self.checkpoint), plan)
+
+    def _bind(self, plan: Plan) -> str:
+        """Validate and fingerprint the plan once per trainer."""
+        if self._plan is None or self._plan[0] is not plan:
+            self._plan = (plan, check_plan(plan, self.data, self.config.epochs, online=self.selector is not None))
+        return self._plan[1]
+
+    def _train_epoch(self, plan: Plan, epoch: int) -> dict:
+        rows, weights = epoch_rows(plan, self.data, epoch)
+        order = np.random.default_rng([self.config.seed, epoch]).permutation(len(rows))
+        rows, weights = rows[order], (None if weights is None else weights[order])
+        self.model.train()
+        stats = {"loss_sum": torch.zeros((), device=self.device), "trained": 0, "batches": 0, "data_seconds": 0.0}
+        start, selection_before = time.perf_counter(), self.ledger.selection_seconds
+        size, n = self.config.batch_size, len(rows)
+        if self.selector is None:
+            for lo in range(0, n, size):
+                self._set_lr(epoch + lo / n)
+                self._train_rows(rows[lo:lo + size], None if weights is None else weights[lo:lo + size], epoch, stats)
+        else:
+            for lo in range(0, n, size):
+                self._set_lr(epoch + lo / n)
+                tick = time.perf_counter()
+                chosen = self.selector.select(rows[lo:lo + size], epoch, self._score, self.ledger)
+                self.ledger.book_selection(seconds=time.perf_counter() - tick)
+                self._train_chosen(chosen, epoch, stats)
+            self._train_chosen(self.selector.flush(epoch), epoch, stats)
+        elapsed = time.perf_counter() - start
+        self.ledger.train_seconds += elapsed - (self.ledger.selection_seconds - selection_before)
+        return stats
+
+    def _train_chosen(self, rows: np.ndarray, epoch: int, stats: dict) -> None:
+        """Train on a selector's rows in batches of at most ``batch_size``."""
+        rows = np.asarray(rows, dtype=np.int64)
+        if len(rows) and (rows.min() < 0 or rows.max() >= len(self.data.train)):
+            raise CurationError(f"the online selector chose rows outside the train split "
+                                f"(0..{len(self.data.train) - 1})", "return rows of the candidates it was given")
+        for lo in range(0, len(rows), self.config.batch_size):
+            self._train_rows(rows[lo:lo + self.config.batch_size], None, epoch, stats)
+
+    def _train_rows(self, rows: np.ndarray, weights: np.ndarray | None, epoch: int, stats: dict) -> None:
+        tick = time.perf_counter()
+        x, y = self.data.train.batch(rows)
+        w = None if weights is None else torch.from_numpy(weights).to(self.device, non_blocking=True)
+        stats["data_seconds"] += time.perf_counter() - tick
+        with torch.autocast(self.device.type, dtype=self.amp, enabled=self.amp is not None):
+            losses = F.cross_entropy(self.model(x).float(), y, reduction="none",
+                                     label_smoothing=self.config.label_smoothing)
+        loss = (losses * w).mean() if w is not None else losses.mean()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.ledger.book_forward(len(rows))
+        self.ledger.book_backward(len(rows))
+        self.seen[rows] = True
+        stats["loss_sum"] += losses.detach().sum()
+        stats["trained"] += len(rows)
+        kill_point(f"train:epoch-{epoch}:batch-{stats['batches']}")
+        for cb in self.callbacks:
+            cb.on_batch_end(epoch, stats["batches"])
+        stats["batches"] += 1
+
+    @torch.no_grad()
+    def _score(self, rows: np.ndarray) -> np.ndarray:
+        """Per-example training losses of train ``rows`` without grad (eval mode): a selector's forward pass."""
+        rows = np.asarray(rows, dtype=np.int64)
+        if len(rows) == 0:
+            return np.empty(0, dtype=np.float32)
+        x, y = self.data.train.batch(rows)
+        self.model.eval()
+        try:
+            with torch.autocast(self.device.type, dtype=self.amp, enabled=self.amp is not None):
+                losses = F.cross_entropy(self.model(x).float(), y, reduction="none",
+                                         label_smoothing=self.config.label_smoothing)
+        finally:
+            self.model.train()
+        self.ledger.book_selection(forwards=len(rows))
+        return losses.cpu().numpy()
+
+    def _set_lr(self, progress: float) -> None:
+        """Learning rate at ``progress`` epochs into the run (fractional): constant or cosine to 0."""
+        lr = self.config.lr
+        if self.config.schedule == "cosine":
+            lr *= 0.5 * (1 + math.cos(math.pi * progress / self.config.epochs))
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+
+    @torch.no_grad()
+    def evaluate(self) -> tuple[float, float]:
+        """Accuracy and mean cross-entropy on the test split (booked as evaluation, not training)."""
+        tick, test = time.perf_counter(), self.data.test
+        self.model.eval()
+        correct = torch.zeros((), device=self.device, dtype=torch.long)
+        loss = torch.zeros((), device=self.device)
+        for lo in range(0, len(test), EVAL_BATCH):
+            x, y = test.batch(np.arange(lo, min(lo + EVAL_BATCH, len(test))))
+            with torch.autocast(self.device.type, dtype=self.amp, enabled=self.amp is not None):
+                out = self.model(x).float()
+            loss += F.cross_entropy(out, y, reduction="sum")
+            correct += (out.argmax(1) == y).sum()
+        self.model.train()
+        self.ledger.book_eval(len(test), time.perf_counter() - tick)
+        return correct.item() / len(test), loss.item() / len(test)
+
+    def _record(self, epoch: int, stats: dict) -> dict:
+        accuracy, loss = self.evaluate()
+        ledger = self.ledger
+        return {"epoch": epoch + 1, "accuracy": accuracy, "loss": loss,
+                "train_loss": stats["loss_sum"].item() / max(stats["trained"], 1),
+                "trained_samples": stats["trained"], "coverage": float(self.seen.mean()),
+                "forward_samples": ledger.forward_samples, "backward_samples": ledger.backward_samples,
+                "selection_forward_samples": ledger.selection_forward_samples,
+                "flops": ledger.total_flops, "seconds": ledger.total_seconds,
+                "selection_seconds": ledger.selection_seconds, "data_seconds": stats["data_seconds"]}
+
+    # -- checkpoints ---------------------------------------------------------------------------
+
+    def _identity(self, plan: Plan) -> dict:
+        """What a checkpoint must match to be resumed by this trainer."""
+        config = {k: v for k, v in self.config.model_dump().items() if k not in RESUME_IGNORES}
+        selector = None if self.selector is None else type(self.selector).__qualname__
+        return {"arch": self.config.arch, "feature_shape": list(self.data.feature_shape),
+                "version_id": self.data.version_id, "config": config,
+                "plan": {**plan.describe(), "digest": self._bind(plan)}, "selector": selector}
+
+    def state(self, plan: Plan) -> dict:
+        """The full training state after ``self.epoch`` epochs (plain values and tensors only)."""
+        rng = {"torch": torch.get_rng_state()}
+        if self.device.type == "cuda":
+            rng["cuda"] = torch.cuda.get_rng_state_all()
+        return {**self._identity(plan), "epoch": self.epoch, "model": self.model.state_dict(),
+                "optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict(), "rng": rng,
+                "ledger": self.ledger.to_dict(), "history": self.history, "seen": torch.from_numpy(self.seen),
+                "selector_state": None if self.selector is None else self.selector.state_dict()}
+
+    def restore(self, state: dict, plan: Plan) -> None:
+        """Continue from ``state``; a one-line error when it belongs to another architecture, data or setup."""
+        where = self.checkpoint or "the checkpoint"
+        mine = self._identity(plan)
+        if state.get("arch") != mine["arch"]:
+            raise CurationError(f"checkpoint {where} is from architecture {state.get('arch')!r}, not {mine['arch']!r}",
+                                "resume with the same --arch, or train again without --resume")
+        for key in ("feature_shape", "version_id", "config", "plan", "selector"):
+            if state.get(key) != mine[key]:
+                raise CurationError(f"checkpoint {where} has a different {key} ({state.get(key)} vs {mine[key]})",
+                                    "resume with the settings of the interrupted run, or train again without --resume")
+        try:
+            self.model.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            if state["scaler"]:  # empty when the interrupted run did not use float16 AMP
+                self.scaler.load_state_dict(state["scaler"])
+            if self.selector is not None:
+                self.selector.load_state_dict(state["selector_state"])
+            self.ledger = ComputeLedger.from_dict(state["ledger"])
+            seen = state["seen"].numpy()
+            if seen.shape != self.seen.shape:
+                raise ValueError(f"coverage mask of {seen.shape[0]} rows for {self.seen.shape[0]}")
+        except (KeyError, RuntimeError, ValueError, TypeError) as exc:
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+            raise CurationError(f"checkpoint {where} does not fit this model ({first})",
+                                "train again without --resume") from None
+        self.seen = seen.copy()
+        self.history = list(state["history"])
+        self.epoch = int(state["epoch"])
+        torch.set_rng_state(state["rng"]["torch"])
+        if "cuda" in state["rng"] and self.device.type == "cuda":
+            torch.cuda.set_rng_state_all(state["rng"]["cuda"])
