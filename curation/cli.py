@@ -244,3 +244,66 @@ def methods_cmd(json_out: bool = typer.Option(False, "--json", help="Print JSON.
 
 def main() -> None:  # pragma: no cover - console entry point
     app()
+
+
+@app.command()
+def train(
+    version: str = typer.Argument(..., help="Version id, data set name (newest) or name@hash."),
+    arch: Optional[str] = typer.Option(None, help="Architecture: mlp, cnn1d, lenet5 or a registered one "
+                                                  "(default: from the feature shape)."),
+    epochs: Optional[int] = typer.Option(None, help="Epochs (default: the architecture's)."),
+    batch_size: Optional[int] = typer.Option(None, help="Batch size (default: the architecture's)."),
+    lr: Optional[float] = typer.Option(None, help="Peak learning rate (default: the architecture's)."),
+    seed: int = typer.Option(0, help="Seed of initialisation and shuffling."),
+    plan: Optional[str] = typer.Option(None, help="Parquet plan file (epoch, sample_id[, weight]); "
+                                                  "default: every train sample every epoch."),
+    resume: bool = typer.Option(False, "--resume", help="Continue the newest interrupted run with these "
+                                                        "settings from its last checkpoint."),
+    baseline: Optional[int] = typer.Option(None, help="Catalog id of a finished run to compare with "
+                                                      "(target: 99% of its best accuracy)."),
+    device: str = typer.Option("auto", help="auto, cpu or cuda."),
+    json_out: bool = typer.Option(False, "--json", help="Print the outcome as JSON."),
+):
+    """Train on a version (optionally with a selection plan); tracked in MLflow and the catalog."""
+    from rich.progress import BarColumn, MofNCompleteColumn
+
+    from curation.training.config import TrainConfig
+    from curation.training.run import train_version
+    from curation.training.trainer import Callback
+
+    live = not json_out and err.is_terminal
+
+    class Show(Callback):
+        def __init__(self, progress: Progress):
+            self.progress, self.task = progress, progress.add_task("training", total=None)
+
+        def on_fit_start(self, config, epoch):
+            self.progress.update(self.task, total=config.epochs, completed=epoch)
+
+        def on_epoch_end(self, r):
+            line = (f"epoch {r['epoch']}  accuracy {r['accuracy']:.4f}  loss {r['loss']:.4f}  "
+                    f"coverage {r['coverage']:.3f}  {r['flops']:.3g} FLOPs  {r['seconds']:.1f}s")
+            self.progress.update(self.task, completed=r["epoch"], description=line)
+            if not live and not json_out:
+                err.print(line, highlight=False)
+
+    with user_errors():
+        config = TrainConfig.make(arch=arch, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=device)
+        settings = load_settings()
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                      console=err, disable=not live) as progress:
+            outcome = train_version(settings, version, config, plan, resume=resume, baseline=baseline,
+                                    callbacks=[Show(progress)])
+    if json_out:
+        emit_json(outcome.to_dict())
+        return
+    s, c = outcome.summary, outcome.config
+    out.print(f"[green]finished[/] run {outcome.run_id}: {c['arch']} on {outcome.version}, {c['epochs']} epochs "
+              f"(MLflow run {outcome.mlflow_run_id})")
+    out.print(f"  accuracy {s['final_accuracy']:.4f} (best {s['best_accuracy']:.4f})  compute {s['total_flops']:.3g} "
+              f"FLOPs  {s['total_seconds']:.1f}s  {s['accuracy_per_pflop']:.4g} accuracy/PFLOP")
+    if "target_accuracy" in s:
+        speed = "not reached" if s["speedup_compute"] is None else f"{s['speedup_compute']:.2f}x less compute"
+        out.print(f"  vs baseline run {baseline}: target {s['target_accuracy']:.4f}, {speed}")
+    out.print(f"  model {outcome.registered_model} v{outcome.registry_version} (catalog model "
+              f"{outcome.model_version_id}), checkpoint {outcome.checkpoint}")

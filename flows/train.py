@@ -1,0 +1,43 @@
+"""The `train` flow: train a model on a data set version, tracked in MLflow and the catalog."""
+
+from __future__ import annotations
+
+from prefect import flow, task
+from prefect.artifacts import create_table_artifact
+from prefect.cache_policies import NO_CACHE
+
+from curation.config import load_settings
+from curation.training.config import TrainConfig
+from curation.training.run import train_version
+
+HISTORY_COLUMNS = ("epoch", "accuracy", "loss", "coverage", "backward_samples", "flops", "seconds")
+
+
+@task(name="train-model", cache_policy=NO_CACHE)
+def train_model(version: str, config: dict, plan: str | None, resume: bool, baseline: int | None) -> dict:
+    outcome = train_version(load_settings(), version, TrainConfig.make(**config), plan, resume=resume,
+                            baseline=baseline)
+    return outcome.to_dict()
+
+
+@flow(name="train", log_prints=True)
+def train(version: str = "mnist1d", arch: str | None = None, epochs: int | None = None,
+          batch_size: int | None = None, lr: float | None = None, seed: int = 0, device: str = "auto",
+          plan: str | None = None, resume: bool = False, baseline: int | None = None) -> dict:
+    """Train ``arch`` on ``version`` with an optional Parquet plan file; returns the outcome."""
+    config = {"arch": arch, "epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed, "device": device}
+    outcome = train_model(version, config, plan, resume, baseline)
+    create_table_artifact(
+        key="training-history",
+        table=[{k: r[k] for k in HISTORY_COLUMNS} for r in outcome["history"]],
+        description=f"Run {outcome['run_id']} ({outcome['config']['arch']} on {outcome['version']}): accuracy, "
+                    f"coverage and cumulative compute per epoch; MLflow run {outcome['mlflow_run_id']}",
+    )
+    summary = outcome["summary"]
+    print(f"run {outcome['run_id']}: accuracy {summary['final_accuracy']:.4f} (best {summary['best_accuracy']:.4f}),"
+          f" {summary['total_flops']:.3g} FLOPs, model {outcome['registered_model']} v{outcome['registry_version']}")
+    return outcome
+
+
+if __name__ == "__main__":
+    train()
