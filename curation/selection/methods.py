@@ -1,3 +1,4 @@
 """Importing this module registers every built-in selector (see curation.selection.base.SELECTORS)."""
 
 from curation.selection import sampling  # noqa: F401
+from curation.selection import coresets  # noqa: F401
