@@ -4,3 +4,4 @@ from curation.selection import sampling  # noqa: F401
 from curation.selection import coresets  # noqa: F401
 from curation.selection import submodular  # noqa: F401
 from curation.selection import craig  # noqa: F401
+from curation.selection import pairwise  # noqa: F401
