@@ -242,10 +242,6 @@ def methods_cmd(json_out: bool = typer.Option(False, "--json", help="Print JSON.
     out.print(table)
 
 
-def main() -> None:  # pragma: no cover - console entry point
-    app()
-
-
 @app.command()
 def train(
     version: str = typer.Argument(..., help="Version id, data set name (newest) or name@hash."),
@@ -307,3 +303,34 @@ def train(
         out.print(f"  vs baseline run {baseline}: target {s['target_accuracy']:.4f}, {speed}")
     out.print(f"  model {outcome.registered_model} v{outcome.registry_version} (catalog model "
               f"{outcome.model_version_id}), checkpoint {outcome.checkpoint}")
+
+
+@app.command()
+def serve(version: str = typer.Option("mnist1d", help="Version the scheduled flows work on.")):
+    """Register the deployments (with schedules) with the Prefect server and run their flows until Ctrl-C."""
+    import os
+
+    with user_errors():
+        if not os.environ.get("PREFECT_API_URL"):
+            raise CurationError("PREFECT_API_URL is not set: there is no Prefect server to register with",
+                                "start one with `make ui` and export PREFECT_API_URL=http://127.0.0.1:4200/api")
+        from flows.deployments import serve_all
+
+        serve_all(version)
+
+
+@app.command()
+def ui(
+    host: str = typer.Option("127.0.0.1", help="Address to bind (127.0.0.1 keeps the servers local)."),
+    prefect_port: int = typer.Option(4200, help="Prefect server port."),
+    mlflow_port: int = typer.Option(5000, help="MLflow UI port."),
+):
+    """Start a local Prefect server and the MLflow UI, print their addresses; Ctrl-C stops both."""
+    from curation import ui as servers
+
+    with user_errors():
+        servers.run(load_settings(), host, prefect_port, mlflow_port)
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    app()

@@ -30,7 +30,7 @@ def commands(settings: Settings, host: str = "127.0.0.1", prefect_port: int = 42
     return {
         "prefect": [_tool("prefect"), "server", "start", "--host", host, "--port", str(prefect_port)],
         "mlflow": [_tool("mlflow"), "ui", "--backend-store-uri", settings.tracking, "--default-artifact-root",
-                   str(artifacts), "--host", host, "--port", str(mlflow_port)],
+                   str(artifacts), "--host", host, "--port", str(mlflow_port), "--workers", "1"],
     }
 
 
@@ -45,6 +45,10 @@ def wait_until_up(url: str, timeout_s: float = 60.0) -> bool:
     return False
 
 
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
 def run(settings: Settings, host: str = "127.0.0.1", prefect_port: int = 4200, mlflow_port: int = 5000) -> None:
     """Start both servers, print their addresses, stop both on Ctrl-C."""
     (settings.home / "mlflow").mkdir(parents=True, exist_ok=True)
@@ -52,6 +56,7 @@ def run(settings: Settings, host: str = "127.0.0.1", prefect_port: int = 4200, m
     procs = {name: subprocess.Popen(cmd, cwd=settings.home, env=env, start_new_session=True)
              for name, cmd in commands(settings, host, prefect_port, mlflow_port).items()}
     urls = {"prefect": f"http://{host}:{prefect_port}", "mlflow": f"http://{host}:{mlflow_port}"}
+    signal.signal(signal.SIGTERM, _interrupt)  # a plain kill stops both servers too
     try:
         for name, url in urls.items():
             health = f"{url}/api/health" if name == "prefect" else f"{url}/health"
