@@ -14,7 +14,7 @@ def test_selected_fraction_is_one_over_beta_plus_one(beta):
     selected = total = 0
     for step in range(400):
         rows = rng.integers(0, 100_000, 128)
-        mask = sb.select(rows, rng.exponential(size=128), epoch=1)
+        mask = sb.decide(rows, rng.exponential(size=128), epoch=1)
         selected += mask.sum()
         total += len(mask)
     assert selected / total == pytest.approx(1 / (beta + 1), abs=0.02)
@@ -30,22 +30,51 @@ def test_percentile_is_strictly_lower_over_history_including_current_batch():
 
 def test_warmup_selects_everything_and_p_min_floors():
     sb = SelectiveBackprop(beta=3, p_min=1.0).start(50)
-    assert sb.select(np.arange(10), np.zeros(10), epoch=0).all()
-    assert sb.select(np.arange(10), np.linspace(0, 1, 10), epoch=1).all()  # p_min = 1: everything
+    assert sb.decide(np.arange(10), np.zeros(10), epoch=0).all()
+    assert sb.decide(np.arange(10), np.linspace(0, 1, 10), epoch=1).all()  # p_min = 1: everything
 
 
 def test_stale_variant_skips_young_cached_losses():
     sb = SelectiveBackprop(staleness=2).start(20)
     rows = np.arange(10)
-    sb.select(rows, np.ones(10), epoch=0)
+    sb.decide(rows, np.ones(10), epoch=0)
     assert not sb.needs_forward(rows, epoch=1).any()  # cached at epoch 0, younger than 2 epochs
     assert sb.needs_forward(rows, epoch=2).all()
     assert sb.needs_forward(np.arange(10, 20), epoch=1).all()  # never seen
     fresh = np.zeros(10, bool)
-    sb.select(rows, sb.cached(rows), epoch=1, fresh=fresh)
+    sb.decide(rows, sb.cached(rows), epoch=1, fresh=fresh)
     assert (sb.cached_epoch_[rows] == 0).all()  # cached losses were not re-stamped
 
 
 def test_bad_parameters():
     with pytest.raises(CurationError, match="beta >= 0"):
         SelectiveBackprop(beta=-1).start(3)
+
+
+def test_online_protocol_queues_full_batches_and_resumes_bit_for_bit():
+    import io
+
+    import torch
+
+    from curation.metrics.ledger import ComputeLedger
+    from curation.training.selector import OnlineSelector
+
+    losses = np.random.default_rng(0).exponential(size=1000)
+    score = lambda rows: losses[rows]  # noqa: E731
+
+    def run(split_at=None):
+        sb = SelectiveBackprop(beta=2, batch_size=32, seed=4).start(1000)
+        assert isinstance(sb, OnlineSelector)
+        out = []
+        for step, start in enumerate(range(0, 1000, 50)):
+            if step == split_at:  # checkpoint and restore through torch's safe loader
+                buffer = io.BytesIO()
+                torch.save(sb.state_dict(), buffer)
+                sb = SelectiveBackprop(beta=2, batch_size=32, seed=4).start(1000)
+                sb.load_state_dict(torch.load(io.BytesIO(buffer.getvalue()), weights_only=True))
+            batch = sb.select(np.arange(start, start + 50), 1, score, ComputeLedger())
+            assert len(batch) in (0, 32)
+            out.append(batch)
+        return np.concatenate(out)
+
+    assert np.array_equal(run(), run(split_at=7))

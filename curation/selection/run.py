@@ -23,6 +23,7 @@ from curation.data.store import VersionReader, features_numpy, file_md5
 from curation.data.versions import VersionInfo, open_version
 from curation.errors import CurationError
 from curation.faults import kill_point
+from curation.metrics.ledger import ComputeLedger
 from curation.selection.base import SelectionInput, Selector, make_selector
 from curation.selection.plans import EVERY_EPOCH, Plan, TablePlan
 from curation.selection.sampling import SampledPlan
@@ -113,13 +114,20 @@ def select_plan(settings: Settings, ref: str | int, method: str, params: dict | 
         budget=None if chosen is None or selector.generated else len(chosen),
         ratio=fields.get("ratio") if selector.generated else (len(chosen) / data.n if chosen is not None else None),
         seed=int(fields.get("seed", 0)), path=path, content_hash=digest,
-        ledger={"selection_seconds": selector.selection_seconds_},
+        ledger=_selection_ledger(selector.selection_seconds_),
     )
     with Catalog(settings.catalog).session() as s:
         s.add(row)
         s.flush()
         kill_point("select:before-commit")
     return _info(row), selector
+
+
+def _selection_ledger(seconds: float) -> dict:
+    """The selection's cost as a compute ledger (the Trainer absorbs it as selection cost)."""
+    ledger = ComputeLedger()
+    ledger.book_selection(seconds=seconds)
+    return ledger.to_dict()
 
 
 def _info(row: SelectionPlan) -> PlanInfo:

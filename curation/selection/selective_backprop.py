@@ -6,7 +6,9 @@ p_i = max(p_min, F(L_i) ** beta); example i is selected by a Bernoulli(p_i) draw
 selected fraction is about 1 / (beta + 1). The first ``warmup_epochs`` select everything.
 The stale variant caches each example's last loss with its epoch and skips the selection
 forward for examples whose cached loss is younger than ``staleness`` epochs.
-Everything is vectorised over the batch: no per-example Python.
+Everything is vectorised over the batch: no per-example Python. Selected rows queue up until a
+full batch of ``batch_size`` (default: the candidate batch size) is ready (the Trainer's
+OnlineSelector protocol).
 """
 
 from __future__ import annotations
@@ -22,8 +24,9 @@ class SelectiveBackprop:
     name = "selective-backprop"
 
     def __init__(self, beta: float = 3.0, history: int = 1024, p_min: float = 0.0, staleness: int = 0,
-                 warmup_epochs: int = 1, seed: int = 0):
+                 warmup_epochs: int = 1, batch_size: int | None = None, seed: int = 0):
         self.beta = beta
+        self.batch_size = batch_size
         self.history = history
         self.p_min = p_min
         self.staleness = staleness
@@ -32,7 +35,7 @@ class SelectiveBackprop:
 
     def get_params(self) -> dict:
         return {"beta": self.beta, "history": self.history, "p_min": self.p_min, "staleness": self.staleness,
-                "warmup_epochs": self.warmup_epochs, "seed": self.seed}
+                "warmup_epochs": self.warmup_epochs, "batch_size": self.batch_size, "seed": self.seed}
 
     def start(self, n: int) -> SelectiveBackprop:
         """Reset for a run over ``n`` training rows (row positions index the loss cache)."""
@@ -45,6 +48,7 @@ class SelectiveBackprop:
         self._head = 0
         self.cached_loss_ = np.full(n, np.nan, dtype=np.float32)
         self.cached_epoch_ = np.full(n, -(10**9), dtype=np.int64)
+        self._queue = np.empty(0, dtype=np.int64)
         return self
 
     def needs_forward(self, rows: np.ndarray, epoch: int) -> np.ndarray:
@@ -70,7 +74,7 @@ class SelectiveBackprop:
         percentile = np.searchsorted(history, losses, side="left") / self._filled  # strictly lower
         return np.maximum(self.p_min, percentile ** self.beta)
 
-    def select(self, rows: np.ndarray, losses: np.ndarray, epoch: int, fresh: np.ndarray | None = None) -> np.ndarray:
+    def decide(self, rows: np.ndarray, losses: np.ndarray, epoch: int, fresh: np.ndarray | None = None) -> np.ndarray:
         """Boolean mask of the rows to backpropagate. ``losses`` align with ``rows``; entries where
         ``fresh`` is False come from the cache (stale variant) and are not re-measured."""
         rows = np.asarray(rows)
@@ -87,3 +91,40 @@ class SelectiveBackprop:
 
     def cached(self, rows: np.ndarray) -> np.ndarray:
         return self.cached_loss_[rows]
+
+    # -- the Trainer's OnlineSelector protocol ----------------------------------------------------
+
+    def select(self, candidates: np.ndarray, epoch: int, score, ledger) -> np.ndarray:
+        """Score the candidates that need it, draw, queue; return a full batch when one is ready."""
+        candidates = np.asarray(candidates, dtype=np.int64)
+        fresh = self.needs_forward(candidates, epoch)
+        losses = self.cached(candidates).copy()
+        if fresh.any():
+            losses[fresh] = score(candidates[fresh])
+        chosen = candidates[self.decide(candidates, losses, epoch, fresh)]
+        self._queue = np.concatenate([self._queue, chosen])
+        size = self.batch_size or len(candidates)
+        if len(self._queue) < size:
+            return np.empty(0, dtype=np.int64)
+        batch, self._queue = self._queue[:size], self._queue[size:]
+        return batch
+
+    def flush(self, epoch: int) -> np.ndarray:
+        """Keep the queue across epoch ends: queued rows train in the next full batch."""
+        return np.empty(0, dtype=np.int64)
+
+    def state_dict(self) -> dict:
+        import torch
+
+        return {"ring": torch.from_numpy(self._ring.copy()), "filled": self._filled, "head": self._head,
+                "cached_loss": torch.from_numpy(self.cached_loss_.copy()),
+                "cached_epoch": torch.from_numpy(self.cached_epoch_.copy()),
+                "queue": torch.from_numpy(self._queue.copy()), "rng": self._rng.bit_generator.state}
+
+    def load_state_dict(self, state: dict) -> None:
+        self._ring = state["ring"].numpy().copy()
+        self._filled, self._head = int(state["filled"]), int(state["head"])
+        self.cached_loss_ = state["cached_loss"].numpy().copy()
+        self.cached_epoch_ = state["cached_epoch"].numpy().copy()
+        self._queue = state["queue"].numpy().copy()
+        self._rng.bit_generator.state = state["rng"]
