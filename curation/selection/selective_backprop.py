@@ -97,11 +97,14 @@ class SelectiveBackprop:
     def select(self, candidates: np.ndarray, epoch: int, score, ledger) -> np.ndarray:
         """Score the candidates that need it, draw, queue; return a full batch when one is ready."""
         candidates = np.asarray(candidates, dtype=np.int64)
-        fresh = self.needs_forward(candidates, epoch)
-        losses = self.cached(candidates).copy()
-        if fresh.any():
-            losses[fresh] = score(candidates[fresh])
-        chosen = candidates[self.decide(candidates, losses, epoch, fresh)]
+        if epoch < self.warmup_epochs:  # warm-up selects everything: no selection forward needed
+            chosen = candidates
+        else:
+            fresh = self.needs_forward(candidates, epoch)
+            losses = self.cached(candidates).copy()
+            if fresh.any():
+                losses[fresh] = score(candidates[fresh])
+            chosen = candidates[self.decide(candidates, losses, epoch, fresh)]
         self._queue = np.concatenate([self._queue, chosen])
         size = self.batch_size or len(candidates)
         if len(self._queue) < size:
