@@ -1,0 +1,1 @@
+"""Per-sample scores and embeddings from a proxy model."""
