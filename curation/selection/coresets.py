@@ -65,7 +65,7 @@ def _check_largest(largest) -> None:
 
 @register_selector
 class TopK(Selector):
-    """The ``budget`` samples with the largest (or smallest) score, e.g. loss, EL2N or forgetting counts."""
+    """Top-k: the samples with the largest (or smallest) score, e.g. loss, EL2N or forgetting counts."""
 
     name = "topk"
 
@@ -84,7 +84,7 @@ class TopK(Selector):
 
 @register_selector
 class BalancedTopK(TopK):
-    """Top-k inside each class, the budget split over classes in proportion to class sizes (largest remainder)."""
+    """Top-k inside each class; the budget split over classes by size (largest remainder)."""
 
     name = "topk-balanced"
 
@@ -121,7 +121,7 @@ def kcenter_greedy(x: np.ndarray, k: int, first: int) -> tuple[np.ndarray, float
 
 @register_selector
 class KCenter(Selector):
-    """k-center greedy on embeddings (Sener & Savarese 2018): the subset whose farthest point is nearest.
+    """k-center greedy (Sener & Savarese 2018): the subset whose farthest point is nearest.
 
     Learned: ``radius_``, the largest distance from a point to its nearest chosen center.
     """

@@ -39,7 +39,7 @@ def cluster_sizes(points: np.ndarray, medoids: np.ndarray) -> np.ndarray:
 
 @register_selector
 class Craig(Selector):
-    """CRAIG: per-class facility location on ``data.gradients``, weighted by cluster sizes.
+    """CRAIG: per-class facility location on last-layer gradients, medoids weighted by cluster size.
 
     Learned: ``weights_`` (cluster sizes, aligned with ``selected_``), ``objective_`` (the sum of
     the per-class facility-location values).

@@ -93,7 +93,7 @@ def _check_weight(name: str, value) -> float:
 
 @register_selector
 class Pairwise(Selector):
-    """Greedy maximisation of the pairwise objective: useful (high utility) and not redundant (few similar pairs).
+    """Pairwise submodular objective, greedy: high utility, few similar pairs (Böther et al. 2025).
 
     Learned: ``ranking_``, ``gains_`` (each one's gain when chosen), ``objective_``.
     """

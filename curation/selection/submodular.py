@@ -48,6 +48,9 @@ class Coverage:
         self.sparse = sp.issparse(similarity)
         if self.sparse:
             similarity = similarity.tocsr()
+            if not similarity.has_canonical_format:  # repeated entries are summed (scipy's convention)
+                similarity = similarity.copy()
+                similarity.sum_duplicates()
         elif not np.issubdtype(similarity.dtype, np.floating):
             similarity = similarity.astype(np.float64)
         values = similarity.data if self.sparse else similarity
@@ -77,8 +80,8 @@ class Coverage:
 
     def all_gains(self) -> np.ndarray:
         """The gain of every row."""
-        if not self.sparse:
-            return self.gains(np.arange(self.n))
+        if not self.sparse:  # nothing covered yet: the gains are the row sums, one vectorised pass
+            return self.sim.sum(axis=1, dtype=np.float64) if self.total == 0 else self.gains(np.arange(self.n))
         excess = np.maximum(self.sim.data - self.covered[self.sim.indices], 0)
         return np.bincount(self.row_of, weights=excess, minlength=self.n)
 
@@ -110,6 +113,7 @@ class Greedy:
 
 
 def naive_greedy(oracle: Coverage, k: int) -> tuple[list[int], list[float]]:
+    """Every gain, every step; the first row among equal gains."""
     taken = np.zeros(oracle.n, dtype=bool)
     rows, gains = [], []
     for _ in range(k):
@@ -124,6 +128,7 @@ def naive_greedy(oracle: Coverage, k: int) -> tuple[list[int], list[float]]:
 
 
 def lazy_greedy(oracle: Coverage, k: int) -> tuple[list[int], list[float]]:
+    """Minoux's lazy greedy over a heap of (-bound, row): the same picks as naive_greedy."""
     heap = list(zip((-oracle.all_gains()).tolist(), range(oracle.n)))
     heapq.heapify(heap)
     flags = bytearray(oracle.n)  # 1 = the row's bound is stale; a numpy view for vectorised marking
@@ -150,6 +155,7 @@ def lazy_greedy(oracle: Coverage, k: int) -> tuple[list[int], list[float]]:
 
 
 def stochastic_greedy(oracle: Coverage, k: int, epsilon: float, seed: int) -> tuple[list[int], list[float]]:
+    """Each step, the best of a seeded sample (without replacement) of the remaining rows."""
     rng = np.random.default_rng(seed)
     sample = max(1, math.ceil(oracle.n / k * math.log(1 / epsilon)))
     pool, size = np.arange(oracle.n), oracle.n
@@ -206,7 +212,7 @@ def check_optimizer(optimizer, epsilon) -> None:
     if optimizer not in OPTIMIZERS:
         raise CurationError(f"unknown optimizer {optimizer!r}", f"choose one of: {', '.join(OPTIMIZERS)}")
     if isinstance(epsilon, bool) or not isinstance(epsilon, (int, float)) or not 0 < epsilon < 1:
-        raise CurationError(f"epsilon must be in (0, 1), got {epsilon!r}", "give a value like 0.01")
+        raise CurationError(f"epsilon must be in (0, 1), got {epsilon!r}", "give a value like 0.001")
 
 
 def check_dense_max(dense_max) -> None:
@@ -217,7 +223,7 @@ def check_dense_max(dense_max) -> None:
 
 @register_selector
 class FacilityLocation(Selector):
-    """Facility location on embeddings (or features, gradients): a representative subset of ``budget`` points.
+    """Facility location: the subset that best represents every point (greedy k-medoids).
 
     Learned: ``ranking_`` (rows in greedy order), ``gains_`` (each one's gain when chosen),
     ``objective_`` (f of the subset).
