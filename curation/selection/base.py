@@ -92,6 +92,12 @@ def resolve_budget(budget: int | float, n: int) -> int:
     return k
 
 
+def check_seed(seed) -> None:
+    """Seeds are non-negative integers (recorded with every plan)."""
+    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer)) or seed < 0:
+        raise CurationError(f"seed must be a non-negative integer, got {seed!r}", "give a seed like 0")
+
+
 class Selector(ABC):
     """Base of every selection method."""
 

@@ -5,9 +5,8 @@ from __future__ import annotations
 import numpy as np
 
 from curation.errors import CurationError
-from curation.selection.base import Selector, SelectionInput, register_selector, resolve_budget
+from curation.selection.base import SelectionInput, Selector, check_seed, register_selector, resolve_budget
 from curation.selection.plans import Plan
-from curation.selection.sampling import _check_seed
 
 SOURCES = ("embeddings", "features", "gradients")
 
@@ -76,7 +75,7 @@ class TopK(Selector):
         self.largest = largest
 
     def _fit(self, data: SelectionInput) -> Plan:
-        _check_seed(self.seed)
+        check_seed(self.seed)
         _check_largest(self.largest)
         k = resolve_budget(self.budget, data.n)
         return self._subset(data, _ranked(data.score(self.score), bool(self.largest), int(self.seed))[:k])
@@ -89,7 +88,7 @@ class BalancedTopK(TopK):
     name = "topk-balanced"
 
     def _fit(self, data: SelectionInput) -> Plan:
-        _check_seed(self.seed)
+        check_seed(self.seed)
         _check_largest(self.largest)
         k = resolve_budget(self.budget, data.n)
         score = data.score(self.score)
@@ -134,7 +133,7 @@ class KCenter(Selector):
         self.source = source
 
     def _fit(self, data: SelectionInput) -> Plan:
-        _check_seed(self.seed)
+        check_seed(self.seed)
         check_source(self.source)
         k = resolve_budget(self.budget, data.n)
         x = data.matrix(self.source)

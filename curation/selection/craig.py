@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from curation.selection.base import Selector, SelectionInput, register_selector, resolve_budget
+from curation.selection.base import SelectionInput, Selector, check_seed, register_selector, resolve_budget
 from curation.selection.coresets import class_quotas
 from curation.selection.knn import check_k_neighbors
 from curation.selection.plans import Plan
-from curation.selection.sampling import _check_seed
 from curation.selection.submodular import check_dense_max, check_optimizer, maximize, similarity_for
 
 
@@ -57,7 +56,7 @@ class Craig(Selector):
         self.dense_max = dense_max
 
     def _fit(self, data: SelectionInput) -> Plan:
-        _check_seed(self.seed)
+        check_seed(self.seed)
         check_optimizer(self.optimizer, self.epsilon)
         check_k_neighbors(self.k_neighbors)
         check_dense_max(self.dense_max)

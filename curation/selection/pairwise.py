@@ -17,11 +17,10 @@ import numpy as np
 import scipy.sparse as sp
 
 from curation.errors import CurationError
-from curation.selection.base import Selector, SelectionInput, register_selector, resolve_budget
+from curation.selection.base import SelectionInput, Selector, check_seed, register_selector, resolve_budget
 from curation.selection.coresets import check_source
 from curation.selection.knn import check_k_neighbors, knn_graph
 from curation.selection.plans import Plan
-from curation.selection.sampling import _check_seed
 
 DENSITY = "density"
 
@@ -111,7 +110,7 @@ class Pairwise(Selector):
         self.source = source
 
     def _fit(self, data: SelectionInput) -> Plan:
-        _check_seed(self.seed)
+        check_seed(self.seed)
         alpha, beta = _check_weight("alpha", self.alpha), _check_weight("beta", self.beta)
         check_source(self.source)
         k = resolve_budget(self.budget, data.n)

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from curation.errors import CurationError
-from curation.selection.base import Selector, SelectionInput, register_selector, resolve_budget
+from curation.selection.base import Selector, SelectionInput, check_seed, register_selector, resolve_budget
 from curation.selection.plans import FullPlan, Plan
 
 BLOCK = 1 << 20  # a power of two (in-block positions are exact with a bit mask) that fits in cache
@@ -116,7 +116,7 @@ class SoftSampling(Selector):
         self.seed = seed
 
     def _fit(self, data: SelectionInput) -> Plan:
-        _check_seed(self.seed)
+        check_seed(self.seed)
         return SampledPlan(data.version_id, data.sample_ids, self.name, float(self.ratio), int(self.seed))
 
 
@@ -138,7 +138,7 @@ class UniformSubset(Selector):
         self.seed = seed
 
     def _fit(self, data: SelectionInput) -> Plan:
-        _check_seed(self.seed)
+        check_seed(self.seed)
         k = resolve_budget(self.budget, data.n)
         rows = np.sort(_rng(self.seed).choice(data.n, size=k, replace=False))
         return self._subset(data, rows)
@@ -156,8 +156,3 @@ class FullData(Selector):
     def _fit(self, data: SelectionInput) -> Plan:
         self.selected_ = data.sample_ids
         return FullPlan(data.version_id, data.sample_ids)
-
-
-def _check_seed(seed) -> None:
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise CurationError(f"seed must be a non-negative integer, got {seed!r}", "give a seed like 0")

@@ -23,11 +23,10 @@ import numpy as np
 import scipy.sparse as sp
 
 from curation.errors import CurationError
-from curation.selection.base import Selector, SelectionInput, register_selector, resolve_budget
+from curation.selection.base import SelectionInput, Selector, check_seed, register_selector, resolve_budget
 from curation.selection.coresets import check_source
 from curation.selection.knn import check_k_neighbors, dense_similarity, knn_graph
 from curation.selection.plans import Plan
-from curation.selection.sampling import _check_seed
 
 OPTIMIZERS = ("naive", "lazy", "stochastic")
 CHUNK_ELEMENTS = 1 << 23  # matrix entries per block of work (bounds temporary memory)
@@ -242,7 +241,7 @@ class FacilityLocation(Selector):
         self.dense_max = dense_max
 
     def _fit(self, data: SelectionInput) -> Plan:
-        _check_seed(self.seed)
+        check_seed(self.seed)
         check_optimizer(self.optimizer, self.epsilon)
         check_k_neighbors(self.k_neighbors)
         check_dense_max(self.dense_max)
