@@ -251,8 +251,9 @@ def train(
     batch_size: Optional[int] = typer.Option(None, help="Batch size (default: the architecture's)."),
     lr: Optional[float] = typer.Option(None, help="Peak learning rate (default: the architecture's)."),
     seed: int = typer.Option(0, help="Seed of initialisation and shuffling."),
-    plan: Optional[str] = typer.Option(None, help="Parquet plan file (epoch, sample_id[, weight]); "
-                                                  "default: every train sample every epoch."),
+    plan: Optional[str] = typer.Option(None, help="A catalog plan id (from `curation select`) or a Parquet plan "
+                                                  "file (epoch, sample_id[, weight]); default: every train "
+                                                  "sample every epoch."),
     resume: bool = typer.Option(False, "--resume", help="Continue the newest interrupted run with these "
                                                         "settings from its last checkpoint."),
     baseline: Optional[int] = typer.Option(None, help="Catalog id of a finished run to compare with "
@@ -281,7 +282,7 @@ def train(
                     f"coverage {r['coverage']:.3f}  {r['flops']:.3g} FLOPs  {r['seconds']:.1f}s")
             self.progress.update(self.task, completed=r["epoch"], description=line)
             if not live and not json_out:
-                err.print(line, highlight=False)
+                err.print(line, highlight=False, soft_wrap=True)
 
     with user_errors():
         config = TrainConfig.make(arch=arch, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=device)
@@ -295,14 +296,14 @@ def train(
         return
     s, c = outcome.summary, outcome.config
     out.print(f"[green]finished[/] run {outcome.run_id}: {c['arch']} on {outcome.version}, {c['epochs']} epochs "
-              f"(MLflow run {outcome.mlflow_run_id})")
+              f"(MLflow run {outcome.mlflow_run_id})", soft_wrap=True)
     out.print(f"  accuracy {s['final_accuracy']:.4f} (best {s['best_accuracy']:.4f})  compute {s['total_flops']:.3g} "
-              f"FLOPs  {s['total_seconds']:.1f}s  {s['accuracy_per_pflop']:.4g} accuracy/PFLOP")
+              f"FLOPs  {s['total_seconds']:.1f}s  {s['accuracy_per_pflop']:.4g} accuracy/PFLOP", soft_wrap=True)
     if "target_accuracy" in s:
         speed = "not reached" if s["speedup_compute"] is None else f"{s['speedup_compute']:.2f}x less compute"
-        out.print(f"  vs baseline run {baseline}: target {s['target_accuracy']:.4f}, {speed}")
+        out.print(f"  vs baseline run {baseline}: target {s['target_accuracy']:.4f}, {speed}", soft_wrap=True)
     out.print(f"  model {outcome.registered_model} v{outcome.registry_version} (catalog model "
-              f"{outcome.model_version_id}), checkpoint {outcome.checkpoint}")
+              f"{outcome.model_version_id}), checkpoint {outcome.checkpoint}", soft_wrap=True)
 
 
 @app.command()

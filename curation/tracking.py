@@ -140,8 +140,12 @@ class Tracker:
     def end_stale(self, run_id: str, status: str = "FAILED") -> None:
         """Mark a run left RUNNING by a killed process as ended (e.g. when it cannot be resumed)."""
         mlflow = _mlflow()
+        from mlflow.exceptions import MlflowException
 
         mlflow.set_tracking_uri(self.uri)
         client = mlflow.MlflowClient()
-        if client.get_run(run_id).info.status == "RUNNING":
-            client.set_terminated(run_id, status)
+        try:
+            if client.get_run(run_id).info.status == "RUNNING":
+                client.set_terminated(run_id, status)
+        except MlflowException:  # the run is gone from this store: nothing to end
+            return

@@ -14,7 +14,7 @@ HISTORY_COLUMNS = ("epoch", "accuracy", "loss", "coverage", "backward_samples", 
 
 
 @task(name="train-model", cache_policy=NO_CACHE)
-def train_model(version: str, config: dict, plan: str | None, resume: bool, baseline: int | None) -> dict:
+def train_model(version: str, config: dict, plan: str | int | None, resume: bool, baseline: int | None) -> dict:
     outcome = train_version(load_settings(), version, TrainConfig.make(**config), plan, resume=resume,
                             baseline=baseline)
     return outcome.to_dict()
@@ -23,8 +23,8 @@ def train_model(version: str, config: dict, plan: str | None, resume: bool, base
 @flow(name="train", log_prints=True)
 def train(version: str = "mnist1d", arch: str | None = None, epochs: int | None = None,
           batch_size: int | None = None, lr: float | None = None, seed: int = 0, device: str = "auto",
-          plan: str | None = None, resume: bool = False, baseline: int | None = None) -> dict:
-    """Train ``arch`` on ``version`` with an optional Parquet plan file; returns the outcome."""
+          plan: str | int | None = None, resume: bool = False, baseline: int | None = None) -> dict:
+    """Train ``arch`` on ``version`` with an optional plan (catalog id or Parquet file); returns the outcome."""
     config = {"arch": arch, "epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed, "device": device}
     outcome = train_model(version, config, plan, resume, baseline)
     create_table_artifact(

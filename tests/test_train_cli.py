@@ -152,3 +152,20 @@ def test_damaged_or_foreign_checkpoints_fail_resume_in_one_line(project):
                "is from architecture 'mlp', not 'cnn1d'")
     assert statuses(settings) == [FAILED, FAILED, FAILED]
     assert FINISHED not in mlflow_statuses(settings) and "RUNNING" not in mlflow_statuses(settings)
+
+
+def test_a_stored_plan_by_id_trains_its_samples_and_books_its_selection_cost(project):
+    from curation.selection.run import select_plan
+
+    settings, info = project
+    plan, _ = select_plan(settings, info.id, "soft", {"ratio": 0.25, "seed": 3})
+    result = cli(info.ref, "--arch", "mlp", "--epochs", "2", "--plan", plan.id, "--json")
+    assert result.exit_code == 0, result.output
+    outcome = json.loads(result.stdout)
+    per_epoch = -(-info.splits["train"] // 4)  # soft sampling draws ceil(r N) ids per epoch, with replacement
+    assert [r["trained_samples"] for r in outcome["history"]] == [per_epoch, per_epoch]
+    assert outcome["history"][-1]["coverage"] < 2 * per_epoch / info.splits["train"]
+    assert outcome["ledger"]["selection_seconds"] == pytest.approx(plan.selection_seconds)
+    with Catalog(settings.catalog).session() as s:
+        run = s.get(TrainingRun, outcome["run_id"])
+        assert (run.plan_id, run.params["plan"]["method"]) == (plan.id, "soft")

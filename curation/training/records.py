@@ -77,6 +77,13 @@ def plan_row(catalog: Catalog, content_hash: str) -> SelectionPlan | None:
                         .order_by(SelectionPlan.id.desc()).limit(1))
 
 
+def plan_ledger(catalog: Catalog, plan_id: int) -> dict:
+    """The selection cost a stored plan recorded (a ComputeLedger dict)."""
+    with catalog.session() as s:
+        row = s.get(SelectionPlan, plan_id)
+        return dict(row.ledger or {}) if row is not None else {}
+
+
 def run_curve(catalog: Catalog, run_id: int) -> Curve:
     """The accuracy-vs-compute curve of a finished run (a baseline to compare against)."""
     with catalog.session() as s:

@@ -31,6 +31,7 @@ from curation.training.config import TrainConfig
 from curation.training.data import TrainingData
 from curation.training.selector import OnlineSelector
 from curation.training.trainer import Callback, Trainer, check_plan, resolve_device
+from models import ModelSpec, build
 
 RUNS_DIR = Path(".curation") / "runs"  # under the project home: one folder per catalog run
 CHECKPOINT = "checkpoint.pt"
@@ -81,11 +82,18 @@ def _exclusive(directory: Path) -> Iterator[None]:
         yield
 
 
-def load_plan(catalog: Catalog, info: VersionInfo, path: str | Path) -> tuple[Plan, int | None, dict]:
-    """A plan file, with its catalog id and selection ledger when the catalog knows it (by md5)."""
-    path = Path(path)
+def load_plan(settings: Settings, catalog: Catalog, info: VersionInfo, plan: str | int | Path
+              ) -> tuple[Plan, int | None, dict]:
+    """A plan by catalog id (as `curation select` stores it) or a Parquet plan file; with its catalog id
+    and selection ledger when the catalog knows it (a file is matched by its md5)."""
+    if isinstance(plan, int) or str(plan).isdigit():
+        from curation.selection.run import load_plan as stored_plan
+
+        loaded = stored_plan(settings, int(plan))
+        return loaded, int(plan), records.plan_ledger(catalog, int(plan))
+    path = Path(plan)
     if not path.is_file():
-        raise CurationError(f"plan file {path} does not exist", "give the path of a Parquet plan file")
+        raise CurationError(f"plan file {path} does not exist", "give a Parquet plan file or a catalog plan id")
     row = records.plan_row(catalog, file_md5(path))
     if row is None:
         return TablePlan.read(path, info.id, method="file"), None, {}
@@ -93,16 +101,16 @@ def load_plan(catalog: Catalog, info: VersionInfo, path: str | Path) -> tuple[Pl
 
 
 def train_version(settings: Settings, ref: str | int, config: TrainConfig | None = None,
-                  plan: Plan | str | Path | None = None, *, resume: bool = False, baseline: int | None = None,
+                  plan: Plan | str | int | Path | None = None, *, resume: bool = False, baseline: int | None = None,
                   selector: OnlineSelector | None = None, callbacks: Sequence[Callback] = ()) -> TrainOutcome:
     """Train on a data set version with a plan (default: every train sample, every epoch), tracked in MLflow.
+
+    ``plan`` is a Plan, a catalog plan id or a Parquet plan file (see ``load_plan``).
 
     ``resume`` continues the newest interrupted run with the same settings from its last checkpoint;
     ``baseline`` (a finished run's catalog id) adds the target, compute-to-target and speedup to the summary.
     """
     info, reader = open_version(settings, ref)
-    from models import ModelSpec, build
-
     spec = ModelSpec.of(info)
     cfg = (config or TrainConfig()).resolve(info.feature_shape)
     data = TrainingData.load(reader, info.id, info.feature_shape, resolve_device(cfg.device))
@@ -111,7 +119,7 @@ def train_version(settings: Settings, ref: str | int, config: TrainConfig | None
     if plan is None:
         plan = FullPlan(info.id, data.train.sample_ids)
     elif not isinstance(plan, Plan):
-        plan, plan_id, plan_ledger = load_plan(catalog, info, plan)
+        plan, plan_id, plan_ledger = load_plan(settings, catalog, info, plan)
     digest = check_plan(plan, data, cfg.epochs, online=selector is not None)
     baseline_curve = records.run_curve(catalog, baseline) if baseline is not None else None
     torch.manual_seed(cfg.seed)
