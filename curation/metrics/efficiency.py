@@ -30,8 +30,7 @@ class Curve:
         """From per-epoch records with ``flops``, ``seconds`` and ``accuracy`` (the trainer's history)."""
         if not history:
             raise CurationError("the run has no evaluated epochs", "train for at least one epoch")
-        column = lambda key: np.array([float(r[key]) for r in history])  # noqa: E731
-        return cls(column("flops"), column("seconds"), column("accuracy"))
+        return cls(*(np.array([float(r[key]) for r in history]) for key in ("flops", "seconds", "accuracy")))
 
     @property
     def best(self) -> float:
