@@ -307,6 +307,34 @@ def train(
 
 
 @app.command()
+def score(
+    version: str = typer.Argument(..., help="Version id, data set name (newest) or name@hash."),
+    arch: Optional[str] = typer.Option(None, help="Proxy architecture (default: from the feature shape)."),
+    epochs: int = typer.Option(3, help="Epochs to train the proxy model."),
+    seed: int = typer.Option(0, help="Seed of the proxy model."),
+    model: Optional[int] = typer.Option(None, help="Score with this trained catalog model version instead."),
+    device: str = typer.Option("auto", help="auto, cpu or cuda."),
+    json_out: bool = typer.Option(False, "--json", help="Print the score set as JSON."),
+):
+    """Score every train sample (loss, EL2N, gradient norm, entropy, margin, forgetting, embeddings)."""
+    from curation.scoring.run import score_version
+
+    with user_errors():
+        if epochs < 1:
+            raise CurationError(f"--epochs must be at least 1, got {epochs}", "train the proxy for 1 or more epochs")
+        settings = load_settings()
+        with steps(enabled=not json_out and err.is_terminal) as step:
+            step("training the proxy model and scoring" if model is None else f"scoring with model {model}")
+            info = score_version(settings, version, arch, epochs, seed, model, device)
+    if json_out:
+        emit_json(info.to_dict())
+        return
+    out.print(f"[green]score set {info.id}[/] for version {info.version_id} ({info.scorer}): "
+              f"{', '.join(info.columns)}; cost {info.ledger['total_flops']:.3g} FLOPs, "
+              f"{info.ledger['total_seconds']:.1f} s -> use with `curation select --score-set {info.id}`")
+
+
+@app.command()
 def serve(version: str = typer.Option("mnist1d", help="Version the scheduled flows work on.")):
     """Register the deployments (with schedules) with the Prefect server and run their flows until Ctrl-C."""
     import os

@@ -66,7 +66,8 @@ class SelectionInput:
         """A finite per-sample score, or a one-line error."""
         if name not in self.scores:
             have = ", ".join(sorted(self.scores)) or "none"
-            raise CurationError(f"score {name!r} not available (have: {have})", "score the version with that score first")
+            raise CurationError(f"score {name!r} not available (have: {have})",
+                                "run `curation score <version>` and pass its id with --score-set")
         value = np.asarray(self.scores[name], dtype=np.float64)
         bad = ~np.isfinite(value)
         if bad.any():

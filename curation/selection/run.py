@@ -109,25 +109,23 @@ def select_plan(settings: Settings, ref: str | int, method: str, params: dict | 
     kill_point("select:after-write")
     chosen = getattr(selector, "selected_", None)
     fields = selector.get_params()
+    ledger = ComputeLedger()
+    if score_set_id is not None:  # the scores' cost is part of this selection's cost
+        with Catalog(settings.catalog).session() as s:
+            ledger.absorb_selection(ComputeLedger.from_dict(s.get(ScoreSet, score_set_id).ledger))
+    ledger.book_selection(seconds=selector.selection_seconds_)
     row = SelectionPlan(
         version_id=info.id, score_set_id=score_set_id, method=selector.name, params=_jsonable(fields),
         budget=None if chosen is None or selector.generated else len(chosen),
         ratio=fields.get("ratio") if selector.generated else (len(chosen) / data.n if chosen is not None else None),
         seed=int(fields.get("seed", 0)), path=path, content_hash=digest,
-        ledger=_selection_ledger(selector.selection_seconds_),
+        ledger=ledger.to_dict(),
     )
     with Catalog(settings.catalog).session() as s:
         s.add(row)
         s.flush()
         kill_point("select:before-commit")
     return _info(row), selector
-
-
-def _selection_ledger(seconds: float) -> dict:
-    """The selection's cost as a compute ledger (the Trainer absorbs it as selection cost)."""
-    ledger = ComputeLedger()
-    ledger.book_selection(seconds=seconds)
-    return ledger.to_dict()
 
 
 def _info(row: SelectionPlan) -> PlanInfo:
