@@ -31,3 +31,16 @@ def test_curate_flow_records_a_plan(prefect_server, settings):
     version = add_version(settings, digits())
     plan = curate(version=str(version.id), method="uniform", params={"budget": 0.1, "seed": 1})
     assert plan["budget"] == 144 and [p.id for p in plans(settings)] == [plan["id"]]
+
+
+def test_score_then_curate_flows(prefect_server, settings):
+    from curation.data.sources import mnist1d
+    from curation.data.versions import add_version
+    from flows.curate import curate
+    from flows.score import score
+
+    version = add_version(settings, mnist1d(samples=300))
+    scores = score(version=str(version.id), epochs=1)
+    plan = curate(version=str(version.id), method="topk-balanced", params={"budget": 24, "score": "loss"},
+                  score_set=scores["id"])
+    assert plan["budget"] == 24 and plan["method"] == "topk-balanced"
