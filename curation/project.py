@@ -8,7 +8,7 @@ from curation.catalog import Catalog
 from curation.config import Settings
 from curation.data.versioning import ensure_repo
 
-IGNORED = ["/catalog.db*", "/mlflow/mlflow.db", "/mlflow/artifacts/", "/data/.staging/"]
+IGNORED = ["/catalog.db*", "/mlflow/mlflow.db", "/mlflow/artifacts/", "/data/.staging/", "/.curation/"]
 
 
 def init_project(settings: Settings) -> list[str]:
