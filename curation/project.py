@@ -8,7 +8,8 @@ from curation.catalog import Catalog
 from curation.config import Settings
 from curation.data.versioning import ensure_repo
 
-IGNORED = ["/catalog.db*", "/mlflow/mlflow.db", "/mlflow/artifacts/", "/data/.staging/", "/.curation/"]
+IGNORED = ["/catalog.db*", "/mlflow/mlflow.db", "/mlflow/artifacts/", "/data/.staging/", "/data/plans/", "/data/scores/",
+           "/.curation/"]
 
 
 def init_project(settings: Settings) -> list[str]:
