@@ -18,3 +18,4 @@ register("mlp", MLP.from_spec, defaults={"epochs": 30, "batch_size": 64, "lr": 1
 register("cnn1d", ConvNet1D.from_spec, defaults={"epochs": 60, "batch_size": 50, "lr": 2e-2, "weight_decay": 0.1,
                                                  "label_smoothing": 0.1})
 register("lenet5", LeNet5.from_spec, defaults={"epochs": 30, "batch_size": 64, "lr": 2e-3, "weight_decay": 1e-4})
+import models.resnet1d  # noqa: E402,F401  (registers "resnet1d")
