@@ -19,6 +19,7 @@ demo: $(STAMP)
 	$(VENV)/bin/curation init
 	$(VENV)/bin/curation data add mnist1d
 	$(VENV)/bin/curation data ls
+	$(VENV)/bin/curation compare mnist1d --method soft:ratio=0.3 --method uniform:budget=0.3
 
 test: $(STAMP)
 	$(PY) -m pytest

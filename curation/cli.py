@@ -335,6 +335,46 @@ def score(
 
 
 @app.command()
+def compare(
+    version: str = typer.Argument(..., help="Version id, data set name (newest) or name@hash."),
+    method: list[str] = typer.Option(["soft:ratio=0.3", "uniform:budget=0.3"], "--method", "-m",
+                                     help="method[:key=value,...], repeatable (see `curation methods`)."),
+    arch: Optional[str] = typer.Option(None, help="Architecture (default: from the feature shape)."),
+    epochs: Optional[int] = typer.Option(None, help="Epochs of every run (default: the architecture's)."),
+    seed: int = typer.Option(0, help="Seed of every run."),
+    baseline: Optional[int] = typer.Option(None, help="A finished full-data run to compare with (else trained)."),
+    score_set: Optional[int] = typer.Option(None, help="Score set for score-based methods."),
+    json_out: bool = typer.Option(False, "--json", help="Print JSON."),
+):
+    """Train the full-data baseline and each method's plan; print accuracy, compute and speedup side by side."""
+    from curation.compare import compare as run_compare
+    from curation.training.config import TrainConfig
+
+    with user_errors():
+        config = TrainConfig.make(arch=arch, epochs=epochs, seed=seed)
+        settings = load_settings()
+        with steps(enabled=not json_out and err.is_terminal) as step:
+            step(f"training the baseline and {len(method)} methods")
+            rows = [r.to_dict() for r in run_compare(settings, version, method, config, baseline, score_set)]
+    if json_out:
+        emit_json(rows)
+        return
+    table = Table(title=f"version {version} at equal compute; target: 99% of the baseline's best accuracy")
+    table.add_column("method", no_wrap=True)
+    for header in ("run", "epochs", "best acc", "GFLOP", "seconds", "backward", "x compute", "x time"):
+        table.add_column(header, justify="right")
+    fmt = lambda v, spec: "-" if v is None else format(v, spec)  # noqa: E731
+    for r in rows:
+        params = ",".join(f"{v}" for v in r["params"].values())
+        table.add_row(f"{r['method']} {params}".strip(), str(r["run_id"]), str(r["epochs"]),
+                      f"{r['best_accuracy']:.4f}", f"{r['total_flops'] / 1e9:.1f}", f"{r['total_seconds']:.1f}",
+                      f"{r['backward_samples']:,}",
+                      fmt(r.get("speedup_compute"), ".2f"), fmt(r.get("speedup_time"), ".2f"))
+    out.print(table)
+    out.print("Compare the runs in the MLflow UI: `make ui`, then http://127.0.0.1:5000")
+
+
+@app.command()
 def serve(version: str = typer.Option("mnist1d", help="Version the scheduled flows work on.")):
     """Register the deployments (with schedules) with the Prefect server and run their flows until Ctrl-C."""
     import os

@@ -1,0 +1,37 @@
+"""`curation compare`: the baseline and each method at equal compute, side by side."""
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from curation.cli import app
+from curation.compare import parse_method
+from curation.data.sources import mnist1d
+from curation.data.versions import add_version
+from curation.errors import CurationError
+
+
+def test_parse_method():
+    assert parse_method("soft:ratio=0.3,seed=2") == ("soft", {"ratio": 0.3, "seed": 2})
+    assert parse_method("full") == ("full", {})
+    with pytest.raises(CurationError, match="not key=value"):
+        parse_method("soft:ratio")
+
+
+def test_compare_trains_baseline_and_methods_at_equal_compute(home):
+    from curation.config import load_settings
+
+    settings = load_settings(dvc=False)
+    version = add_version(settings, mnist1d(samples=400))
+    result = CliRunner().invoke(app, ["compare", str(version.id), "-m", "soft:ratio=0.5", "-m", "uniform:budget=0.25",
+                                      "--epochs", "2", "--json"])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.stdout)
+    assert [r["method"] for r in rows] == ["full", "soft", "uniform"]
+    assert [r["epochs"] for r in rows] == [2, 4, 8]
+    backward = [r["backward_samples"] for r in rows]
+    assert backward[0] == 2 * 320 and backward[1] == 4 * 160 and backward[2] == 8 * 80  # equal compute
+    assert all("target_accuracy" in r for r in rows[1:])
+    bad = CliRunner().invoke(app, ["compare", str(version.id), "-m", "nosuch"])
+    assert bad.exit_code == 2 and "unknown selection method" in bad.stderr
