@@ -1,0 +1,377 @@
+"""Accuracy per compute (issue 4): every curation method against full-data training at equal total compute.
+
+One MNIST-1D version (``--samples``, 80% train), one model (``--model cnn1d`` or ``resnet1d``), one seed
+for every run. The full-data run trains ``E`` epochs (``--epochs``); a method at ratio ``r`` (soft
+sampling, the fixed uniform subset, the score-based coreset) trains ``ceil(E / r)`` epochs of ``r*N``
+samples, so every run spends the same training compute (cosine schedule over its own length).
+Selective-Backprop (beta 2) and its stale variant (staleness 2) get the number of epochs that spends
+the same compute given their expected cost per epoch (selection forwards + 1/(beta+1) of the
+backwards); what they really spent is in their ledgers.
+
+Methods:
+- ``full``: every train sample every epoch (the baseline).
+- ``soft``: ``curation select soft --ratio r`` (m = ceil(rN) i.i.d. draws WITH replacement, fresh each epoch).
+- ``uniform``: a fixed uniform random subset of ``rN`` samples, the same every epoch.
+- ``el2n-topk-balanced``: proxy scoring (``score_version``: a cnn1d proxy trained ``--proxy-epochs`` on the
+  full train split, then EL2N of every train sample), then the highest-EL2N ``rN`` samples per class;
+  the scoring and selection cost (FLOPs and seconds) comes in through the plan's ledger.
+- ``selective-backprop`` / ``selective-backprop-stale``: the online selector inside the batch loop; its
+  selection forwards and seconds are in the ledger. Candidates come in batches of ``(beta+1) x`` the
+  training batch (one selection forward per training batch on average); the training batches have the
+  model's batch size.
+
+Evaluation at equal compute: a callback evaluates the model on the test split whenever the run's
+cumulative compute (training + selection FLOPs, the ledger's ``total_flops``) crosses the next
+multiple of ``--eval-every`` x one full-data epoch's training FLOPs (and once before the first step).
+It books nothing in the ledger and its time is taken out of the run's wall clock; the Trainer's own
+per-epoch evaluation is left out (the checkpoints replace it). Wall seconds include the selection (the plan's scoring and selection time,
+the online selector's time).
+
+Per method: the curve, best accuracy, and the backward samples, FLOPs and wall seconds at the first
+checkpoint reaching the target (99% of the full run's best accuracy); speedups = full's cost to the
+target over the method's.
+"""
+
+from __future__ import annotations
+
+import math
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks._common import RESULTS, parser, peak_rss_mb, write_result
+
+NAME = "accuracy_per_compute"
+FRACTION = 0.99
+SB_BETA = 2.0
+SB_STALENESS = 2
+DEFAULT_EPOCHS = {"cnn1d": 20, "resnet1d": 10}
+ALL_METHODS = ("full", "soft", "uniform", "el2n-topk-balanced", "selective-backprop", "selective-backprop-stale")
+BUDGET_METHODS = ("soft", "uniform", "el2n-topk-balanced")
+
+
+def _checkpoint_classes():
+    """Built lazily so that ``--help`` does not import torch."""
+    import torch
+
+    from curation.training import Callback, Trainer
+
+    class EqualComputeCheckpoints(Callback):
+        """Test accuracy every ``every_flops`` of cumulative compute; books nothing in the ledger."""
+
+        def __init__(self, every_flops: float, base_seconds: float = 0.0, eval_batch: int = 2048):
+            self.every, self.base_seconds, self.eval_batch = every_flops, base_seconds, eval_batch
+            self.trainer = None
+            self.points: list[dict] = []
+            self.own_eval = 0.0
+
+        def on_fit_start(self, config, epoch) -> None:
+            self.t0 = time.perf_counter()
+            self.eval0 = self.trainer.ledger.eval_seconds
+            self.next = 0.0
+            self._checkpoint(epoch)
+
+        def on_batch_end(self, epoch: int, batch: int) -> None:
+            if self.trainer.ledger.total_flops >= self.next:
+                self._checkpoint(epoch)
+
+        def wall(self) -> float:
+            """Seconds of training and selection so far: the clock minus every evaluation."""
+            evals = self.own_eval + (self.trainer.ledger.eval_seconds - self.eval0)
+            return self.base_seconds + time.perf_counter() - self.t0 - evals
+
+        @torch.no_grad()
+        def accuracy(self) -> float:
+            model, test = self.trainer.model, self.trainer.data.test
+            was = model.training
+            model.eval()
+            correct = 0
+            for lo in range(0, len(test), self.eval_batch):
+                x, y = test.batch(np.arange(lo, min(lo + self.eval_batch, len(test))))
+                correct += int((model(x).argmax(1) == y).sum())
+            model.train(was)
+            return correct / len(test)
+
+        def _checkpoint(self, epoch: int) -> None:
+            wall = self.wall()
+            tick = time.perf_counter()
+            ledger = self.trainer.ledger
+            self.points.append({"flops": ledger.total_flops, "seconds": wall, "accuracy": self.accuracy(),
+                                "backward_samples": ledger.backward_samples,
+                                "selection_forward_samples": ledger.selection_forward_samples, "epoch": epoch})
+            self.own_eval += time.perf_counter() - tick
+            self.next = (math.floor(ledger.total_flops / self.every) + 1) * self.every
+
+        def finish(self) -> None:
+            if self.points[-1]["flops"] < self.trainer.ledger.total_flops:
+                self._checkpoint(self.trainer.epoch)
+
+    class CheckpointedTrainer(Trainer):
+        """The Trainer with its per-epoch test evaluation left out: the equal-compute checkpoints replace it
+        (a subset method runs up to 10x more, shorter epochs; evaluating each would only cost benchmark time)."""
+
+        def evaluate(self) -> tuple[float, float]:
+            return float("nan"), float("nan")
+
+    return EqualComputeCheckpoints, CheckpointedTrainer
+
+
+def _to_target(points: list[dict], target: float) -> dict | None:
+    for p in points:
+        if p["accuracy"] >= target:
+            return p
+    return None
+
+
+def _ratio(a, b):
+    return None if a is None or b is None or b <= 0 else round(a / b, 3)
+
+
+def _shared_auc(efficiency, curve, baseline) -> float:
+    """Mean accuracy over log10 compute on the union of both ranges (0 before a run's first point, its final
+    accuracy after its last), the zero-compute point left out."""
+    def positive(c):
+        keep = c.flops > 0
+        return efficiency.Curve(c.flops[keep], c.seconds[keep], c.accuracy[keep])
+
+    a, b = positive(curve), positive(baseline)
+    lo, hi = min(a.flops[0], b.flops[0]), max(a.flops[-1], b.flops[-1])
+    return round(efficiency.auc_log_compute(a, lo, hi), 4)
+
+
+def main() -> None:
+    p = parser(__doc__)
+    p.add_argument("--model", choices=("cnn1d", "resnet1d"), default="cnn1d")
+    p.add_argument("--samples", type=int, default=50_000, help="MNIST-1D samples (80%% train, 20%% test)")
+    p.add_argument("--epochs", type=int, default=None,
+                   help="epochs of the full-data run (default: cnn1d 20, resnet1d 10)")
+    p.add_argument("--budgets", default="0.1,0.3,0.5", help="ratios r for soft / uniform / coreset")
+    p.add_argument("--methods", default=",".join(ALL_METHODS), help=f"subset of {','.join(ALL_METHODS)}")
+    p.add_argument("--eval-every", type=float, default=0.1,
+                   help="checkpoint spacing in full-data epochs of training compute (<= 0.1)")
+    p.add_argument("--proxy-epochs", type=int, default=3, help="epochs of the cnn1d scoring proxy (coreset)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=1, help="torch threads (1: steadier on a shared machine)")
+    args = p.parse_args()
+    methods = [m for m in args.methods.split(",") if m]
+    unknown = set(methods) - set(ALL_METHODS)
+    if unknown:
+        p.error(f"unknown methods {sorted(unknown)}")
+    if "full" not in methods:
+        methods.insert(0, "full")
+    budgets = [float(b) for b in args.budgets.split(",") if b]
+    epochs = args.epochs or DEFAULT_EPOCHS[args.model]
+    samples = args.samples
+    if args.quick:
+        samples, epochs, budgets = 4_000, 3, [0.3]
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    from curation.catalog import Catalog
+    from curation.config import load_settings
+    from curation.data import sources
+    from curation.data.versions import add_version, open_version
+    from curation.metrics import efficiency
+    from curation.metrics.ledger import BACKWARD_FACTOR, ComputeLedger
+    from curation.scoring.run import score_version
+    from curation.selection.plans import FullPlan
+    from curation.selection.run import load_plan, select_plan
+    from curation.selection.selective_backprop import SelectiveBackprop
+    from curation.training import TrainConfig, Trainer, TrainingData
+    from curation.training.records import plan_ledger
+    from models import ModelSpec, build
+
+    Checkpoints, CheckpointedTrainer = _checkpoint_classes()
+    runs: list[dict] = []
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="bench-apc-") as home:
+        settings = load_settings(home=Path(home), dvc=False)
+        info = add_version(settings, sources.mnist1d(samples=samples))
+        version, reader = open_version(settings, info.id)
+        data = TrainingData.load(reader, version.id, version.feature_shape, torch.device("cpu"))
+        spec = ModelSpec.of(version)
+        n = len(data.train)
+        base_cfg = TrainConfig(arch=args.model, seed=args.seed, device="cpu").resolve(version.feature_shape)
+        torch.manual_seed(args.seed)
+        flops_per_sample = Trainer(build(args.model, spec), data, base_cfg).ledger.flops_per_sample
+        full_epoch_flops = n * (1 + BACKWARD_FACTOR) * flops_per_sample
+        every = args.eval_every * full_epoch_flops
+        score_id = score_seconds = None
+
+        def run(label: str, method: str, ratio: float | None, run_epochs: int, plan, selector=None,
+                plan_cost: dict | None = None, batch_size: int | None = None) -> None:
+            cfg = base_cfg.model_copy(update={"epochs": run_epochs, **({"batch_size": batch_size} if batch_size else {})})
+            torch.manual_seed(args.seed)
+            cost = ComputeLedger.from_dict(plan_cost) if plan_cost else None
+            checkpoints = Checkpoints(every, base_seconds=cost.total_seconds if cost else 0.0)
+            trainer = CheckpointedTrainer(build(args.model, spec), data, cfg, selector=selector,
+                                          callbacks=[checkpoints])
+            checkpoints.trainer = trainer
+            if cost is not None:  # the scoring and selection this plan cost, as train_version books it
+                trainer.ledger.absorb_selection(cost)
+            tick = time.perf_counter()
+            result = trainer.fit(plan)
+            checkpoints.finish()
+            ledger = result.ledger
+            print(f"[{time.perf_counter() - started:7.1f}s] {label}: {run_epochs} epochs, "
+                  f"best {max(p['accuracy'] for p in checkpoints.points):.4f}, "
+                  f"{ledger.backward_samples} backward, {checkpoints.points[-1]['seconds']:.1f}s "
+                  f"({time.perf_counter() - tick:.1f}s with evaluations)", flush=True)
+            runs.append({"system": label, "method": method, "ratio": ratio, "epochs": run_epochs,
+                         "batch_size": cfg.batch_size, "points": checkpoints.points, "ledger": ledger.to_dict(),
+                         "selector": None if selector is None else selector.get_params()})
+
+        def stored_plan(method: str, params: dict, score_set: int | None = None):
+            plan_info, _ = select_plan(settings, info.id, method, params, score_set_id=score_set)
+            return load_plan(settings, plan_info.id), plan_ledger(Catalog(settings.catalog), plan_info.id)
+
+        run("full", "full", 1.0, epochs, FullPlan(info.id, data.train.sample_ids))
+        for r in budgets:
+            r_epochs = math.ceil(epochs / r - 1e-9)
+            if "soft" in methods:
+                plan, cost = stored_plan("soft", {"ratio": r, "seed": args.seed})
+                run(f"soft r={r:g}", "soft", r, r_epochs, plan, plan_cost=cost)
+            if "uniform" in methods:
+                plan, cost = stored_plan("uniform", {"budget": r, "seed": args.seed})
+                run(f"uniform r={r:g}", "uniform", r, r_epochs, plan, plan_cost=cost)
+            if "el2n-topk-balanced" in methods:
+                if score_id is None:
+                    tick = time.perf_counter()
+                    score_id = score_version(settings, info.id, arch="cnn1d", epochs=args.proxy_epochs,
+                                             seed=args.seed, device="cpu").id
+                    score_seconds = time.perf_counter() - tick
+                plan, cost = stored_plan("topk-balanced", {"budget": r, "seed": args.seed, "score": "el2n"}, score_id)
+                run(f"el2n-topk-balanced r={r:g}", "el2n-topk-balanced", r, r_epochs, plan, plan_cost=cost)
+        full_plan = FullPlan(info.id, data.train.sample_ids)
+        candidates = int(base_cfg.batch_size * (SB_BETA + 1))
+        for method, staleness in (("selective-backprop", 0), ("selective-backprop-stale", SB_STALENESS)):
+            if method not in methods:
+                continue
+            # expected cost of one epoch after the warm-up, in full-data epochs: selection forwards
+            # (all rows, or 1/staleness of them) + the training forward+backward of 1/(beta+1) of the rows
+            per_epoch = ((1 / staleness if staleness else 1) + (1 + BACKWARD_FACTOR) / (SB_BETA + 1)) / (
+                1 + BACKWARD_FACTOR)
+            sb_epochs = 1 + math.ceil((epochs - 1) / per_epoch - 1e-9)
+            selector = SelectiveBackprop(beta=SB_BETA, staleness=staleness, batch_size=base_cfg.batch_size,
+                                         seed=args.seed)
+            run(method, method, None, sb_epochs, full_plan, selector=selector, batch_size=candidates)
+        train_samples, test_samples = n, len(data.test)
+
+    # -- summaries ---------------------------------------------------------------------------------
+    full = runs[0]
+    full_best = max(p["accuracy"] for p in full["points"])
+    target = FRACTION * full_best
+    full_hit = _to_target(full["points"], target)
+    curves = {}
+    results = []
+    for r in runs:
+        pts = r["points"]
+        curve = efficiency.Curve(np.array([p["flops"] for p in pts]), np.array([p["seconds"] for p in pts]),
+                                 np.array([p["accuracy"] for p in pts]))
+        curves[r["system"]] = curve
+        hit = _to_target(pts, target)
+        led = r["ledger"]
+        results.append({
+            "system": r["system"], "method": r["method"], "ratio": r["ratio"], "epochs": r["epochs"],
+            "batch_size": r["batch_size"], "selector": r["selector"],
+            "best_accuracy": round(curve.best, 4), "final_accuracy": round(float(curve.accuracy[-1]), 4),
+            "reached_target": hit is not None,
+            "backward_samples_to_target": None if hit is None else hit["backward_samples"],
+            "flops_to_target": None if hit is None else hit["flops"],
+            "seconds_to_target": None if hit is None else round(hit["seconds"], 2),
+            "speedup_backward": None if hit is None else _ratio(full_hit["backward_samples"], hit["backward_samples"]),
+            "speedup_compute": None if hit is None else _ratio(full_hit["flops"], hit["flops"]),
+            "speedup_time": None if hit is None else _ratio(full_hit["seconds"], hit["seconds"]),
+            "total_flops": led["total_flops"], "total_seconds": round(pts[-1]["seconds"], 2),
+            "backward_samples": led["backward_samples"], "forward_samples": led["forward_samples"],
+            "selection_forward_samples": led["selection_forward_samples"],
+            "selection_flops": led["selection_flops"], "selection_seconds": round(led["selection_seconds"], 2),
+            "auc_log_compute_shared": _shared_auc(efficiency, curve, curves["full"]),
+            "curve": {k: [p[k] if k != "seconds" else round(p[k], 3) for p in pts]
+                      for k in ("flops", "seconds", "accuracy", "backward_samples")},
+        })
+
+    def pick(method, ratio=None):
+        return next((x for x in results if x["method"] == method and (ratio is None or x["ratio"] == ratio)), None)
+
+    ratios: dict = {"target_accuracy": round(target, 4), "full_best_accuracy": round(full_best, 4),
+                    "full_seconds_to_target": None if full_hit is None else round(full_hit["seconds"], 2),
+                    "full_backward_samples_to_target": None if full_hit is None else full_hit["backward_samples"]}
+    targets: dict = {}
+    checks: dict = {}
+    others = [x for x in results if x["method"] != "full" and x["reached_target"]]
+    if others:
+        best = max(others, key=lambda x: (x["speedup_time"] or 0, x["speedup_backward"] or 0))
+        ratios |= {"best_method": best["system"], "best_method_speedup_backward": best["speedup_backward"],
+                   "best_method_speedup_time": best["speedup_time"],
+                   "max_speedup_backward": max(x["speedup_backward"] or 0 for x in others)}
+    else:
+        ratios |= {"best_method": None, "best_method_speedup_backward": None, "best_method_speedup_time": None}
+    targets |= {"best_method_speedup_backward": ">= 2 (on resnet1d)", "best_method_speedup_time": ">= 1.5 (on resnet1d)"}
+    checks["best_method"] = bool(others) and (ratios["best_method_speedup_backward"] or 0) >= 2 and (
+        ratios["best_method_speedup_time"] or 0) >= 1.5
+    sb, stale = pick("selective-backprop"), pick("selective-backprop-stale")
+    if sb is not None:
+        ratios["sb_speedup_backward"] = sb["speedup_backward"]
+        ratios["sb_speedup_time"] = sb["speedup_time"]
+        targets["sb_speedup_backward"] = ">= 1.5"
+        checks["sb_speedup_backward"] = (sb["speedup_backward"] or 0) >= 1.5
+    if stale is not None:
+        ratios["sb_stale_speedup_backward"] = stale["speedup_backward"]
+        ratios["sb_stale_speedup_time"] = stale["speedup_time"]
+        targets["sb_stale_speedup_time"] = "> 1"
+        checks["sb_stale_speedup_time"] = (stale["speedup_time"] or 0) > 1
+    for r in budgets:
+        soft, uni = pick("soft", r), pick("uniform", r)
+        if soft and uni:
+            key = f"soft_minus_uniform_best_accuracy_r{r:g}"
+            ratios[key] = round(soft["best_accuracy"] - uni["best_accuracy"], 4)
+            ratios[f"soft_minus_uniform_auc_r{r:g}"] = round(
+                soft["auc_log_compute_shared"] - uni["auc_log_compute_shared"], 4)
+            targets[key] = "> 0 (soft beats the fixed subset at equal compute)"
+            checks[key] = ratios[key] > 0
+    ratios["checks"] = checks
+    met = all(checks.values())
+
+    stem = NAME + ("" if args.model == "cnn1d" else f".{args.model}") + (".quick" if args.quick else "")
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    pngs = []
+    for r in budgets:
+        names = ["full", *[x["system"] for x in results if x["ratio"] == r and x["method"] != "full"],
+                 *[x["system"] for x in results if x["method"].startswith("selective")]]
+        fig = efficiency.plot({k: curves[k] for k in names}, target)
+        fig.suptitle(f"MNIST-1D {train_samples} train, {args.model}, budget {r:g}", fontsize=9)
+        path = RESULTS / f"{stem}.r{round(r * 100)}.png"
+        fig.savefig(path)
+        pngs.append(path.name)
+        if len(budgets) == 1 or r == 0.3:
+            fig.savefig(RESULTS / f"{stem}.png")
+    command = "python -m benchmarks.accuracy_per_compute" + (
+        f" --quick --model {args.model}" if args.quick else
+        f" --model {args.model} --samples {samples} --budgets {args.budgets} --methods {','.join(methods)}"
+        f" --epochs {epochs} --eval-every {args.eval_every} --proxy-epochs {args.proxy_epochs} --seed {args.seed}"
+        f" --threads {args.threads}")
+    not_run = [m for m in ALL_METHODS if m not in methods]
+    notes = (f"target = {FRACTION} x the full run's best test accuracy over equal-compute checkpoints "
+             f"(every {args.eval_every} full-data epoch of compute). Speedups are full's cost at its first "
+             f"checkpoint reaching the target over the method's. Wall seconds exclude evaluation and include "
+             f"selection (proxy scoring + plan selection for the coreset: {score_seconds and round(score_seconds, 1)} s "
+             f"of scoring; online selection for Selective-Backprop). Selective-Backprop: beta {SB_BETA:g}, "
+             f"candidate batches of {candidates} for training batches of {base_cfg.batch_size}; stale variant "
+             f"staleness {SB_STALENESS}. One seed ({args.seed}) for every run. Methods not run: {not_run or 'none'}. "
+             f"The best-method targets are stated for resnet1d; this run's model is {args.model}. "
+             f"Plots: {', '.join(pngs)}. Command: {command}")
+    params = {"model": args.model, "samples": samples, "train_samples": train_samples, "test_samples": test_samples,
+              "full_epochs": epochs, "budgets": budgets, "methods": methods, "eval_every_full_epochs": args.eval_every,
+              "flops_per_sample": flops_per_sample, "proxy": f"cnn1d x {args.proxy_epochs} epochs",
+              "seed": args.seed, "threads": args.threads, "sb_beta": SB_BETA, "sb_staleness": SB_STALENESS,
+              "command": command, "peak_rss_mb": peak_rss_mb(), "benchmark_seconds": round(time.perf_counter() - started, 1)}
+    write_result(NAME, params, results, ratios, targets, met, notes=notes, out=args.out or RESULTS / f"{stem}.json",
+                 quick=args.quick)
+
+
+if __name__ == "__main__":
+    main()
