@@ -72,15 +72,23 @@ class TrackedRun:
     def log_figure(self, figure, name: str) -> None:
         _mlflow().log_figure(figure, name)
 
-    def log_model(self, model, example, registered_name: str) -> str:
-        """Log the model (torch.export 'pt2' format: loads without pickle) and register it; the new version."""
+    def log_model(self, model, example, registered_name: str, tags: Mapping[str, object] | None = None) -> str:
+        """Log the model (torch.export 'pt2' format: loads without pickle) and register it; the new version.
+
+        ``tags`` go on the registered version (e.g. its lineage: the parent it continued from).
+        """
         import mlflow.pytorch
         import torch
 
         info = mlflow.pytorch.log_model(
             model, name="model", registered_model_name=registered_name, input_example=example,
             serialization_format="pt2", pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"])
-        return str(info.registered_model_version)
+        version = str(info.registered_model_version)
+        client = _mlflow().MlflowClient()
+        for key, value in (tags or {}).items():
+            if value is not None:
+                client.set_model_version_tag(registered_name, version, key, str(value))
+        return version
 
 
 class Tracker:
@@ -149,3 +157,20 @@ class Tracker:
                 client.set_terminated(run_id, status)
         except MlflowException:  # the run is gone from this store: nothing to end
             return
+
+    def set_alias(self, registered_name: str, alias: str, version: str) -> None:
+        """Point ``alias`` (e.g. ``champion``) of a registered model at ``version`` (idempotent)."""
+        mlflow = _mlflow()
+        mlflow.set_tracking_uri(self.uri)
+        mlflow.MlflowClient().set_registered_model_alias(registered_name, alias, version)
+
+    def alias(self, registered_name: str, alias: str) -> str | None:
+        """The version ``alias`` points at, or None when the model or the alias does not exist."""
+        mlflow = _mlflow()
+        from mlflow.exceptions import MlflowException
+
+        mlflow.set_tracking_uri(self.uri)
+        try:
+            return str(mlflow.MlflowClient().get_model_version_by_alias(registered_name, alias).version)
+        except MlflowException:
+            return None

@@ -1,0 +1,307 @@
+"""``retrain``: the continuous-training pipeline the CLI and the retrain flow share.
+
+One call, under the pipeline's lock:
+
+1. Finish what a crashed call left: its RUNNING run becomes FAILED; the catalog's champion gets its
+   MLflow ``champion`` alias and its sparse update when either is missing.
+2. The data set's chunks that no FINISHED run of this pipeline consumed are the new ones (a run's
+   params list the chunk versions it consumed); none: nothing to do.
+3. Triggers decide (amount, time, KS drift, champion accuracy drop; a periodic pipeline waits for
+   ``every`` chunks); each decision is logged with its reason. No fire: the chunks wait.
+4. ``train_step`` from the champion (or from scratch); the model is registered in MLflow with its
+   parent, then the FINISHED run and the ModelVersion (parent = the champion; promoted when at
+   least as accurate as the champion on the newest test chunk) commit in one transaction.
+5. A promoted model gets the alias and is shipped to the replica as a sparse update
+   (``<data_dir>/deployments/<pipeline>/``, a Deployment row with bytes, dense bytes and gap).
+
+A crash before step 5's transaction leaves the champion untouched and the chunks unconsumed; after
+it, step 1 of the next call completes the work.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import torch
+from sqlalchemy import select
+
+from curation.catalog import Catalog, Deployment, ModelVersion, TrainingRun
+from curation.config import Settings
+from curation.continual import triggers
+from curation.continual.data import StreamData, load_chunk
+from curation.continual.proactive import ContinualConfig, evaluate, train_step
+from curation.data.contract import check_name
+from curation.data.store import file_md5
+from curation.data.stream import chunks
+from curation.data.versions import VersionInfo
+from curation.deployment import Replica, SparseUpdate, Sparsifier, dense_bytes
+from curation.errors import CurationError
+from curation.faults import kill_point
+from curation.tracking import Tracker
+from curation.training import records
+from curation.training.checkpoint import load_checkpoint, save_checkpoint
+from curation.training.config import TrainConfig
+from curation.training.run import _exclusive, run_dir
+from curation.training.trainer import resolve_device
+from models import ModelSpec, build
+
+log = logging.getLogger("curation.retrain")
+
+ALIAS = "champion"
+LOCKS = Path(".curation") / "retrain"
+MODEL_FILE = "model.pt"
+DRIFT_SAMPLE = 1000  # rows per side of the KS drift test
+
+
+@dataclass
+class RetrainOutcome:
+    """What one call did, as the CLI and the flow report it."""
+
+    pipeline: str
+    dataset: str
+    status: str  # up-to-date | waiting (no trigger fired) | trained
+    new_versions: list[int]
+    decisions: list[dict] = field(default_factory=list)
+    run_id: int | None = None
+    model_version_id: int | None = None
+    parent_model_version_id: int | None = None
+    accuracy: float | None = None  # the new model on the newest test chunk
+    champion_accuracy: float | None = None  # the previous champion, same test chunk
+    promoted: bool = False
+    champion_model_version_id: int | None = None
+    registry_version: str | None = None
+    deployment: dict | None = None
+    ledger: dict | None = None
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class _Pipeline:
+    """The catalog's view of one pipeline: its runs, consumed chunks, champion and deployment base."""
+
+    def __init__(self, catalog: Catalog, dataset: str, name: str, infos: list[VersionInfo]):
+        ids = [i.id for i in infos]
+        with catalog.session() as s:
+            runs = [r for r in s.scalars(select(TrainingRun).where(TrainingRun.version_id.in_(ids))
+                                         .order_by(TrainingRun.id))
+                    if r.params.get("pipeline") == name and r.params.get("dataset") == dataset]
+            finished = [r.id for r in runs if r.status == records.FINISHED]
+            models = list(s.scalars(select(ModelVersion).where(ModelVersion.run_id.in_(finished))
+                                    .order_by(ModelVersion.id))) if finished else []
+        self.runs = runs
+        self.consumed = {v for r in runs if r.status == records.FINISHED for v in r.params["chunks"]}
+        promoted = [m for m in models if m.metrics.get("promoted")]
+        self.champion: ModelVersion | None = promoted[-1] if promoted else None
+        self.base: ModelVersion | None = promoted[0] if promoted else None
+        self.last_trained = max((r.ended_at for r in runs if r.status == records.FINISHED), default=None)
+        self.architecture = next((r.architecture for r in runs if r.status == records.FINISHED), None)
+
+
+def retrain(settings: Settings, dataset: str, pipeline: str | None = None, config: ContinualConfig | None = None,
+            train: TrainConfig | None = None, rho: float = 1e-3) -> RetrainOutcome:
+    """Bring pipeline ``pipeline`` (default: the mode's name) up to date with data set ``dataset``."""
+    config = config or ContinualConfig()
+    name = pipeline or config.mode
+    check_name(name)
+    if not 0 < rho <= 1:
+        raise CurationError(f"rho {rho} is outside (0, 1]", "give a fraction like 1e-3")
+    infos = chunks(settings, dataset)
+    if not infos:
+        raise CurationError(f"data set {dataset!r} has no versions", "add a chunk with `curation data add` first")
+    train = (train or TrainConfig()).resolve(infos[-1].feature_shape)
+    device = resolve_device(train.device)
+    catalog, tracker = Catalog(settings.catalog), Tracker(settings, experiment=dataset)
+    with _exclusive(settings.home / LOCKS / f"{dataset}.{name}"):
+        state = _Pipeline(catalog, dataset, name, infos)
+        if state.architecture not in (None, train.arch):
+            raise CurationError(f"pipeline {name!r} trains {state.architecture}, not {train.arch}",
+                                f"use --arch {state.architecture}, or start a new --pipeline")
+        for run in state.runs:  # a crashed call of this pipeline (we hold its lock)
+            if run.status == records.RUNNING:
+                records.mark_failed(catalog, run.id)
+                if run.mlflow_run_id:
+                    tracker.end_stale(run.mlflow_run_id)
+        new = [i for i in infos if i.id not in state.consumed]
+        outcome = RetrainOutcome(name, dataset, "up-to-date", [i.id for i in new])
+        loaded = [load_chunk(settings, i, device) for i in ([i for i in infos if i.id in state.consumed] + new)]
+        stream = StreamData.of(loaded if new else loaded[-1:])
+        spec = ModelSpec.of(infos[-1])
+        outcome.deployment = _publish(settings, catalog, tracker, name, state, rho, stream, train, spec)
+        outcome.champion_model_version_id = state.champion.id if state.champion else None
+        if not new:
+            log.info("pipeline %s: no new versions of %s since the last run", name, dataset)
+            return outcome
+        champion = _load_model(settings, state.champion, train.arch, spec) if state.champion else None
+        if champion is not None:
+            outcome.champion_accuracy = evaluate(champion, stream, train)
+        decisions = _decide(config, state, stream, len(new), outcome.champion_accuracy)
+        outcome.decisions = [asdict(d) for d in decisions]
+        for d in decisions:
+            log.info("pipeline %s: trigger %s %s: %s", name, d.trigger, "fired" if d.fire else "quiet", d.reason)
+        if not any(d.fire for d in decisions):
+            outcome.status = "waiting"
+            return outcome
+        _train(settings, catalog, tracker, name, dataset, state, stream, new, champion, config, train, spec, rho,
+               outcome)
+        state = _Pipeline(catalog, dataset, name, infos)
+        outcome.champion_model_version_id = state.champion.id
+        kill_point("retrain:before-publish")
+        outcome.deployment = _publish(settings, catalog, tracker, name, state, rho, stream, train, spec)
+        return outcome
+
+
+def _decide(config: ContinualConfig, state: _Pipeline, stream: StreamData, new: int,
+            champion_accuracy: float | None) -> list[triggers.Decision]:
+    """Every trigger's decision on the new chunks (any one firing trains)."""
+    if state.champion is None:
+        return [triggers.Decision(True, "first", "no champion yet: train the first model")]
+    if config.mode == "periodic":
+        due = config.due(new)
+        return [triggers.Decision(due, "schedule", f"{new} new chunks {'>=' if due else '<'} every {config.every}")]
+    fresh = np.concatenate(stream.chunk_rows[-new:])
+    old = np.concatenate(stream.chunk_rows[:-new])
+    last = state.last_trained if state.last_trained.tzinfo else state.last_trained.replace(tzinfo=timezone.utc)
+    rng = np.random.default_rng(0)
+    sample = lambda rows: stream.data.train.features[  # noqa: E731
+        torch.from_numpy(rng.permutation(rows)[:DRIFT_SAMPLE])].reshape(min(len(rows), DRIFT_SAMPLE), -1).cpu().numpy()
+    return [triggers.amount(len(fresh), config.min_samples),
+            triggers.elapsed((datetime.now(timezone.utc) - last).total_seconds(), config.every_s),
+            triggers.drift(sample(old), sample(fresh), config.drift_alpha),
+            triggers.accuracy_drop(state.champion.metrics["accuracy"], champion_accuracy, len(stream.data.test),
+                                   config.max_drop)]
+
+
+def _train(settings: Settings, catalog: Catalog, tracker: Tracker, name: str, dataset: str, state: _Pipeline,
+           stream: StreamData, new: list[VersionInfo], champion: torch.nn.Module | None, config: ContinualConfig,
+           train: TrainConfig, spec: ModelSpec, rho: float, outcome: RetrainOutcome) -> None:
+    """One tracked training step; the run and its model commit together (see the module docstring)."""
+    parent = state.champion.id if state.champion else None
+    params = {"pipeline": name, "dataset": dataset, "chunks": [i.id for i in new], "history": sorted(state.consumed),
+              "parent_model_version_id": parent, "continual": config.model_dump(), "train": train.model_dump(),
+              "rho": rho, "decisions": outcome.decisions}
+    run_id = records.start_run(catalog, new[-1].id, None, train.arch, params)
+    registered = f"{dataset}-{name}"
+    try:
+        with tracker.run(name=f"retrain-{name}-{run_id}") as tracked:
+            records.set_mlflow_run(catalog, run_id, tracked.run_id)
+            tracked.log_params({**config.model_dump(), **train.model_dump(), "pipeline": name, "rho": rho,
+                                "chunks": ",".join(str(i.id) for i in new), "parent_model_version_id": parent})
+            tracked.set_tags({"curation.run_id": run_id, "curation.pipeline": name, "curation.version_id": new[-1].id,
+                              "curation.parent_model_version_id": parent})
+            optimizer = load_checkpoint(settings.home / state.champion.path)["optimizer"] if state.champion else None
+            step = train_step(stream, len(new), champion, config, train, spec, step=len(stream.chunk_rows) - 1,
+                              optimizer=optimizer)
+            promoted = outcome.champion_accuracy is None or step.accuracy >= outcome.champion_accuracy
+            summary = {"accuracy": step.accuracy, "champion_accuracy": outcome.champion_accuracy,
+                       "from_scratch": float(step.from_scratch), "promoted": float(promoted),
+                       "train_seconds": step.ledger.train_seconds, "backward_samples": step.ledger.backward_samples,
+                       "total_flops": step.ledger.total_flops}
+            tracked.log_summary(summary)
+            path = run_dir(settings, run_id) / MODEL_FILE
+            save_checkpoint(path, {"arch": train.arch, "feature_shape": list(stream.data.feature_shape),
+                                   "model": step.model.state_dict(), "optimizer": step.optimizer})
+            example = stream.data.test.features[:4].cpu().numpy()
+            model = build(train.arch, spec)
+            model.load_state_dict(step.model.state_dict())
+            registry_version = tracked.log_model(model.eval(), example, registered, tags={
+                "curation.pipeline": name, "curation.parent_model_version_id": parent,
+                "curation.parent_registry_version": state.champion.registry_version if state.champion else None,
+                "curation.chunks": ",".join(str(i.id) for i in new)})
+            kill_point("retrain:before-finish")
+            model_version_id = records.finish_run(
+                catalog, run_id, step.ledger.to_dict(), {"summary": summary},
+                {"name": registered, "path": str(path.relative_to(settings.home)), "content_hash": file_md5(path),
+                 "metrics": {"accuracy": step.accuracy, "champion_accuracy": outcome.champion_accuracy,
+                             "promoted": promoted, "test_version_id": stream.data.version_id},
+                 "registry_version": registry_version, "parent_id": parent})
+            tracked.set_tags({"curation.model_version_id": model_version_id})
+    except BaseException:
+        records.mark_failed(catalog, run_id)
+        raise
+    log.info("pipeline %s: model %d (parent %s) accuracy %.4f vs champion %s: %s", name, model_version_id, parent,
+             step.accuracy, outcome.champion_accuracy, "promoted" if promoted else "kept the champion")
+    outcome.status, outcome.run_id, outcome.model_version_id = "trained", run_id, model_version_id
+    outcome.parent_model_version_id, outcome.accuracy, outcome.promoted = parent, step.accuracy, promoted
+    outcome.registry_version, outcome.ledger = registry_version, step.ledger.to_dict()
+
+
+def _state(settings: Settings, model: ModelVersion) -> dict[str, torch.Tensor]:
+    return load_checkpoint(settings.home / model.path)["model"]
+
+
+def _load_model(settings: Settings, model: ModelVersion, arch: str, spec: ModelSpec) -> torch.nn.Module:
+    net = build(arch, spec)
+    net.load_state_dict(_state(settings, model))
+    return net
+
+
+def _replica(settings: Settings, catalog: Catalog, base: ModelVersion) -> Replica:
+    """The deployed replica: the base model, plus every shipped update of its lineage in sequence."""
+    replica = Replica(_state(settings, base), str(base.id))
+    with catalog.session() as s:
+        shipped = list(s.scalars(select(Deployment).where(Deployment.base_model_version_id == base.id)
+                                 .order_by(Deployment.sequence)))
+    for row in shipped:
+        replica.apply(SparseUpdate.from_bytes((settings.home / row.path).read_bytes()))
+    return replica
+
+
+def deployed_replica(settings: Settings, dataset: str, pipeline: str = "proactive") -> Replica:
+    """What the serving side holds for a pipeline: its first champion plus the sparse updates shipped since."""
+    state = _Pipeline(Catalog(settings.catalog), dataset, pipeline, chunks(settings, dataset))
+    if state.base is None:
+        raise CurationError(f"pipeline {pipeline!r} of {dataset!r} has deployed nothing yet",
+                            f"run `curation retrain {dataset} --pipeline {pipeline}` first")
+    return _replica(settings, Catalog(settings.catalog), state.base)
+
+
+def _publish(settings: Settings, catalog: Catalog, tracker: Tracker, name: str, state: _Pipeline, rho: float,
+             stream: StreamData, train: TrainConfig, spec: ModelSpec) -> dict | None:
+    """Give the champion its alias and ship it to the replica, unless done; the shipped update's report."""
+    champion, base = state.champion, state.base
+    if champion is None:
+        return None
+    if tracker.alias(champion.name, ALIAS) != champion.registry_version:
+        tracker.set_alias(champion.name, ALIAS, champion.registry_version)
+        log.info("pipeline %s: alias %s -> %s v%s", name, ALIAS, champion.name, champion.registry_version)
+    if champion.id == base.id:
+        return None  # the first champion is the replica's base, deployed in full
+    with catalog.session() as s:
+        if s.scalar(select(Deployment).where(Deployment.model_version_id == champion.id)) is not None:
+            return None
+    kill_point("retrain:before-deploy")
+    replica = _replica(settings, catalog, base)
+    sender = Sparsifier(rho, str(base.id)).start(replica.state)
+    sender.sequence = replica.sequence
+    trained = _state(settings, champion)
+    payload = sender.update(trained, str(champion.id)).to_bytes()
+    update = SparseUpdate.from_bytes(payload)
+    path = settings.data_path / "deployments" / name / f"{base.id}-{update.sequence:06d}.npz"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(payload)
+    os.replace(tmp, path)
+    replica.apply(update)
+    gap = sender.gap(trained)
+    with catalog.session() as s:
+        s.add(Deployment(model_version_id=champion.id, base_model_version_id=base.id, sequence=update.sequence,
+                         rho=rho, path=str(path.relative_to(settings.home)), bytes=len(payload),
+                         dense_bytes=dense_bytes(trained), gap=gap))
+    trained_accuracy = evaluate(_load_model(settings, champion, train.arch, spec), stream, train)
+    deployed = build(train.arch, spec)
+    deployed.load_state_dict(replica.state)
+    deployed_accuracy = evaluate(deployed, stream, train)
+    report = {"sequence": update.sequence, "model_version_id": champion.id, "base_model_version_id": base.id,
+              "rho": rho, "bytes": len(payload), "dense_bytes": dense_bytes(trained),
+              "bytes_ratio": len(payload) / dense_bytes(trained), "gap": gap, "path": str(path),
+              "trained_accuracy": trained_accuracy, "deployed_accuracy": deployed_accuracy,
+              "accuracy_gap": trained_accuracy - deployed_accuracy}
+    log.info("pipeline %s: shipped update %d (%d bytes, %.4f%% of dense), trained %.4f vs deployed %.4f", name,
+             update.sequence, len(payload), 100 * report["bytes_ratio"], trained_accuracy, deployed_accuracy)
+    return report
