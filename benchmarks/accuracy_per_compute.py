@@ -61,14 +61,15 @@ def _checkpoint_classes():
     class EqualComputeCheckpoints(Callback):
         """Test accuracy every ``every_flops`` of cumulative compute; books nothing in the ledger."""
 
-        def __init__(self, every_flops: float, base_seconds: float = 0.0, eval_batch: int = 2048):
-            self.every, self.base_seconds, self.eval_batch = every_flops, base_seconds, eval_batch
+        def __init__(self, every_flops: float, base_seconds: float = 0.0, base_cpu: float = 0.0,
+                     eval_batch: int = 2048):
+            self.every, self.base_seconds, self.base_cpu, self.eval_batch = every_flops, base_seconds, base_cpu, eval_batch
             self.trainer = None
             self.points: list[dict] = []
-            self.own_eval = 0.0
+            self.own_eval = self.own_eval_cpu = 0.0
 
         def on_fit_start(self, config, epoch) -> None:
-            self.t0 = time.perf_counter()
+            self.t0, self.c0 = time.perf_counter(), time.process_time()
             self.eval0 = self.trainer.ledger.eval_seconds
             self.next = 0.0
             self._checkpoint(epoch)
@@ -94,14 +95,20 @@ def _checkpoint_classes():
             model.train(was)
             return correct / len(test)
 
+        def cpu(self) -> float:
+            """CPU seconds of this process on training and selection (less blurred by other jobs than wall)."""
+            return self.base_cpu + time.process_time() - self.c0 - self.own_eval_cpu
+
         def _checkpoint(self, epoch: int) -> None:
-            wall = self.wall()
-            tick = time.perf_counter()
+            wall, cpu = self.wall(), self.cpu()
+            tick, ctick = time.perf_counter(), time.process_time()
             ledger = self.trainer.ledger
-            self.points.append({"flops": ledger.total_flops, "seconds": wall, "accuracy": self.accuracy(),
+            self.points.append({"flops": ledger.total_flops, "seconds": wall, "cpu_seconds": cpu,
+                                "accuracy": self.accuracy(),
                                 "backward_samples": ledger.backward_samples,
                                 "selection_forward_samples": ledger.selection_forward_samples, "epoch": epoch})
             self.own_eval += time.perf_counter() - tick
+            self.own_eval_cpu += time.process_time() - ctick
             self.next = (math.floor(ledger.total_flops / self.every) + 1) * self.every
 
         def finish(self) -> None:
@@ -187,6 +194,134 @@ def main() -> None:
     Checkpoints, CheckpointedTrainer = _checkpoint_classes()
     runs: list[dict] = []
     started = time.perf_counter()
+
+    def report(partial: bool) -> None:
+        """Summaries, result JSON and plots of the runs so far (rewritten after every run: a killed
+        benchmark leaves what finished)."""
+        full = runs[0]
+        full_best = max(p["accuracy"] for p in full["points"])
+        target = FRACTION * full_best
+        full_hit = _to_target(full["points"], target)
+        curves = {}
+        results = []
+        for r in runs:
+            pts = r["points"]
+            curve = efficiency.Curve(np.array([p["flops"] for p in pts]), np.array([p["seconds"] for p in pts]),
+                                     np.array([p["accuracy"] for p in pts]))
+            curves[r["system"]] = curve
+            hit = _to_target(pts, target)
+            led = r["ledger"]
+            results.append({
+                "system": r["system"], "method": r["method"], "ratio": r["ratio"], "epochs": r["epochs"],
+                "batch_size": r["batch_size"], "selector": r["selector"],
+                "best_accuracy": round(curve.best, 4), "final_accuracy": round(float(curve.accuracy[-1]), 4),
+                "reached_target": hit is not None,
+                "backward_samples_to_target": None if hit is None else hit["backward_samples"],
+                "flops_to_target": None if hit is None else hit["flops"],
+                "seconds_to_target": None if hit is None else round(hit["seconds"], 2),
+                "speedup_backward": None if hit is None else _ratio(full_hit["backward_samples"], hit["backward_samples"]),
+                "speedup_compute": None if hit is None else _ratio(full_hit["flops"], hit["flops"]),
+                "speedup_time": None if hit is None else _ratio(full_hit["seconds"], hit["seconds"]),
+                "cpu_seconds_to_target": None if hit is None else round(hit["cpu_seconds"], 2),
+                "speedup_cpu": None if hit is None else _ratio(full_hit["cpu_seconds"], hit["cpu_seconds"]),
+                "total_flops": led["total_flops"], "total_seconds": round(pts[-1]["seconds"], 2),
+                "total_cpu_seconds": round(pts[-1]["cpu_seconds"], 2),
+                "backward_samples": led["backward_samples"], "forward_samples": led["forward_samples"],
+                "selection_forward_samples": led["selection_forward_samples"],
+                "selection_flops": led["selection_flops"], "selection_seconds": round(led["selection_seconds"], 2),
+                "auc_log_compute_shared": _shared_auc(efficiency, curve, curves["full"]),
+                "curve": {k: [round(p[k], 3) if k.endswith("seconds") else p[k] for p in pts]
+                          for k in ("flops", "seconds", "cpu_seconds", "accuracy", "backward_samples")},
+            })
+
+        def pick(method, ratio=None):
+            return next((x for x in results if x["method"] == method and (ratio is None or x["ratio"] == ratio)), None)
+
+        ratios: dict = {"target_accuracy": round(target, 4), "full_best_accuracy": round(full_best, 4),
+                        "full_seconds_to_target": None if full_hit is None else round(full_hit["seconds"], 2),
+                        "full_backward_samples_to_target": None if full_hit is None else full_hit["backward_samples"]}
+        targets: dict = {}
+        checks: dict = {}
+        others = [x for x in results if x["method"] != "full" and x["reached_target"]]
+        if others:
+            best = max(others, key=lambda x: (x["speedup_time"] or 0, x["speedup_backward"] or 0))
+            ratios |= {"best_method": best["system"], "best_method_speedup_backward": best["speedup_backward"],
+                       "best_method_speedup_time": best["speedup_time"],
+                       "best_method_speedup_cpu": best["speedup_cpu"],
+                       "max_speedup_backward": max(x["speedup_backward"] or 0 for x in others)}
+        else:
+            ratios |= {"best_method": None, "best_method_speedup_backward": None, "best_method_speedup_time": None}
+        targets |= {"best_method_speedup_backward": ">= 2 (on resnet1d)", "best_method_speedup_time": ">= 1.5 (on resnet1d)"}
+        checks["best_method"] = bool(others) and (ratios["best_method_speedup_backward"] or 0) >= 2 and (
+            ratios["best_method_speedup_time"] or 0) >= 1.5
+        sb, stale = pick("selective-backprop"), pick("selective-backprop-stale")
+        if sb is not None:
+            ratios["sb_speedup_backward"] = sb["speedup_backward"]
+            ratios["sb_speedup_time"] = sb["speedup_time"]
+            ratios["sb_speedup_cpu"] = sb["speedup_cpu"]
+            targets["sb_speedup_backward"] = ">= 1.5"
+            checks["sb_speedup_backward"] = (sb["speedup_backward"] or 0) >= 1.5
+        if stale is not None:
+            ratios["sb_stale_speedup_backward"] = stale["speedup_backward"]
+            ratios["sb_stale_speedup_time"] = stale["speedup_time"]
+            ratios["sb_stale_speedup_cpu"] = stale["speedup_cpu"]
+            targets["sb_stale_speedup_time"] = "> 1"
+            checks["sb_stale_speedup_time"] = (stale["speedup_time"] or 0) > 1
+        for r in budgets:
+            soft, uni = pick("soft", r), pick("uniform", r)
+            if soft and uni:
+                key = f"soft_minus_uniform_best_accuracy_r{r:g}"
+                ratios[key] = round(soft["best_accuracy"] - uni["best_accuracy"], 4)
+                ratios[f"soft_minus_uniform_auc_r{r:g}"] = round(
+                    soft["auc_log_compute_shared"] - uni["auc_log_compute_shared"], 4)
+                targets[key] = "> 0 (soft beats the fixed subset at equal compute)"
+                checks[key] = ratios[key] > 0
+        ratios["checks"] = checks
+        met = all(checks.values())
+
+        stem = NAME + ("" if args.model == "cnn1d" else f".{args.model}") + (".quick" if args.quick else "")
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        pngs = []
+        for r in budgets:
+            names = ["full", *[x["system"] for x in results if x["ratio"] == r and x["method"] != "full"],
+                     *[x["system"] for x in results if x["method"].startswith("selective")]]
+            fig = efficiency.plot({k: curves[k] for k in names}, target)
+            fig.suptitle(f"MNIST-1D {train_samples} train, {args.model}, budget {r:g}", fontsize=9)
+            path = RESULTS / f"{stem}.r{round(r * 100)}.png"
+            fig.savefig(path)
+            pngs.append(path.name)
+            if len(budgets) == 1 or r == 0.3:
+                fig.savefig(RESULTS / f"{stem}.png")
+        command = "python -m benchmarks.accuracy_per_compute" + (
+            f" --quick --model {args.model}" if args.quick else
+            f" --model {args.model} --samples {samples} --budgets {args.budgets} --methods {','.join(methods)}"
+            f" --epochs {epochs} --eval-every {args.eval_every} --proxy-epochs {args.proxy_epochs} --seed {args.seed}"
+            f" --threads {args.threads}")
+        not_run = [m for m in ALL_METHODS if m not in methods]
+        done = {(x["method"], x["ratio"]) for x in results}
+        missing = [f"{m} r={r:g}" for r in budgets for m in BUDGET_METHODS if m in methods and (m, r) not in done]
+        missing += [m for m in methods if m.startswith("selective") and (m, None) not in done]
+        notes = ((f"PARTIAL: the benchmark was still running; not finished yet: {', '.join(missing)}. "
+                  if partial else "") +
+                 f"target = {FRACTION} x the full run's best test accuracy over equal-compute checkpoints "
+                 f"(every {args.eval_every} full-data epoch of compute). Speedups are full's cost at its first "
+                 f"checkpoint reaching the target over the method's. Wall seconds exclude evaluation and include "
+                 f"selection (proxy scoring + plan selection for the coreset: {score_seconds and round(score_seconds, 1)} s "
+                 f"of scoring; online selection for Selective-Backprop). cpu_seconds: CPU time of the process on the "
+                 f"same work ({args.threads} torch thread(s)), less blurred than wall time by other jobs on this "
+                 f"shared machine. Selective-Backprop: beta {SB_BETA:g}, "
+                 f"candidate batches of {candidates} for training batches of {base_cfg.batch_size}; stale variant "
+                 f"staleness {SB_STALENESS}. One seed ({args.seed}) for every run. Methods not run: {not_run or 'none'}. "
+                 f"The best-method targets are stated for resnet1d; this run's model is {args.model}. "
+                 f"Plots: {', '.join(pngs)}. Command: {command}")
+        params = {"model": args.model, "samples": samples, "train_samples": train_samples, "test_samples": test_samples,
+                  "full_epochs": epochs, "budgets": budgets, "methods": methods, "eval_every_full_epochs": args.eval_every,
+                  "flops_per_sample": flops_per_sample, "proxy": f"cnn1d x {args.proxy_epochs} epochs",
+                  "seed": args.seed, "threads": args.threads, "sb_beta": SB_BETA, "sb_staleness": SB_STALENESS,
+                  "command": command, "partial": partial, "peak_rss_mb": peak_rss_mb(), "benchmark_seconds": round(time.perf_counter() - started, 1)}
+        write_result(NAME, params, results, ratios, targets, met, notes=notes, out=args.out or RESULTS / f"{stem}.json",
+                     quick=args.quick)
+
     with tempfile.TemporaryDirectory(prefix="bench-apc-") as home:
         settings = load_settings(home=Path(home), dvc=False)
         info = add_version(settings, sources.mnist1d(samples=samples))
@@ -199,14 +334,16 @@ def main() -> None:
         flops_per_sample = Trainer(build(args.model, spec), data, base_cfg).ledger.flops_per_sample
         full_epoch_flops = n * (1 + BACKWARD_FACTOR) * flops_per_sample
         every = args.eval_every * full_epoch_flops
-        score_id = score_seconds = None
+        score_id = score_seconds = score_cpu = None
+        train_samples, test_samples = n, len(data.test)
+        candidates = int(base_cfg.batch_size * (SB_BETA + 1))
 
         def run(label: str, method: str, ratio: float | None, run_epochs: int, plan, selector=None,
-                plan_cost: dict | None = None, batch_size: int | None = None) -> None:
+                plan_cost: dict | None = None, plan_cpu: float = 0.0, batch_size: int | None = None) -> None:
             cfg = base_cfg.model_copy(update={"epochs": run_epochs, **({"batch_size": batch_size} if batch_size else {})})
             torch.manual_seed(args.seed)
             cost = ComputeLedger.from_dict(plan_cost) if plan_cost else None
-            checkpoints = Checkpoints(every, base_seconds=cost.total_seconds if cost else 0.0)
+            checkpoints = Checkpoints(every, base_seconds=cost.total_seconds if cost else 0.0, base_cpu=plan_cpu)
             trainer = CheckpointedTrainer(build(args.model, spec), data, cfg, selector=selector,
                                           callbacks=[checkpoints])
             checkpoints.trainer = trainer
@@ -223,30 +360,17 @@ def main() -> None:
             runs.append({"system": label, "method": method, "ratio": ratio, "epochs": run_epochs,
                          "batch_size": cfg.batch_size, "points": checkpoints.points, "ledger": ledger.to_dict(),
                          "selector": None if selector is None else selector.get_params()})
+            report(partial=True)
 
         def stored_plan(method: str, params: dict, score_set: int | None = None):
+            """The plan, its recorded cost, and the CPU seconds selecting it took here."""
+            tick = time.process_time()
             plan_info, _ = select_plan(settings, info.id, method, params, score_set_id=score_set)
-            return load_plan(settings, plan_info.id), plan_ledger(Catalog(settings.catalog), plan_info.id)
+            plan = load_plan(settings, plan_info.id)
+            return plan, plan_ledger(Catalog(settings.catalog), plan_info.id), time.process_time() - tick
 
         run("full", "full", 1.0, epochs, FullPlan(info.id, data.train.sample_ids))
-        for r in budgets:
-            r_epochs = math.ceil(epochs / r - 1e-9)
-            if "soft" in methods:
-                plan, cost = stored_plan("soft", {"ratio": r, "seed": args.seed})
-                run(f"soft r={r:g}", "soft", r, r_epochs, plan, plan_cost=cost)
-            if "uniform" in methods:
-                plan, cost = stored_plan("uniform", {"budget": r, "seed": args.seed})
-                run(f"uniform r={r:g}", "uniform", r, r_epochs, plan, plan_cost=cost)
-            if "el2n-topk-balanced" in methods:
-                if score_id is None:
-                    tick = time.perf_counter()
-                    score_id = score_version(settings, info.id, arch="cnn1d", epochs=args.proxy_epochs,
-                                             seed=args.seed, device="cpu").id
-                    score_seconds = time.perf_counter() - tick
-                plan, cost = stored_plan("topk-balanced", {"budget": r, "seed": args.seed, "score": "el2n"}, score_id)
-                run(f"el2n-topk-balanced r={r:g}", "el2n-topk-balanced", r, r_epochs, plan, plan_cost=cost)
         full_plan = FullPlan(info.id, data.train.sample_ids)
-        candidates = int(base_cfg.batch_size * (SB_BETA + 1))
         for method, staleness in (("selective-backprop", 0), ("selective-backprop-stale", SB_STALENESS)):
             if method not in methods:
                 continue
@@ -258,119 +382,25 @@ def main() -> None:
             selector = SelectiveBackprop(beta=SB_BETA, staleness=staleness, batch_size=base_cfg.batch_size,
                                          seed=args.seed)
             run(method, method, None, sb_epochs, full_plan, selector=selector, batch_size=candidates)
-        train_samples, test_samples = n, len(data.test)
-
-    # -- summaries ---------------------------------------------------------------------------------
-    full = runs[0]
-    full_best = max(p["accuracy"] for p in full["points"])
-    target = FRACTION * full_best
-    full_hit = _to_target(full["points"], target)
-    curves = {}
-    results = []
-    for r in runs:
-        pts = r["points"]
-        curve = efficiency.Curve(np.array([p["flops"] for p in pts]), np.array([p["seconds"] for p in pts]),
-                                 np.array([p["accuracy"] for p in pts]))
-        curves[r["system"]] = curve
-        hit = _to_target(pts, target)
-        led = r["ledger"]
-        results.append({
-            "system": r["system"], "method": r["method"], "ratio": r["ratio"], "epochs": r["epochs"],
-            "batch_size": r["batch_size"], "selector": r["selector"],
-            "best_accuracy": round(curve.best, 4), "final_accuracy": round(float(curve.accuracy[-1]), 4),
-            "reached_target": hit is not None,
-            "backward_samples_to_target": None if hit is None else hit["backward_samples"],
-            "flops_to_target": None if hit is None else hit["flops"],
-            "seconds_to_target": None if hit is None else round(hit["seconds"], 2),
-            "speedup_backward": None if hit is None else _ratio(full_hit["backward_samples"], hit["backward_samples"]),
-            "speedup_compute": None if hit is None else _ratio(full_hit["flops"], hit["flops"]),
-            "speedup_time": None if hit is None else _ratio(full_hit["seconds"], hit["seconds"]),
-            "total_flops": led["total_flops"], "total_seconds": round(pts[-1]["seconds"], 2),
-            "backward_samples": led["backward_samples"], "forward_samples": led["forward_samples"],
-            "selection_forward_samples": led["selection_forward_samples"],
-            "selection_flops": led["selection_flops"], "selection_seconds": round(led["selection_seconds"], 2),
-            "auc_log_compute_shared": _shared_auc(efficiency, curve, curves["full"]),
-            "curve": {k: [p[k] if k != "seconds" else round(p[k], 3) for p in pts]
-                      for k in ("flops", "seconds", "accuracy", "backward_samples")},
-        })
-
-    def pick(method, ratio=None):
-        return next((x for x in results if x["method"] == method and (ratio is None or x["ratio"] == ratio)), None)
-
-    ratios: dict = {"target_accuracy": round(target, 4), "full_best_accuracy": round(full_best, 4),
-                    "full_seconds_to_target": None if full_hit is None else round(full_hit["seconds"], 2),
-                    "full_backward_samples_to_target": None if full_hit is None else full_hit["backward_samples"]}
-    targets: dict = {}
-    checks: dict = {}
-    others = [x for x in results if x["method"] != "full" and x["reached_target"]]
-    if others:
-        best = max(others, key=lambda x: (x["speedup_time"] or 0, x["speedup_backward"] or 0))
-        ratios |= {"best_method": best["system"], "best_method_speedup_backward": best["speedup_backward"],
-                   "best_method_speedup_time": best["speedup_time"],
-                   "max_speedup_backward": max(x["speedup_backward"] or 0 for x in others)}
-    else:
-        ratios |= {"best_method": None, "best_method_speedup_backward": None, "best_method_speedup_time": None}
-    targets |= {"best_method_speedup_backward": ">= 2 (on resnet1d)", "best_method_speedup_time": ">= 1.5 (on resnet1d)"}
-    checks["best_method"] = bool(others) and (ratios["best_method_speedup_backward"] or 0) >= 2 and (
-        ratios["best_method_speedup_time"] or 0) >= 1.5
-    sb, stale = pick("selective-backprop"), pick("selective-backprop-stale")
-    if sb is not None:
-        ratios["sb_speedup_backward"] = sb["speedup_backward"]
-        ratios["sb_speedup_time"] = sb["speedup_time"]
-        targets["sb_speedup_backward"] = ">= 1.5"
-        checks["sb_speedup_backward"] = (sb["speedup_backward"] or 0) >= 1.5
-    if stale is not None:
-        ratios["sb_stale_speedup_backward"] = stale["speedup_backward"]
-        ratios["sb_stale_speedup_time"] = stale["speedup_time"]
-        targets["sb_stale_speedup_time"] = "> 1"
-        checks["sb_stale_speedup_time"] = (stale["speedup_time"] or 0) > 1
-    for r in budgets:
-        soft, uni = pick("soft", r), pick("uniform", r)
-        if soft and uni:
-            key = f"soft_minus_uniform_best_accuracy_r{r:g}"
-            ratios[key] = round(soft["best_accuracy"] - uni["best_accuracy"], 4)
-            ratios[f"soft_minus_uniform_auc_r{r:g}"] = round(
-                soft["auc_log_compute_shared"] - uni["auc_log_compute_shared"], 4)
-            targets[key] = "> 0 (soft beats the fixed subset at equal compute)"
-            checks[key] = ratios[key] > 0
-    ratios["checks"] = checks
-    met = all(checks.values())
-
-    stem = NAME + ("" if args.model == "cnn1d" else f".{args.model}") + (".quick" if args.quick else "")
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    pngs = []
-    for r in budgets:
-        names = ["full", *[x["system"] for x in results if x["ratio"] == r and x["method"] != "full"],
-                 *[x["system"] for x in results if x["method"].startswith("selective")]]
-        fig = efficiency.plot({k: curves[k] for k in names}, target)
-        fig.suptitle(f"MNIST-1D {train_samples} train, {args.model}, budget {r:g}", fontsize=9)
-        path = RESULTS / f"{stem}.r{round(r * 100)}.png"
-        fig.savefig(path)
-        pngs.append(path.name)
-        if len(budgets) == 1 or r == 0.3:
-            fig.savefig(RESULTS / f"{stem}.png")
-    command = "python -m benchmarks.accuracy_per_compute" + (
-        f" --quick --model {args.model}" if args.quick else
-        f" --model {args.model} --samples {samples} --budgets {args.budgets} --methods {','.join(methods)}"
-        f" --epochs {epochs} --eval-every {args.eval_every} --proxy-epochs {args.proxy_epochs} --seed {args.seed}"
-        f" --threads {args.threads}")
-    not_run = [m for m in ALL_METHODS if m not in methods]
-    notes = (f"target = {FRACTION} x the full run's best test accuracy over equal-compute checkpoints "
-             f"(every {args.eval_every} full-data epoch of compute). Speedups are full's cost at its first "
-             f"checkpoint reaching the target over the method's. Wall seconds exclude evaluation and include "
-             f"selection (proxy scoring + plan selection for the coreset: {score_seconds and round(score_seconds, 1)} s "
-             f"of scoring; online selection for Selective-Backprop). Selective-Backprop: beta {SB_BETA:g}, "
-             f"candidate batches of {candidates} for training batches of {base_cfg.batch_size}; stale variant "
-             f"staleness {SB_STALENESS}. One seed ({args.seed}) for every run. Methods not run: {not_run or 'none'}. "
-             f"The best-method targets are stated for resnet1d; this run's model is {args.model}. "
-             f"Plots: {', '.join(pngs)}. Command: {command}")
-    params = {"model": args.model, "samples": samples, "train_samples": train_samples, "test_samples": test_samples,
-              "full_epochs": epochs, "budgets": budgets, "methods": methods, "eval_every_full_epochs": args.eval_every,
-              "flops_per_sample": flops_per_sample, "proxy": f"cnn1d x {args.proxy_epochs} epochs",
-              "seed": args.seed, "threads": args.threads, "sb_beta": SB_BETA, "sb_staleness": SB_STALENESS,
-              "command": command, "peak_rss_mb": peak_rss_mb(), "benchmark_seconds": round(time.perf_counter() - started, 1)}
-    write_result(NAME, params, results, ratios, targets, met, notes=notes, out=args.out or RESULTS / f"{stem}.json",
-                 quick=args.quick)
+        for r in budgets:
+            r_epochs = math.ceil(epochs / r - 1e-9)
+            if "soft" in methods:
+                plan, cost, cpu = stored_plan("soft", {"ratio": r, "seed": args.seed})
+                run(f"soft r={r:g}", "soft", r, r_epochs, plan, plan_cost=cost, plan_cpu=cpu)
+            if "uniform" in methods:
+                plan, cost, cpu = stored_plan("uniform", {"budget": r, "seed": args.seed})
+                run(f"uniform r={r:g}", "uniform", r, r_epochs, plan, plan_cost=cost, plan_cpu=cpu)
+            if "el2n-topk-balanced" in methods:
+                if score_id is None:
+                    tick, ctick = time.perf_counter(), time.process_time()
+                    score_id = score_version(settings, info.id, arch="cnn1d", epochs=args.proxy_epochs,
+                                             seed=args.seed, device="cpu").id
+                    score_seconds, score_cpu = time.perf_counter() - tick, time.process_time() - ctick
+                plan, cost, cpu = stored_plan("topk-balanced", {"budget": r, "seed": args.seed, "score": "el2n"},
+                                              score_id)
+                run(f"el2n-topk-balanced r={r:g}", "el2n-topk-balanced", r, r_epochs, plan, plan_cost=cost,
+                    plan_cpu=score_cpu + cpu)
+    report(partial=False)
 
 
 if __name__ == "__main__":
