@@ -401,5 +401,58 @@ def ui(
         servers.run(load_settings(), host, prefect_port, mlflow_port)
 
 
+@app.command()
+def retrain(
+    dataset: str = typer.Argument(..., help="Data set whose chunks (versions) the pipeline follows."),
+    pipeline: Optional[str] = typer.Option(None, help="Pipeline name (default: the mode); each pipeline keeps "
+                                                      "its own champion and consumed chunks."),
+    mode: str = typer.Option("proactive", help="proactive, full (retrain from scratch) or periodic."),
+    new_per_batch: int = typer.Option(32, "--t", help="New samples per batch (the rest from history)."),
+    strategy: str = typer.Option("uniform", help="History sampling: uniform, window or time."),
+    window: int = typer.Option(3, help="Chunks of history for --strategy window."),
+    passes: int = typer.Option(4, help="Passes over the new chunks per proactive step."),
+    every: int = typer.Option(3, help="Periodic mode: retrain every this many chunks."),
+    min_samples: int = typer.Option(1000, help="Amount trigger: new train samples that call for training."),
+    rho: float = typer.Option(1e-3, help="Share of each tensor shipped per sparse update."),
+    arch: Optional[str] = typer.Option(None, help="Architecture (default: from the feature shape)."),
+    epochs: Optional[int] = typer.Option(None, help="Epochs of a from-scratch training (default: the arch's)."),
+    seed: int = typer.Option(0, help="Seed of initialisation and sampling."),
+    device: str = typer.Option("auto", help="auto, cpu or cuda."),
+    json_out: bool = typer.Option(False, "--json", help="Print the outcome as JSON."),
+):
+    """Train on the chunks that landed since the last run (if a trigger fires), promote, ship a sparse update."""
+    from curation.continual.proactive import ContinualConfig
+    from curation.continual.retrain import retrain as run_retrain
+    from curation.training.config import TrainConfig
+
+    with user_errors():
+        config = ContinualConfig.make(mode=mode, new_per_batch=new_per_batch, strategy=strategy, window=window,
+                                      passes=passes, every=every, min_samples=min_samples)
+        train_config = TrainConfig.make(arch=arch, epochs=epochs, seed=seed, device=device)
+        settings = load_settings()
+        with steps(enabled=not json_out and err.is_terminal) as step:
+            step(f"retraining {dataset}")
+            outcome = run_retrain(settings, dataset, pipeline, config, train_config, rho)
+    if json_out:
+        emit_json(outcome.to_dict())
+        return
+    for d in outcome.decisions:
+        out.print(f"  trigger {d['trigger']}: {'fired' if d['fire'] else 'quiet'} ({d['reason']})", soft_wrap=True)
+    if outcome.status != "trained":
+        why = "no new versions" if outcome.status == "up-to-date" else "no trigger fired; the chunks wait"
+        out.print(f"{outcome.pipeline}: nothing trained ({why})", soft_wrap=True)
+    else:
+        verdict = "promoted to champion" if outcome.promoted else "champion kept"
+        out.print(f"[green]trained[/] model {outcome.model_version_id} (parent {outcome.parent_model_version_id}) on "
+                  f"versions {outcome.new_versions}: accuracy {outcome.accuracy:.4f} vs champion "
+                  f"{outcome.champion_accuracy if outcome.champion_accuracy is not None else '-'}: {verdict}",
+                  soft_wrap=True)
+    if outcome.deployment:
+        d = outcome.deployment
+        out.print(f"  shipped update {d['sequence']}: {d['bytes']:,} bytes ({d['bytes_ratio']:.2%} of dense), "
+                  f"deployed accuracy {d['deployed_accuracy']:.4f} vs trained {d['trained_accuracy']:.4f}",
+                  soft_wrap=True)
+
+
 def main() -> None:  # pragma: no cover - console entry point
     app()

@@ -2,23 +2,30 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from prefect import serve
 from prefect.deployments.runner import RunnerDeployment
 
 from flows.curate import curate
 from flows.ingest import ingest
+from flows.retrain import retrain
 
 NIGHTLY = "0 2 * * *"  # 02:00 every night
+RETRAIN_EVERY = timedelta(minutes=5)  # retrain checks for new chunks this often (it does nothing without any)
 
 
 def deployments(version: str = "mnist1d") -> list[RunnerDeployment]:
-    """The deployments `curation serve` registers: nightly curation, and ingest on demand."""
+    """The deployments `curation serve` registers: nightly curation, ingest on demand, retraining on new chunks."""
     return [
         curate.to_deployment("nightly-curate", cron=NIGHTLY, parameters={"version": version},
                              description="Select a fresh soft-sampling plan for the newest version every night.",
                              tags=["curation"]),
         ingest.to_deployment("ingest", description="Add a data set version (run on demand from the UI).",
                              tags=["curation"]),
+        retrain.to_deployment("retrain", interval=RETRAIN_EVERY, parameters={"dataset": version},
+                              description="Train the proactive pipeline on chunks that landed since its last run.",
+                              tags=["curation"]),
     ]
 
 

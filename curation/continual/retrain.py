@@ -241,15 +241,16 @@ def _load_model(settings: Settings, model: ModelVersion, arch: str, spec: ModelS
     return net
 
 
-def _replica(settings: Settings, catalog: Catalog, base: ModelVersion) -> Replica:
-    """The deployed replica: the base model, plus every shipped update of its lineage in sequence."""
+def _replica(settings: Settings, catalog: Catalog, base: ModelVersion) -> tuple[Replica, set[int]]:
+    """The deployed replica (the base model plus every shipped update of its lineage, in sequence) and the
+    model versions shipped to it; a stored update that does not fit the lineage is a one-line error."""
     replica = Replica(_state(settings, base), str(base.id))
     with catalog.session() as s:
         shipped = list(s.scalars(select(Deployment).where(Deployment.base_model_version_id == base.id)
                                  .order_by(Deployment.sequence)))
     for row in shipped:
         replica.apply(SparseUpdate.from_bytes((settings.home / row.path).read_bytes()))
-    return replica
+    return replica, {row.model_version_id for row in shipped}
 
 
 def deployed_replica(settings: Settings, dataset: str, pipeline: str = "proactive") -> Replica:
@@ -258,7 +259,7 @@ def deployed_replica(settings: Settings, dataset: str, pipeline: str = "proactiv
     if state.base is None:
         raise CurationError(f"pipeline {pipeline!r} of {dataset!r} has deployed nothing yet",
                             f"run `curation retrain {dataset} --pipeline {pipeline}` first")
-    return _replica(settings, Catalog(settings.catalog), state.base)
+    return _replica(settings, Catalog(settings.catalog), state.base)[0]
 
 
 def _publish(settings: Settings, catalog: Catalog, tracker: Tracker, name: str, state: _Pipeline, rho: float,
@@ -272,11 +273,9 @@ def _publish(settings: Settings, catalog: Catalog, tracker: Tracker, name: str, 
         log.info("pipeline %s: alias %s -> %s v%s", name, ALIAS, champion.name, champion.registry_version)
     if champion.id == base.id:
         return None  # the first champion is the replica's base, deployed in full
-    with catalog.session() as s:
-        if s.scalar(select(Deployment).where(Deployment.model_version_id == champion.id)) is not None:
-            return None
-    kill_point("retrain:before-deploy")
-    replica = _replica(settings, catalog, base)
+    replica, shipped = _replica(settings, catalog, base)
+    if champion.id in shipped:
+        return None
     sender = Sparsifier(rho, str(base.id)).start(replica.state)
     sender.sequence = replica.sequence
     trained = _state(settings, champion)

@@ -1,0 +1,171 @@
+"""The retrain pipeline: idempotent over chunk versions, lineage and the champion alias, sparse deployment,
+crashes, bad input. The flow runs on Prefect's real temporary server; the CLI as a user runs it."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from typer.testing import CliRunner
+
+from curation.catalog import Catalog, Deployment, ModelVersion, TrainingRun
+from curation.cli import app
+from curation.config import load_settings
+from curation.continual.retrain import ALIAS, deployed_replica
+from curation.data.contract import build_table
+from curation.data.sources import Loaded
+from curation.data.stream import add_chunk, drifting_mnist1d
+from curation.deployment import Sparsifier
+from curation.errors import CurationError
+from curation.tracking import Tracker
+from curation.training.checkpoint import load_checkpoint
+
+FAST = ["--arch", "mlp", "--epochs", "1", "--passes", "1", "--min-samples", "1", "--device", "cpu"]
+
+
+@pytest.fixture
+def fast(home, monkeypatch):
+    monkeypatch.setenv("CURATION_DVC", "false")
+    return load_settings()
+
+
+def chunk(settings, c):
+    return add_chunk(settings, "stream", drifting_mnist1d(c, samples=240, seed=2))
+
+
+def rows(settings, table):
+    with Catalog(settings.catalog).session() as s:
+        return s.query(table).order_by(table.id).all()
+
+
+def cli(*args):
+    return CliRunner().invoke(app, list(args), catch_exceptions=False)
+
+
+def shell(home, *args, env=None):
+    return subprocess.run([sys.executable, "-m", "curation", *args], cwd=home, capture_output=True, text=True,
+                          env={**os.environ, **(env or {})}, timeout=120)
+
+
+def alias(settings):
+    return Tracker(settings, "stream").alias("stream-proactive", ALIAS)
+
+
+def test_flow_trains_each_chunk_once_with_lineage_alias_and_sparse_update(prefect_server, fast):
+    from flows.retrain import retrain
+
+    params = dict(dataset="stream", arch="mlp", epochs=1, passes=1, min_samples=1, device="cpu")
+    first_chunk = chunk(fast, 0)
+    first = retrain(**params)
+    assert first["status"] == "trained" and first["new_versions"] == [first_chunk.id] and first["promoted"]
+    again = retrain(**params)
+    assert again["status"] == "up-to-date" and again["new_versions"] == [] and again["run_id"] is None
+    assert len(rows(fast, TrainingRun)) == 1
+
+    second_chunk = chunk(fast, 1)
+    second = retrain(**params)
+    assert second["status"] == "trained" and second["new_versions"] == [second_chunk.id]
+    assert retrain(**params)["status"] == "up-to-date"
+    runs = rows(fast, TrainingRun)
+    assert [r.params["chunks"] for r in runs] == [[first_chunk.id], [second_chunk.id]]
+    assert runs[1].params["history"] == [first_chunk.id] and runs[1].ledger["backward_samples"] > 0
+    assert {d["trigger"] for d in second["decisions"]} == {"amount", "time", "drift", "accuracy"}
+
+    models = rows(fast, ModelVersion)
+    assert [m.parent_id for m in models] == [None, models[0].id]
+    assert second["promoted"] == (second["accuracy"] >= second["champion_accuracy"])
+    champion = models[1] if second["promoted"] else models[0]
+    assert alias(fast) == champion.registry_version == str(1 + second["promoted"])
+    deployments = rows(fast, Deployment)
+    if not second["promoted"]:
+        assert deployments == [] and second["deployment"] is None
+        return
+    [shipped] = deployments
+    assert (shipped.model_version_id, shipped.base_model_version_id, shipped.sequence) == (models[1].id,
+                                                                                          models[0].id, 1)
+    assert shipped.bytes == (fast.home / shipped.path).stat().st_size < shipped.dense_bytes
+    report = second["deployment"]
+    assert report["accuracy_gap"] == report["trained_accuracy"] - report["deployed_accuracy"]
+    replica = deployed_replica(fast, "stream")
+    trained = load_checkpoint(fast.home / models[1].path)["model"]
+    gap = max(float((trained[k] - replica.state[k]).abs().max()) for k in trained if trained[k].is_floating_point())
+    assert gap == pytest.approx(shipped.gap) and gap > 0  # rho = 1e-3 leaves a residual
+    assert replica.sequence == 1
+
+
+def test_crash_mid_retraining_keeps_the_champion_and_the_next_run_completes(fast):
+    home = fast.home
+    chunk(fast, 0)
+    assert cli("retrain", "stream", *FAST, "--json").exit_code == 0
+    new = chunk(fast, 1)
+    for point in ("train:epoch-0:batch-1", "retrain:before-finish"):
+        killed = shell(home, "retrain", "stream", *FAST, env={"CURATION_KILL_AT": point})
+        assert killed.returncode == -9, killed.stderr
+        assert [m.metrics["promoted"] for m in rows(fast, ModelVersion)] == [True]
+        assert alias(fast) == "1"
+        assert rows(fast, TrainingRun)[-1].status == "RUNNING"
+    done = shell(home, "retrain", "stream", *FAST, "--json")
+    assert done.returncode == 0, done.stderr
+    outcome = json.loads(done.stdout)
+    assert outcome["status"] == "trained" and outcome["new_versions"] == [new.id]
+    assert [r.status for r in rows(fast, TrainingRun)] == ["FINISHED", "FAILED", "FAILED", "FINISHED"]
+    assert alias(fast) == (outcome["registry_version"] if outcome["promoted"] else "1")
+    assert json.loads(shell(home, "retrain", "stream", *FAST, "--json").stdout)["status"] == "up-to-date"
+
+
+def test_crash_before_shipping_is_completed_by_the_next_run(fast):
+    chunk(fast, 0)
+    assert cli("retrain", "stream", *FAST).exit_code == 0
+    chunk(fast, 1)
+    killed = shell(fast.home, "retrain", "stream", *FAST, env={"CURATION_KILL_AT": "retrain:before-publish"})
+    assert killed.returncode == -9
+    models = rows(fast, ModelVersion)
+    if not models[-1].metrics["promoted"]:
+        pytest.skip("the retrained model was not promoted: nothing to ship")
+    assert alias(fast) == "1" and rows(fast, Deployment) == []  # committed, not yet published
+    result = cli("retrain", "stream", *FAST, "--json")
+    outcome = json.loads(result.stdout)
+    assert outcome["status"] == "up-to-date" and outcome["deployment"]["sequence"] == 1
+    assert alias(fast) == models[-1].registry_version
+    assert [d.model_version_id for d in rows(fast, Deployment)] == [models[-1].id]
+
+
+def test_bad_input_is_one_line_and_promotes_nothing(fast):
+    chunk(fast, 0)
+    assert cli("retrain", "stream", *FAST).exit_code == 0
+    cases = {("nosuch",): "data set 'nosuch' has no versions",
+             ("stream", "--strategy", "newest"): "bad retraining setting 'strategy'",
+             ("stream", "--t", "0"): "bad retraining setting 'new_per_batch'",
+             ("stream", "--rho", "0"): "rho 0.0 is outside (0, 1]",
+             ("stream", "--pipeline", "../x"): "bad data set name",
+             ("stream", *FAST, "--arch", "cnn1d"): "pipeline 'proactive' trains mlp, not cnn1d"}
+    for args, expected in cases.items():
+        result = cli("retrain", *args)
+        lines = result.stderr.strip().splitlines()
+        assert result.exit_code == 2 and len(lines) == 1 and expected in lines[0], (args, result.stderr)
+    alien = Loaded(build_table(np.ones((5, 40)), np.full(5, 11), split=["train"] * 5, chunk=np.ones(5)), {}, "x")
+    narrow = Loaded(build_table(np.ones((5, 3)), np.zeros(5, int)), {}, "x")
+    empty = Loaded(pa.table({"sample_id": pa.array([], pa.int64())}), {}, "x")
+    for refused, expected in ((alien, "classes"), (narrow, "differs"), (empty, "empty"),
+                              (drifting_mnist1d(0, samples=240, seed=2), "already registered")):
+        with pytest.raises(CurationError, match=expected):
+            add_chunk(fast, "stream", refused)
+    assert json.loads(cli("retrain", "stream", *FAST, "--json").stdout)["status"] == "up-to-date"
+
+    chunk(fast, 1)
+    assert cli("retrain", "stream", *FAST).exit_code == 0
+    [first, second] = rows(fast, ModelVersion)
+    if not second.metrics["promoted"]:
+        pytest.skip("the retrained model was not promoted: nothing shipped to tamper with")
+    [shipped] = rows(fast, Deployment)
+    foreign = Sparsifier(1e-3, "999").start(load_checkpoint(fast.home / first.path)["model"])
+    (fast.home / shipped.path).write_bytes(foreign.update(load_checkpoint(fast.home / second.path)["model"],
+                                                          "999").to_bytes())
+    chunk(fast, 2)
+    result = cli("retrain", "stream", *FAST)
+    assert result.exit_code == 2 and "is for deployment '999'" in result.stderr
+    assert result.stderr.count("\n") == 1
+    assert len(rows(fast, ModelVersion)) == 2 and alias(fast) == second.registry_version
