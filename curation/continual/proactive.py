@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -29,7 +30,7 @@ from curation.errors import CurationError
 from curation.metrics.ledger import ComputeLedger
 from curation.selection.plans import FullPlan
 from curation.training.config import TrainConfig
-from curation.training.trainer import Trainer
+from curation.training.trainer import Callback, Trainer
 from models import ModelSpec, build
 
 
@@ -81,29 +82,31 @@ def evaluate(model: nn.Module, stream: StreamData, train: TrainConfig) -> float:
 
 
 def train_step(stream: StreamData, new: int, model: nn.Module | None, config: ContinualConfig,
-               train: TrainConfig, spec: ModelSpec, step: int = 0, optimizer: dict | None = None) -> StepResult:
+               train: TrainConfig, spec: ModelSpec, step: int = 0, optimizer: dict | None = None,
+               callbacks: Sequence[Callback] = ()) -> StepResult:
     """Train on a stream whose last ``new`` chunks are new; ``model`` is the deployed one (None: none yet).
 
-    ``optimizer``: the state the deployed model's training left (a proactive step continues with it).
+    ``optimizer``: the state the deployed model's training left (a proactive step continues with it);
+    ``callbacks`` hook into the Trainer's batch loop (e.g. to ship a sparse update every few batches).
     """
     if not 1 <= new <= len(stream.chunk_rows):
         raise CurationError(f"{new} new chunks of a stream of {len(stream.chunk_rows)}", "give 1..all chunks")
     train = train.resolve(stream.data.feature_shape)
     if config.mode == "proactive" and model is not None:
-        trainer = _proactive(stream, new, model, config, train, step, optimizer)
+        trainer = _proactive(stream, new, model, config, train, step, optimizer, callbacks)
         return StepResult(trainer.model, False, trainer.evaluate()[0], trainer.ledger, trainer.optimizer.state_dict())
     torch.manual_seed(train.seed + step)
-    trainer = Trainer(build(train.arch, spec), stream.data, train)
+    trainer = Trainer(build(train.arch, spec), stream.data, train, callbacks=callbacks)
     trainer.fit(FullPlan(stream.data.version_id, stream.data.train.sample_ids))
     return StepResult(trainer.model, True, trainer.history[-1]["accuracy"], trainer.ledger,
                       trainer.optimizer.state_dict())
 
 
 def _proactive(stream: StreamData, new: int, model: nn.Module, config: ContinualConfig, train: TrainConfig,
-               step: int, optimizer: dict | None) -> Trainer:
+               step: int, optimizer: dict | None, callbacks: Sequence[Callback]) -> Trainer:
     """``passes`` passes of mixed batches over the new rows at ``lr_scale`` times the training lr,
     annealed to 0 over the step when the training schedule is cosine (a warm restart per chunk)."""
-    trainer = Trainer(model, stream.data, train)
+    trainer = Trainer(model, stream.data, train, callbacks=callbacks)
     if optimizer is not None:
         trainer.optimizer.load_state_dict(optimizer)
     history, fresh = stream.chunk_rows[:-new], np.concatenate(stream.chunk_rows[-new:])
