@@ -3,9 +3,10 @@
 One proactive training run over a drifting MNIST-1D stream (first chunk from scratch, then a
 proactive step per chunk). Every ``--ship-every`` training batches (and at the end of each step)
 every rho's sender ships the top-k update (error feedback) as serialised bytes and its replica
-applies them, side by side on the same trained weights. Per rho: the update's payload (index/value pairs) and its .npz file relative to the dense
-weights; the replica's accuracy on the current test chunk relative to the trained (dense) model;
-the time to sparsify, serialise, parse and apply relative to the training step's time.
+applies them, side by side on the same trained weights. Per rho: the update's payload
+(index/value pairs) and its .npz file relative to the dense weights; the replica's accuracy on the
+current test chunk relative to the trained (dense) model; the time to sparsify, serialise, parse
+and apply relative to the training step's time.
 """
 
 from __future__ import annotations
@@ -115,8 +116,8 @@ def main() -> None:
                "accuracy_drop_points_rho_0.001": f"<= {TARGET_POINTS}"}
     bytes_met = ref["payload_bytes_ratio"] <= TARGET_BYTES
     points_met = ref["mean_accuracy_drop_points"] <= TARGET_POINTS
-    notes = [f"{args.arch}: {dense} dense bytes; training {train_total:.1f} s over {len(train_seconds)} proactive steps;"
-             f" peak RSS {peak_rss_mb()} MB"]
+    notes = [f"{args.arch}: {dense} dense bytes; training {train_total:.1f} s over {len(train_seconds)} proactive "
+             f"steps; peak RSS {peak_rss_mb()} MB"]
     if not bytes_met:
         notes.append(f"bytes missed at rho 1e-3: {ref['payload_bytes_ratio']:.5f} of dense (1/"
                      f"{1 / ref['payload_bytes_ratio']:.0f}); each shipped entry is an int32 index plus a float32 "
