@@ -129,8 +129,8 @@ def retrain(settings: Settings, dataset: str, pipeline: str | None = None, confi
                     tracker.end_stale(run.mlflow_run_id)
         new = [i for i in infos if i.id not in state.consumed]
         outcome = RetrainOutcome(name, dataset, "up-to-date", [i.id for i in new])
-        loaded = [load_chunk(settings, i, device) for i in ([i for i in infos if i.id in state.consumed] + new)]
-        stream = StreamData.of(loaded if new else loaded[-1:])
+        order = [i for i in infos if i.id in state.consumed] + new  # history first, then the new chunks
+        stream = StreamData.of([load_chunk(settings, i, device) for i in (order if new else order[-1:])])
         spec = ModelSpec.of(infos[-1])
         outcome.deployment = _publish(settings, catalog, tracker, name, state, rho, stream, train, spec)
         outcome.champion_model_version_id = state.champion.id if state.champion else None
