@@ -156,3 +156,21 @@ def test_bad_input_is_one_line_and_promotes_nothing(fast):
     assert result.exit_code == 2 and "is for deployment '999'" in result.stderr
     assert result.stderr.count("\n") == 1
     assert len(rows(fast, ModelVersion)) == 2 and alias(fast) == second.registry_version
+
+
+def test_retrain_deployment_is_scheduled_on_an_interval(prefect_server):
+    import anyio
+    from prefect.client.orchestration import get_client
+
+    from flows.deployments import RETRAIN_EVERY, deployments
+
+    [retrain] = [d for d in deployments("stream") if d.name == "retrain"]
+    deployment_id = retrain.apply()
+
+    async def read():
+        async with get_client() as client:
+            return await client.read_deployment(deployment_id)
+
+    found = anyio.run(read)
+    assert [s.schedule.interval for s in found.schedules] == [RETRAIN_EVERY]
+    assert found.parameters == {"dataset": "stream"}
