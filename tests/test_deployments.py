@@ -15,7 +15,7 @@ def test_deployments_and_schedules_are_registered(prefect_server):
             return [await client.read_deployment(i) for i in ids]
 
     found = {d.name: d for d in anyio.run(read)}
-    assert set(found) == {"nightly-curate", "ingest"}
+    assert set(found) == {"nightly-curate", "ingest", "retrain"}
     nightly = found["nightly-curate"]
     assert [s.schedule.cron for s in nightly.schedules] == [NIGHTLY]
     assert nightly.parameters == {"version": "digits"}
