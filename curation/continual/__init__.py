@@ -1,1 +1,1 @@
-"""Continuous training: when to retrain (triggers) and what each step trains on (history mixing)."""
+"""Continuous training: triggers, history mixing, multi-chunk data, proactive steps and the retrain pipeline."""
