@@ -27,13 +27,14 @@ It books nothing in the ledger and its time is taken out of the run's wall clock
 per-epoch evaluation is left out (the checkpoints replace it). Wall seconds include the selection (the plan's scoring and selection time,
 the online selector's time).
 
-Per method: the curve, best accuracy, and the backward samples, FLOPs and wall seconds at the first
+Per method: the curve (in the JSON's "curves"), best accuracy, and the backward samples, FLOPs and wall seconds at the first
 checkpoint reaching the target (99% of the full run's best accuracy); speedups = full's cost to the
 target over the method's.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import tempfile
 import time
@@ -203,6 +204,7 @@ def main() -> None:
         target = FRACTION * full_best
         full_hit = _to_target(full["points"], target)
         curves = {}
+        curve_points: dict = {}  # written beside "results" (one table row per method stays readable)
         results = []
         for r in runs:
             pts = r["points"]
@@ -230,9 +232,9 @@ def main() -> None:
                 "selection_forward_samples": led["selection_forward_samples"],
                 "selection_flops": led["selection_flops"], "selection_seconds": round(led["selection_seconds"], 2),
                 "auc_log_compute_shared": _shared_auc(efficiency, curve, curves["full"]),
-                "curve": {k: [round(p[k], 3) if k.endswith("seconds") else p[k] for p in pts]
-                          for k in ("flops", "seconds", "cpu_seconds", "accuracy", "backward_samples")},
             })
+            curve_points[r["system"]] = {k: [round(p[k], 3) if k.endswith("seconds") else p[k] for p in pts]
+                                         for k in ("flops", "seconds", "cpu_seconds", "accuracy", "backward_samples")}
 
         def pick(method, ratio=None):
             return next((x for x in results if x["method"] == method and (ratio is None or x["ratio"] == ratio)), None)
@@ -321,8 +323,11 @@ def main() -> None:
                   "flops_per_sample": flops_per_sample, "proxy": f"cnn1d x {args.proxy_epochs} epochs",
                   "seed": args.seed, "threads": args.threads, "sb_beta": SB_BETA, "sb_staleness": SB_STALENESS,
                   "command": command, "partial": partial, "peak_rss_mb": peak_rss_mb(), "benchmark_seconds": round(time.perf_counter() - started, 1)}
-        write_result(NAME, params, results, ratios, targets, met, notes=notes, out=args.out or RESULTS / f"{stem}.json",
-                     quick=args.quick)
+        path = write_result(NAME, params, results, ratios, targets, met, notes=notes,
+                            out=args.out or RESULTS / f"{stem}.json", quick=args.quick)
+        payload = json.loads(path.read_text())
+        payload["curves"] = curve_points  # per method: the equal-compute checkpoints
+        path.write_text(json.dumps(payload, indent=2) + "\n")
 
     with tempfile.TemporaryDirectory(prefix="bench-apc-") as home:
         settings = load_settings(home=Path(home), dvc=False)
