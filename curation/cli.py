@@ -20,8 +20,9 @@ app = typer.Typer(help="Train on less data without losing accuracy: curate, trai
 data_app = typer.Typer(help="Data set versions: add, list, show.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 
-out = Console()
-err = Console(stderr=True)
+PIPED_WIDTH = 140  # rich would wrap tables at 80 columns when output goes to a file or a pipe
+out = Console(width=None if sys.stdout.isatty() else PIPED_WIDTH)
+err = Console(stderr=True, width=None if sys.stderr.isatty() else PIPED_WIDTH)
 
 
 def fail(exc: CurationError) -> None:
