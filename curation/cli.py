@@ -207,6 +207,10 @@ def select_cmd(
     seed: Optional[int] = typer.Option(None, help="Random seed (recorded with the plan)."),
     score_set: Optional[int] = typer.Option(None, help="Score set id whose scores/embeddings the method uses."),
     param: list[str] = typer.Option([], "--param", "-p", help="Method parameter key=value (repeatable)."),
+    engine: str = typer.Option("local", help="local: in this process; dask: pairwise on a Dask cluster, for data "
+                                             "larger than memory (see docs/distributed.md)."),
+    scheduler: Optional[str] = typer.Option(None, help="With --engine dask: an existing scheduler, tcp://host:port "
+                                                       "(default: a LocalCluster of this machine)."),
     json_out: bool = typer.Option(False, "--json", help="Print the plan as JSON."),
 ):
     """Select a subset or a per-epoch plan from a version's train split and record it in the catalog."""
@@ -214,10 +218,28 @@ def select_cmd(
 
     with user_errors():
         params = _parse_params(param, budget, ratio, seed)
+        if engine not in ("local", "dask"):
+            raise CurationError(f"--engine {engine!r} is not local or dask", "give --engine local or --engine dask")
+        if scheduler is not None and engine != "dask":
+            raise CurationError("--scheduler needs --engine dask", "add --engine dask")
+        if engine == "dask" and method not in ("pairwise", "pairwise-distributed"):
+            raise CurationError(f"--engine dask runs the pairwise method, not {method!r}", "add -m pairwise")
         settings = load_settings()
-        with steps(enabled=not json_out and err.is_terminal) as step:
-            step(f"selecting with {method}")
-            info, _ = select_plan(settings, version, method, params, score_set)
+        if engine == "dask":
+            from rich.progress import BarColumn
+
+            from curation.distributed.run import select_distributed
+
+            with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
+                          console=err, transient=True, disable=json_out or not err.is_terminal) as bar:
+                task = bar.add_task("starting the cluster", total=1.0)
+                report = lambda p: bar.update(  # noqa: E731
+                    task, completed=p.fraction, description=f"{p.stage} {p.done}/{p.total}" if p.total > 1 else p.stage)
+                info, _ = select_distributed(settings, version, params, score_set, scheduler, report=report)
+        else:
+            with steps(enabled=not json_out and err.is_terminal) as step:
+                step(f"selecting with {method}")
+                info, _ = select_plan(settings, version, method, params, score_set)
     if json_out:
         emit_json(info.to_dict())
         return

@@ -55,6 +55,10 @@ class TrackedRun:
         """Run-level metrics (no step); entries that are None (e.g. a target never reached) are skipped."""
         _mlflow().log_metrics({k: float(v) for k, v in summary.items() if v is not None}, synchronous=True)
 
+    def log_step(self, record: Mapping[str, float], step: int) -> None:
+        """Metrics of one step of a multi-step job (e.g. a selection round), ``step`` as their x axis."""
+        _mlflow().log_metrics({k: float(v) for k, v in record.items()}, step=int(step), synchronous=True)
+
     def log_dataset(self, name: str, path: Path, digest: str, tags: Mapping[str, object]) -> None:
         """The version's Parquet file as the run's training input, with the catalog's content hash as digest."""
         mlflow = _mlflow()

@@ -7,6 +7,7 @@ from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from curation.config import load_settings
+from curation.errors import CurationError
 from curation.selection.run import select_plan
 
 
@@ -16,11 +17,54 @@ def select(version: str, method: str, params: dict, score_set: int | None) -> di
     return info.to_dict()
 
 
+@task(name="select-plan-on-dask", cache_policy=NO_CACHE)
+def select_on_dask(settings, version: str, params: dict, score_set: int | None) -> dict:
+    """Distributed pairwise selection on this task runner's cluster, its progress in a progress artifact."""
+    from prefect.artifacts import create_progress_artifact, update_progress_artifact
+    from prefect_dask import get_dask_client
+
+    from curation.distributed.run import select_distributed
+
+    artifact, shown = create_progress_artifact(0.0, key="distributed-selection", description="starting"), [0]
+
+    def report(progress) -> None:
+        percent = int(100 * progress.fraction)
+        if percent > shown[0]:
+            update_progress_artifact(artifact, percent, description=progress.stage)
+            shown[0] = percent
+
+    with get_dask_client() as client:
+        info, selection = select_distributed(settings, version, params, score_set, client=client, report=report)
+    update_progress_artifact(artifact, 100, description="done")
+    create_table_artifact(key="distributed-rounds", table=selection.bounding + selection.rounds,
+                          description=f"Plan {info.id}: bounding passes, then partition greedy rounds")
+    return info.to_dict()
+
+
+@flow(name="curate-on-dask")
+def curate_on_dask(settings, version: str, params: dict, score_set: int | None) -> dict:
+    return select_on_dask.submit(settings, version, params, score_set).result()
+
+
 @flow(name="curate", log_prints=True)
 def curate(version: str = "mnist1d", method: str = "soft", params: dict | None = None,
-           score_set: int | None = None) -> dict:
-    """Select with ``method`` (see `curation methods`) on ``version``'s train split; returns the plan record."""
-    plan = select(version, method, params or {"ratio": 0.1, "seed": 0}, score_set)
+           score_set: int | None = None, engine: str = "local", scheduler: str | None = None) -> dict:
+    """Select with ``method`` (see `curation methods`) on ``version``'s train split; returns the plan record.
+
+    ``engine="dask"`` runs the pairwise method on a Dask cluster (prefect-dask's DaskTaskRunner): a
+    LocalCluster, or the scheduler at ``scheduler`` (tcp://host:port).
+    """
+    if engine == "dask":
+        from prefect_dask import DaskTaskRunner
+
+        if method not in ("pairwise", "pairwise-distributed"):
+            raise CurationError(f"engine dask runs the pairwise method, not {method!r}", "give method='pairwise'")
+
+        runner = DaskTaskRunner(address=scheduler) if scheduler else DaskTaskRunner(
+            cluster_kwargs={"threads_per_worker": 1, "processes": True, "dashboard_address": None})
+        plan = curate_on_dask.with_options(task_runner=runner)(load_settings(), version, params or {}, score_set)
+    else:
+        plan = select(version, method, params or {"ratio": 0.1, "seed": 0}, score_set)
     create_table_artifact(key="selection-plan", table=[{"field": k, "value": str(v)} for k, v in plan.items()],
                           description=f"Plan {plan['id']}: {plan['method']} on version {plan['version_id']}")
     print(f"plan {plan['id']}: {plan['method']} {plan['params']}")

@@ -1,0 +1,1 @@
+"""Larger-than-memory pairwise subset selection on Dask (Böther et al., MLSys 2025)."""

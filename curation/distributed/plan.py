@@ -1,0 +1,38 @@
+"""A selection plan written as partitioned Parquet: one part per graph partition, the folder named by its digest.
+
+Parts are ``part-XXXXX.parquet`` with the plan columns (``epoch`` = -1 for every epoch, ``sample_id``,
+``weight``); the folder's digest is the md5 of the lines ``<part name> <part md5>`` in name order, so
+the same subset gives the same folder, and a part changed by hand changes the digest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from curation.data.store import file_md5
+from curation.distributed.files import write_parquet
+from curation.selection.plans import EVERY_EPOCH
+
+
+def write_part(sample_ids: np.ndarray, path: Path) -> tuple[str, str, int]:
+    """Write one part; returns (name, md5, rows)."""
+    n = len(sample_ids)
+    write_parquet(pa.table({"epoch": pa.array(np.full(n, EVERY_EPOCH, np.int32)),
+                            "sample_id": pa.array(sample_ids, pa.int64()),
+                            "weight": pa.array(np.ones(n, np.float32))}), path)
+    return path.name, file_md5(path), n
+
+
+def digest(parts: list[tuple[str, str]]) -> str:
+    """The folder digest from (part name, part md5) pairs."""
+    lines = "".join(f"{name} {md5}\n" for name, md5 in sorted(parts))
+    return hashlib.md5(lines.encode()).hexdigest()
+
+
+def folder_digest(folder: Path) -> str:
+    """The digest of a plan folder as it is on disk (what load_plan compares with the catalog)."""
+    return digest([(p.name, file_md5(p)) for p in folder.glob("part-*.parquet")])
