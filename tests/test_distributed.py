@@ -228,8 +228,6 @@ def test_cli_engine_dask_registers_a_partitioned_plan_tracked_in_mlflow(project)
     assert run.data.metrics["decided_by_bounding"] == 0 and run.data.metrics["peak_rss_mb_max_worker"] > 0
 
 
-@pytest.mark.xfail(strict=True, raises=CurationError, reason="curation.selection.run.load_plan reads plan files, not plan folders: "
-                                       "docs/distributed.md names the change")
 def test_a_distributed_plan_loads_back_for_training(project, client):
     from curation.selection.run import load_plan
 

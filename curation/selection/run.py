@@ -143,8 +143,14 @@ def load_plan(settings: Settings, plan_id: int) -> Plan:
         _, reader = open_version(settings, row.version_id)
         return SampledPlan(row.version_id, reader.split_ids("train"), row.method, row.params["ratio"], row.seed)
     path = settings.home / row.path
-    if not path.is_file() or file_md5(path) != row.content_hash:
-        raise CurationError(f"plan file {row.path} is missing or was changed by hand (md5 differs from the catalog)",
+    if path.is_dir():  # a distributed plan: a folder of parts, hashed part by part
+        from curation.distributed.plan import folder_digest
+
+        intact = folder_digest(path) == row.content_hash
+    else:
+        intact = path.is_file() and file_md5(path) == row.content_hash
+    if not intact:
+        raise CurationError(f"plan {row.path} is missing or was changed by hand (its hash differs from the catalog)",
                             "select again to write a fresh plan")
     return TablePlan.read(path, row.version_id, method=row.method)
 
