@@ -24,6 +24,17 @@ for key in [k for k in os.environ if k.startswith("CURATION_") and k != "CURATIO
 PG_URL = os.environ.get("CURATION_TEST_PG_URL")
 
 
+@pytest.fixture(autouse=True, scope="module")
+def _restore_environment():
+    """Undo environment changes a module leaks: Dask's Nanny sets OMP_NUM_THREADS=1 (and more) in the
+    parent process when it spawns workers, which would make later subprocesses train with other thread
+    counts (and other floating-point results) than the test process."""
+    saved = dict(os.environ)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
+
+
 @pytest.fixture
 def home(tmp_path, monkeypatch) -> Path:
     """An empty project directory, used as CURATION_HOME and as the working directory."""
