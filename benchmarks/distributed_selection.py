@@ -196,7 +196,7 @@ def main() -> None:
     p = parser(__doc__)
     p.add_argument("--scale", default="1000000,10000000", help="sizes of the scale runs")
     p.add_argument("--compare", default="100000,1000000", help="sizes of the side-by-side runs")
-    p.add_argument("--quality", type=int, default=200_000, help="size of the quality runs")
+    p.add_argument("--quality", type=int, default=200_000, help="size of the quality runs (0: none)")
     p.add_argument("--data-dir", type=Path, default=None, help="where the generated data is kept (default: a temp dir)")
     args = p.parse_args()
     sizes = [int(s) for s in args.scale.split(",") if s]
@@ -212,10 +212,11 @@ def main() -> None:
         results += found
         ratios.update(measured)
         targets.update({k: f">= {TARGET_RATIO}" for k in measured if k.startswith("f_distributed_over_centralized")})
-    found, measured = quality(quality_n, root)
-    results += found
-    ratios.update(measured)
-    targets.update({k: f">= {TARGET_RATIO}" for k in measured if k.endswith("defaults")})
+    if quality_n:
+        found, measured = quality(quality_n, root)
+        results += found
+        ratios.update(measured)
+        targets.update({k: f">= {TARGET_RATIO}" for k in measured if k.endswith("defaults")})
     for n in sizes:
         row, measured = scale(n, root)
         results.append(row)

@@ -80,13 +80,14 @@ def test_graph_built_by_partitions_is_knn_graph(client, tmp_path):
         tasks = Tasks(client)  # task names are per run
         found = scan(tasks, source, None, 700, 64, 0, (0, 1))
         assert len(found.ranges) == 5 and found.n == 3000
-        built[name] = build_graph(tasks, source, found, tmp_path / name, 10, 64, 8, 1500, 0, SPANS, exact_max)
+        built[name] = build_graph(tasks, source, found, tmp_path / name, 10, 64, None, 0.99, 1500, 0, SPANS,
+                                  exact_max)
         tasks.close()
     exact, approx = built["exact"], built["ivf"]
     assert len(list((tmp_path / "ivf" / "shards").iterdir())) == 3  # 700 + 700, 700 + 700, 600 rows
     reference = knn_graph(x, 10)
     got = edge_graph(exact)
-    assert exact.exact and not approx.exact
+    assert exact.exact and not approx.exact and approx.recall >= 0.99 and approx.nprobe in (8, 16, 32, 64)
     assert (got != 0).sum() == reference.nnz and abs(got - reference).max() < 1e-6  # float32 similarities
     assert abs(got - got.T).max() == 0
     ivf = edge_graph(approx)
@@ -140,7 +141,7 @@ def test_bounding_decisions_are_those_of_the_exact_greedy(client, tmp_path):
     source = write_embeddings(tmp_path / "e.parquet", x)
     tasks = Tasks(client)
     found = scan(tasks, source, None, 600, 64, 0, (0, 1))
-    graph = build_graph(tasks, source, found, tmp_path / "g", 10, 64, 8, 10**6, 0, SPANS)
+    graph = build_graph(tasks, source, found, tmp_path / "g", 10, 64, 8, 0.99, 10**6, 0, SPANS)
     blocks = load_blocks(tasks, graph, None, found.ranges, (0, 1))
     alpha, beta, k = 1.0, 0.003, 250
     bounded = bound(tasks, blocks, found.n, k, alpha, beta, (0, 1))
@@ -235,7 +236,12 @@ def test_a_distributed_plan_loads_back_for_training(project, client):
     result = runner.invoke(app, ["select", str(version.id), "-m", "pairwise", "--engine", "dask", "--budget", "50",
                                  "--scheduler", client.scheduler.address, "-p", "source=features", "--json"])
     assert result.exit_code == 0, result.output
-    assert len(load_plan(settings, json.loads(result.stdout)["id"]).ids(0)) == 50
+    info = json.loads(result.stdout)
+    assert len(load_plan(settings, info["id"]).ids(0)) == 50
+    part = next((settings.home / info["path"]).glob("part-*.parquet"))
+    pq.write_table(pq.read_table(part).slice(1), part)  # a part edited by hand
+    with pytest.raises(CurationError, match="changed by hand"):
+        load_plan(settings, info["id"])
 
 
 def test_curate_flow_runs_on_the_dask_task_runner(prefect_server, project, client):
@@ -301,7 +307,6 @@ def test_bad_input_is_one_line_and_registers_nothing(project, client, monkeypatc
             s.add(row)
             s.flush()
             score_sets[name] = str(row.id)
-    monkeypatch.setattr(cluster, "CONNECT_TIMEOUT", "1s")
     here = ["--scheduler", client.scheduler.address]
     for args, message in [
         (["--budget", "2001", "-p", "source=features", *here], "budget 2001 is larger than the 2000 samples"),
@@ -309,14 +314,15 @@ def test_bad_input_is_one_line_and_registers_nothing(project, client, monkeypatc
                                                                          "(first: sample_id 5)"),
         (["--budget", "0.1", "--score-set", score_sets["shuffled"], "-p", "source=features", "-p", "utility=loss",
           *here], "embeddings and utilities are partitioned differently"),
-        (["--budget", "0.1", "-p", "source=features", "--scheduler", "tcp://127.0.0.1:9"],
-         "cannot reach the Dask scheduler at tcp://127.0.0.1:9"),
         (["--budget", "0.1", "-p", "source=features", "-p", "k_neighbors=0", *here], "k_neighbors must be"),
         (["-m", "uniform", "--budget", "0.1", "--engine", "dask"], "--engine dask runs the pairwise method"),
+        (["--budget", "0.1", "-p", "source=features", "--scheduler", "tcp://127.0.0.1:9"],
+         "cannot reach the Dask scheduler at tcp://127.0.0.1:9"),
     ]:
+        if "tcp://127.0.0.1:9" in args:
+            monkeypatch.setattr(cluster, "CONNECT_TIMEOUT", "1s")  # nothing listens there: no need to wait 10 s
         bad = runner.invoke(app, ["select", str(version.id), "-m", "pairwise", "--engine", "dask", *args])
         assert bad.exit_code == 2 and message in bad.stderr, (args, bad.output)
         assert len(bad.stderr.strip().splitlines()) == 1
     assert plans(settings) == []
-    assert not [p for p in (settings.data_path / "plans").glob("*")] if (settings.data_path / "plans").exists() else True
-    assert not any((settings.data_path / ".distributed").glob("*"))
+    assert not any((settings.data_path / "plans").glob("*")) and not any((settings.data_path / ".distributed").glob("*"))

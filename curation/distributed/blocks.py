@@ -61,7 +61,7 @@ def load_block(graph: Graph, part: int, utility: Source | None, rows: tuple[int,
     pairs = np.unique(owner * n + src)  # (partition of the neighbour, own row), sorted
     cut = np.searchsorted(pairs // n, np.arange(len(offsets)))
     exports = tuple((pairs[a:b] % n).astype(np.int32) for a, b in zip(cut[:-1], cut[1:]))
-    return Block(part, offset, ids, nodes.column("cell").to_numpy().astype(np.int64), values, matrix, halo, exports)
+    return Block(part, offset, ids, nodes.column("cell").to_numpy(), values, matrix, halo, exports)
 
 
 def _cut(block: Block, values: np.ndarray) -> tuple[np.ndarray, ...]:

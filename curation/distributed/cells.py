@@ -13,9 +13,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import numpy as np
-
 import faiss
+import numpy as np
 
 POINTS_PER_CELL = 250  # cells hold ~250 points: the list size of the 1M-point, 4,000-list reference index
 TRAIN_PER_CENTROID = 32  # sample points per fine centroid
@@ -55,7 +54,7 @@ class Cells:
         return len(self.fine)
 
     def probe(self, x: np.ndarray, nprobe: int) -> np.ndarray:
-        """The ``nprobe`` nearest cells of each row (nearest first), as int64."""
+        """The ``nprobe`` nearest cells of each row (nearest first; -1 where fewer were reached), as int64."""
         from faiss.contrib.ivf_tools import add_preassigned
 
         dim = self.fine.shape[1]

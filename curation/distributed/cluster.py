@@ -49,8 +49,10 @@ def _quiet(_: Progress) -> None:
 def open_client(scheduler: str | None = None, workers: int | None = None) -> Iterator:
     """A Dask client: on a new LocalCluster (``workers`` processes, default one per core) or on ``scheduler``."""
     if scheduler is None:
+        # no dashboard; the scheduler's small HTTP server (health, metrics) on a free port rather than 8787
         with LocalCluster(n_workers=workers or os.cpu_count() or 1, threads_per_worker=1, processes=True,
-                          dashboard_address=None) as cluster, Client(cluster) as client:
+                          dashboard_address=None, scheduler_kwargs={"dashboard_address": ":0"}) as cluster, \
+                Client(cluster) as client:
             yield client
         return
     if not ADDRESS.match(scheduler):

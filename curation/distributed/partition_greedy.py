@@ -1,17 +1,21 @@
 """Multi-round partition greedy for the points bounding left undecided (Böther et al. 2025).
 
-Each round cuts the m remaining candidates into ceil(m / max_candidates) partitions, runs greedy
-(pairwise.greedy) inside each in parallel on the edges among its own candidates, starting from the
-gains given the points bounding selected, and keeps each partition's share of the round's target; the
-next round works on the winners with fewer partitions. The target is the open budget k' once the
-candidates fit one partition or number at most (1 + slack) k' (the final round); before that it is
-max((1 + slack) k', ceil(P/2) * max_candidates), so the partitions halve each round. No task holds
-more than one partition's candidates (about ``max_candidates``) and their edges.
+Each round cuts the m remaining candidates into P = ceil(m / max_candidates) partitions; each runs
+greedy (pairwise.greedy) on its candidates, from their gains given the points bounding selected, and
+keeps its share (by size) of the round's target; the next round works on the winners. The target is
+the open budget k' once the candidates fit one partition or number at most (1 + slack) k' (the last
+round); before that it is max((1 + slack) k', ceil(P/2) * max_candidates), so the partitions halve
+each round. No task holds more than one partition's candidates (about ``max_candidates``) and their
+edges.
 
-Partitions are groups of neighbouring cells (cells.group_cells) by default: a random cut, as in the
-paper, keeps only 1/P of each point's edges inside its partition, so each greedy sees almost none of
-the redundancy it is meant to avoid (measured in docs/distributed.md). ``partitioning="random"``
-gives the paper's cut.
+Two departures from PAPERS.md, for quality (measured in docs/distributed.md):
+
+* partitions are groups of neighbouring cells (cells.group_cells), not random: a random cut keeps only
+  1/P of each point's edges inside its partition, so each greedy sees almost none of the redundancy it
+  is meant to avoid (``partitioning="random"`` gives the paper's cut);
+* with several partitions, each picks its share in ``stages`` synchronized steps and sends the
+  similarities of its new picks to their neighbours in the other partitions after each, whose gains
+  drop before the next step (``stages=1``: the paper's independent greedy).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 from operator import getitem
+from pathlib import Path
 
 import numpy as np
 import scipy.sparse as sp
@@ -26,6 +31,7 @@ import scipy.sparse as sp
 from curation.distributed.blocks import Block, exchange
 from curation.distributed.cells import Cells, apportion, group_cells
 from curation.distributed.cluster import Tasks
+from curation.distributed.files import part_name, write_atomic
 from curation.selection.pairwise import gains, greedy
 
 PARTITIONINGS = ("cells", "random")
@@ -93,25 +99,36 @@ def _cell_counts(block: Block, alive: np.ndarray, nlist: int) -> np.ndarray:
     return np.bincount(block.cells[alive], minlength=nlist)
 
 
-def _split(block: Block, alive: np.ndarray, base: np.ndarray, cut: Cut, *halo) -> tuple:
-    """One piece per partition: its candidates among this block's rows, their gains and their edges to candidates
-    (src, dst, similarity, partition of dst)."""
-    halo_alive = np.concatenate(halo)
+def _piece_path(folder: Path, r: int, part: int, block: int) -> Path:
+    return folder / f"round-{r}" / part_name(part, "") / part_name(block, ".npz")
+
+
+def _split(block: Block, alive: np.ndarray, base: np.ndarray, cut: Cut, folder: Path, r: int, *halo) -> np.ndarray:
+    """Write one piece per partition (its candidates among this block's rows, their gains, and their edges to
+    candidates anywhere: out-degree, target, similarity, partition of the target); return the pieces' sizes.
+
+    On disk, not in memory: a round's pieces are a copy of every candidate's edges.
+    """
+    halo_alive, halo_part = np.concatenate(halo), cut.of_halo(block).astype(np.int32)
     rows = np.flatnonzero(alive)
-    row_group = cut.of_rows(block)[rows]
+    row_part = cut.of_rows(block)[rows]
     edges = block.graph[rows].tocoo()
-    keep = halo_alive[edges.col]
-    src, dst, sim = rows[edges.row[keep]] + block.offset, block.halo[edges.col[keep]], edges.data[keep]
-    src_group, dst_group = row_group[edges.row[keep]], cut.of_halo(block)[edges.col[keep]]
-    pieces = []
+    keep = halo_alive[edges.col]  # only edges to points still candidates
+    src, dst, sim = edges.row[keep], edges.col[keep], edges.data[keep]
+    order = np.argsort(row_part[src], kind="stable")  # by partition, then row
+    cuts = np.searchsorted(row_part[src][order], np.arange(cut.parts + 1))
+    degree = np.bincount(src, minlength=len(rows)).astype(np.int32)
     for part in range(cut.parts):
-        own, out = row_group == part, src_group == part
-        pieces.append((rows[own] + block.offset, base[rows[own]], src[out], dst[out], sim[out], dst_group[out]))
-    return tuple(pieces)
+        own, entries = np.flatnonzero(row_part == part), order[cuts[part]:cuts[part + 1]]
+        piece = {"members": rows[own] + block.offset, "base": base[rows[own]], "degree": degree[own],
+                 "dst": block.halo[dst[entries]], "sim": sim[entries], "dst_part": halo_part[dst[entries]]}
+        write_atomic(_piece_path(folder, r, part, block.part), lambda tmp, piece=piece: _save(tmp, piece))
+    return np.bincount(row_part, minlength=cut.parts)
 
 
-def _sizes(pieces: tuple) -> np.ndarray:
-    return np.array([len(piece[0]) for piece in pieces], np.int64)
+def _save(path: Path, arrays: dict) -> None:
+    with open(path, "wb") as handle:
+        np.savez(handle, **arrays)
 
 
 @dataclass(frozen=True)
@@ -121,7 +138,7 @@ class Part:
     members: np.ndarray  # global row numbers, ascending
     base: np.ndarray  # gains given the points bounding selected
     inside: sp.csr_matrix  # among members (local numbers)
-    out_src: np.ndarray  # edges to other partitions' candidates: local source, global target, similarity, partition
+    out_src: np.ndarray  # edges to other partitions' candidates: source (local), target (global), similarity, partition
     out_dst: np.ndarray
     out_sim: np.ndarray
     out_part: np.ndarray
@@ -130,13 +147,16 @@ class Part:
     fresh: np.ndarray  # picked in the last stage (local numbers)
 
 
-def _start(part: int, *pieces) -> Part:
-    members, base, src, dst, sim, dst_part = (np.concatenate(column) for column in zip(*pieces))
+def _start(part: int, paths: list[Path], *after) -> Part:
+    """A partition's greedy from its pieces (``after``: the tasks that write them, only waited for)."""
+    pieces = [np.load(path) for path in paths]
+    members, base, degree, dst, sim, dst_part = (np.concatenate([p[name] for p in pieces]) for name in
+                                                 ("members", "base", "degree", "dst", "sim", "dst_part"))
     m, inside = len(members), dst_part == part
-    local = np.searchsorted(members, src)
-    graph = sp.csr_matrix((sim[inside], (local[inside], np.searchsorted(members, dst[inside]))), shape=(m, m))
+    src = np.repeat(np.arange(m, dtype=np.int32), degree)
+    graph = sp.csr_matrix((sim[inside], (src[inside], np.searchsorted(members, dst[inside]))), shape=(m, m))
     out = ~inside
-    return Part(members, base, graph, local[out], dst[out], sim[out], dst_part[out], np.zeros(m), np.zeros(m, bool),
+    return Part(members, base, graph, src[out], dst[out], sim[out], dst_part[out], np.zeros(m), np.zeros(m, bool),
                 np.zeros(0, np.int64))
 
 
@@ -186,8 +206,8 @@ def _seed(seed: int, *path: int) -> int:
     return int(np.random.default_rng([seed, *path]).integers(2**31))
 
 
-def _round(tasks: Tasks, r: int, split: list, sizes: np.ndarray, keep: int, stages: int, beta: float, seed: int,
-           offsets: np.ndarray) -> list:
+def _round(tasks: Tasks, r: int, split: list, folder: Path, sizes: np.ndarray, keep: int, stages: int, beta: float,
+           seed: int, offsets: np.ndarray) -> list:
     """One round's greedy; the winners (futures) per partition.
 
     Each partition picks its share of ``keep`` (in proportion to its candidates). With several
@@ -198,8 +218,8 @@ def _round(tasks: Tasks, r: int, split: list, sizes: np.ndarray, keep: int, stag
     parts = len(sizes)
     steps = 1 if parts == 1 else stages
     quotas = [apportion(int(q), np.ones(steps, np.int64)) for q in apportion(keep, sizes)]
-    state = [tasks.submit(f"greedy{r}-start", p, _start, p, *[tasks.submit(f"piece{r}", f"{j}-{p}", getitem, s, p)
-                                                              for j, s in enumerate(split)]) for p in range(parts)]
+    state = [tasks.submit(f"greedy{r}-start", p, _start, p, [_piece_path(folder, r, p, j) for j in range(len(split))],
+                          *split) for p in range(parts)]
     for step in range(steps):
         state = [tasks.submit(f"greedy{r}-stage{step}", p, _stage, s, int(quotas[p][step]), beta,
                               _seed(seed, r, p, step)) for p, s in enumerate(state)]
@@ -211,7 +231,7 @@ def _round(tasks: Tasks, r: int, split: list, sizes: np.ndarray, keep: int, stag
     return [tasks.submit(f"greedy{r}", p, _winners, s, offsets) for p, s in enumerate(state)]
 
 
-def partition_greedy(tasks: Tasks, blocks: list, offsets: np.ndarray, states: list, cells: Cells,
+def partition_greedy(tasks: Tasks, blocks: list, offsets: np.ndarray, states: list, cells: Cells, folder: Path,
                      open_slots: int, alpha: float, beta: float, seed: int, max_candidates: int, slack: float,
                      partitioning: str, stages: int, span: tuple[float, float]) -> tuple[list, list[dict]]:
     """The winners of the final round as a mask per partition (futures), and one record per round."""
@@ -226,11 +246,10 @@ def partition_greedy(tasks: Tasks, blocks: list, offsets: np.ndarray, states: li
         groups = group_cells(cells.fine, counts, parts) if partitioning == "cells" else None
         cut = Cut(parts, groups, seed, r)
         halo_alive = exchange(tasks, f"alive{r}", blocks, alive)
-        split = [tasks.submit(f"split{r}", j, _split, blocks[j], alive[j], base[j], cut, *halo_alive[j])
+        split = [tasks.submit(f"split{r}", j, _split, blocks[j], alive[j], base[j], cut, folder, r, *halo_alive[j])
                  for j in range(len(blocks))]
-        group_sizes = np.sum(tasks.gather([tasks.submit(f"sizes{r}", j, _sizes, s) for j, s in enumerate(split)]),
-                             axis=0)
-        winners = _round(tasks, r, split, group_sizes, keep, stages, beta, seed, offsets)
+        group_sizes = np.sum(tasks.gather(split), axis=0)
+        winners = _round(tasks, r, split, folder, group_sizes, keep, stages, beta, seed, offsets)
         start = span[0] + (span[1] - span[0]) * (r - 1) / len(plan)
         tasks.wait(f"greedy round {r}/{len(plan)} ({parts} partitions)", winners,
                    start, start + (span[1] - span[0]) / len(plan))

@@ -58,7 +58,8 @@ class Params:
     slack: float = 1.0  # rounds before the last keep (1 + slack) x the open budget at least
     partitioning: str = "cells"  # or "random" (the paper's)
     stages: int = 8  # synchronized steps of a round with several partitions; 1 = independent greedy (the paper's)
-    nprobe: int = 8  # cells each query scans (IVF, above exact_max points)
+    nprobe: int | None = None  # cells each query scans (IVF, above exact_max points); default: calibrated to recall
+    recall: float = 0.99  # k-NN recall the calibration asks for
     nlist: int | None = None  # cells; default ~ N / 250
     exact_max: int = EXACT_MAX  # exact k-NN up to this many points
 
@@ -76,10 +77,13 @@ class Params:
         _check_weight("beta", made.beta)
         _check_weight("slack", made.slack)
         check_k_neighbors(made.k_neighbors)
-        for name in ("partition_rows", "shard_rows", "max_candidates", "stages", "nprobe"):
+        for name in ("partition_rows", "shard_rows", "max_candidates", "stages"):
             _positive_int(name, getattr(made, name))
-        if made.nlist is not None:
-            _positive_int("nlist", made.nlist)
+        for name in ("nlist", "nprobe"):
+            if getattr(made, name) is not None:
+                _positive_int(name, getattr(made, name))
+        if isinstance(made.recall, bool) or not isinstance(made.recall, (int, float)) or not 0 < made.recall <= 1:
+            raise CurationError(f"recall must be in (0, 1], got {made.recall!r}", "give recall like 0.99")
         if isinstance(made.exact_max, bool) or not isinstance(made.exact_max, int) or made.exact_max < 0:
             raise CurationError(f"exact_max must be an integer >= 0, got {made.exact_max!r}", "give e.g. 100000")
         if made.partitioning not in PARTITIONINGS:
@@ -104,6 +108,8 @@ class Selection:
     partitions: int
     sigma: float
     exact: bool
+    nprobe: int | None  # cells each k-NN query scanned (None: exact search)
+    recall: float  # k-NN recall measured on sample queries
     nlist: int
     edges: int  # undirected
     bounding: list[dict]
@@ -145,8 +151,8 @@ def select(client, embeddings: Source, utility: Source | None, params: Params, w
     workdir = Path(workdir) / f"run-{tasks.run}"
     seconds, clock = {}, time.perf_counter()
     try:
-        resolve_budget(params.budget, max(embeddings.rows, 1))  # a bad budget fails before any work
         rows = max(embeddings.rows, 1)
+        resolve_budget(params.budget, rows)  # a budget above the file rows fails before any work
         found = scan(tasks, embeddings, utility, params.partition_rows,
                      params.nlist or default_nlist(rows, params.max_candidates), params.seed, SPANS["scan"])
         if found.n == 0:
@@ -154,7 +160,7 @@ def select(client, embeddings: Source, utility: Source | None, params: Params, w
         k = resolve_budget(params.budget, found.n)
         graph = build_graph(tasks, embeddings, found, workdir, params.k_neighbors,
                             params.nlist or default_nlist(found.n, params.max_candidates), params.nprobe,
-                            params.shard_rows, params.seed,
+                            params.recall, params.shard_rows, params.seed,
                             [SPANS[s] for s in ("shards", "search", "scale", "symmetrize")], params.exact_max)
         blocks = load_blocks(tasks, graph, utility, found.ranges, SPANS["load"])
         seconds["graph"], clock = time.perf_counter() - clock, time.perf_counter()
@@ -163,7 +169,7 @@ def select(client, embeddings: Source, utility: Source | None, params: Params, w
         won, rounds = [None] * graph.parts, []
         if bounded.selected + bounded.discarded < found.n:
             won, rounds = partition_greedy(tasks, blocks, graph.offsets, bounded.states, graph.cells,
-                                           k - bounded.selected, params.alpha, params.beta, params.seed,
+                                           workdir / "greedy", k - bounded.selected, params.alpha, params.beta, params.seed,
                                            params.max_candidates, params.slack, params.partitioning,
                                            params.stages, SPANS["greedy"])
         seconds["greedy"], clock = time.perf_counter() - clock, time.perf_counter()
@@ -175,13 +181,13 @@ def select(client, embeddings: Source, utility: Source | None, params: Params, w
                  for j in range(graph.parts)]
         tasks.wait("writing the plan", parts, *SPANS["write"])
         parts = tasks.gather(parts)
-        selected = sum(rows for _, _, rows in parts)
+        selected = sum(count for _, _, count in parts)
         if selected != k:
             raise RuntimeError(f"selected {selected} points for a budget of {k}")  # a bug, never a user error
         seconds["write"] = time.perf_counter() - clock
         return Selection(
             n=found.n, k=k, objective=math.fsum(tasks.gather(shares)), partitions=graph.parts, sigma=graph.sigma,
-            exact=graph.exact, nlist=graph.cells.nlist,
+            exact=graph.exact, nprobe=graph.nprobe, recall=graph.recall, nlist=graph.cells.nlist,
             edges=sum(tasks.gather([tasks.submit("edges", j, _edges, b) for j, b in enumerate(blocks)])) // 2,
             bounding=bounded.passes, bounded_selected=bounded.selected, bounded_discarded=bounded.discarded,
             rounds=rounds, parts=parts, seconds=seconds, reruns=tasks.reruns(), worker_peak_mb=worker_peaks(client))

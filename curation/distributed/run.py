@@ -16,15 +16,20 @@ import shutil
 import time
 import uuid
 from contextlib import nullcontext
+from typing import TYPE_CHECKING
 
 from curation.catalog import Catalog, ScoreSet, SelectionPlan
 from curation.config import Settings
+from curation.distributed.plan import digest
+from curation.distributed.source import Source
 from curation.errors import CurationError
 from curation.faults import kill_point
 from curation.metrics.ledger import ComputeLedger
 from curation.selection.pairwise import DENSITY
 from curation.selection.run import PlanInfo
-from curation.distributed.plan import digest
+
+if TYPE_CHECKING:
+    from curation.distributed.pipeline import Selection
 
 METHOD = "pairwise-distributed"
 
@@ -41,8 +46,6 @@ def _distributed():
 
 def _sources(settings: Settings, version, params, score_set_id: int | None):
     """(embeddings, utility or None) as partitioned Parquet sources over the version's train split."""
-    from curation.distributed.source import Source
-
     score_path = None
     if score_set_id is not None:
         with Catalog(settings.catalog).session() as s:
@@ -65,7 +68,7 @@ def _sources(settings: Settings, version, params, score_set_id: int | None):
 
 def select_distributed(settings: Settings, ref: str | int, params: dict | None = None,
                        score_set_id: int | None = None, scheduler: str | None = None, client=None,
-                       report=None) -> tuple[PlanInfo, object]:
+                       report=None) -> tuple[PlanInfo, Selection]:
     """Select on Dask and record the plan; returns it and the run's ``pipeline.Selection``."""
     cluster, pipeline = _distributed()
     chosen = pipeline.Params.of(params)
@@ -128,10 +131,12 @@ def _track(settings: Settings, experiment: str, plan_id: int, params, selection,
                          "bounded_discarded": selection.bounded_discarded,
                          "bounding_passes": len(selection.bounding), "rounds": len(selection.rounds),
                          "selection_seconds": seconds, "tasks_rerun": sum(selection.reruns.values()),
+                         "knn_recall": selection.recall,
                          "peak_rss_mb_max_worker": max(peaks.values(), default=None),
                          **{f"{phase}_seconds": s for phase, s in selection.seconds.items()},
                          **{f"peak_rss_mb_worker_{i}": mb for i, mb in enumerate(peaks.values())}})
         run.log_dict({"bounding": selection.bounding, "rounds": selection.rounds, "reruns": selection.reruns,
                       "worker_peak_mb": peaks, "seconds": selection.seconds, "sigma": selection.sigma,
-                      "exact_knn": selection.exact, "cells": selection.nlist, "edges": selection.edges,
+                      "exact_knn": selection.exact, "nprobe": selection.nprobe, "knn_recall": selection.recall,
+                      "cells": selection.nlist, "edges": selection.edges,
                       "partitions": selection.partitions}, "distributed_selection.json")
