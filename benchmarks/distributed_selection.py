@@ -1,7 +1,9 @@
 """Distributed pairwise selection on a 2-worker LocalCluster: scale, and side by side with centralized methods.
 
-Data: synthetic 32-d embeddings (1,000 Gaussian clusters, unit noise), written as partitioned Parquet
-(500,000-row files), and MNIST-1D's 40 raw features. Objective: the ``pairwise`` selector's defaults
+Data: synthetic 32-d embeddings written file by file as partitioned Parquet (500,000-row files; no
+process holds them all): N / 1,000 Gaussian clusters (1,000 points each on average, centres N(0, 4 I),
+unit isotropic noise), so a larger N means more kinds of data at the same density; and MNIST-1D's 40
+raw features. Objective: the ``pairwise`` selector's defaults
 (alpha = beta = 1, utility = density, 10-NN graph), budget 10%.
 
 * scale (1M, 10M): ``curation.distributed.pipeline.select`` end to end (graph, bounding, partition
@@ -22,7 +24,9 @@ Data: synthetic 32-d embeddings (1,000 Gaussian clusters, unit noise), written a
 from __future__ import annotations
 
 import math
+import resource
 import shutil
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -34,21 +38,22 @@ import pyarrow.parquet as pq
 from benchmarks._common import parser, peak_rss_mb, write_result
 from benchmarks.facility_location_vs_apricot import PeakMemory, mnist1d_features
 
-DIM, CLUSTERS, FILE_ROWS = 32, 1000, 500_000
+DIM, CLUSTER_POINTS, FILE_ROWS = 32, 1000, 500_000
 TARGET_MINUTES, TARGET_WORKER_GB, TARGET_RATIO = 30.0, 4.0, 0.98
 
 
 def synthetic(n: int, folder: Path, seed: int = 0) -> Path:
-    """n clustered 32-d points as Parquet files of FILE_ROWS rows (sample_id, embedding), file by file."""
+    """n clustered 32-d points (n / CLUSTER_POINTS clusters) as Parquet files of FILE_ROWS rows, file by file."""
     if folder.exists() and sum(pq.ParquetFile(p).metadata.num_rows for p in folder.glob("*.parquet")) == n:
         return folder
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
-    centers = (np.random.default_rng(seed).normal(size=(CLUSTERS, DIM)) * 2).astype(np.float32)
+    clusters = max(1, n // CLUSTER_POINTS)
+    centers = (np.random.default_rng(seed).normal(size=(clusters, DIM)) * 2).astype(np.float32)
     for part, start in enumerate(range(0, n, FILE_ROWS)):
         rows = min(FILE_ROWS, n - start)
         rng = np.random.default_rng([seed, part])
-        x = centers[rng.integers(0, CLUSTERS, rows)] + rng.normal(size=(rows, DIM)).astype(np.float32)
+        x = centers[rng.integers(0, clusters, rows)] + rng.normal(size=(rows, DIM)).astype(np.float32)
         write(folder / f"part-{part:05d}.parquet", np.arange(start, start + rows), x)
     return folder
 
@@ -77,13 +82,28 @@ def distributed(folder: Path, out: Path, client=None, **params) -> dict:
     start = time.perf_counter()
     with nullcontext(client) if client is not None else open_client(workers=2) as active:
         started = time.perf_counter() - start
+        cpu_before, own_before = sum(active.run(_cpu_seconds).values()), _cpu_seconds()
         clock = time.perf_counter()
         chosen = select(active, Source.of(folder, "embedding"), None, Params.of({"budget": 0.1, **params}),
-                        out.parent / "work", out)
+                        out.parent / "work", out, report=_log)
         seconds = time.perf_counter() - clock
+        cpu = sum(active.run(_cpu_seconds).values()) - cpu_before + _cpu_seconds() - own_before
     ids = pq.read_table(out).column("sample_id").to_numpy()
     shutil.rmtree(out)
-    return {"seconds": seconds, "cluster_start_seconds": started, "selection": chosen, "ids": ids}
+    return {"seconds": seconds, "cpu_seconds": cpu, "cluster_start_seconds": started, "selection": chosen, "ids": ids}
+
+
+def _cpu_seconds() -> float:
+    """CPU seconds (user + system) of this process and its finished children."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def _log(progress) -> None:
+    """Stage changes on stderr, with the time, so a long run can be followed."""
+    if progress.done == 0:
+        print(f"{time.strftime('%H:%M:%S')} {progress.stage} ({progress.total} tasks, {progress.fraction:.0%})",
+              file=sys.stderr, flush=True)
 
 
 def centralized(x: np.ndarray, k: int) -> dict:
@@ -148,11 +168,13 @@ def scale(n: int, root: Path) -> tuple[dict, dict]:
     run = distributed(folder, root / "plan")
     chosen = run["selection"]
     row = {"system": f"distributed (n={n:,})", "seconds": round(run["seconds"], 1),
+           "cpu_seconds": round(run["cpu_seconds"], 1),
            **{f"{phase}_seconds": round(s, 1) for phase, s in chosen.seconds.items()},
            "peak_mb_per_worker": max(chosen.worker_peak_mb.values()),
            "decided_by_bounding": round(chosen.decided_by_bounding, 4), "rounds": len(chosen.rounds),
            "partitions_per_round": "/".join(str(r["partitions"]) for r in chosen.rounds),
-           "edges": chosen.edges, "exact_knn": chosen.exact, "cells": chosen.nlist,
+           "edges": chosen.edges, "exact_knn": chosen.exact, "cells": chosen.nlist, "nprobe": chosen.nprobe,
+           "knn_recall": round(chosen.recall, 4), "objective": round(chosen.objective, 1),
            "cluster_start_seconds": round(run["cluster_start_seconds"], 1), "tasks_rerun": sum(chosen.reruns.values())}
     return row, {"minutes": run["seconds"] / 60, "peak_gb": max(chosen.worker_peak_mb.values()) / 1024}
 
