@@ -33,5 +33,14 @@ def test_compare_trains_baseline_and_methods_at_equal_compute(home):
     backward = [r["backward_samples"] for r in rows]
     assert backward[0] == 2 * 320 and backward[1] == 4 * 160 and backward[2] == 8 * 80  # equal compute
     assert all("target_accuracy" in r for r in rows[1:])
+    for r in rows:  # the report's inputs: one curve point per epoch, an occupancy law over the 320 train samples
+        assert [p["epoch"] for p in r["history"]] == list(range(1, r["epochs"] + 1))
+        assert sum(r["occupancy"]) == 320 and r["train_samples"] == 320
+        assert sum(j * c for j, c in enumerate(r["occupancy"])) == r["backward_samples"]
+    assert [r["plan_kind"] for r in rows] == ["full", "soft", "static"]
+    assert rows[2]["occupancy"][0] == 240 and rows[2]["occupancy"][8] == 80
+    from curation.reports import render
+
+    assert all(p.stat().st_size > 10_000 for p in render(rows, home / "report").values())
     bad = CliRunner().invoke(app, ["compare", str(version.id), "-m", "nosuch"])
     assert bad.exit_code == 2 and "unknown selection method" in bad.stderr
