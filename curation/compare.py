@@ -2,7 +2,8 @@
 
 Each method's plan is selected, then trained with the baseline's configuration for as many epochs
 as give it the baseline's number of training samples (a 30% plan trains 1/0.3 times the epochs),
-so every run spends about the same compute. The summaries (best accuracy, compute, time, speedup
+so every run spends about the same compute; the runs are nested under one MLflow parent run, which
+also gets the table and the report's PNGs (``publish``). The summaries (best accuracy, compute, time, speedup
 to 99% of the baseline's best) come from the Trainer's ledger, selection cost included. Each row
 also carries the run's evaluation curve (compute, time, accuracy, coverage per epoch) and the plan's
 occupancy histogram, which ``curation.reports`` draws.
@@ -10,17 +11,22 @@ occupancy histogram, which ``curation.reports`` draws.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
+from curation import reports
 from curation.config import Settings
-from curation.data.versions import open_version
+from curation.data.versions import VersionInfo, open_version
 from curation.errors import CurationError
 from curation.selection.base import make_selector
-from curation.selection.plans import FullPlan, Plan, StaticPlan
+from curation.selection.plans import FullPlan, Plan
+from curation.selection.run import PlanInfo, load_plan, select_plan
 from curation.selection.sampling import SampledPlan
-from curation.selection.run import select_plan
+from curation.tracking import ParentRun, Tracker
 from curation.training.config import TrainConfig
 from curation.training.run import train_version
 
@@ -49,6 +55,9 @@ class Row:
 
 
 CURVE_KEYS = ("epoch", "flops", "seconds", "accuracy", "coverage")
+TABLE_COLUMNS = ("method", "params", "run_id", "epochs", "best_accuracy", "total_flops", "total_seconds",
+                 "backward_samples", "target_accuracy", "speedup_compute", "speedup_time")
+REPORTS_DIR = Path(".curation") / "reports"  # under the project home: one folder per comparison (parent run id)
 
 
 def curve(history: list[dict]) -> list[dict]:
@@ -56,13 +65,14 @@ def curve(history: list[dict]) -> list[dict]:
     return [{k: r[k] for k in CURVE_KEYS} for r in history]
 
 
-def plan_kind(plan: Plan) -> str:
-    """'full', 'soft'/'rs2' (generated), 'static' (a fixed subset) or 'other': which theory applies."""
+def plan_kind(plan: Plan, epochs: int) -> str:
+    """'full', 'soft'/'rs2' (generated), 'static' (the same subset every epoch) or 'other': which theory applies."""
     if isinstance(plan, FullPlan):
         return "full"
     if isinstance(plan, SampledPlan):
         return plan.kind
-    return "static" if isinstance(plan, StaticPlan) else "other"
+    first = np.sort(plan.ids(0))
+    return "static" if all(np.array_equal(first, np.sort(plan.ids(e))) for e in range(1, epochs)) else "other"
 
 
 def occupancy(plan: Plan, epochs: int, n: int) -> list[int]:
@@ -87,26 +97,69 @@ def parse_method(text: str) -> tuple[str, dict]:
     return name.strip(), params
 
 
+def check_methods(methods: list[str]) -> list[tuple[str, dict]]:
+    """Every method and its parameters parsed and checked (a one-line error) before anything trains."""
+    parsed = [parse_method(m) for m in methods]
+    for name, params in parsed:
+        make_selector(name, **params)
+    return parsed
+
+
+def train_row(settings: Settings, version_id: int, config: TrainConfig, method: str = "full",
+              params: dict | None = None, plan: PlanInfo | None = None, baseline: int | None = None) -> Row:
+    """Train the full data (no ``plan``) or ``plan`` for as many epochs as match the full run's compute."""
+    info, _ = open_version(settings, version_id)
+    n = int((info.splits or {}).get("train", 0))
+    if plan is None:
+        outcome = train_version(settings, version_id, config)
+        return Row("full", {}, outcome.run_id, config.epochs, outcome.summary, outcome.ledger, 1.0, n, "full",
+                   curve(outcome.history), [0] * config.epochs + [n])
+    epochs = max(1, round(config.epochs / plan.ratio)) if plan.ratio else config.epochs
+    outcome = train_version(settings, version_id, config.model_copy(update={"epochs": epochs}), plan.id,
+                            baseline=baseline)
+    stored = load_plan(settings, plan.id)
+    return Row(method, params or {}, outcome.run_id, epochs, outcome.summary, outcome.ledger, plan.ratio or 1.0, n,
+               plan_kind(stored, epochs), curve(outcome.history), occupancy(stored, epochs, n))
+
+
+@contextmanager
+def parent_run(settings: Settings, info: VersionInfo, methods: list[str], config: TrainConfig) -> Iterator[ParentRun]:
+    """The comparison's MLflow parent run: every training run started inside the block is nested under it."""
+    with Tracker(settings, experiment=info.dataset).parent(
+            f"compare-{info.dataset}-v{info.id}", tags={"curation.version": info.ref, "curation.kind": "compare"}) as run:
+        run.log_params({"methods": "; ".join(methods), "arch": config.arch, "epochs": config.epochs,
+                        "seed": config.seed, "version_id": info.id})
+        yield run
+
+
+def table(rows: list[dict]) -> list[dict]:
+    """The comparison as flat rows (no curves), for tables."""
+    return [{k: row.get(k) for k in TABLE_COLUMNS} for row in rows]
+
+
+def publish(settings: Settings, parent: ParentRun, rows: list[dict]) -> dict[str, Path]:
+    """Draw the report (``curation.reports``) and log it with the rows to the parent run; the PNG paths."""
+    paths = reports.render(rows, settings.home / REPORTS_DIR / parent.run_id)
+    parent.log_dict(rows, "comparison.json")
+    parent.log_dict(table(rows), "comparison_table.json")
+    parent.log_files(paths, "report")
+    return paths
+
+
 def compare(settings: Settings, ref: str | int, methods: list[str], config: TrainConfig | None = None,
             baseline: int | None = None, score_set: int | None = None) -> list[Row]:
-    """Train the full-data baseline (unless ``baseline`` names a finished run), then each method."""
-    parsed = [parse_method(m) for m in methods]
-    for name, params in parsed:  # every method and its parameters are checked before any training
-        make_selector(name, **params)
+    """Train the full-data baseline (unless ``baseline`` names a finished run), then each method, as nested
+    MLflow runs under one parent run that also holds the table and the report's PNGs."""
+    parsed = check_methods(methods)
     info, _ = open_version(settings, ref)
     config = (config or TrainConfig()).resolve(info.feature_shape)
-    n = int((info.splits or {}).get("train", 0))
     rows = []
-    if baseline is None:
-        full = train_version(settings, ref, config)
-        baseline = full.run_id
-        rows.append(Row("full", {}, full.run_id, config.epochs, full.summary, full.ledger, 1.0, n, "full",
-                        curve(full.history), [0] * config.epochs + [n]))
-    for name, params in parsed:
-        plan, selector = select_plan(settings, ref, name, params, score_set)
-        epochs = max(1, round(config.epochs / plan.ratio)) if plan.ratio else config.epochs
-        outcome = train_version(settings, ref, config.model_copy(update={"epochs": epochs}), plan.id,
-                                baseline=baseline)
-        rows.append(Row(name, params, outcome.run_id, epochs, outcome.summary, outcome.ledger, plan.ratio or 1.0, n,
-                        plan_kind(selector.plan_), curve(outcome.history), occupancy(selector.plan_, epochs, n)))
+    with parent_run(settings, info, methods, config) as parent:
+        if baseline is None:
+            rows.append(train_row(settings, info.id, config))
+            baseline = rows[0].run_id
+        for name, params in parsed:
+            plan, _ = select_plan(settings, info.id, name, params, score_set)
+            rows.append(train_row(settings, info.id, config, name, params, plan, baseline))
+        publish(settings, parent, [r.to_dict() for r in rows])
     return rows

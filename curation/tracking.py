@@ -3,7 +3,9 @@
 A ``Tracker`` opens one run context in the project's store (``Settings.tracking``: a SQLite file
 by default, artifacts under ``<home>/mlflow/artifacts``); the ``TrackedRun`` it yields logs params,
 per-epoch metrics (step = epoch), the data set (digest = the catalog's content hash), tags, plots,
-and the model, registered under a name. The rest of the code never sees MLflow.
+and the model, registered under a name. ``Tracker.parent`` opens a parent run (e.g. a comparison):
+every run started inside its block, in this thread or a task copying its context, is nested under
+it. The rest of the code never sees MLflow.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 
 from curation.config import Settings
@@ -22,6 +25,9 @@ os.environ.setdefault("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
 
 EPOCH_METRICS = ("accuracy", "loss", "train_loss", "coverage", "forward_samples", "backward_samples",
                  "selection_forward_samples", "flops", "seconds", "selection_seconds", "data_seconds")
+
+
+_PARENT: ContextVar[str | None] = ContextVar("curation_parent_run", default=None)  # see Tracker.parent
 
 
 def _mlflow():
@@ -95,6 +101,31 @@ class TrackedRun:
         return version
 
 
+class ParentRun:
+    """A run that groups nested runs; logs through the client, so it never becomes the active run."""
+
+    def __init__(self, client, run_id: str):
+        self.client, self.run_id = client, run_id
+
+    def log_params(self, params: Mapping[str, object]) -> None:
+        for key, value in params.items():
+            self.client.log_param(self.run_id, key, "" if value is None else value)
+
+    def log_dict(self, data, name: str) -> None:
+        self.client.log_dict(self.run_id, data, name)
+
+    def log_files(self, paths: Mapping[str, Path], folder: str) -> None:
+        """Files as artifacts under ``folder`` (e.g. the report's PNGs)."""
+        for path in paths.values():
+            self.client.log_artifact(self.run_id, str(path), folder)
+
+    def children(self) -> list[str]:
+        """The run names nested under this run, oldest first."""
+        found = self.client.search_runs([self.client.get_run(self.run_id).info.experiment_id],
+                                        f"tags.mlflow.parentRunId = '{self.run_id}'", order_by=["attributes.start_time"])
+        return [r.info.run_name for r in found]
+
+
 class Tracker:
     """The project's tracking store and one experiment in it."""
 
@@ -121,18 +152,23 @@ class Tracker:
                 raise
             return found.experiment_id
 
+    def _ready(self) -> None:
+        """The store's folder exists and MLflow points at it."""
+        if self.local:
+            Path(self.uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        _mlflow().set_tracking_uri(self.uri)
+
     @contextmanager
     def run(self, run_id: str | None = None, name: str | None = None) -> Iterator[TrackedRun]:
         """Start a run (or reopen ``run_id``); it ends FINISHED, or FAILED/KILLED when the block raises."""
         mlflow = _mlflow()
         from mlflow.exceptions import MlflowException
 
-        if self.local:
-            Path(self.uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        mlflow.set_tracking_uri(self.uri)
+        self._ready()
         try:
             if run_id is None:
-                active = mlflow.start_run(experiment_id=self._experiment_id(), run_name=name)
+                active = mlflow.start_run(experiment_id=self._experiment_id(), run_name=name,
+                                          parent_run_id=_PARENT.get())
             else:
                 active = mlflow.start_run(run_id=run_id)
         except MlflowException as exc:
@@ -148,6 +184,28 @@ class Tracker:
             raise
         finally:
             mlflow.end_run(status)
+
+    @contextmanager
+    def parent(self, name: str, tags: Mapping[str, object] | None = None) -> Iterator[ParentRun]:
+        """A parent run for the block: the runs started inside it are nested under it; it ends FINISHED,
+        or FAILED/KILLED when the block raises."""
+        mlflow = _mlflow()
+
+        self._ready()
+        client = mlflow.MlflowClient()
+        run = client.create_run(self._experiment_id(), run_name=name,
+                                tags={k: str(v) for k, v in (tags or {}).items() if v is not None})
+        token = _PARENT.set(run.info.run_id)
+        status = "FAILED"
+        try:
+            yield ParentRun(client, run.info.run_id)
+            status = "FINISHED"
+        except KeyboardInterrupt:
+            status = "KILLED"
+            raise
+        finally:
+            _PARENT.reset(token)
+            client.set_terminated(run.info.run_id, status)
 
     def end_stale(self, run_id: str, status: str = "FAILED") -> None:
         """Mark a run left RUNNING by a killed process as ended (e.g. when it cannot be resumed)."""

@@ -39,8 +39,17 @@ def test_compare_trains_baseline_and_methods_at_equal_compute(home):
         assert sum(j * c for j, c in enumerate(r["occupancy"])) == r["backward_samples"]
     assert [r["plan_kind"] for r in rows] == ["full", "soft", "static"]
     assert rows[2]["occupancy"][0] == 240 and rows[2]["occupancy"][8] == 80
-    from curation.reports import render
+    import mlflow
 
-    assert all(p.stat().st_size > 10_000 for p in render(rows, home / "report").values())
+    client = mlflow.MlflowClient(settings.tracking)
+    [parent] = client.search_runs([client.get_experiment_by_name("mnist1d").experiment_id],
+                                  "tags.`curation.kind` = 'compare'")
+    assert parent.info.status == "FINISHED"
+    children = client.search_runs([parent.info.experiment_id], f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
+    assert sorted(int(c.data.tags["curation.run_id"]) for c in children) == [r["run_id"] for r in rows]
+    assert {a.path for a in client.list_artifacts(parent.info.run_id, "report")} == {
+        f"report/{name}.png" for name in ("accuracy_vs_compute", "coverage", "occupancy", "speedup")}
+    saved = client.download_artifacts(parent.info.run_id, "comparison.json", str(home / "dl"))
+    assert json.loads(open(saved).read()) == rows
     bad = CliRunner().invoke(app, ["compare", str(version.id), "-m", "nosuch"])
     assert bad.exit_code == 2 and "unknown selection method" in bad.stderr

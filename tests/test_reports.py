@@ -117,7 +117,7 @@ def test_plan_occupancy_matches_the_exact_plan_statistics():
     exact = plan_statistics("soft", N, 0.3, 5, seed=4)["occupancy"]
     measured = occupancy(soft, 5, N)
     assert measured[: len(exact)] == exact and not any(measured[len(exact):])
-    assert plan_kind(soft) == "soft"
+    assert plan_kind(soft, 5) == "soft"
     subset = StaticPlan(1, ids[:250])
-    assert occupancy(subset, 3, N) == [750, 0, 0, 250] and plan_kind(subset) == "static"
-    assert occupancy(FullPlan(1, ids), 2, N) == [0, 0, N] and plan_kind(FullPlan(1, ids)) == "full"
+    assert occupancy(subset, 3, N) == [750, 0, 0, 250] and plan_kind(subset, 3) == "static"
+    assert occupancy(FullPlan(1, ids), 2, N) == [0, 0, N] and plan_kind(FullPlan(1, ids), 2) == "full"
