@@ -11,6 +11,7 @@ it. The rest of the code never sees MLflow.
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -18,6 +19,7 @@ from pathlib import Path
 
 from curation.config import Settings
 from curation.errors import CurationError
+from curation.faults import kill_point
 
 # A local tool that must work offline: no usage telemetry, synchronous logging (a user may override).
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
@@ -25,6 +27,29 @@ os.environ.setdefault("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
 
 EPOCH_METRICS = ("accuracy", "loss", "train_loss", "coverage", "forward_samples", "backward_samples",
                  "selection_forward_samples", "flops", "seconds", "selection_seconds", "data_seconds")
+OWNER_TAG = "curation.process"  # host:pid:start-time of the process that runs it (see end_dead_runs)
+
+
+def _process_key(pid: int | None = None) -> str:
+    """host:pid:start-time of a process: names it uniquely even after its pid is reused."""
+    import psutil
+
+    process = psutil.Process(pid)
+    return f"{socket.gethostname()}:{process.pid}:{process.create_time():.3f}"
+
+
+def _dead(owner: str | None) -> bool:
+    """Whether the process that owns a run (its OWNER_TAG) is known to be gone."""
+    import psutil
+
+    host, _, rest = (owner or "").partition(":")
+    pid = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid.isdigit():
+        return False  # another machine's run, or one without an owner: cannot tell
+    try:
+        return _process_key(int(pid)) != owner
+    except psutil.Error:
+        return True
 
 
 _PARENT: ContextVar[str | None] = ContextVar("curation_parent_run", default=None)  # see Tracker.parent
@@ -166,11 +191,14 @@ class Tracker:
 
         self._ready()
         try:
+            self.end_dead_runs()
+            owner = {OWNER_TAG: _process_key()}
             if run_id is None:
                 active = mlflow.start_run(experiment_id=self._experiment_id(), run_name=name,
-                                          parent_run_id=_PARENT.get())
+                                          parent_run_id=_PARENT.get(), tags=owner)
             else:
-                active = mlflow.start_run(run_id=run_id)
+                active = mlflow.start_run(run_id=run_id, tags=owner)
+            kill_point("mlflow:after-start")
         except MlflowException as exc:
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
             raise CurationError(f"cannot open an MLflow run at {self.uri}: {first}",
@@ -183,6 +211,7 @@ class Tracker:
             status = "KILLED"
             raise
         finally:
+            kill_point("mlflow:before-end")
             mlflow.end_run(status)
 
     @contextmanager
@@ -219,6 +248,21 @@ class Tracker:
                 client.set_terminated(run_id, status)
         except MlflowException:  # the run is gone from this store: nothing to end
             return
+
+    def end_dead_runs(self) -> list[str]:
+        """Mark FAILED every run left RUNNING by a process of this host that is gone (killed); called whenever
+        a run starts, so no run stays RUNNING forever. Runs of live processes or other hosts are left alone."""
+        if self.local and not Path(self.uri.removeprefix("sqlite:///")).is_file():
+            return []  # no store yet: nothing ran
+        mlflow = _mlflow()
+        mlflow.set_tracking_uri(self.uri)
+        client = mlflow.MlflowClient()
+        ids = [e.experiment_id for e in client.search_experiments()]
+        running = client.search_runs(ids, "attributes.status = 'RUNNING'", max_results=1000) if ids else []
+        dead = [r.info.run_id for r in running if _dead(r.data.tags.get(OWNER_TAG))]
+        for run_id in dead:
+            client.set_terminated(run_id, "FAILED")
+        return dead
 
     def set_alias(self, registered_name: str, alias: str, version: str) -> None:
         """Point ``alias`` (e.g. ``champion``) of a registered model at ``version`` (idempotent)."""

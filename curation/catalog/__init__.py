@@ -58,25 +58,28 @@ class Catalog:
     def add_version(self, dataset: str, **fields) -> tuple[DatasetVersion, bool]:
         """Insert a version (and its data set if new) in one transaction.
 
-        Returns ``(version, created)``; the same content added concurrently yields the existing row.
+        Returns ``(version, created)``; the same content added concurrently yields the existing row, and a
+        data set created meanwhile by another process (its name is unique) is used on a second try.
         """
-        try:
-            with self.session() as s:
-                ds = s.scalar(select(Dataset).where(Dataset.name == dataset))
-                if ds is None:
-                    ds = Dataset(name=dataset)
-                    s.add(ds)
+        for attempt in range(2):
+            try:
+                with self.session() as s:
+                    ds = s.scalar(select(Dataset).where(Dataset.name == dataset))
+                    if ds is None:
+                        ds = Dataset(name=dataset)
+                        s.add(ds)
+                        s.flush()
+                    version = DatasetVersion(dataset=ds, **fields)
+                    s.add(version)
                     s.flush()
-                version = DatasetVersion(dataset=ds, **fields)
-                s.add(version)
-                s.flush()
-                kill_point("catalog:before-commit")
-            return version, True
-        except IntegrityError:
-            existing = self.find_version(dataset, fields["content_hash"])
-            if existing is None:
-                raise
-            return existing, False
+                    kill_point("catalog:before-commit")
+                return version, True
+            except IntegrityError:
+                existing = self.find_version(dataset, fields["content_hash"])
+                if existing is not None:
+                    return existing, False
+                if attempt:
+                    raise
 
     def versions(self, dataset: str | None = None) -> list[DatasetVersion]:
         with self.session() as s:

@@ -119,6 +119,7 @@ def retrain(settings: Settings, dataset: str, pipeline: str | None = None, confi
     catalog, tracker = Catalog(settings.catalog), Tracker(settings, experiment=dataset)
     with _exclusive(settings.home / LOCKS / f"{dataset}.{name}"):
         state = _Pipeline(catalog, dataset, name, infos)
+        tracker.end_dead_runs()
         if state.architecture not in (None, train.arch):
             raise CurationError(f"pipeline {name!r} trains {state.architecture}, not {train.arch}",
                                 f"use --arch {state.architecture}, or start a new --pipeline")
@@ -269,7 +270,9 @@ def _publish(settings: Settings, catalog: Catalog, tracker: Tracker, name: str, 
     if champion is None:
         return None
     if tracker.alias(champion.name, ALIAS) != champion.registry_version:
+        kill_point("retrain:before-alias")
         tracker.set_alias(champion.name, ALIAS, champion.registry_version)
+        kill_point("retrain:after-alias")
         log.info("pipeline %s: alias %s -> %s v%s", name, ALIAS, champion.name, champion.registry_version)
     if champion.id == base.id:
         return None  # the first champion is the replica's base, deployed in full
@@ -286,6 +289,7 @@ def _publish(settings: Settings, catalog: Catalog, tracker: Tracker, name: str, 
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_bytes(payload)
     os.replace(tmp, path)
+    kill_point("retrain:before-deploy-commit")
     replica.apply(update)
     gap = sender.gap(trained)
     with catalog.session() as s:

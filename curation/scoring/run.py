@@ -151,6 +151,7 @@ def _score_table(model: nn.Module, data: TrainingData, ledger: ComputeLedger, fo
         for name, values in batch_scores(logits, y, h).items():
             parts[name].append(values)
         embeddings.append(h.flatten(1).float().cpu().numpy())
+        kill_point(f"score:batch-{lo // BATCH}")
         gradients.append((torch.softmax(logits, 1) - nn.functional.one_hot(y, logits.shape[1])).cpu().numpy())
     ledger.book_selection(forwards=len(split))
     columns = {"sample_id": pa.array(split.sample_ids, pa.int64())}

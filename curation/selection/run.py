@@ -103,6 +103,7 @@ def select_plan(settings: Settings, ref: str | int, method: str, params: dict | 
     selector = make_selector(method, **(params or {}))
     info, _, data = selection_input(settings, ref, score_set_id)
     selector.fit(data)
+    kill_point("select:after-fit")
     path = digest = None
     if not selector.generated:
         path, digest = _write_plan(settings, selector.plan_)

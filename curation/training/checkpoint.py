@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 
 from curation.errors import CurationError
+from curation.faults import kill_point
 
 FORMAT = "curation-checkpoint/1"
 
@@ -21,6 +22,7 @@ def save_checkpoint(path: Path, state: dict) -> None:
             torch.save({"format": FORMAT, **state}, handle)
             handle.flush()
             os.fsync(handle.fileno())
+        kill_point("checkpoint:before-rename")
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
