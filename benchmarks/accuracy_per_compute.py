@@ -20,12 +20,16 @@ Methods:
   training batch (one selection forward per training batch on average); the training batches have the
   model's batch size.
 
-Evaluation at equal compute: a callback evaluates the model on the test split whenever the run's
-cumulative compute (training + selection FLOPs, the ledger's ``total_flops``) crosses the next
-multiple of ``--eval-every`` x one full-data epoch's training FLOPs (and once before the first step).
-It books nothing in the ledger and its time is taken out of the run's wall clock; the Trainer's own
-per-epoch evaluation is left out (the checkpoints replace it). Wall seconds include the selection (the plan's scoring and selection time,
-the online selector's time).
+Evaluation at equal compute: the Trainer's ``eval_every`` schedule evaluates the model on the test
+split whenever the run's cumulative compute (training + selection FLOPs, the ledger's ``total_flops``)
+crosses the next multiple of ``--eval-every`` x one full-data epoch's training FLOPs (and at the start
+and the end); there is no per-epoch evaluation besides. Evaluation time is left out of the wall and CPU
+seconds; they include the selection (the plan's scoring and selection time, the online selector's time).
+Selective-Backprop scores candidate batches of ``(beta+1) x`` the training batch (``candidate_batch_size``).
+
+On a contended machine the grid can be split over processes: ``--no-full --save-runs a.json`` runs some
+methods without the baseline, and ``--merge full.json,a.json`` writes the combined result from earlier
+result or run files (the same data, model, epochs and seed) without training anything.
 
 Per method: the curve (in the JSON's "curves"), best accuracy, and the backward samples, FLOPs and wall seconds at the first
 checkpoint reaching the target (99% of the full run's best accuracy); speedups = full's cost to the
@@ -51,79 +55,6 @@ SB_STALENESS = 2
 DEFAULT_EPOCHS = {"cnn1d": 20, "resnet1d": 10}
 ALL_METHODS = ("full", "soft", "uniform", "el2n-topk-balanced", "selective-backprop", "selective-backprop-stale")
 BUDGET_METHODS = ("soft", "uniform", "el2n-topk-balanced")
-
-
-def _checkpoint_classes():
-    """Built lazily so that ``--help`` does not import torch."""
-    import torch
-
-    from curation.training import Callback, Trainer
-
-    class EqualComputeCheckpoints(Callback):
-        """Test accuracy every ``every_flops`` of cumulative compute; books nothing in the ledger."""
-
-        def __init__(self, every_flops: float, base_seconds: float = 0.0, base_cpu: float = 0.0,
-                     eval_batch: int = 2048):
-            self.every, self.base_seconds, self.base_cpu, self.eval_batch = every_flops, base_seconds, base_cpu, eval_batch
-            self.trainer = None
-            self.points: list[dict] = []
-            self.own_eval = self.own_eval_cpu = 0.0
-
-        def on_fit_start(self, config, epoch) -> None:
-            self.t0, self.c0 = time.perf_counter(), time.process_time()
-            self.eval0 = self.trainer.ledger.eval_seconds
-            self.next = 0.0
-            self._checkpoint(epoch)
-
-        def on_batch_end(self, epoch: int, batch: int) -> None:
-            if self.trainer.ledger.total_flops >= self.next:
-                self._checkpoint(epoch)
-
-        def wall(self) -> float:
-            """Seconds of training and selection so far: the clock minus every evaluation."""
-            evals = self.own_eval + (self.trainer.ledger.eval_seconds - self.eval0)
-            return self.base_seconds + time.perf_counter() - self.t0 - evals
-
-        @torch.no_grad()
-        def accuracy(self) -> float:
-            model, test = self.trainer.model, self.trainer.data.test
-            was = model.training
-            model.eval()
-            correct = 0
-            for lo in range(0, len(test), self.eval_batch):
-                x, y = test.batch(np.arange(lo, min(lo + self.eval_batch, len(test))))
-                correct += int((model(x).argmax(1) == y).sum())
-            model.train(was)
-            return correct / len(test)
-
-        def cpu(self) -> float:
-            """CPU seconds of this process on training and selection (less blurred by other jobs than wall)."""
-            return self.base_cpu + time.process_time() - self.c0 - self.own_eval_cpu
-
-        def _checkpoint(self, epoch: int) -> None:
-            wall, cpu = self.wall(), self.cpu()
-            tick, ctick = time.perf_counter(), time.process_time()
-            ledger = self.trainer.ledger
-            self.points.append({"flops": ledger.total_flops, "seconds": wall, "cpu_seconds": cpu,
-                                "accuracy": self.accuracy(),
-                                "backward_samples": ledger.backward_samples,
-                                "selection_forward_samples": ledger.selection_forward_samples, "epoch": epoch})
-            self.own_eval += time.perf_counter() - tick
-            self.own_eval_cpu += time.process_time() - ctick
-            self.next = (math.floor(ledger.total_flops / self.every) + 1) * self.every
-
-        def finish(self) -> None:
-            if self.points[-1]["flops"] < self.trainer.ledger.total_flops:
-                self._checkpoint(self.trainer.epoch)
-
-    class CheckpointedTrainer(Trainer):
-        """The Trainer with its per-epoch test evaluation left out: the equal-compute checkpoints replace it
-        (a subset method runs up to 10x more, shorter epochs; evaluating each would only cost benchmark time)."""
-
-        def evaluate(self) -> tuple[float, float]:
-            return float("nan"), float("nan")
-
-    return EqualComputeCheckpoints, CheckpointedTrainer
 
 
 def _to_target(points: list[dict], target: float) -> dict | None:
@@ -162,13 +93,18 @@ def main() -> None:
     p.add_argument("--proxy-epochs", type=int, default=3, help="epochs of the cnn1d scoring proxy (coreset)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1, help="torch threads (1: steadier on a shared machine)")
+    p.add_argument("--no-full", action="store_true", help="leave the baseline out (with --save-runs)")
+    p.add_argument("--save-runs", type=Path, default=None, help="also write the raw runs here after each run")
+    p.add_argument("--merge", default="", help="comma-separated result/run files to combine; trains nothing")
     args = p.parse_args()
     methods = [m for m in args.methods.split(",") if m]
     unknown = set(methods) - set(ALL_METHODS)
     if unknown:
         p.error(f"unknown methods {sorted(unknown)}")
-    if "full" not in methods:
+    if "full" not in methods and not args.no_full:
         methods.insert(0, "full")
+    if args.no_full and not args.save_runs:
+        p.error("--no-full needs --save-runs (the baseline is merged in later with --merge)")
     budgets = [float(b) for b in args.budgets.split(",") if b]
     epochs = args.epochs or DEFAULT_EPOCHS[args.model]
     samples = args.samples
@@ -192,7 +128,6 @@ def main() -> None:
     from curation.training.records import plan_ledger
     from models import ModelSpec, build
 
-    Checkpoints, CheckpointedTrainer = _checkpoint_classes()
     runs: list[dict] = []
     started = time.perf_counter()
 
@@ -300,7 +235,7 @@ def main() -> None:
             f" --quick --model {args.model}" if args.quick else
             f" --model {args.model} --samples {samples} --budgets {args.budgets} --methods {','.join(methods)}"
             f" --epochs {epochs} --eval-every {args.eval_every} --proxy-epochs {args.proxy_epochs} --seed {args.seed}"
-            f" --threads {args.threads}")
+            f" --threads {args.threads}") + (f" --merge {args.merge}" if args.merge else "")
         not_run = [m for m in ALL_METHODS if m not in methods]
         done = {(x["method"], x["ratio"]) for x in results}
         missing = [f"{m} r={r:g}" for r in budgets for m in BUDGET_METHODS if m in methods and (m, r) not in done]
@@ -339,35 +274,33 @@ def main() -> None:
         base_cfg = TrainConfig(arch=args.model, seed=args.seed, device="cpu").resolve(version.feature_shape)
         torch.manual_seed(args.seed)
         flops_per_sample = Trainer(build(args.model, spec), data, base_cfg).ledger.flops_per_sample
-        full_epoch_flops = n * (1 + BACKWARD_FACTOR) * flops_per_sample
-        every = args.eval_every * full_epoch_flops
         score_id = score_seconds = score_cpu = None
         train_samples, test_samples = n, len(data.test)
         candidates = int(base_cfg.batch_size * (SB_BETA + 1))
 
         def run(label: str, method: str, ratio: float | None, run_epochs: int, plan, selector=None,
-                plan_cost: dict | None = None, plan_cpu: float = 0.0, batch_size: int | None = None) -> None:
-            cfg = base_cfg.model_copy(update={"epochs": run_epochs, **({"batch_size": batch_size} if batch_size else {})})
+                plan_cost: dict | None = None, plan_cpu: float = 0.0, candidate_batch: int | None = None) -> None:
+            cfg = base_cfg.model_copy(update={"epochs": run_epochs, "eval_every": args.eval_every,
+                                              "candidate_batch_size": candidate_batch})
             torch.manual_seed(args.seed)
-            cost = ComputeLedger.from_dict(plan_cost) if plan_cost else None
-            checkpoints = Checkpoints(every, base_seconds=cost.total_seconds if cost else 0.0, base_cpu=plan_cpu)
-            trainer = CheckpointedTrainer(build(args.model, spec), data, cfg, selector=selector,
-                                          callbacks=[checkpoints])
-            checkpoints.trainer = trainer
-            if cost is not None:  # the scoring and selection this plan cost, as train_version books it
-                trainer.ledger.absorb_selection(cost)
+            trainer = Trainer(build(args.model, spec), data, cfg, selector=selector)
+            if plan_cost:  # the scoring and selection this plan cost, as train_version books it
+                trainer.ledger.absorb_selection(ComputeLedger.from_dict(plan_cost))
             tick = time.perf_counter()
             result = trainer.fit(plan)
-            checkpoints.finish()
+            points = [{**e, "cpu_seconds": e["cpu_seconds"] + plan_cpu} for e in result.evaluations]
             ledger = result.ledger
             print(f"[{time.perf_counter() - started:7.1f}s] {label}: {run_epochs} epochs, "
-                  f"best {max(p['accuracy'] for p in checkpoints.points):.4f}, "
-                  f"{ledger.backward_samples} backward, {checkpoints.points[-1]['seconds']:.1f}s "
+                  f"best {max(p['accuracy'] for p in points):.4f}, {ledger.backward_samples} backward, "
+                  f"{points[-1]['seconds']:.1f}s, {points[-1]['cpu_seconds']:.1f} cpu-s "
                   f"({time.perf_counter() - tick:.1f}s with evaluations)", flush=True)
             runs.append({"system": label, "method": method, "ratio": ratio, "epochs": run_epochs,
-                         "batch_size": cfg.batch_size, "points": checkpoints.points, "ledger": ledger.to_dict(),
+                         "batch_size": cfg.batch_size, "points": points, "ledger": ledger.to_dict(),
                          "selector": None if selector is None else selector.get_params()})
-            report(partial=True)
+            if args.save_runs:
+                args.save_runs.write_text(json.dumps({"score_seconds": score_seconds, "runs": runs}) + "\n")
+            if runs[0]["method"] == "full":
+                report(partial=True)
 
         def stored_plan(method: str, params: dict, score_set: int | None = None):
             """The plan, its recorded cost, and the CPU seconds selecting it took here."""
@@ -376,7 +309,19 @@ def main() -> None:
             plan = load_plan(settings, plan_info.id)
             return plan, plan_ledger(Catalog(settings.catalog), plan_info.id), time.process_time() - tick
 
-        run("full", "full", 1.0, epochs, FullPlan(info.id, data.train.sample_ids))
+        if args.merge:
+            for path in args.merge.split(","):
+                loaded, seconds = load_runs(Path(path))
+                runs.extend(loaded)
+                score_seconds = score_seconds or seconds
+            runs.sort(key=lambda r: r["method"] != "full")  # the baseline first
+            if not runs or runs[0]["method"] != "full":
+                p.error("--merge needs a file with the full run")
+            methods[:] = list(dict.fromkeys(r["method"] for r in runs))
+            report(partial=False)
+            return
+        if "full" in methods:
+            run("full", "full", 1.0, epochs, FullPlan(info.id, data.train.sample_ids))
         full_plan = FullPlan(info.id, data.train.sample_ids)
         for method, staleness in (("selective-backprop", 0), ("selective-backprop-stale", SB_STALENESS)):
             if method not in methods:
@@ -388,7 +333,7 @@ def main() -> None:
             sb_epochs = 1 + math.ceil((epochs - 1) / per_epoch - 1e-9)
             selector = SelectiveBackprop(beta=SB_BETA, staleness=staleness, batch_size=base_cfg.batch_size,
                                          seed=args.seed)
-            run(method, method, None, sb_epochs, full_plan, selector=selector, batch_size=candidates)
+            run(method, method, None, sb_epochs, full_plan, selector=selector, candidate_batch=candidates)
         for r in budgets:
             r_epochs = math.ceil(epochs / r - 1e-9)
             if "soft" in methods:
@@ -407,7 +352,25 @@ def main() -> None:
                                               score_id)
                 run(f"el2n-topk-balanced r={r:g}", "el2n-topk-balanced", r, r_epochs, plan, plan_cost=cost,
                     plan_cpu=score_cpu + cpu)
-    report(partial=False)
+    if runs and runs[0]["method"] == "full":
+        report(partial=False)
+
+
+def load_runs(path: Path) -> tuple[list[dict], float | None]:
+    """Runs from a ``--save-runs`` file, or rebuilt from a result file (its rows and curves)."""
+    payload = json.loads(path.read_text())
+    if "runs" in payload:
+        return payload["runs"], payload.get("score_seconds")
+    runs = []
+    for row in payload["results"]:
+        curve = payload["curves"][row["system"]]
+        points = [dict(zip(curve, values)) for values in zip(*curve.values())]
+        ledger = {k: row[k] for k in ("total_flops", "backward_samples", "forward_samples",
+                                      "selection_forward_samples", "selection_flops", "selection_seconds")}
+        runs.append({k: row[k] for k in ("system", "method", "ratio", "epochs", "batch_size", "selector")}
+                    | {"points": points, "ledger": ledger})
+    seconds = payload["notes"].split("proxy scoring + plan selection for the coreset: ")[-1].split(" s ")[0]
+    return runs, None if seconds in ("None", payload["notes"]) else float(seconds)
 
 
 if __name__ == "__main__":

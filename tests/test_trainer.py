@@ -198,3 +198,78 @@ def test_checkpoints_from_elsewhere_are_refused(data, tmp_path):
     torch.save({"weights": torch.zeros(3)}, checkpoint)
     with pytest.raises(CurationError, match="not a curation checkpoint"):
         make(data, arch="mlp", epochs=1, checkpoint=checkpoint).fit(full(data), resume=True)
+
+
+class Evaluations(Callback):
+    """Collects the scheduled evaluations through the public hooks (no trainer handed in by the test)."""
+
+    def __init__(self):
+        self.records, self.trainers = [], set()
+
+    def on_evaluate(self, record):
+        self.records.append(record)
+        self.trainers.add(id(self.trainer))
+
+
+def untimed_evaluations(records):
+    return [{k: v for k, v in r.items() if k not in TIME_KEYS | {"cpu_seconds"}} for r in records]
+
+
+def test_evaluations_follow_compute_so_runs_of_any_epoch_size_share_checkpoints(data):
+    n = len(data.train)  # 480 rows: a full epoch is 15 batches of 32; eval every quarter epoch of compute
+    runs = {}
+    for name, ids, epochs in (("full", data.train.sample_ids, 2), ("half", data.train.sample_ids[::2], 4)):
+        seen = Evaluations()
+        trainer = make(data, epochs=epochs, eval_every=0.25, callbacks=[seen])
+        result = trainer.fit(StaticPlan(data.version_id, ids))
+        assert seen.trainers == {id(trainer)} and seen.records == result.evaluations
+        runs[name] = result
+    step = 0.25 * n * 3 * runs["full"].ledger.flops_per_sample
+    batch = 32 * 3 * runs["full"].ledger.flops_per_sample
+    for result in runs.values():
+        flops = np.array([r["flops"] for r in result.evaluations])
+        ticks = np.floor(flops / step + 1e-9)
+        assert flops[0] == 0 and flops[-1] == result.ledger.total_flops
+        assert list(ticks) == list(range(9))  # the start, then every quarter epoch of compute, 2 epochs in all
+        assert (flops - ticks * step < batch).all()  # at the first step after the crossing
+        seconds = [r["seconds"] for r in result.evaluations]
+        assert seconds == sorted(seconds) and seconds[-1] <= result.ledger.total_seconds + 1e-6
+        assert result.ledger.eval_forward_samples == 9 * len(data.test)  # no extra per-epoch evaluations
+        for record in result.history:  # epoch records carry the latest scheduled evaluation
+            latest = [e for e in result.evaluations if e["flops"] <= record["flops"]][-1]
+            assert record["accuracy"] == latest["accuracy"]
+    samples = [np.array([r["backward_samples"] for r in runs[k].evaluations]) for k in ("full", "half")]
+    assert (abs(samples[0] - samples[1]) < 32).all()  # the same checkpoints, within one batch
+    assert runs["full"].evaluations[-1]["accuracy"] > 0.2
+
+
+def test_scheduled_evaluations_resume_bit_for_bit(data, tmp_path):
+    checkpoint = tmp_path / "checkpoint.pt"
+    reference = make(data, eval_every=0.3).fit(full(data))
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        make(data, eval_every=0.3, checkpoint=checkpoint, callbacks=[CrashAt(epoch=1, batch=9)]).fit(full(data))
+    resumed = make(data, eval_every=0.3, checkpoint=checkpoint).fit(full(data), resume=True)
+    assert untimed_evaluations(resumed.evaluations) == untimed_evaluations(reference.evaluations)
+    assert len(reference.evaluations) == 11  # 0, 0.3, ..., 2.7 full epochs of compute, then the end (3.0)
+
+
+class Candidates(TopHalf):
+    def select(self, candidates, epoch, score, ledger):
+        self.offered = [*getattr(self, "offered", []), len(candidates)]
+        return super().select(candidates, epoch, score, ledger)
+
+
+def test_online_selectors_score_candidate_batches_and_train_smaller_batches(data):
+    n = len(data.train)  # 480 rows: candidates of 96 (5 per epoch), 48 kept from each, trained in batches of 32
+    selector, sizes = Candidates(32), BatchSizes()
+    trainer = make(data, epochs=2, candidate_batch_size=96, eval_every=0.2, selector=selector, callbacks=[sizes])
+    result = trainer.fit(full(data))
+    assert selector.offered == [96] * 10
+    assert sizes.sizes == [32, 32, 32, 32, 32, 32, 32, 16] * 2  # 240 kept per epoch, the remainder flushed
+    assert result.ledger.selection_forward_samples == 2 * n and result.ledger.backward_samples == n
+    # selection forwards count towards the schedule: 2 epochs cost 2 x (n + n/2 x 3) / (3n) = 5/3 full epochs
+    step = 0.2 * result.ledger.flops_per_sample * 3 * n
+    flops = np.array([r["flops"] for r in result.evaluations])
+    ticks = np.floor(flops / step + 1e-9)
+    assert sorted(set(ticks)) == list(range(9)) and (np.diff(ticks) <= 1).all()  # 0, 0.2, .., 1.6; the end: 5/3
+    assert flops[-1] == result.ledger.total_flops == 5 * n * result.ledger.flops_per_sample

@@ -21,6 +21,11 @@ class TrainConfig(BaseModel):
     arch: str | None = Field(None, description="architecture name; default: chosen from the feature shape")
     epochs: int | None = Field(None, ge=1)
     batch_size: int | None = Field(None, ge=1)
+    candidate_batch_size: int | None = Field(
+        None, ge=1, description="online selectors: rows scored per selection step (forward); default batch_size")
+    eval_every: float | None = Field(
+        None, gt=0, description="evaluate each time this fraction of a full-data epoch's compute is spent "
+                                "(and at the start and end); default: once per epoch")
     lr: float | None = Field(None, gt=0)
     weight_decay: float | None = Field(None, ge=0)
     label_smoothing: float | None = Field(None, ge=0, lt=1)

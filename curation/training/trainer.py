@@ -3,6 +3,12 @@
 Per epoch: the plan's ids, shuffled from (seed, epoch); forward, backward and step per batch; an
 evaluation on the test split; a checkpoint (model, optimizer, RNG, ledger, history) written
 atomically. Resuming from that checkpoint replays the rest of the run bit for bit on the CPU.
+
+With ``eval_every`` the evaluations follow compute instead of epochs: one each time the run's total
+compute (training + selection FLOPs) crosses a multiple of ``eval_every`` x one full-data epoch's
+training FLOPs, plus one at the start and one at the end (``Trainer.evaluations``); runs of any epoch
+size are then compared at the same compute. An online selector scores ``candidate_batch_size`` rows
+per step and trains in batches of ``batch_size``.
 """
 
 from __future__ import annotations
@@ -10,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,7 +27,7 @@ from torch import nn
 
 from curation.errors import CurationError
 from curation.faults import kill_point
-from curation.metrics.ledger import ComputeLedger, forward_flops_per_sample
+from curation.metrics.ledger import BACKWARD_FACTOR, ComputeLedger, forward_flops_per_sample
 from curation.selection.plans import Plan
 from curation.training.checkpoint import load_checkpoint, save_checkpoint
 from curation.training.config import TrainConfig
@@ -34,7 +40,9 @@ RESUME_IGNORES = {"device"}  # settings a resumed run may change
 
 
 class Callback:
-    """Hooks into the loop; override what you need."""
+    """Hooks into the loop; override what you need. ``trainer`` is the Trainer it is attached to."""
+
+    trainer: Trainer | None = None
 
     def on_fit_start(self, config: TrainConfig, epoch: int) -> None:
         """Before the first epoch to train, with the resolved config and the epochs already done."""
@@ -45,6 +53,9 @@ class Callback:
     def on_epoch_end(self, record: dict) -> None:
         """After the epoch's evaluation and checkpoint, with the epoch's record."""
 
+    def on_evaluate(self, record: dict) -> None:
+        """After each evaluation on the compute schedule (``eval_every``), with its record."""
+
 
 @dataclass
 class TrainResult:
@@ -52,6 +63,7 @@ class TrainResult:
     history: list[dict]
     ledger: ComputeLedger
     checkpoint: Path | None
+    evaluations: list[dict]  # the compute-scheduled evaluations (empty without eval_every)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -113,7 +125,9 @@ class Trainer:
         if selector is not None:
             selector.start(len(data.train))
         self.checkpoint = checkpoint
-        self.callbacks = list(callbacks)
+        self.callbacks: list[Callback] = []
+        for cb in callbacks:
+            self.add_callback(cb)
         self.ledger = ComputeLedger(flops_per_sample=forward_flops_per_sample(self.model, data.feature_shape))
         self.optimizer = self._optimizer()
         self.amp = None
@@ -121,9 +135,23 @@ class Trainer:
             self.amp = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp == torch.float16)
         self.history: list[dict] = []
+        self.evaluations: list[dict] = []  # the compute-scheduled evaluations (eval_every)
+        self._clock: tuple[float, float, float, float] | None = None  # the current epoch's clock start
+        self._cpu = (time.process_time(), 0.0)  # fit start, evaluation CPU seconds since
         self.seen = np.zeros(len(data.train), dtype=bool)
         self.epoch = 0  # epochs completed
         self._plan: tuple[Plan, str] | None = None  # the plan bound to this trainer and its fingerprint
+
+    def add_callback(self, callback: Callback) -> Callback:
+        """Attach a callback (its ``trainer`` becomes this trainer); returns it."""
+        callback.trainer = self
+        self.callbacks.append(callback)
+        return callback
+
+    @property
+    def epoch_flops(self) -> float:
+        """Training FLOPs of one full-data epoch (forward + backward of every train row): the compute unit."""
+        return len(self.data.train) * (1 + BACKWARD_FACTOR) * self.ledger.flops_per_sample
 
     def _optimizer(self) -> torch.optim.Optimizer:
         c = self.config
@@ -140,8 +168,12 @@ class Trainer:
             self.resume(plan)
         elif self.epoch == 0:
             torch.manual_seed(self.config.seed)
+        self._cpu = (time.process_time(), 0.0)
         for cb in self.callbacks:
+            cb.trainer = self  # also for callbacks appended to the list directly
             cb.on_fit_start(self.config, self.epoch)
+        if self.config.eval_every and not self.evaluations:
+            self._scheduled_evaluation(float(self.epoch))
         for epoch in range(self.epoch, self.config.epochs):
             stats = self._train_epoch(plan, epoch)
             record = self._record(epoch, stats)
@@ -151,7 +183,9 @@ class Trainer:
                 save_checkpoint(self.checkpoint, self.state(plan))
             for cb in self.callbacks:
                 cb.on_epoch_end(record)
-        return TrainResult(self.model, self.history, self.ledger, self.checkpoint)
+        if self.config.eval_every and self.evaluations[-1]["flops"] < self.ledger.total_flops:
+            self._scheduled_evaluation(float(self.epoch))
+        return TrainResult(self.model, self.history, self.ledger, self.checkpoint, self.evaluations)
 
     def resume(self, plan: Plan) -> None:
         """Restore the state saved in the checkpoint file (validated against this trainer and plan)."""
@@ -172,23 +206,61 @@ class Trainer:
         rows, weights = rows[order], (None if weights is None else weights[order])
         self.model.train()
         stats = {"loss_sum": torch.zeros((), device=self.device), "trained": 0, "batches": 0, "data_seconds": 0.0}
-        start, selection_before = time.perf_counter(), self.ledger.selection_seconds
+        self._clock = (time.perf_counter(), self.ledger.train_seconds, self.ledger.selection_seconds,
+                       self.ledger.eval_seconds)
         size, n = self.config.batch_size, len(rows)
         if self.selector is None:
             for lo in range(0, n, size):
                 self._set_lr(epoch + lo / n)
                 self._train_rows(rows[lo:lo + size], None if weights is None else weights[lo:lo + size], epoch, stats)
+                self._maybe_evaluate(epoch + min(lo + size, n) / n)
         else:
-            for lo in range(0, n, size):
+            step = self.config.candidate_batch_size or size
+            for lo in range(0, n, step):
                 self._set_lr(epoch + lo / n)
                 tick = time.perf_counter()
-                chosen = self.selector.select(rows[lo:lo + size], epoch, self._score, self.ledger)
+                chosen = self.selector.select(rows[lo:lo + step], epoch, self._score, self.ledger)
                 self.ledger.book_selection(seconds=time.perf_counter() - tick)
                 self._train_chosen(chosen, epoch, stats)
+                self._maybe_evaluate(epoch + min(lo + step, n) / n)  # selection alone can cross a checkpoint
             self._train_chosen(self.selector.flush(epoch), epoch, stats)
-        elapsed = time.perf_counter() - start
-        self.ledger.train_seconds += elapsed - (self.ledger.selection_seconds - selection_before)
+        self.ledger.train_seconds = self._train_seconds_now()
+        self._clock = None
         return stats
+
+    def _train_seconds_now(self) -> float:
+        """Training seconds so far, the running epoch included (its selection and evaluation time left out)."""
+        if self._clock is None:
+            return self.ledger.train_seconds
+        start, train, selection, evaluation = self._clock
+        return train + (time.perf_counter() - start) - (self.ledger.selection_seconds - selection) - (
+            self.ledger.eval_seconds - evaluation)
+
+    def _maybe_evaluate(self, progress: float) -> None:
+        """A scheduled evaluation when the run's compute has crossed the next checkpoint."""
+        every = self.config.eval_every
+        if every and self.ledger.total_flops >= self._next_evaluation():
+            self._scheduled_evaluation(progress)
+
+    def _next_evaluation(self) -> float:
+        step = self.config.eval_every * self.epoch_flops
+        return (math.floor(self.evaluations[-1]["flops"] / step + 1e-9) + 1) * step
+
+    def _scheduled_evaluation(self, progress: float) -> None:
+        """Evaluate now; record accuracy against compute (seconds and CPU seconds leave evaluations out)."""
+        cpu = time.process_time()
+        accuracy, loss = self.evaluate()
+        led = self.ledger
+        start, eval_cpu = self._cpu
+        self._cpu = (start, eval_cpu + time.process_time() - cpu)
+        record = {"epoch": round(progress, 6), "accuracy": accuracy, "loss": loss, "flops": led.total_flops,
+                  "seconds": self._train_seconds_now() + led.selection_seconds,
+                  "cpu_seconds": cpu - start - eval_cpu,
+                  "backward_samples": led.backward_samples, "forward_samples": led.forward_samples,
+                  "selection_forward_samples": led.selection_forward_samples}
+        self.evaluations.append(record)
+        for cb in self.callbacks:
+            cb.on_evaluate(record)
 
     def _train_chosen(self, rows: np.ndarray, epoch: int, stats: dict) -> None:
         """Train on a selector's rows in batches of at most ``batch_size``."""
@@ -198,6 +270,23 @@ class Trainer:
                                 f"(0..{len(self.data.train) - 1})", "return rows of the candidates it was given")
         for lo in range(0, len(rows), self.config.batch_size):
             self._train_rows(rows[lo:lo + self.config.batch_size], None, epoch, stats)
+
+    def train_batches(self, batches: Iterable[np.ndarray], lr: Callable[[int, int], float], epoch: int = 0) -> dict:
+        """Train on caller-composed batches of train rows, in order, batch i of n at learning rate ``lr(i, n)``;
+        booked in the ledger (composing the batches included) and seen by callbacks like any epoch's batches."""
+        tick = time.perf_counter()
+        batches = [np.asarray(rows, dtype=np.int64) for rows in batches]
+        if any(len(rows) and (rows.min() < 0 or rows.max() >= len(self.data.train)) for rows in batches):
+            raise CurationError(f"a batch has rows outside the train split (0..{len(self.data.train) - 1})",
+                                "compose batches of train-split rows")
+        self.model.train()
+        stats = {"loss_sum": torch.zeros((), device=self.device), "trained": 0, "batches": 0, "data_seconds": 0.0}
+        for i, rows in enumerate(batches):
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr(i, len(batches))
+            self._train_rows(rows, None, epoch, stats)
+        self.ledger.train_seconds += time.perf_counter() - tick
+        return stats
 
     def _train_rows(self, rows: np.ndarray, weights: np.ndarray | None, epoch: int, stats: dict) -> None:
         tick = time.perf_counter()
@@ -265,7 +354,13 @@ class Trainer:
         return correct.item() / len(test), loss.item() / len(test)
 
     def _record(self, epoch: int, stats: dict) -> dict:
-        accuracy, loss = self.evaluate()
+        """The epoch's record; with ``eval_every`` its accuracy and loss are the latest scheduled evaluation's."""
+        if self.config.eval_every:
+            if epoch + 1 == self.config.epochs and self.evaluations[-1]["flops"] < self.ledger.total_flops:
+                self._scheduled_evaluation(float(epoch + 1))  # the run's end is always evaluated
+            accuracy, loss = self.evaluations[-1]["accuracy"], self.evaluations[-1]["loss"]
+        else:
+            accuracy, loss = self.evaluate()
         ledger = self.ledger
         return {"epoch": epoch + 1, "accuracy": accuracy, "loss": loss,
                 "train_loss": stats["loss_sum"].item() / max(stats["trained"], 1),
@@ -292,7 +387,8 @@ class Trainer:
             rng["cuda"] = torch.cuda.get_rng_state_all()
         return {**self._identity(plan), "epoch": self.epoch, "model": self.model.state_dict(),
                 "optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict(), "rng": rng,
-                "ledger": self.ledger.to_dict(), "history": self.history, "seen": torch.from_numpy(self.seen),
+                "ledger": self.ledger.to_dict(), "history": self.history, "evaluations": self.evaluations,
+                "seen": torch.from_numpy(self.seen),
                 "selector_state": None if self.selector is None else self.selector.state_dict()}
 
     def restore(self, state: dict, plan: Plan) -> None:
@@ -323,6 +419,7 @@ class Trainer:
                                 "train again without --resume") from None
         self.seen = seen.copy()
         self.history = list(state["history"])
+        self.evaluations = list(state.get("evaluations", []))
         self.epoch = int(state["epoch"])
         torch.set_rng_state(state["rng"]["torch"])
         if "cuda" in state["rng"] and self.device.type == "cuda":
