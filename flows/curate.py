@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from prefect import flow, task
-from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from curation.config import load_settings
 from curation.errors import CurationError
 from curation.selection.run import select_plan
+from flows._artifacts import record_table, rows_table
 
 
 @task(name="select-plan", cache_policy=NO_CACHE)
@@ -36,8 +36,8 @@ def select_on_dask(settings, version: str, params: dict, score_set: int | None) 
     with get_dask_client() as client:
         info, selection = select_distributed(settings, version, params, score_set, client=client, report=report)
     update_progress_artifact(artifact, 100, description="done")
-    create_table_artifact(key="distributed-rounds", table=selection.bounding + selection.rounds,
-                          description=f"Plan {info.id}: bounding passes, then partition greedy rounds")
+    rows_table("distributed-rounds", selection.bounding + selection.rounds,
+               f"Plan {info.id}: bounding passes, then partition greedy rounds")
     return info.to_dict()
 
 
@@ -65,8 +65,7 @@ def curate(version: str = "mnist1d", method: str = "soft", params: dict | None =
         plan = curate_on_dask.with_options(task_runner=runner)(load_settings(), version, params or {}, score_set)
     else:
         plan = select(version, method, params or {"ratio": 0.1, "seed": 0}, score_set)
-    create_table_artifact(key="selection-plan", table=[{"field": k, "value": str(v)} for k, v in plan.items()],
-                          description=f"Plan {plan['id']}: {plan['method']} on version {plan['version_id']}")
+    record_table("selection-plan", plan, f"Plan {plan['id']}: {plan['method']} on version {plan['version_id']}")
     print(f"plan {plan['id']}: {plan['method']} {plan['params']}")
     return plan
 

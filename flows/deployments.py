@@ -7,6 +7,7 @@ from datetime import timedelta
 from prefect import serve
 from prefect.deployments.runner import RunnerDeployment
 
+from flows.compare import compare
 from flows.curate import curate
 from flows.ingest import ingest
 from flows.retrain import retrain
@@ -16,13 +17,18 @@ RETRAIN_EVERY = timedelta(minutes=5)  # retrain checks for new chunks this often
 
 
 def deployments(version: str = "mnist1d") -> list[RunnerDeployment]:
-    """The deployments `curation serve` registers: nightly curation, ingest on demand, retraining on new chunks."""
+    """The deployments `curation serve` registers: nightly curation, ingest and compare on demand, retraining on
+    new chunks."""
     return [
         curate.to_deployment("nightly-curate", cron=NIGHTLY, parameters={"version": version},
                              description="Select a fresh soft-sampling plan for the newest version every night.",
                              tags=["curation"]),
         ingest.to_deployment("ingest", description="Add a data set version (run on demand from the UI).",
                              tags=["curation"]),
+        compare.to_deployment("compare", parameters={"version": version},
+                              description="Compare selection methods with the full-data baseline at equal compute "
+                                          "(nested MLflow runs, a table and report pictures).",
+                              tags=["curation"]),
         retrain.to_deployment("retrain", interval=RETRAIN_EVERY, parameters={"dataset": version},
                               description="Train the proactive pipeline on chunks that landed since its last run.",
                               tags=["curation"]),

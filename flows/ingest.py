@@ -3,24 +3,13 @@
 from __future__ import annotations
 
 from prefect import flow, task
-from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from curation.config import load_settings
 from curation.data import sources
 from curation.data.versions import VersionInfo, register, stage_version
-from curation.errors import CurationError
-
-
-def transient(task, task_run, state) -> bool:
-    """Retry only what may pass on a second try: never a user error."""
-    try:
-        state.result()
-    except CurationError:
-        return False
-    except Exception:
-        return True
-    return False
+from flows._artifacts import record_table
+from flows._tasks import transient
 
 
 @task(name="load-source", cache_policy=NO_CACHE)
@@ -49,11 +38,7 @@ def ingest(source: str = "mnist1d", name: str | None = None, parent: str | None 
     loaded = load_source(source, options)
     staged = stage(loaded)
     info = register_version(staged, name or loaded.default_name, loaded.source, parent)
-    create_table_artifact(
-        key="ingested-version",
-        table=[{"field": k, "value": str(v)} for k, v in info.to_dict().items()],
-        description=f"{'Added' if info.created else 'Already had'} {info.ref}",
-    )
+    record_table("ingested-version", info.to_dict(), f"{'Added' if info.created else 'Already had'} {info.ref}")
     print(f"{'added' if info.created else 'unchanged'} {info.ref}: {info.rows} rows")
     return info.to_dict()
 

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from prefect import flow, task
-from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from curation.config import load_settings
 from curation.scoring.run import score_version
+from flows._artifacts import record_table
 
 
 @task(name="score-version", cache_policy=NO_CACHE)
@@ -20,8 +20,7 @@ def score(version: str = "mnist1d", arch: str | None = None, epochs: int = 3, se
           model_version: int | None = None) -> dict:
     """Score every train sample of ``version``; returns the score set record (use its id with `curate`)."""
     info = score_task(version, arch, epochs, seed, model_version)
-    create_table_artifact(key="score-set", table=[{"field": k, "value": str(v)} for k, v in info.items()],
-                          description=f"Score set {info['id']} of version {info['version_id']} ({info['scorer']})")
+    record_table("score-set", info, f"Score set {info['id']} of version {info['version_id']} ({info['scorer']})")
     print(f"score set {info['id']}: {', '.join(info['columns'])}")
     return info
 

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from prefect import flow, task
-from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from curation.config import load_settings
 from curation.training.config import TrainConfig
 from curation.training.run import train_version
+from flows._artifacts import rows_table
 
 HISTORY_COLUMNS = ("epoch", "accuracy", "loss", "coverage", "backward_samples", "flops", "seconds")
 
@@ -27,12 +27,9 @@ def train(version: str = "mnist1d", arch: str | None = None, epochs: int | None 
     """Train ``arch`` on ``version`` with an optional plan (catalog id or Parquet file); returns the outcome."""
     config = {"arch": arch, "epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed, "device": device}
     outcome = train_model(version, config, plan, resume, baseline)
-    create_table_artifact(
-        key="training-history",
-        table=[{k: r[k] for k in HISTORY_COLUMNS} for r in outcome["history"]],
-        description=f"Run {outcome['run_id']} ({outcome['config']['arch']} on {outcome['version']}): accuracy, "
-                    f"coverage and cumulative compute per epoch; MLflow run {outcome['mlflow_run_id']}",
-    )
+    rows_table("training-history", [{k: r[k] for k in HISTORY_COLUMNS} for r in outcome["history"]],
+               f"Run {outcome['run_id']} ({outcome['config']['arch']} on {outcome['version']}): accuracy, "
+               f"coverage and cumulative compute per epoch; MLflow run {outcome['mlflow_run_id']}")
     summary = outcome["summary"]
     print(f"run {outcome['run_id']}: accuracy {summary['final_accuracy']:.4f} (best {summary['best_accuracy']:.4f}),"
           f" {summary['total_flops']:.3g} FLOPs, model {outcome['registered_model']} v{outcome['registry_version']}")
