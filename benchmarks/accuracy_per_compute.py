@@ -124,7 +124,7 @@ def main() -> None:
     from curation.selection.plans import FullPlan
     from curation.selection.run import load_plan, select_plan
     from curation.selection.selective_backprop import SelectiveBackprop
-    from curation.training import TrainConfig, Trainer, TrainingData
+    from curation.training import Callback, TrainConfig, Trainer, TrainingData
     from curation.training.records import plan_ledger
     from models import ModelSpec, build
 
@@ -150,6 +150,8 @@ def main() -> None:
             led = r["ledger"]
             results.append({
                 "system": r["system"], "method": r["method"], "ratio": r["ratio"], "epochs": r["epochs"],
+                "cut_off_at_full_epochs": (round(pts[-1]["flops"] / full["points"][-1]["flops"] * epochs, 2)
+                                           if r.get("partial_run") else None),
                 "batch_size": r["batch_size"], "selector": r["selector"],
                 "best_accuracy": round(curve.best, 4), "final_accuracy": round(float(curve.accuracy[-1]), 4),
                 "reached_target": hit is not None,
@@ -240,8 +242,12 @@ def main() -> None:
         done = {(x["method"], x["ratio"]) for x in results}
         missing = [f"{m} r={r:g}" for r in budgets for m in BUDGET_METHODS if m in methods and (m, r) not in done]
         missing += [m for m in methods if m.startswith("selective") and (m, None) not in done]
+        cut = [r["system"] for r in runs if r.get("partial_run")]
         notes = ((f"PARTIAL: the benchmark was still running; not finished yet: {', '.join(missing)}. "
                   if partial else "") +
+                 (f"CUT OFF (stopped before their compute budget; the curve is a prefix of the full-length "
+                  f"run's, best_accuracy is the best so far, cut_off_at_full_epochs says where): {', '.join(cut)}. "
+                  if cut else "") +
                  f"target = {FRACTION} x the full run's best test accuracy over equal-compute checkpoints "
                  f"(every {args.eval_every} full-data epoch of compute). Speedups are full's cost at its first "
                  f"checkpoint reaching the target over the method's. Wall seconds exclude evaluation and include "
@@ -286,21 +292,41 @@ def main() -> None:
             trainer = Trainer(build(args.model, spec), data, cfg, selector=selector)
             if plan_cost:  # the scoring and selection this plan cost, as train_version books it
                 trainer.ledger.absorb_selection(ComputeLedger.from_dict(plan_cost))
+
+            def entry(partial: bool) -> dict:
+                points = [{**e, "cpu_seconds": e["cpu_seconds"] + plan_cpu} for e in trainer.evaluations]
+                return {"system": label, "method": method, "ratio": ratio, "epochs": run_epochs,
+                        "batch_size": cfg.batch_size, "points": points, "ledger": trainer.ledger.to_dict(),
+                        "selector": None if selector is None else selector.get_params(), "partial_run": partial}
+
+            class SaveProgress(Callback):
+                """Every 5 evaluations, the run so far into --save-runs: a curve's prefix does not depend on
+                where it stops (the schedule is fixed by the run's length), so a cut-off run still tells
+                whether and when it reached the target."""
+
+                def on_evaluate(self, record: dict) -> None:
+                    if args.save_runs and len(self.trainer.evaluations) % 5 == 0:
+                        save([*runs, entry(partial=True)])
+
+            trainer.add_callback(SaveProgress())
             tick = time.perf_counter()
-            result = trainer.fit(plan)
-            points = [{**e, "cpu_seconds": e["cpu_seconds"] + plan_cpu} for e in result.evaluations]
-            ledger = result.ledger
+            trainer.fit(plan)
+            ledger = trainer.ledger
+            points = entry(False)["points"]
             print(f"[{time.perf_counter() - started:7.1f}s] {label}: {run_epochs} epochs, "
                   f"best {max(p['accuracy'] for p in points):.4f}, {ledger.backward_samples} backward, "
                   f"{points[-1]['seconds']:.1f}s, {points[-1]['cpu_seconds']:.1f} cpu-s "
                   f"({time.perf_counter() - tick:.1f}s with evaluations)", flush=True)
-            runs.append({"system": label, "method": method, "ratio": ratio, "epochs": run_epochs,
-                         "batch_size": cfg.batch_size, "points": points, "ledger": ledger.to_dict(),
-                         "selector": None if selector is None else selector.get_params()})
-            if args.save_runs:
-                args.save_runs.write_text(json.dumps({"score_seconds": score_seconds, "runs": runs}) + "\n")
+            runs.append(entry(False))
+            save(runs)
             if runs[0]["method"] == "full":
                 report(partial=True)
+
+        def save(these: list[dict]) -> None:
+            if args.save_runs:
+                tmp = args.save_runs.with_suffix(".tmp")
+                tmp.write_text(json.dumps({"score_seconds": score_seconds, "runs": these}) + "\n")
+                tmp.replace(args.save_runs)
 
         def stored_plan(method: str, params: dict, score_set: int | None = None):
             """The plan, its recorded cost, and the CPU seconds selecting it took here."""
