@@ -15,11 +15,18 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# The DVC pipeline (dvc.yaml, params.yaml) on MNIST-1D: full data vs soft sampling, k-center and
+# Selective-Backprop at equal compute. Its stages call `curation`, hence .venv/bin on PATH.
 demo: $(STAMP)
 	$(VENV)/bin/curation init
-	$(VENV)/bin/curation data add mnist1d
-	$(VENV)/bin/curation data ls
-	$(VENV)/bin/curation compare mnist1d --method soft:ratio=0.3 --method uniform:budget=0.3
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/dvc repro
+	@echo; cat pipeline/report/table.md; echo
+	@echo "Where to look:"
+	@echo "  pipeline/report/       the table above (table.md), its rows (rows.json) and the charts (*.png)"
+	@echo "  make ui                MLflow UI at http://127.0.0.1:5000, experiment mnist1d: every run, its curves and model"
+	@echo "  .venv/bin/dvc metrics show   best/final accuracy, coverage, GFLOP, speedup per method"
+	@echo "  .venv/bin/dvc plots show     dvc_plots/index.html: accuracy vs compute, coverage per epoch"
+	@echo "  PATH=.venv/bin:\$$PATH dvc exp run -S select.ratio=0.5   an experiment (docs/reproducibility.md)"
 
 test: $(STAMP)
 	$(PY) -m pytest

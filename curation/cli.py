@@ -398,6 +398,18 @@ def compare(
 
 
 @app.command()
+def stage(
+    name: str = typer.Argument(..., help="prepare, score, baseline, select, train, method, evaluate or report."),
+    item: Optional[str] = typer.Argument(None, help="The method, for the `method` stage."),
+):
+    """Run one stage of the DVC pipeline from the project root (dvc.yaml calls these; `dvc repro` runs them)."""
+    from curation.pipeline import run_stage
+
+    with user_errors():
+        run_stage(name, item)
+
+
+@app.command()
 def serve(version: str = typer.Option("mnist1d", help="Version the scheduled flows work on.")):
     """Register the deployments (with schedules) with the Prefect server and run their flows until Ctrl-C."""
     import os
