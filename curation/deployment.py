@@ -2,18 +2,31 @@
 
 The sender mirrors the deployed replica. For each parameter tensor it takes the gap between the
 trained and the deployed values (the new update plus everything not shipped before: error
-feedback), keeps the k = max(1, ceil(rho * numel)) entries largest in magnitude, and ships them as
-(index, value) pairs. The replica adds them. Nothing is lost, only delayed: the unshipped part
-stays in the gap and competes again next time. Non-float tensors (counters) are shipped whole.
-A float32 addition cannot always land exactly on the trained value (when the two differ greatly
-in magnitude); those rare entries are shipped as (index, new value) assignments instead, so a
-shipped entry is always exact and rho = 1 deploys the trained model bit for bit.
+feedback), keeps the k = max(1, ceil(rho * numel)) entries largest in magnitude, and ships them.
+The replica adds them. Nothing is lost, only delayed: the unshipped part stays in the gap and
+competes again next time. Non-float tensors (counters) are shipped whole.
+
+Values: a sparse update (rho < 1) ships each entry as the float16 value the replica will add;
+the float16 rounding stays in the gap (the mirror adds exactly what the replica adds), so it is
+shipped later like any residual. Entries float16 cannot carry (|gap| below 2**-14 or above its
+range) are shipped as (index, trained float32 value) assignments, so the gap always drains to
+exactly zero. A dense update (rho = 1) ships float32 adds, and assignments where a float32 add
+would not land exactly, so rho = 1 deploys the trained model bit for bit.
+
+Wire format (``curation-sparse-update/2``, no pickle): the magic ``CSU2``, a little-endian uint32
+header length, a compact JSON header (``m`` model version, ``b`` base, ``s`` sequence, ``r`` rho,
+``v`` the added values' dtype, ``t`` per tensor [name, added count, their index bytes, assigned
+count, their index bytes], ``w`` per whole tensor [name, dtype, shape]), then the sections back
+to back: per tensor the sorted indices as LEB128 varints of their gaps (index[j] - index[j-1] - 1)
+and their values, then the assignments likewise, then whole non-float tensors as raw bytes. At
+rho = 1e-3 an entry costs about 2 + 2 bytes; the header about 30 bytes per tensor.
 """
 
 from __future__ import annotations
 
-import io
+import json
 import math
+import struct
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -21,60 +34,139 @@ import torch
 
 from curation.errors import CurationError
 
-FORMAT = "curation-sparse-update/1"
+FORMAT = "curation-sparse-update/2"
+MAGIC = b"CSU2"
+HALF_MIN = 2.0 ** -14  # the smallest normal float16: smaller gaps are assigned in float32
+HALF_MAX = 65504.0
+
+Pairs = tuple[np.ndarray, np.ndarray]  # sorted flat indices (int64) and their values
 
 
 @dataclass
 class SparseUpdate:
-    """One shipped update: per tensor, flat int32 indices and float32 values (or a whole int tensor)."""
+    """One shipped update: per tensor, added (index, value) pairs, assigned pairs, or a whole non-float tensor."""
 
     model_version: str  # the trained model version this update comes from
     base_version: str  # the deployment lineage it applies to
     sequence: int  # 1, 2, ... within the lineage
     rho: float
-    sparse: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)  # added
-    exact: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)  # assigned
+    sparse: dict[str, Pairs] = field(default_factory=dict)  # added (float16, or float32 when dense)
+    exact: dict[str, Pairs] = field(default_factory=dict)  # assigned (float32)
     dense: dict[str, np.ndarray] = field(default_factory=dict)  # whole non-float tensors
 
     @property
     def nbytes(self) -> int:
+        """The payload: encoded indices, values and whole tensors (the header comes on top, see to_bytes)."""
         pairs = [*self.sparse.values(), *self.exact.values()]
-        return sum(i.nbytes + v.nbytes for i, v in pairs) + sum(a.nbytes for a in self.dense.values())
+        return (sum(len(_varint(_gaps(i))) + v.nbytes for i, v in pairs)
+                + sum(a.nbytes for a in self.dense.values()))
 
     def to_bytes(self) -> bytes:
-        """Compact, pickle-free serialisation (numpy .npz with allow_pickle=False on load)."""
-        arrays = {"meta": np.array([FORMAT, self.model_version, self.base_version, str(self.sequence),
-                                    repr(self.rho)])}
-        for name, (idx, val) in self.sparse.items():
-            arrays[f"i:{name}"], arrays[f"v:{name}"] = idx, val
-        for name, (idx, val) in self.exact.items():
-            arrays[f"ei:{name}"], arrays[f"ev:{name}"] = idx, val
+        """The wire format of the module docstring."""
+        half = all(v.dtype == np.float16 for _, v in self.sparse.values())
+        tensors, whole, sections = [], [], []
+        for name in dict.fromkeys([*self.sparse, *self.exact]):
+            entry = [name]
+            for pairs, dtype in ((self.sparse.get(name), np.float16 if half else np.float32),
+                                 (self.exact.get(name), np.float32)):
+                idx = _varint(_gaps(pairs[0])) if pairs is not None else np.empty(0, np.uint8)
+                entry += [0 if pairs is None else len(pairs[0]), len(idx)]
+                sections += [idx.tobytes(), b"" if pairs is None else np.asarray(pairs[1], dtype=dtype).tobytes()]
+            tensors.append(entry)
         for name, value in self.dense.items():
-            arrays[f"d:{name}"] = value
-        buffer = io.BytesIO()
-        np.savez(buffer, **arrays)
-        return buffer.getvalue()
+            value = np.asarray(value)
+            whole.append([name, value.dtype.str, list(value.shape)])
+            sections.append(value.tobytes())
+        header = json.dumps({"m": self.model_version, "b": self.base_version, "s": self.sequence, "r": self.rho,
+                             "v": "<f2" if half else "<f4", "t": tensors, "w": whole}, separators=(",", ":")).encode()
+        return b"".join([MAGIC, struct.pack("<I", len(header)), header, *sections])
 
     @classmethod
     def from_bytes(cls, payload: bytes) -> SparseUpdate:
         try:
-            with np.load(io.BytesIO(payload), allow_pickle=False) as npz:
-                arrays = {k: npz[k] for k in npz.files}
-            fmt, model_version, base_version, sequence, rho = arrays.pop("meta").tolist()
+            return cls._parse(memoryview(payload))
+        except CurationError:
+            raise
         except Exception as exc:  # any corruption is one user-facing line
             raise CurationError(f"sparse update is unreadable ({type(exc).__name__})", "ship it again") from None
-        if fmt != FORMAT:
-            raise CurationError(f"sparse update has format {fmt!r}, expected {FORMAT!r}", "ship it again")
-        update = cls(model_version, base_version, int(sequence), float(rho))
-        for key, value in arrays.items():
-            kind, name = key.split(":", 1)
-            if kind == "i":
-                update.sparse[name] = (value, arrays[f"v:{name}"])
-            elif kind == "ei":
-                update.exact[name] = (value, arrays[f"ev:{name}"])
-            elif kind == "d":
-                update.dense[name] = value
+
+    @classmethod
+    def _parse(cls, payload: memoryview) -> SparseUpdate:
+        if bytes(payload[:3]) == MAGIC[:3] and bytes(payload[:4]) != MAGIC:
+            raise CurationError(f"sparse update has format {bytes(payload[:4])!r}, expected {MAGIC!r} ({FORMAT})",
+                                "ship it again")
+        if bytes(payload[:4]) != MAGIC:
+            raise ValueError("magic")
+        (size,) = struct.unpack("<I", payload[4:8])
+        header = json.loads(bytes(payload[8:8 + size]))
+        update = cls(str(header["m"]), str(header["b"]), int(header["s"]), float(header["r"]))
+        added = np.dtype({"<f2": np.float16, "<f4": np.float32}[header["v"]])
+        offset = 8 + size
+
+        def take(nbytes: int, dtype: np.dtype) -> np.ndarray:
+            nonlocal offset
+            if nbytes < 0 or offset + nbytes > len(payload):
+                raise ValueError("truncated")
+            array = np.frombuffer(payload[offset:offset + nbytes], dtype=dtype).copy()
+            offset += nbytes
+            return array
+
+        for name, *counts in header["t"]:
+            for (count, idx_bytes), dtype, target in ((counts[:2], added, update.sparse),
+                                                      (counts[2:], np.dtype(np.float32), update.exact)):
+                idx = _ungaps(_unvarint(take(int(idx_bytes), np.dtype(np.uint8)), int(count)))
+                values = take(int(count) * dtype.itemsize, dtype)
+                if count:
+                    target[str(name)] = (idx, values)
+        for name, dtype, shape in header["w"]:
+            dtype, shape = np.dtype(str(dtype)), [int(n) for n in shape]
+            if dtype.hasobject or dtype.kind not in "biuf":
+                raise ValueError("whole tensors are plain numbers")
+            update.dense[str(name)] = take(dtype.itemsize * math.prod(shape), dtype).reshape(shape)
+        if offset != len(payload):
+            raise ValueError("trailing bytes")
         return update
+
+
+def _gaps(idx: np.ndarray) -> np.ndarray:
+    """Sorted distinct indices -> index[j] - index[j-1] - 1 (index[0] for the first), all >= 0."""
+    idx = np.asarray(idx, dtype=np.int64)
+    return np.diff(idx, prepend=-1) - 1
+
+
+def _ungaps(gaps: np.ndarray) -> np.ndarray:
+    return np.cumsum(gaps.astype(np.int64) + 1) - 1
+
+
+def _varint(values: np.ndarray) -> np.ndarray:
+    """Non-negative integers as LEB128: 7 bits per byte, the high bit set on all but each value's last byte."""
+    v = np.asarray(values, dtype=np.uint64)
+    if not len(v):
+        return np.empty(0, dtype=np.uint8)
+    width = np.ones(len(v), dtype=np.int64)
+    for shift in range(7, 64, 7):
+        width += (v >> np.uint64(shift)) > 0
+    owner = np.repeat(np.arange(len(v)), width)
+    position = np.arange(len(owner)) - np.repeat(np.cumsum(width) - width, width)
+    low = (v[owner] >> (np.uint64(7) * position.astype(np.uint64))) & np.uint64(0x7F)
+    more = (position < width[owner] - 1).astype(np.uint64) << np.uint64(7)
+    return (low | more).astype(np.uint8)
+
+
+def _unvarint(data: np.ndarray, count: int) -> np.ndarray:
+    """``count`` LEB128 values from exactly these bytes (anything else is an error)."""
+    ends = np.flatnonzero(data < 0x80)
+    if len(ends) != count or (count and ends[-1] != len(data) - 1) or (not count and len(data)):
+        raise ValueError("varint section does not hold its count")
+    if not count:
+        return np.empty(0, dtype=np.int64)
+    starts = np.concatenate([[0], ends[:-1] + 1])
+    width = ends - starts + 1
+    if width.max() > 9:  # 63 bits at most
+        raise ValueError("varint too long")
+    position = np.arange(len(data)) - np.repeat(starts, width)
+    parts = (data & 0x7F).astype(np.uint64) << (np.uint64(7) * position.astype(np.uint64))
+    return np.bitwise_or.reduceat(parts, starts).astype(np.int64)
 
 
 def _k(rho: float, numel: int) -> int:
@@ -82,51 +174,82 @@ def _k(rho: float, numel: int) -> int:
 
 
 class Sparsifier:
-    """The sender: keeps a mirror of the replica and turns trained weights into sparse updates."""
+    """The sender: keeps a mirror of the replica and turns trained weights into sparse updates.
 
-    def __init__(self, rho: float, base_version: str):
+    ``half``: ship added values as float16 (default: when rho < 1; see the module docstring).
+    ``scope``: top-k per tensor (the paper's rule) or over the whole model.
+    """
+
+    def __init__(self, rho: float, base_version: str, half: bool | None = None, scope: str = "tensor"):
         if not 0 < rho <= 1:
             raise CurationError(f"rho {rho} is outside (0, 1]", "give a fraction like 1e-3")
+        if scope not in ("tensor", "model"):
+            raise CurationError(f"unknown top-k scope {scope!r}", "use 'tensor' or 'model'")
+        self.scope = scope
         self.rho = rho
         self.base_version = base_version
+        self.half = rho < 1 if half is None else half
         self.sequence = 0
         self.mirror: dict[str, torch.Tensor] | None = None
 
-    def start(self, state: dict[str, torch.Tensor]) -> Sparsifier:
-        """The weights the replica starts from (deployed in full once)."""
+    def start(self, state: dict[str, torch.Tensor], sequence: int = 0) -> Sparsifier:
+        """The weights the replica holds after ``sequence`` updates (0: the base, deployed in full once)."""
         self.mirror = {k: v.detach().to("cpu", copy=True) for k, v in state.items()}
+        self.sequence = sequence
         return self
 
+    @classmethod
+    def following(cls, replica: Replica, rho: float) -> Sparsifier:
+        """A sender that continues ``replica``'s lineage: its weights, its base and its next sequence number."""
+        return cls(rho, replica.base_version).start(replica.state, replica.sequence)
+
     def update(self, state: dict[str, torch.Tensor], model_version: str) -> SparseUpdate:
-        """The top-k of (trained - deployed) per tensor; the mirror advances as the replica will."""
+        """The top-k of (trained - deployed); the mirror advances as the replica will."""
         if self.mirror is None:
             raise RuntimeError("Sparsifier.start() first")
         self.sequence += 1
         update = SparseUpdate(model_version, self.base_version, self.sequence, self.rho)
+        gaps = {}
         for name, value in state.items():
-            trained = value.detach().to("cpu")
-            deployed = self.mirror[name]
-            if not trained.is_floating_point():
-                if not torch.equal(trained, deployed):
-                    update.dense[name] = trained.numpy().copy()
-                    deployed.copy_(trained)
-                continue
-            gap = (trained.float() - deployed.float()).flatten()
-            k = _k(self.rho, gap.numel())
-            idx = torch.topk(gap.abs(), k, sorted=False).indices if k < gap.numel() else torch.arange(gap.numel())
-            values = gap[idx]
-            keep = values != 0
-            idx, values = idx[keep], values[keep]
-            flat, target = deployed.view(-1), trained.reshape(-1)
-            miss = (flat[idx] + values.to(flat.dtype)) != target[idx]  # would not land exactly
-            add_idx, add_val = idx[~miss], values[~miss]
-            set_idx, set_val = idx[miss], target[idx[miss]]
-            if add_idx.numel():
-                update.sparse[name] = (add_idx.to(torch.int32).numpy(), add_val.numpy().astype(np.float32))
-            if set_idx.numel():
-                update.exact[name] = (set_idx.to(torch.int32).numpy(), set_val.float().numpy().copy())
+            trained, deployed = value.detach().to("cpu"), self.mirror[name]
+            if trained.is_floating_point():
+                gaps[name] = trained.reshape(-1).float() - deployed.view(-1).float()
+            elif not torch.equal(trained, deployed):
+                update.dense[name] = trained.numpy().copy()
+                deployed.copy_(trained)
+        for name, idx in self._choose(gaps).items():
+            flat, target, values = self.mirror[name].view(-1), state[name].detach().to("cpu").reshape(-1), gaps[name][idx]
+            if self.half:
+                miss = (values.abs() < HALF_MIN) | (values.abs() > HALF_MAX)  # float16 cannot carry them
+                added = values[~miss].half()
+            else:
+                miss = (flat[idx] + values.to(flat.dtype)) != target[idx]  # a float32 add would not land exactly
+                added = values[~miss]
+            if (~miss).any():
+                update.sparse[name] = (idx[~miss].numpy(), added.numpy().copy())
+            if miss.any():
+                update.exact[name] = (idx[miss].numpy(), target[idx[miss]].float().numpy().copy())
             _apply(flat, update.sparse.get(name), update.exact.get(name))
         return update
+
+    def _choose(self, gaps: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Per tensor, the sorted flat indices to ship: its top k = max(1, ceil(rho * numel)) nonzero gaps
+        (``scope="tensor"``), or its share of the model's top ceil(rho * total) (``scope="model"``)."""
+        if self.scope == "model" and gaps:
+            flat = torch.cat(list(gaps.values()))
+            k = _k(self.rho, flat.numel())
+            top = torch.topk(flat.abs(), k, sorted=False).indices if k < flat.numel() else torch.arange(flat.numel())
+            top, bounds = top.sort().values, np.cumsum([0] + [g.numel() for g in gaps.values()])
+            cut = torch.searchsorted(top, torch.as_tensor(bounds))
+            chosen = {name: top[cut[i]:cut[i + 1]] - int(bounds[i]) for i, name in enumerate(gaps)}
+        else:
+            chosen = {}
+            for name, gap in gaps.items():
+                k = _k(self.rho, gap.numel())
+                chosen[name] = (torch.topk(gap.abs(), k, sorted=False).indices.sort().values if k < gap.numel()
+                                else torch.arange(gap.numel()))
+        chosen = {name: idx[gaps[name][idx] != 0] for name, idx in chosen.items()}
+        return {name: idx for name, idx in chosen.items() if len(idx)}
 
     def gap(self, state: dict[str, torch.Tensor]) -> float:
         """max |trained - deployed| over all float tensors: what has not been shipped yet."""
@@ -149,26 +272,31 @@ class Replica:
         if update.sequence != self.sequence + 1:
             raise CurationError(f"update {update.sequence} arrived after update {self.sequence}",
                                 "apply updates in order, without gaps")
-        unknown = (set(update.sparse) | set(update.dense)) - set(self.state)
+        unknown = (set(update.sparse) | set(update.exact) | set(update.dense)) - set(self.state)
         if unknown:
             raise CurationError(f"update names tensors the replica lacks: {sorted(unknown)[:3]}",
                                 "ship updates for the same architecture")
+        for name, value in update.dense.items():
+            if value.shape != tuple(self.state[name].shape):
+                raise CurationError(f"update reshapes {name}", "ship updates for the same architecture")
         for name in set(update.sparse) | set(update.exact):
             flat = self.state[name].view(-1)
             for idx, _ in filter(None, (update.sparse.get(name), update.exact.get(name))):
                 if len(idx) and (idx.min() < 0 or idx.max() >= flat.numel()):
                     raise CurationError(f"update indices out of range for {name}",
                                         "ship updates for the same architecture")
-            _apply(flat, update.sparse.get(name), update.exact.get(name))
+        for name in set(update.sparse) | set(update.exact):
+            _apply(self.state[name].view(-1), update.sparse.get(name), update.exact.get(name))
         for name, value in update.dense.items():
             self.state[name].copy_(torch.from_numpy(value))
         self.sequence = update.sequence
 
 
-def _apply(flat: torch.Tensor, added, assigned) -> None:
-    """Add the sparse deltas, then assign the exact entries (sender and replica run the same code)."""
+def _apply(flat: torch.Tensor, added: Pairs | None, assigned: Pairs | None) -> None:
+    """Add the shipped values (as float32), then assign the exact entries (sender and replica run this same code)."""
     if added is not None:
-        flat.index_add_(0, torch.as_tensor(added[0], dtype=torch.int64), torch.as_tensor(added[1]).to(flat.dtype))
+        flat.index_add_(0, torch.as_tensor(added[0], dtype=torch.int64),
+                        torch.as_tensor(added[1]).to(torch.float32).to(flat.dtype))
     if assigned is not None:
         flat[torch.as_tensor(assigned[0], dtype=torch.int64)] = torch.as_tensor(assigned[1]).to(flat.dtype)
 

@@ -24,11 +24,12 @@ def _model():
     return torch.nn.Sequential(torch.nn.Linear(20, 64), torch.nn.BatchNorm1d(64), torch.nn.ReLU(), torch.nn.Linear(64, 3))
 
 
+@pytest.mark.parametrize("scope", ["tensor", "model"])
 @pytest.mark.parametrize("rho", [1e-2, 1e-3, 1e-4])
-def test_replica_is_the_sum_of_shipped_updates(rho):
+def test_replica_is_the_sum_of_shipped_updates(rho, scope):
     model = _model()
     start = {k: v.clone() for k, v in model.state_dict().items()}
-    sender = Sparsifier(rho, "m1").start(model.state_dict())
+    sender = Sparsifier(rho, "m1", scope=scope).start(model.state_dict())
     replica = Replica(model.state_dict(), "m1")
     summed = {k: v.clone() for k, v in start.items()}
     total_bytes = 0
@@ -37,7 +38,7 @@ def test_replica_is_the_sum_of_shipped_updates(rho):
         replica.apply(update)
         total_bytes += update.nbytes
         for name, (idx, values) in update.sparse.items():
-            summed[name].view(-1).index_add_(0, torch.from_numpy(idx.astype(np.int64)), torch.from_numpy(values))
+            summed[name].view(-1).index_add_(0, torch.from_numpy(idx.astype(np.int64)), torch.from_numpy(values).float())
         for name, (idx, values) in update.exact.items():
             summed[name].view(-1)[torch.from_numpy(idx.astype(np.int64))] = torch.from_numpy(values)
         for name, value in update.dense.items():
@@ -45,6 +46,7 @@ def test_replica_is_the_sum_of_shipped_updates(rho):
         for name in summed:
             assert torch.equal(replica.state[name], summed[name]), name
             assert torch.equal(replica.state[name], sender.mirror[name]), name
+        assert all(v.dtype == np.float16 for _, v in update.sparse.values())  # sparse: float16 adds
     assert total_bytes < 12 * dense_bytes(model.state_dict()) * max(rho * 4, 0.05)
     assert sender.gap(model.state_dict()) > 0  # something is still waiting in the residual
 
@@ -85,6 +87,75 @@ def test_bad_updates_are_rejected():
     with pytest.raises(CurationError, match="arrived after update 0"):
         replica.apply(update)
     with pytest.raises(CurationError, match="unreadable"):
-        SparseUpdate.from_bytes(b"not an npz")
+        SparseUpdate.from_bytes(b"not an update")
     with pytest.raises(CurationError, match="outside"):
         Sparsifier(0, "m")
+    with pytest.raises(CurationError, match="scope"):
+        Sparsifier(0.1, "m", scope="layer")
+    with pytest.raises(CurationError, match="format"):
+        SparseUpdate.from_bytes(b"CSU1" + update.to_bytes()[4:])
+
+
+def test_wire_format_round_trip_and_size():
+    """Sorted indices as varint gaps + float16 values: about 4 bytes an entry at rho = 1e-3, header included."""
+    torch.manual_seed(0)
+    state = {"w": torch.randn(300_000), "b": torch.randn(7), "n": torch.tensor(3)}
+    sender = Sparsifier(1e-3, "m").start(state)
+    trained = {"w": state["w"] + torch.randn(300_000), "b": state["b"] + 1, "n": torch.tensor(4)}
+    update = sender.update(trained, "m2")
+    payload = update.to_bytes()
+    back = SparseUpdate.from_bytes(payload)
+    assert (back.model_version, back.base_version, back.sequence, back.rho) == ("m2", "m", 1, 1e-3)
+    for name in update.sparse:
+        assert np.array_equal(back.sparse[name][0], update.sparse[name][0])
+        assert np.array_equal(back.sparse[name][1], update.sparse[name][1])
+    assert back.dense["n"].shape == () and int(back.dense["n"]) == 4
+    entries = sum(len(i) for i, _ in [*update.sparse.values(), *update.exact.values()])
+    assert entries == 300 + 1
+    assert len(payload) < 4.3 * entries + 150  # vs 8 bytes an entry as int32 + float32
+    assert len(payload) / dense_bytes(trained) < 1 / 500
+
+
+def test_float16_rounding_stays_in_the_residual():
+    """The replica adds the float16 value; what rounding lost is shipped by the next updates."""
+    state = {"w": torch.zeros(4)}
+    sender = Sparsifier(0.5, "m").start(state)
+    replica = Replica(state, "m")
+    trained = {"w": torch.tensor([0.1, 1e-6, 3.0e-3, 1e5])}  # 1e-6 and 1e5 cannot go as float16 adds
+    for _ in range(6):
+        replica.apply(SparseUpdate.from_bytes(sender.update(trained, "m2").to_bytes()))
+    assert torch.equal(replica.state["w"], trained["w"])
+    assert sender.gap(trained) == 0
+
+
+@pytest.mark.parametrize("damage", [lambda b: b[:-1], lambda b: b + b"x", lambda b: b"CSU2" + b"\xff" * 8,
+                                    lambda b: b.replace(b'"<f2"', b'"|O1"'), lambda b: b[:20]])
+def test_damaged_updates_are_one_line_errors(damage):
+    model = _model()
+    sender = Sparsifier(1e-2, "m").start(model.state_dict())
+    list(_train_steps(model, 1))
+    payload = sender.update(model.state_dict(), "x").to_bytes()
+    with pytest.raises(CurationError, match="unreadable"):
+        SparseUpdate.from_bytes(damage(payload))
+
+
+def test_sender_follows_a_replica():
+    model = _model()
+    sender = Sparsifier(1e-2, "m").start(model.state_dict())
+    replica = Replica(model.state_dict(), "m")
+    list(_train_steps(model, 2))
+    replica.apply(sender.update(model.state_dict(), "a"))
+    follower = Sparsifier.following(replica, 1e-2)
+    assert follower.sequence == 1 and follower.base_version == "m"
+    replica.apply(follower.update(model.state_dict(), "b"))
+    assert replica.sequence == 2
+
+
+def test_model_scope_spends_the_budget_where_the_gaps_are():
+    state = {"a": torch.zeros(1000), "b": torch.zeros(1000)}
+    trained = {"a": torch.full((1000,), 1e-3), "b": torch.linspace(1, 2, 1000)}
+    update = Sparsifier(1e-2, "m", scope="model").start(state).update(trained, "x")
+    assert "a" not in update.sparse and len(update.sparse["b"][0]) == 20  # ceil(1e-2 * 2000) = 20, all in b
+    assert update.sparse["b"][0].tolist() == list(range(980, 1000))
+    per_tensor = Sparsifier(1e-2, "m").start(state).update(trained, "x")
+    assert len(per_tensor.sparse["a"][0]) == len(per_tensor.sparse["b"][0]) == 10

@@ -70,3 +70,26 @@ def test_full_and_periodic_retrain_from_scratch_on_everything_seen(stream):
         ContinualConfig.make(strategy="newest")
     with pytest.raises(CurationError, match="t = 65 new examples per batch of 64"):
         train_step(data, 1, deployed, ContinualConfig(new_per_batch=65), train, spec)
+
+
+def test_proactive_batch_size_and_the_trainers_public_batch_step(stream):
+    """``ContinualConfig.batch_size`` sets B apart from the training batch; ``Trainer.train_batches`` trains
+    exactly the given rows at the given learning rates and refuses rows outside the train split."""
+    from curation.training.trainer import Trainer
+    from models import build
+
+    loaded, spec = stream
+    data = StreamData.of(loaded)
+    train = TrainConfig(arch="mlp", epochs=1, batch_size=64, seed=1, device="cpu")
+    first = train_step(StreamData.of(loaded[:1]), 1, None, ContinualConfig(), train, spec)
+    step = train_step(data, 1, first.model, ContinualConfig(new_per_batch=16, batch_size=32, passes=1), train, spec)
+    new = len(loaded[-1].train)
+    assert step.ledger.backward_samples == new + -(-new // 16) * 16  # 16 new + 16 history per batch of 32
+
+    trainer = Trainer(build("mlp", spec), data.data, train)
+    rates = []
+    stats = trainer.train_batches([np.arange(5), np.arange(5, 12)], lambda i, n: rates.append((i, n)) or 0.1)
+    assert rates == [(0, 2), (1, 2)] and trainer.optimizer.param_groups[0]["lr"] == 0.1
+    assert stats["trained"] == 12 and trainer.ledger.backward_samples == 12 and trainer.seen[:12].all()
+    with pytest.raises(CurationError, match="outside the train split"):
+        trainer.train_batches([np.array([len(data.data.train)])], lambda i, n: 0.1)

@@ -14,7 +14,6 @@ ComputeLedger; the result is evaluated on the newest chunk's test split.
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -40,7 +39,8 @@ class ContinualConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     mode: Literal["proactive", "full", "periodic"] = "proactive"
-    new_per_batch: int = Field(32, ge=1, description="t: new rows in each batch of B = batch_size")
+    new_per_batch: int = Field(32, ge=1, description="t: new rows in each batch of B")
+    batch_size: int | None = Field(None, ge=1, description="B of a proactive batch (default: the training batch size)")
     strategy: Literal["uniform", "window", "time"] = "uniform"
     window: int = Field(3, ge=1, description="chunks of history the window strategy draws from")
     passes: int = Field(4, ge=1, description="passes over the new rows per proactive step")
@@ -110,17 +110,15 @@ def _proactive(stream: StreamData, new: int, model: nn.Module, config: Continual
     if optimizer is not None:
         trainer.optimizer.load_state_dict(optimizer)
     history, fresh = stream.chunk_rows[:-new], np.concatenate(stream.chunk_rows[-new:])
-    tick = time.perf_counter()
-    trainer.model.train()
-    batches = [(p, rows) for p in range(config.passes)
-               for rows in mixed_batches(fresh, history, train.batch_size, config.new_per_batch, config.strategy,
+    batches = (rows for p in range(config.passes)
+               for rows in mixed_batches(fresh, history, config.batch_size or train.batch_size,
+                                         config.new_per_batch, config.strategy,
                                          config.window, int(np.random.SeedSequence([train.seed, step, p])
-                                                            .generate_state(1)[0]))]
-    stats = {"loss_sum": torch.zeros((), device=trainer.device), "trained": 0, "batches": 0, "data_seconds": 0.0}
-    for i, (p, rows) in enumerate(batches):
-        anneal = 0.5 * (1 + math.cos(math.pi * i / len(batches))) if train.schedule == "cosine" else 1.0
-        for group in trainer.optimizer.param_groups:
-            group["lr"] = train.lr * config.lr_scale * anneal
-        trainer._train_rows(rows, None, p, stats)
-    trainer.ledger.train_seconds += time.perf_counter() - tick
+                                                            .generate_state(1)[0])))
+
+    def lr(i: int, n: int) -> float:
+        anneal = 0.5 * (1 + math.cos(math.pi * i / n)) if train.schedule == "cosine" else 1.0
+        return train.lr * config.lr_scale * anneal
+
+    trainer.train_batches(batches, lr)
     return trainer
