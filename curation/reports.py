@@ -150,6 +150,8 @@ def _coverage(rows, colours):
 
 
 def _occupancy(rows, colours):
+    from matplotlib.ticker import MaxNLocator
+
     cols = min(len(rows), 2)
     nrows = math.ceil(len(rows) / cols)
     fig = _figure(4.2 * cols, 3.2 * nrows)
@@ -164,6 +166,7 @@ def _occupancy(rows, colours):
             discrete = row["plan_kind"] in ("full", "static")  # two atoms: markers only
             ax.plot(np.arange(len(law)), law, color="black", linestyle="none" if discrete else "--", marker="x",
                     markersize=5, linewidth=1, label="theory")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_title(f"{label(row)}, {row['epochs']} epochs", fontsize="small")
         ax.set_xlabel("times drawn")
         ax.set_ylabel("share of samples")

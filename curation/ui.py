@@ -34,6 +34,12 @@ def commands(settings: Settings, host: str = "127.0.0.1", prefect_port: int = 42
     }
 
 
+def environment(host: str = "127.0.0.1", prefect_port: int = 4200) -> dict[str, str]:
+    """The servers' environment: no analytics, and the Prefect UI calling its own API (it defaults to port 4200)."""
+    return {**os.environ, "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "PREFECT_UI_API_URL": f"http://{host}:{prefect_port}/api"}
+
+
 def wait_until_up(url: str, timeout_s: float = 60.0) -> bool:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -52,7 +58,7 @@ def _interrupt(signum, frame) -> None:
 def run(settings: Settings, host: str = "127.0.0.1", prefect_port: int = 4200, mlflow_port: int = 5000) -> None:
     """Start both servers, print their addresses, stop both on Ctrl-C."""
     (settings.home / "mlflow").mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    env = environment(host, prefect_port)
     procs = {name: subprocess.Popen(cmd, cwd=settings.home, env=env, start_new_session=True)
              for name, cmd in commands(settings, host, prefect_port, mlflow_port).items()}
     urls = {"prefect": f"http://{host}:{prefect_port}", "mlflow": f"http://{host}:{mlflow_port}"}
