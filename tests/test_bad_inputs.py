@@ -162,6 +162,7 @@ CASES = {
     # settings
     "config with an unknown key": ("env", {"CURATION_CONFIG": "{config}"}, "no_such_key"),
     "catalog URL not a URL": ("env", {"CURATION_CATALOG_URL": "not a url"}, "not a database URL"),
+    "params.yaml with an unknown key": ("params", "seed: 0\ntrain:\n  epochz: 3\n", "unknown key 'train.epochz'"),
     # Python API
     "api: later chunk with another schema": ("api", _api_chunk_schema, "differs"),
     "api: wrong dtypes": ("api", _api_wrong_dtypes, "numeric"),
@@ -212,7 +213,7 @@ def prepared(tmp_path_factory):
 
 def test_the_table_has_at_least_thirty_cases_across_cli_api_and_flows():
     kinds = [kind for kind, _, _ in CASES.values()]
-    assert len(CASES) >= 30 and {"cli", "api", "flow", "env"} <= set(kinds)
+    assert len(CASES) >= 30 and {"cli", "api", "flow", "env", "params"} <= set(kinds)
 
 
 @pytest.mark.parametrize("case", list(CASES))
@@ -224,14 +225,20 @@ def test_bad_input_is_one_line_and_changes_nothing(case, prepared, monkeypatch, 
     monkeypatch.setenv("CURATION_HOME", str(home))
     monkeypatch.chdir(home)
     before = state(home)
-    if kind in ("cli", "env"):
+    if kind in ("cli", "env", "params"):
         args = ["data", "ls"]
         if kind == "cli":
             args = [a.format(**files) for a in what]
-        else:
+        elif kind == "env":
             for key, value in what.items():
                 monkeypatch.setenv(key, value.format(**files))
-        result = CliRunner().invoke(app, args)
+        else:  # the DVC pipeline's stages read params.yaml from the project root
+            (home / "params.yaml").write_text(what)
+            args = ["stage", "prepare"]
+        try:
+            result = CliRunner().invoke(app, args)
+        finally:
+            (home / "params.yaml").unlink(missing_ok=True)
         lines = result.stderr.strip().splitlines()
         assert result.exit_code == 2 and "Traceback" not in result.output, result.output
         assert len(lines) == 1 and lines[0].startswith("error:") and expected in lines[0], result.stderr
