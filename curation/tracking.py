@@ -222,8 +222,9 @@ class Tracker:
 
         self._ready()
         client = mlflow.MlflowClient()
-        run = client.create_run(self._experiment_id(), run_name=name,
-                                tags={k: str(v) for k, v in (tags or {}).items() if v is not None})
+        run = client.create_run(self._experiment_id(), run_name=name,  # owned: end_dead_runs can end it
+                                tags={**{k: str(v) for k, v in (tags or {}).items() if v is not None},
+                                      OWNER_TAG: _process_key()})
         token = _PARENT.set(run.info.run_id)
         status = "FAILED"
         try:

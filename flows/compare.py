@@ -81,9 +81,10 @@ def compare(version: str = "mnist1d", methods: list[str] | None = None, arch: st
                f"{info.ref}: {len(rows)} runs at equal compute; target 99% of the full run's best; {where}")
     images("comparison-report", paths, f"Accuracy vs compute, coverage, occupancy and speedups; {where}",
            note=f"Comparison of {', '.join(methods)} on {info.ref}; the nested runs are in {where}.")
+    times = lambda v: "target missed" if v is None else f"{v:.2f}x"  # noqa: E731
     for row in comparison.table(rows):
         print(f"{row['method']:10} run {row['run_id']}: best {row['best_accuracy']:.4f}, "
-              f"x compute {row['speedup_compute']}, x time {row['speedup_time']}")
+              f"compute {times(row['speedup_compute'])}, time {times(row['speedup_time'])}")
     return rows
 
 

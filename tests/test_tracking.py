@@ -114,3 +114,28 @@ def test_a_failed_run_is_failed_everywhere_and_resumes_to_the_same_result(projec
     strip = lambda h: [{k: v for k, v in r.items() if "seconds" not in k} for r in h]  # noqa: E731
     assert strip(fresh.history) == strip(resumed.history)
     assert [r.status for r in catalog_runs(settings)] == [FINISHED, FINISHED]
+
+
+def test_parent_run_nests_the_runs_started_inside_its_block(home):
+    from curation.tracking import OWNER_TAG, Tracker
+
+    settings = load_settings(dvc=False)
+    tracker = Tracker(settings, "nesting")
+    with tracker.parent("comparison", tags={"curation.kind": "compare"}) as parent:
+        for name in ("first", "second"):
+            with tracker.run(name=name):
+                pass
+    with tracker.run(name="after"):
+        pass
+    assert parent.children() == ["first", "second"]
+    client = MlflowClient(settings.tracking)
+    run = client.get_run(parent.run_id)
+    assert run.info.status == "FINISHED" and run.data.tags["curation.kind"] == "compare"
+    assert OWNER_TAG in run.data.tags  # a killed comparison's parent is ended by end_dead_runs
+    with pytest.raises(RuntimeError):
+        with tracker.parent("broken") as broken:
+            raise RuntimeError("boom")
+    assert client.get_run(broken.run_id).info.status == "FAILED"
+    with tracker.run(name="alone") as alone:
+        pass
+    assert "mlflow.parentRunId" not in client.get_run(alone.run_id).data.tags
