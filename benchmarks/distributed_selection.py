@@ -170,6 +170,7 @@ def scale(n: int, root: Path) -> tuple[dict, dict]:
     row = {"system": f"distributed (n={n:,})", "seconds": round(run["seconds"], 1),
            "cpu_seconds": round(run["cpu_seconds"], 1),
            **{f"{phase}_seconds": round(s, 1) for phase, s in chosen.seconds.items()},
+           **{f"{phase}_worker_cpu_seconds": round(s, 1) for phase, s in chosen.cpu_seconds.items()},
            "peak_mb_per_worker": max(chosen.worker_peak_mb.values()),
            "decided_by_bounding": round(chosen.decided_by_bounding, 4), "rounds": len(chosen.rounds),
            "partitions_per_round": "/".join(str(r["partitions"]) for r in chosen.rounds),
@@ -228,40 +229,62 @@ def main() -> None:
         sizes, compare, quality_n = [50_000], [10_000], 8_000
     root = args.data_dir or Path(tempfile.mkdtemp(prefix="distributed-selection-"))
     root.mkdir(parents=True, exist_ok=True)
-    results, ratios, targets, notes = [], {}, {}, []
-    for n in compare:
-        found, measured = side_by_side(n, root)
-        results += found
-        ratios.update(measured)
-        targets.update({k: f">= {TARGET_RATIO}" for k in measured if k.startswith("f_distributed_over_centralized")})
+    results, ratios, targets = [], {}, {}
+    sections = [(f"side by side at {n:,}", lambda n=n: _compare(n, root, results, ratios, targets)) for n in compare]
     if quality_n:
-        found, measured = quality(quality_n, root)
-        results += found
-        ratios.update(measured)
-        targets.update({k: f">= {TARGET_RATIO}" for k in measured if k.endswith("defaults")})
-    for n in sizes:
-        row, measured = scale(n, root)
-        results.append(row)
-        tag = f"{n // 1_000_000}m" if n >= 1_000_000 else f"{n // 1000}k"
-        ratios[f"minutes_{tag}"] = round(measured["minutes"], 2)
-        ratios[f"peak_gb_per_worker_{tag}"] = round(measured["peak_gb"], 2)
-        targets[f"peak_gb_per_worker_{tag}"] = f"<= {TARGET_WORKER_GB}"
-        if n == 10_000_000:
-            targets["minutes_10m"] = f"< {TARGET_MINUTES}"
-    missed = [k for k, t in targets.items() if not _meets(ratios[k], t)]
-    if missed:
-        notes.append(f"Missed as measured: {', '.join(missed)}.")
-    notes.append("2-worker LocalCluster, 1 thread per worker; the machine's 2 cores are shared with other jobs "
-                 "(compare ratios). peak_mb: per worker (distributed, ru_maxrss of each worker process) or above the "
-                 "level before the call (centralized, apricot). The centralized graph is exact up to 100k points and "
-                 "HNSW above; the distributed one IVF above 100k (nlist ~ N/250, nprobe 8).")
+        sections.append((f"quality at {quality_n:,}", lambda: _quality_section(quality_n, root, results, ratios, targets)))
+    sections += [(f"scale at {n:,}", lambda n=n: _scale(n, root, results, ratios, targets)) for n in sizes]
+    params = {"scale_sizes": sizes, "compare_sizes": compare, "quality_size": quality_n, "dim": DIM,
+              "cluster_points": CLUSTER_POINTS, "budget": 0.1, "k_neighbors": 10, "alpha": 1.0, "beta": 1.0,
+              "utility": "density", "workers": 2}
+    for done, (_, run) in enumerate(sections, 1):
+        run()  # the result file is rewritten after each section, so a long run that dies keeps what it measured
+        missed = [k for k, t in targets.items() if not _meets(ratios[k], t)]
+        notes = [f"Command: python -m benchmarks.distributed_selection {' '.join(sys.argv[1:])}".rstrip() + "."]
+        if done < len(sections):
+            notes.append(f"PARTIAL: still to run: {', '.join(name for name, _ in sections[done:])}.")
+        if missed:
+            notes.append(f"Missed as measured: {', '.join(missed)}.")
+        notes.append(NOTES)
+        write_result("distributed_selection", {**params, "process_peak_rss_mb": peak_rss_mb()}, results, ratios,
+                     targets, not missed and done == len(sections), notes=" ".join(notes), out=args.out,
+                     quick=args.quick)
     if args.data_dir is None:
         shutil.rmtree(root, ignore_errors=True)
-    write_result("distributed_selection",
-                 {"scale_sizes": sizes, "compare_sizes": compare, "quality_size": quality_n, "dim": DIM,
-                  "budget": 0.1, "k_neighbors": 10, "alpha": 1.0, "beta": 1.0, "utility": "density", "workers": 2,
-                  "process_peak_rss_mb": peak_rss_mb()},
-                 results, ratios, targets, not missed, notes=" ".join(notes), out=args.out, quick=args.quick)
+
+
+NOTES = ("2-worker LocalCluster, 1 thread per worker; the machine's 2 cores are shared with other jobs, so wall "
+         "seconds are inflated by load (compare ratios and CPU seconds: cpu_seconds = workers + driver, "
+         "<phase>_worker_cpu_seconds = both workers in that phase). peak_mb: per worker (distributed, ru_maxrss of "
+         "each worker process) or above the level before the call (centralized, apricot). The centralized graph is "
+         "exact up to 100k points and HNSW above; the distributed one IVF above 100k (nlist ~ N/250, nprobe "
+         "calibrated to a k-NN recall of 0.99). f: the pairwise objective on the centralized graph; fl: facility "
+         "location (apricot's objective) on that graph with self loops; every subset is scored under both.")
+
+
+def _compare(n: int, root: Path, results: list, ratios: dict, targets: dict) -> None:
+    found, measured = side_by_side(n, root)
+    results += found
+    ratios.update(measured)
+    targets.update({k: f">= {TARGET_RATIO}" for k in measured if k.startswith("f_distributed_over_centralized")})
+
+
+def _quality_section(n: int, root: Path, results: list, ratios: dict, targets: dict) -> None:
+    found, measured = quality(n, root)
+    results += found
+    ratios.update(measured)
+    targets.update({k: f">= {TARGET_RATIO}" for k in measured if k.endswith("defaults")})
+
+
+def _scale(n: int, root: Path, results: list, ratios: dict, targets: dict) -> None:
+    row, measured = scale(n, root)
+    results.append(row)
+    tag = f"{n // 1_000_000}m" if n >= 1_000_000 else f"{n // 1000}k"
+    ratios[f"minutes_{tag}"] = round(measured["minutes"], 2)
+    ratios[f"peak_gb_per_worker_{tag}"] = round(measured["peak_gb"], 2)
+    targets[f"peak_gb_per_worker_{tag}"] = f"<= {TARGET_WORKER_GB}"
+    if n == 10_000_000:
+        targets["minutes_10m"] = f"< {TARGET_MINUTES}"
 
 
 def _meets(value: float, target: str) -> bool:

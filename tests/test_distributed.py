@@ -227,6 +227,7 @@ def test_cli_engine_dask_registers_a_partitioned_plan_tracked_in_mlflow(project)
     rounds = client.get_metric_history(run.info.run_id, "round_candidates")
     assert [m.step for m in rounds] == list(range(1, len(rounds) + 1)) and rounds[0].value == 2000
     assert run.data.metrics["decided_by_bounding"] == 0 and run.data.metrics["peak_rss_mb_max_worker"] > 0
+    assert run.data.metrics["graph_cpu_seconds"] > 0 and "greedy_cpu_seconds" in run.data.metrics
 
 
 def test_a_distributed_plan_loads_back_for_training(project, client):
@@ -282,7 +283,7 @@ def test_a_worker_killed_midway_changes_nothing_and_its_tasks_rerun(client, tmp_
     killer.start()
     again = select(client, source, None, params, tmp_path / "work", tmp_path / "second")
     killer.join()
-    client.wait_for_workers(2, timeout=60)
+    client.wait_for_workers(2, timeout=300)  # the Nanny restarts the killed one; slow on a loaded machine
     assert killed
     assert again.parts == reference.parts and again.objective == reference.objective
     assert any(key.startswith("knn-search") for key in again.reruns), again.reruns

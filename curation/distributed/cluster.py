@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import re
 import resource
+import time
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -76,6 +77,33 @@ def _peak_rss_mb() -> float:
 def worker_peaks(client) -> dict[str, float]:
     """Peak resident memory (MB) of each worker process so far (for a long-lived cluster: since it started)."""
     return client.run(_peak_rss_mb)
+
+
+def _cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+class Clock:
+    """Wall seconds and workers' CPU seconds (user + system, all workers) per phase of a run.
+
+    On a shared machine the CPU seconds say what a phase costs; on a shared cluster they include
+    whatever else its workers ran meanwhile, and a worker that died takes its seconds with it.
+    """
+
+    def __init__(self, client):
+        self.client, self.seconds, self.cpu_seconds = client, {}, {}
+        self._start()
+
+    def _start(self) -> None:
+        # a worker lost meanwhile is left out (its restarted process counts from zero): never fail a run over a figure
+        self._wall, self._cpu = time.perf_counter(), sum(self.client.run(_cpu_seconds, on_error="ignore").values())
+
+    def lap(self, phase: str) -> None:
+        """Close ``phase`` (started at the previous lap) and start the next."""
+        wall, cpu = self._wall, self._cpu
+        self._start()
+        self.seconds[phase], self.cpu_seconds[phase] = self._wall - wall, self._cpu - cpu
 
 
 class RerunLog(SchedulerPlugin):

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 import shutil
-import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -19,7 +18,7 @@ import numpy as np
 from curation.distributed.blocks import Block, exchange, load_blocks
 from curation.distributed.bounding import bound
 from curation.distributed.cells import default_nlist
-from curation.distributed.cluster import Report, Tasks, worker_peaks
+from curation.distributed.cluster import Clock, Report, Tasks, worker_peaks
 from curation.distributed.files import part_name
 from curation.distributed.graph import build_graph, scan
 from curation.distributed.partition_greedy import PARTITIONINGS, partition_greedy
@@ -117,7 +116,8 @@ class Selection:
     bounded_discarded: int
     rounds: list[dict]
     parts: list[tuple[str, str, int]]  # plan parts: name, md5, rows
-    seconds: dict[str, float] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)  # wall, per phase
+    cpu_seconds: dict[str, float] = field(default_factory=dict)  # all workers' CPU, per phase
     reruns: dict[str, int] = field(default_factory=dict)
     worker_peak_mb: dict[str, float] = field(default_factory=dict)
 
@@ -149,7 +149,7 @@ def select(client, embeddings: Source, utility: Source | None, params: Params, w
     """Run the whole selection; the plan parts land in ``out`` (created), intermediate files under ``workdir``."""
     tasks = Tasks(client, report)
     workdir = Path(workdir) / f"run-{tasks.run}"
-    seconds, clock = {}, time.perf_counter()
+    clock = Clock(client)
     try:
         rows = max(embeddings.rows, 1)
         resolve_budget(params.budget, rows)  # a budget above the file rows fails before any work
@@ -163,16 +163,16 @@ def select(client, embeddings: Source, utility: Source | None, params: Params, w
                             params.recall, params.shard_rows, params.seed,
                             [SPANS[s] for s in ("shards", "search", "scale", "symmetrize")], params.exact_max)
         blocks = load_blocks(tasks, graph, utility, found.ranges, SPANS["load"])
-        seconds["graph"], clock = time.perf_counter() - clock, time.perf_counter()
+        clock.lap("graph")
         bounded = bound(tasks, blocks, found.n, k, params.alpha, params.beta, SPANS["bounding"])
-        seconds["bounding"], clock = time.perf_counter() - clock, time.perf_counter()
+        clock.lap("bounding")
         won, rounds = [None] * graph.parts, []
         if bounded.selected + bounded.discarded < found.n:
             won, rounds = partition_greedy(tasks, blocks, graph.offsets, bounded.states, graph.cells,
                                            workdir / "greedy", k - bounded.selected, params.alpha, params.beta, params.seed,
                                            params.max_candidates, params.slack, params.partitioning,
                                            params.stages, SPANS["greedy"])
-        seconds["greedy"], clock = time.perf_counter() - clock, time.perf_counter()
+        clock.lap("greedy")
         chosen = [tasks.submit("chosen", j, _chosen, s, w) for j, (s, w) in enumerate(zip(bounded.states, won))]
         halos = exchange(tasks, "final", blocks, chosen)
         shares = [tasks.submit("objective", j, _objective, blocks[j], chosen[j], params.alpha, params.beta,
@@ -184,13 +184,13 @@ def select(client, embeddings: Source, utility: Source | None, params: Params, w
         selected = sum(count for _, _, count in parts)
         if selected != k:
             raise RuntimeError(f"selected {selected} points for a budget of {k}")  # a bug, never a user error
-        seconds["write"] = time.perf_counter() - clock
+        clock.lap("write")
         return Selection(
             n=found.n, k=k, objective=math.fsum(tasks.gather(shares)), partitions=graph.parts, sigma=graph.sigma,
             exact=graph.exact, nprobe=graph.nprobe, recall=graph.recall, nlist=graph.cells.nlist,
             edges=sum(tasks.gather([tasks.submit("edges", j, _edges, b) for j, b in enumerate(blocks)])) // 2,
             bounding=bounded.passes, bounded_selected=bounded.selected, bounded_discarded=bounded.discarded,
-            rounds=rounds, parts=parts, seconds=seconds, reruns=tasks.reruns(), worker_peak_mb=worker_peaks(client))
+            rounds=rounds, parts=parts, seconds=clock.seconds, cpu_seconds=clock.cpu_seconds, reruns=tasks.reruns(), worker_peak_mb=worker_peaks(client))
     finally:
         tasks.close()
         shutil.rmtree(workdir, ignore_errors=True)
