@@ -47,7 +47,7 @@ def cli(*args):
 
 def shell(home, *args, env=None):
     return subprocess.run([sys.executable, "-m", "curation", *args], cwd=home, capture_output=True, text=True,
-                          env={**os.environ, **(env or {})}, timeout=120)
+                          env={**os.environ, **(env or {})}, timeout=600)
 
 
 def alias(settings):

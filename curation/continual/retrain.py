@@ -46,7 +46,7 @@ from curation.tracking import Tracker
 from curation.training import records
 from curation.training.checkpoint import load_checkpoint, save_checkpoint
 from curation.training.config import TrainConfig
-from curation.training.run import _exclusive, run_dir
+from curation.training.run import exclusive, run_dir
 from curation.training.trainer import resolve_device
 from models import ModelSpec, build
 
@@ -117,7 +117,7 @@ def retrain(settings: Settings, dataset: str, pipeline: str | None = None, confi
     train = (train or TrainConfig()).resolve(infos[-1].feature_shape)
     device = resolve_device(train.device)
     catalog, tracker = Catalog(settings.catalog), Tracker(settings, experiment=dataset)
-    with _exclusive(settings.home / LOCKS / f"{dataset}.{name}"):
+    with exclusive(settings.home / LOCKS / f"{dataset}.{name}", f"retrain pipeline {name!r} of {dataset!r}"):
         state = _Pipeline(catalog, dataset, name, infos)
         tracker.end_dead_runs()
         if state.architecture not in (None, train.arch):
@@ -279,12 +279,11 @@ def _publish(settings: Settings, catalog: Catalog, tracker: Tracker, name: str, 
     replica, shipped = _replica(settings, catalog, base)
     if champion.id in shipped:
         return None
-    sender = Sparsifier(rho, str(base.id)).start(replica.state)
-    sender.sequence = replica.sequence
+    sender = Sparsifier.following(replica, rho)
     trained = _state(settings, champion)
     payload = sender.update(trained, str(champion.id)).to_bytes()
     update = SparseUpdate.from_bytes(payload)
-    path = settings.data_path / "deployments" / name / f"{base.id}-{update.sequence:06d}.npz"
+    path = settings.data_path / "deployments" / name / f"{base.id}-{update.sequence:06d}.csu"
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_bytes(payload)

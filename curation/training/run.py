@@ -70,14 +70,14 @@ def run_dir(settings: Settings, run_id: int) -> Path:
 
 
 @contextmanager
-def _exclusive(directory: Path) -> Iterator[None]:
-    """Hold the run's lock file: a second process cannot resume a run that is still training."""
+def exclusive(directory: Path, what: str | None = None) -> Iterator[None]:
+    """Hold ``directory``'s lock file: a second process cannot resume a run (or ``what``) still at work."""
     directory.mkdir(parents=True, exist_ok=True)
     with open(directory / "lock", "w") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise CurationError(f"training run {directory.name} is still running in another process",
+            raise CurationError(f"{what or f'training run {directory.name}'} is still running in another process",
                                 "wait for it to finish") from None
         yield
 
@@ -133,7 +133,7 @@ def train_version(settings: Settings, ref: str | int, config: TrainConfig | None
                                            lambda rid: (run_dir(settings, rid) / CHECKPOINT).is_file())
     run_id = previous.id if previous else records.start_run(catalog, info.id, plan_id, cfg.arch, params)
     tracker = Tracker(settings, experiment=info.dataset)
-    with _exclusive(run_dir(settings, run_id)):
+    with exclusive(run_dir(settings, run_id)):
         try:
             trainer = Trainer(model, data, cfg, selector=selector, checkpoint=run_dir(settings, run_id) / CHECKPOINT,
                               callbacks=callbacks)
