@@ -57,11 +57,29 @@ ALL_METHODS = ("full", "soft", "uniform", "el2n-topk-balanced", "selective-backp
 BUDGET_METHODS = ("soft", "uniform", "el2n-topk-balanced")
 
 
-def _to_target(points: list[dict], target: float) -> dict | None:
+def _to_target(points: list[dict], target: float | None) -> dict | None:
+    if target is None:  # the baseline was cut off: no target
+        return None
     for p in points:
         if p["accuracy"] >= target:
             return p
     return None
+
+
+def _at_equal_compute(runs: list[dict], full: dict) -> dict:
+    """Accuracy and backward samples of every run at the checkpoints all of them reached (in full-data epochs
+    of compute), for runs cut off before a target exists."""
+    last = full["points"][-1]
+    epoch = last["flops"] / last["epoch"] if last.get("epoch") else None
+    if not epoch:
+        return {}
+    reached = min(r["points"][-1]["flops"] for r in runs) / epoch
+    marks = [m / 10 for m in range(2, int(reached * 10 + 1e-9) + 1, 2)]
+    at = {r["system"]: [next(p for p in r["points"] if p["flops"] >= m * epoch * (1 - 1e-9)) for m in marks]
+          for r in runs}
+    return {"compute_full_epochs": marks,
+            "accuracy_at_equal_compute": {k: [p["accuracy"] for p in v] for k, v in at.items()},
+            "backward_samples_at_equal_compute": {k: [p["backward_samples"] for p in v] for k, v in at.items()}}
 
 
 def _ratio(a, b):
@@ -136,7 +154,7 @@ def main() -> None:
         benchmark leaves what finished)."""
         full = runs[0]
         full_best = max(p["accuracy"] for p in full["points"])
-        target = FRACTION * full_best
+        target = None if full.get("partial_run") else FRACTION * full_best
         full_hit = _to_target(full["points"], target)
         curves = {}
         curve_points: dict = {}  # written beside "results" (one table row per method stays readable)
@@ -176,7 +194,7 @@ def main() -> None:
         def pick(method, ratio=None):
             return next((x for x in results if x["method"] == method and (ratio is None or x["ratio"] == ratio)), None)
 
-        ratios: dict = {"target_accuracy": round(target, 4), "full_best_accuracy": round(full_best, 4),
+        ratios: dict = {"target_accuracy": target and round(target, 4), "full_best_accuracy": round(full_best, 4),
                         "full_seconds_to_target": None if full_hit is None else round(full_hit["seconds"], 2),
                         "full_backward_samples_to_target": None if full_hit is None else full_hit["backward_samples"]}
         targets: dict = {}
@@ -217,8 +235,10 @@ def main() -> None:
                     soft["auc_log_compute_shared"] - uni["auc_log_compute_shared"], 4)
                 targets[key] = "> 0 (soft beats the fixed subset at equal compute)"
                 checks[key] = ratios[key] > 0
+        if target is None:  # a cut-off baseline gives no target: compare accuracy at the same compute instead
+            ratios, targets, checks = {"full_cut_off": True, **_at_equal_compute(runs, full)}, {}, {}
         ratios["checks"] = checks
-        met = all(checks.values())
+        met = bool(checks) and all(checks.values())
 
         stem = NAME + ("" if args.model == "cnn1d" else f".{args.model}") + (".quick" if args.quick else "")
         RESULTS.mkdir(parents=True, exist_ok=True)
@@ -245,6 +265,8 @@ def main() -> None:
         cut = [r["system"] for r in runs if r.get("partial_run")]
         notes = ((f"PARTIAL: the benchmark was still running; not finished yet: {', '.join(missing)}. "
                   if partial else "") +
+                 ("NO TARGET: the full run was cut off, so its best accuracy is unknown; the ratios give every "
+                  "run's accuracy and backward samples at the same compute instead. " if target is None else "") +
                  (f"CUT OFF (stopped before their compute budget; the curve is a prefix of the full-length "
                   f"run's, best_accuracy is the best so far, cut_off_at_full_epochs says where): {', '.join(cut)}. "
                   if cut else "") +
