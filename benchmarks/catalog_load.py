@@ -173,7 +173,8 @@ def main() -> None:
     targets = {"errors": "== 0", "rows_intact": "true"}
     met = ratios["errors"] == 0 and ratios["rows_intact"]
     notes = (f"{args.processes} processes x {rounds} rounds vs 1 process x {total} rounds; a round is "
-             f"{ROWS_PER_ROUND} rows (version, plan, run, model) in 4 transactions (the run is started, then finished). "
+             f"{ROWS_PER_ROUND} rows (version, plan, run, model) in 4 transactions (a run is started, then "
+             "finished). "
              "Throughput ratios are context, not targets: SQLite serialises writers (WAL + busy timeout), and "
              f"this machine has {os.cpu_count()} cores for {args.processes} processes.")
     write_result("catalog_load", {"processes": args.processes, "rounds_per_process": rounds, "total_rounds": total,

@@ -128,7 +128,7 @@ CASES = {
     "nan features": ("cli", ["data", "add", "{nan}"], "NaN, inf"),
     "inf features": ("cli", ["data", "add", "{inf}"], "NaN, inf"),
     "huge features": ("cli", ["data", "add", "{huge}"], "beyond float32"),
-    "huge labels": ("cli", ["data", "add", "{biglabel}"], "label"),
+    "huge labels": ("cli", ["data", "add", "{biglabel}"], "labels outside int32"),
     "float labels": ("cli", ["data", "add", "{float}"], "not integers"),
     "string labels": ("cli", ["data", "add", "{string}"], "not integers"),
     "mixed label types": ("cli", ["data", "add", "{mixed}"], "not integers"),
@@ -141,19 +141,20 @@ CASES = {
     "bad parent": ("cli", ["data", "add", "digits", "--parent", "999"], "no data set version '999'"),
     # select, score, train, retrain, compare
     "budget as a string": ("cli", ["select", "base", "-m", "uniform", "--budget", "ten"], "is not a number"),
-    "budget above N": ("cli", ["select", "base", "-m", "uniform", "--budget", "100000"], "budget"),
+    "budget above N": ("cli", ["select", "base", "-m", "uniform", "--budget", "100000"], "larger than the 240 samples"),
     "unknown method": ("cli", ["select", "base", "-m", "telepathy"], "unknown selection method"),
     "param not key=value": ("cli", ["select", "base", "-m", "uniform", "-p", "budget"], "is not key=value"),
-    "select negative seed": ("cli", ["select", "base", "-m", "soft", "--ratio", "0.3", "--seed", "-5"], "seed"),
+    "select negative seed": ("cli", ["select", "base", "-m", "soft", "--ratio", "0.3", "--seed", "-5"],
+                             "seed must be a non-negative integer"),
     "unknown version": ("cli", ["select", "nosuch", "-m", "soft"], "no data set version 'nosuch'"),
     "score epochs 0": ("cli", ["score", "base", "--epochs", "0"], "--epochs must be at least 1"),
     "score unknown model": ("cli", ["score", "base", "--model", "999"], "no model version 999"),
     "train unknown arch": ("cli", ["train", "base", "--arch", "resnet9000"], "unknown architecture"),
-    "train zero batch": ("cli", ["train", "base", *TRAIN, "--batch-size", "0"], "batch_size"),
-    "train negative lr": ("cli", ["train", "base", *TRAIN, "--lr", "-1"], "lr"),
-    "train unknown device": ("cli", ["train", "base", *TRAIN, "--device", "tpu"], "device"),
+    "train zero batch": ("cli", ["train", "base", *TRAIN, "--batch-size", "0"], "bad training setting 'batch_size'"),
+    "train negative lr": ("cli", ["train", "base", *TRAIN, "--lr", "-1"], "bad training setting 'lr'"),
+    "train unknown device": ("cli", ["train", "base", *TRAIN, "--device", "tpu"], "bad training setting 'device'"),
     "train missing plan": ("cli", ["train", "base", *TRAIN, "--plan", "999"], "no selection plan 999"),
-    "hand-made plan file": ("cli", ["train", "base", *TRAIN, "--plan", "{plan}"], "not in"),
+    "hand-made plan file": ("cli", ["train", "base", *TRAIN, "--plan", "{plan}"], "sample ids are not in this version"),
     "train bad baseline": ("cli", ["train", "base", *TRAIN, "--baseline", "999"], "baseline run 999"),
     "resume with nothing to resume": ("cli", ["train", "base", *TRAIN, "--seed", "7", "--resume"], "to resume"),
     "retrain unknown data set": ("cli", ["retrain", "nosuch"], "has no versions"),
@@ -165,13 +166,13 @@ CASES = {
     "params.yaml with an unknown key": ("params", "seed: 0\ntrain:\n  epochz: 3\n", "unknown key 'train.epochz'"),
     # Python API
     "api: later chunk with another schema": ("api", _api_chunk_schema, "differs"),
-    "api: wrong dtypes": ("api", _api_wrong_dtypes, "numeric"),
-    "api: budget as a string": ("api", _api_budget_string, "budget"),
-    "api: negative epochs": ("api", _api_train_negative_epochs, "epochs"),
+    "api: wrong dtypes": ("api", _api_wrong_dtypes, "non-numeric features"),
+    "api: budget as a string": ("api", _api_budget_string, "budget must be a number, got 'ten'"),
+    "api: negative epochs": ("api", _api_train_negative_epochs, "bad training setting 'epochs'"),
     "api: unknown method parameter": ("api", _api_unknown_method_param, "unknown parameters for uniform"),
     # flows
     "flow: ingest mixed labels": ("flow", _flow_ingest, "not integers"),
-    "flow: curate budget as a string": ("flow", _flow_curate, "budget"),
+    "flow: curate budget as a string": ("flow", _flow_curate, "budget must be a number, got 'lots'"),
     "flow: score with a missing model": ("flow", _flow_score, "no model version 999"),
 }
 
@@ -203,8 +204,8 @@ def prepared(tmp_path_factory):
             mp.delenv(key)
         mp.setenv("CURATION_HOME", str(home))
         mp.chdir(home)
-        for args in (["init"], ["data", "add", "mnist1d", "--samples", "300", "--name", "base"], ["train", "base", *TRAIN],
-                     ["select", "base", "-m", "uniform", "--budget", "30"]):
+        for args in (["init"], ["data", "add", "mnist1d", "--samples", "300", "--name", "base"],
+                     ["train", "base", *TRAIN], ["select", "base", "-m", "uniform", "--budget", "30"]):
             result = CliRunner().invoke(app, args, catch_exceptions=False)
             assert result.exit_code == 0, result.output
         connect.cache_clear()

@@ -172,8 +172,8 @@ def test_nothing_is_unpickled_anywhere_in_the_tool():
             keywords = {k.arg: k.value for k in node.keywords}
             source = ast.unparse(node)
             if source.startswith("torch.load"):
-                assert isinstance(keywords.get("weights_only"), ast.Constant) and keywords["weights_only"].value is True, \
-                    f"{path}:{node.lineno}: {source}"
+                weights_only = keywords.get("weights_only")
+                assert isinstance(weights_only, ast.Constant) and weights_only.value is True, f"{path}: {source}"
             if source.startswith("np.load"):  # numpy refuses pickles unless allow_pickle=True
                 assert "allow_pickle" not in keywords or keywords["allow_pickle"].value is False, f"{path}: {source}"
         assert not list(_calls(tree, "read_pickle")), path
