@@ -122,7 +122,7 @@ def main() -> None:
     ratio = med["flows"]["total"] / med["direct"]["total"]
     overhead = ratio - 1
     results = [{"system": path, **{f"{k}_seconds": round(v, 2) for k, v in med[path].items()},
-                "runs": [{k: round(v, 2) for k, v in r.items()} for r in runs[path]]} for path in runs]
+                "run_totals": ", ".join(f"{r['total']:.1f}" for r in runs[path])} for path in runs]
     results.append({"system": "prefect-cold-start", "seconds": round(cold, 2), "noop_flow_warm_seconds":
                     round(warm_noop, 3)})
     fixed = med["flows"]["curate"] - med["direct"]["curate"]
