@@ -168,7 +168,8 @@ def main() -> None:
             led = r["ledger"]
             results.append({
                 "system": r["system"], "method": r["method"], "ratio": r["ratio"], "epochs": r["epochs"],
-                "cut_off_at_full_epochs": (round(pts[-1]["flops"] / full["points"][-1]["flops"] * epochs, 2)
+                "cut_off_at_full_epochs": (round(pts[-1]["flops"] / (train_samples * (1 + BACKWARD_FACTOR)
+                                                                     * flops_per_sample), 2)
                                            if r.get("partial_run") else None),
                 "batch_size": r["batch_size"], "selector": r["selector"],
                 "best_accuracy": round(curve.best, 4), "final_accuracy": round(float(curve.accuracy[-1]), 4),
