@@ -1,22 +1,22 @@
 """Proactive training vs full retraining vs periodic retraining on a drifting MNIST-1D stream.
 
-Side by side in one run, chunk by chunk: each chunk is registered as a new version (add_chunk),
-then every system brings its model up to date with ``train_step`` (the library's one code path):
+Side by side in one run, on the same chunks (each registered as a new version with add_chunk),
+every system brings its model up to date with ``train_step`` (the library's one code path):
 proactive continues from its deployed model on t new + (B - t) history rows, ``passes`` times
-over the new chunk; full retrains from scratch on everything seen so far; periodic does the same
-every ``every`` chunks and otherwise keeps its model. ``--variant`` adds more proactive systems
-(e.g. ``passes=6,new_per_batch=64``). Each model is evaluated on the current chunk's test split
-(never used for any choice). Training time is each step's CPU seconds (``time.thread_time``, one
-torch thread; the target's measure, robust to other jobs on a shared machine), reported beside the
-ledger's wall-clock train_seconds and the trained samples. ``--seeds`` runs whole
-streams (each seed draws its own stream and initialisations); per seed, full retraining and the
-other systems run as two tasks, ``--jobs`` tasks at once; the ratios are
-over all seeds together (mean accuracy points averaged, seconds summed).
-"""
+over the new chunk; full retrains from scratch on everything seen so far at every chunk;
+periodic does the same every ``every`` chunks and serves that model in between. A full
+retraining at chunk c does not depend on the others, so they run as separate tasks (``--jobs``
+processes; chunks paired c with n-1-c), and periodic's retrainings are exactly full's at chunks
+0, every, 2 every, ... (the same call), so they are reused, their models evaluated on the chunks
+they serve. ``--variant`` adds more proactive systems (e.g. ``batch_size=64,passes=6``). Each
+model is evaluated on the current chunk's test split (never used for any choice). Training
+time is each step's CPU seconds (``time.thread_time``, one torch thread: robust to the other jobs
+of a shared machine), reported beside the ledger's wall-clock train_seconds and the trained
+samples. ``--seeds``: whole streams (each seed its own stream and initialisations); the ratios
+are over all seeds together (mean accuracy points averaged, seconds summed)."""
 
 from __future__ import annotations
 
-import copy
 import statistics
 import tempfile
 import time
@@ -35,53 +35,85 @@ def _variant(text: str) -> dict:
     return dict(item.split("=", 1) for item in text.split(",") if item)
 
 
-def run_stream(seed: int, configs: dict, train, chunks: int, samples: int) -> dict:
-    """One stream: every system's per-chunk accuracy, training seconds and trained samples."""
+def _chunks(seed: int, upto: int, samples: int, tmp: str) -> list:
+    """Chunks 0..upto of the seed's stream, each registered as the next version of one data set."""
     import torch
 
     from curation.config import load_settings
-    from curation.continual.data import StreamData, load_chunk
-    from curation.continual.proactive import ContinualConfig, evaluate, train_step
+    from curation.continual.data import load_chunk
     from curation.data.stream import add_chunk, drifting_mnist1d
+
+    settings = load_settings(home=Path(tmp), dvc=False)
+    return [(info := add_chunk(settings, "stream", drifting_mnist1d(c, samples=samples, seed=seed)),
+             load_chunk(settings, info, torch.device("cpu"))) for c in range(upto + 1)]
+
+
+def _timed(fn, *args, **kwargs):
+    """fn's result, its CPU seconds (this thread; one torch thread) and nothing else."""
+    tick = time.thread_time()
+    result = fn(*args, **kwargs)
+    return result, time.thread_time() - tick
+
+
+def run_full(seed: int, at: list[int], train, chunks: int, samples: int, every: int) -> dict:
+    """Full retraining at chunks ``at`` (each from scratch, independent of the others), each model also
+    evaluated on the next ``every - 1`` chunks: what periodic retraining serves until its next retraining."""
+    from curation.continual.data import StreamData
+    from curation.continual.proactive import ContinualConfig, evaluate, train_step
     from models import ModelSpec
 
     train = train.model_copy(update={"seed": seed})
-    out = {name: {"accuracy": [], "seconds": 0.0, "cpu_seconds": 0.0, "samples": 0} for name in configs}
-    models, optimizers, waiting = dict.fromkeys(configs), dict.fromkeys(configs), dict.fromkeys(configs, 0)
+    out = {}
     with tempfile.TemporaryDirectory() as tmp:
-        settings = load_settings(home=Path(tmp), dvc=False)
-        loaded = []
-        for c in range(chunks):
-            info = add_chunk(settings, "stream", drifting_mnist1d(c, samples=samples, seed=seed))
-            loaded.append(load_chunk(settings, info, torch.device("cpu")))
-            stream, spec = StreamData.of(loaded), ModelSpec.of(info)
-            if c == 0:  # every system's first model is the same one from scratch: train it once, book it to each
-                tick = time.thread_time()
-                first = train_step(stream, 1, None, ContinualConfig(mode="full"), train, spec, step=c)
-                first_cpu = time.thread_time() - tick
-            for name, config in configs.items():
-                waiting[name] += 1
-                if c == 0:
-                    models[name], optimizers[name] = copy.deepcopy(first.model), copy.deepcopy(first.optimizer)
-                    out[name]["seconds"] += first.ledger.train_seconds
-                    out[name]["cpu_seconds"] += first_cpu
-                    out[name]["samples"] += first.ledger.backward_samples
-                    out[name]["accuracy"].append(first.accuracy)
-                    waiting[name] = 0
-                elif config.due(waiting[name]):
-                    tick = time.thread_time()
-                    step = train_step(stream, waiting[name], models[name], config, train, spec, step=c,
-                                      optimizer=optimizers[name])
-                    out[name]["cpu_seconds"] += time.thread_time() - tick
-                    models[name], optimizers[name], waiting[name] = step.model, step.optimizer, 0
-                    out[name]["seconds"] += step.ledger.train_seconds
-                    out[name]["samples"] += step.ledger.backward_samples
-                    out[name]["accuracy"].append(step.accuracy)
-                else:
-                    out[name]["accuracy"].append(evaluate(models[name], stream, train))
-            print(f"seed {seed} chunk {c}: " + "  ".join(f"{n} {out[n]['accuracy'][-1]:.4f}" for n in configs),
-                  flush=True)
+        loaded = _chunks(seed, min(max(at) + every - 1, chunks - 1), samples, tmp)
+        for c in at:
+            stream = StreamData.of([d for _, d in loaded[:c + 1]])
+            step, cpu = _timed(train_step, stream, 1, None, ContinualConfig(mode="full"), train,
+                               ModelSpec.of(loaded[c][0]), step=c)
+            later = [evaluate(step.model, StreamData.of([d for _, d in loaded[:j + 1]]), train)
+                     for j in range(c + 1, min(c + every, chunks))]
+            out[c] = {"accuracy": step.accuracy, "served": later, "seconds": step.ledger.train_seconds,
+                      "cpu_seconds": cpu, "samples": step.ledger.backward_samples}
+            print(f"seed {seed} chunk {c}: full {step.accuracy:.4f}", flush=True)
     return out
+
+
+def run_proactive(seed: int, name: str, config, train, chunks: int, samples: int) -> dict:
+    """One proactive system over the whole stream: the first model from scratch, then a step per chunk."""
+    from curation.continual.data import StreamData
+    from curation.continual.proactive import train_step
+    from models import ModelSpec
+
+    train = train.model_copy(update={"seed": seed})
+    out = {"accuracy": [], "seconds": 0.0, "cpu_seconds": 0.0, "samples": 0}
+    model = optimizer = None
+    with tempfile.TemporaryDirectory() as tmp:
+        loaded = _chunks(seed, chunks - 1, samples, tmp)
+        for c in range(chunks):
+            stream = StreamData.of([d for _, d in loaded[:c + 1]])
+            step, cpu = _timed(train_step, stream, 1, model, config, train, ModelSpec.of(loaded[c][0]), step=c,
+                               optimizer=optimizer)
+            model, optimizer = step.model, step.optimizer
+            out["accuracy"].append(step.accuracy)
+            out["seconds"] += step.ledger.train_seconds
+            out["cpu_seconds"] += cpu
+            out["samples"] += step.ledger.backward_samples
+            print(f"seed {seed} chunk {c}: {name} {step.accuracy:.4f}", flush=True)
+    return out
+
+
+def _assemble(full: dict, chunks: int, every: int) -> dict:
+    """Full and periodic over one stream from the full retrainings at every chunk."""
+    systems = {"full": {"accuracy": [], "seconds": 0.0, "cpu_seconds": 0.0, "samples": 0},
+               "periodic": {"accuracy": [], "seconds": 0.0, "cpu_seconds": 0.0, "samples": 0}}
+    for c in range(chunks):
+        for name in systems if c % every == 0 else ("full",):
+            for key in ("seconds", "cpu_seconds", "samples"):
+                systems[name][key] += full[c][key]
+        systems["full"]["accuracy"].append(full[c]["accuracy"])
+        last = c - c % every
+        systems["periodic"]["accuracy"].append(full[c]["accuracy"] if c == last else full[last]["served"][c - last - 1])
+    return systems
 
 
 def main() -> None:
@@ -119,13 +151,19 @@ def main() -> None:
         configs[f"proactive[{text}]"] = ContinualConfig.make(mode="proactive", **{**proactive, **_variant(text)})
     train = TrainConfig(arch="cnn1d", epochs=epochs, batch_size=args.batch_size, seed=seeds[0], device="cpu")
     wall = time.perf_counter()
-    groups = [{"full": configs["full"]}, {k: v for k, v in configs.items() if k != "full"}]
+    at = list(range(chunks))
+    lanes = [sorted({at[i], at[-1 - i]}) for i in range((chunks + 1) // 2)]  # balanced: c and chunks-1-c
     with ProcessPoolExecutor(args.jobs, mp_context=get_context("spawn"), initializer=torch.set_num_threads,
                              initargs=(args.threads,)) as pool:
-        futures = {(seed, i): pool.submit(run_stream, seed, group, train, chunks, samples)
-                   for seed in seeds for i, group in enumerate(groups)}
-        runs = {seed: {name: value for i in range(len(groups)) for name, value in futures[seed, i].result().items()}
-                for seed in seeds}
+        fulls = [(seed, pool.submit(run_full, seed, lane, train, chunks, samples, args.every))
+                 for seed in seeds for lane in lanes]
+        proactives = {(seed, name): pool.submit(run_proactive, seed, name, config, train, chunks, samples)
+                      for seed in seeds for name, config in configs.items() if config.mode == "proactive"}
+        runs = {}
+        for seed in seeds:
+            full = {c: r for s, f in fulls if s == seed for c, r in f.result().items()}
+            runs[seed] = _assemble(full, chunks, args.every)
+            runs[seed] |= {name: f.result() for (s, name), f in proactives.items() if s == seed}
     wall = time.perf_counter() - wall
 
     results = []

@@ -7,13 +7,16 @@ its replica applies them, side by side on the same trained weights. Per sender: 
 payload (indices and values) and its whole file (header included) relative to the dense weights;
 the replica's accuracy on the current test chunk relative to the trained (dense) model; the time
 to sparsify, serialise, parse and apply relative to the training step's time. The targets are
-judged on the first scope given (per tensor, the paper's rule)."""
+judged on the first scope given (per tensor, the paper's rule). Each (seed, scope) runs as its own
+task (``--jobs`` processes): the same seeded training, repeated per scope (deterministic on CPU)."""
 
 from __future__ import annotations
 
 import statistics
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
+from multiprocessing import get_context
 from pathlib import Path
 
 from benchmarks._common import parser, peak_rss_mb, write_result
@@ -23,7 +26,7 @@ TARGET_BYTES = 1 / 500  # a whole update file (header included) relative to dens
 TARGET_POINTS = 1.0  # replica within this many accuracy points of the dense model at rho = 1e-3
 
 
-def run_stream(seed: int, args, chunks: int, samples: int, epochs: int) -> dict:
+def run_stream(seed: int, scope: str, args, chunks: int, samples: int, epochs: int) -> dict:
     """One stream: per (rho, scope) sender, its payload and file ratios, accuracy drops and seconds."""
     import torch
 
@@ -36,7 +39,8 @@ def run_stream(seed: int, args, chunks: int, samples: int, epochs: int) -> dict:
     from curation.training.trainer import Callback
     from models import ModelSpec, build
 
-    systems = [(rho, scope) for scope in args.scopes.split(",") for rho in RHOS]
+    torch.set_num_threads(args.threads)
+    systems = [(rho, scope) for rho in RHOS]
 
     class Ship(Callback):
         """Every sender ships the model as it is now; the time goes to that sender's seconds."""
@@ -102,22 +106,25 @@ def main() -> None:
     p.add_argument("--scopes", default="tensor,model", help="top-k per tensor (the paper's rule, reported "
                    "against the targets) and/or over the whole model")
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--seeds", default="0,1", help="comma-separated stream seeds, one after the other")
+    p.add_argument("--seeds", default="0,1", help="comma-separated stream seeds")
+    p.add_argument("--jobs", type=int, default=4, help="(seed, scope) tasks at once, each its own process")
     args = p.parse_args()
     chunks, samples, epochs = (3, 600, 3) if args.quick else (args.chunks, args.samples, args.epochs)
     seeds = [int(s) for s in args.seeds.split(",")][:1 if args.quick else None]
 
-    import torch
-
-    torch.set_num_threads(args.threads)
     from curation.continual.proactive import ContinualConfig
 
-    runs = [run_stream(seed, args, chunks, samples, epochs) for seed in seeds]
-    train_total, dense = sum(r["train_seconds"] for r in runs), runs[0]["dense"]
+    scopes = args.scopes.split(",")
+    with ProcessPoolExecutor(args.jobs, mp_context=get_context("spawn")) as pool:
+        tasks = {(seed, scope): pool.submit(run_stream, seed, scope, args, chunks, samples, epochs)
+                 for seed in seeds for scope in scopes}
+        runs = {key: task.result() for key, task in tasks.items()}
+    train_total, dense = sum(r["train_seconds"] for r in runs.values()) / len(scopes), runs[seeds[0], scopes[0]]["dense"]
     results = []
-    for key in runs[0]["systems"]:
+    for key in [(rho, scope) for scope in scopes for rho in RHOS]:
         rho, scope = key
-        per = [r["systems"][key] for r in runs]
+        per = [runs[seed, scope]["systems"][key] for seed in seeds]
+        own_training = sum(runs[seed, scope]["train_seconds"] for seed in seeds)
         points = [statistics.fmean(r["points"]) for r in per]
         results.append({"system": f"{scope} rho={rho:g}", "rho": rho, "scope": scope,
                         "payload_bytes_ratio": statistics.fmean(x for r in per for x in r["payload"]),
@@ -126,7 +133,7 @@ def main() -> None:
                         "mean_accuracy_drop_points": statistics.fmean(points), "mean_accuracy_drop_points_per_seed": points,
                         "accuracy_drop_points_per_chunk_per_seed": [r["points"] for r in per],
                         "updates": sum(len(r["payload"]) for r in per), "sender_seconds": sum(r["seconds"] for r in per),
-                        "overhead_vs_training": sum(r["seconds"] for r in per) / train_total})
+                        "overhead_vs_training": sum(r["seconds"] for r in per) / own_training})
     ref = next(r for r in results if r["rho"] == 1e-3 and r["scope"] == results[0]["scope"])
     ratios = {}
     for r in results:
