@@ -241,7 +241,8 @@ def main() -> None:
         ratios["checks"] = checks
         met = bool(checks) and all(checks.values())
 
-        stem = NAME + ("" if args.model == "cnn1d" else f".{args.model}") + (".quick" if args.quick else "")
+        stem = args.out.name.removesuffix(".json") if args.out else (
+            NAME + ("" if args.model == "cnn1d" else f".{args.model}") + (".quick" if args.quick else ""))
         RESULTS.mkdir(parents=True, exist_ok=True)
         pngs = []
         for r in budgets:
