@@ -3,7 +3,8 @@
 Each case restores one prepared project (a data set, a retrain pipeline with a champion and a new chunk),
 runs the real CLI in a subprocess with CURATION_KILL_AT, and checks: every file the catalog claims exists with
 its hash, every `.dvc` file matches its data, MLflow aliases point at versions the catalog claims; then reruns
-the command and checks that no MLflow run is left RUNNING and that the result equals an uninterrupted run's.
+the command and checks that no MLflow or catalog run is left RUNNING and that the result equals an uninterrupted
+run's.
 
 CI runs a seeded sample with every stage covered (FAULT_SEED, default 0); FAULT_POINTS=all runs every point
 (not CURATION_*: conftest clears those before collection).
@@ -203,6 +204,8 @@ def test_kill_leaves_a_consistent_project_and_the_rerun_completes_the_work(prepa
     assert rerun.returncode == 0, rerun.stderr
     prepared.check_consistent()
     assert "RUNNING" not in prepared.runs().values(), "a killed run was left RUNNING after the next start"
+    assert not prepared.rows("SELECT id FROM training_runs WHERE status = 'RUNNING'"), \
+        "a killed catalog run was left RUNNING after the next start"
     assert prepared.result(stage) == expected
 
 

@@ -77,10 +77,11 @@ def test_killed_mid_epoch_then_resume_matches_an_uninterrupted_run(project):
     assert killed.returncode == -9, killed.stderr
     assert statuses(settings) == [RUNNING] and mlflow_statuses(settings) == ["RUNNING"]
 
+    uninterrupted = json.loads(cli(info.ref, *SMALL, "--json").stdout)  # its start ends the dead run
+    assert statuses(settings) == [FAILED, FINISHED] and sorted(mlflow_statuses(settings)) == ["FAILED", "FINISHED"]
     resumed = cli(info.ref, *SMALL, "--resume", "--json")
     assert resumed.exit_code == 0, resumed.output
     resumed = json.loads(resumed.stdout)
-    uninterrupted = json.loads(cli(info.ref, *SMALL, "--json").stdout)
     assert resumed["run_id"] == 1 and uninterrupted["run_id"] == 2
     assert statuses(settings) == [FINISHED, FINISHED] and mlflow_statuses(settings) == ["FINISHED", "FINISHED"]
 
@@ -169,3 +170,17 @@ def test_a_stored_plan_by_id_trains_its_samples_and_books_its_selection_cost(pro
     with Catalog(settings.catalog).session() as s:
         run = s.get(TrainingRun, outcome["run_id"])
         assert (run.plan_id, run.params["plan"]["method"]) == (plan.id, "soft")
+
+
+def test_only_runs_whose_process_is_gone_are_ended(project):
+    settings, info = project
+    from curation.training import records
+    from curation.training.run import end_dead_runs, exclusive, run_dir
+
+    catalog = Catalog(settings.catalog)
+    live, dead, elsewhere = (records.start_run(catalog, info.id, None, "mlp", {}) for _ in range(3))
+    with exclusive(run_dir(settings, dead)):
+        pass  # its process took the lock, then died
+    with exclusive(run_dir(settings, live)):  # at work
+        assert end_dead_runs(settings, catalog) == [dead]
+    assert statuses(settings) == [RUNNING, FAILED, RUNNING]  # `elsewhere` never ran in this folder

@@ -40,6 +40,19 @@ def mark_failed(catalog: Catalog, run_id: int) -> None:
             run.status, run.ended_at = FAILED, datetime.now(timezone.utc)
 
 
+def running(catalog: Catalog) -> list[int]:
+    """Ids of the runs the catalog shows RUNNING."""
+    with catalog.session() as s:
+        return list(s.scalars(select(TrainingRun.id).where(TrainingRun.status == RUNNING)))
+
+
+def reopen(catalog: Catalog, run_id: int) -> None:
+    """RUNNING again: a resumed run (a killed run is marked FAILED by the next start, and stays resumable)."""
+    with catalog.session() as s:
+        run = s.get(TrainingRun, run_id)
+        run.status, run.ended_at = RUNNING, None
+
+
 def finish_run(catalog: Catalog, run_id: int, ledger: dict, metrics: dict, model: dict) -> int:
     """FINISHED with the final ledger and metrics, and the trained model's row; returns the model's id."""
     with catalog.session() as s:

@@ -82,6 +82,23 @@ def exclusive(directory: Path, what: str | None = None) -> Iterator[None]:
         yield
 
 
+def end_dead_runs(settings: Settings, catalog: Catalog) -> list[int]:
+    """Mark FAILED every RUNNING run of this project whose process is gone (its run folder's lock is free);
+    called whenever training starts, so no run stays RUNNING forever. ``--resume`` still continues them."""
+    ended = []
+    for run_id in records.running(catalog):
+        folder = run_dir(settings, run_id)
+        if not (folder / "lock").is_file():  # not started in this project folder
+            continue
+        try:
+            with exclusive(folder):
+                records.mark_failed(catalog, run_id)
+        except CurationError:  # still at work
+            continue
+        ended.append(run_id)
+    return ended
+
+
 def load_plan(settings: Settings, catalog: Catalog, info: VersionInfo, plan: str | int | Path
               ) -> tuple[Plan, int | None, dict]:
     """A plan by catalog id (as `curation select` stores it) or a Parquet plan file; with its catalog id
@@ -127,6 +144,7 @@ def train_version(settings: Settings, ref: str | int, config: TrainConfig | None
     params = {**cfg.model_dump(), "plan": {**plan.describe(), "digest": digest, "id": plan_id},
               "selector": None if selector is None else type(selector).__qualname__}
 
+    end_dead_runs(settings, catalog)
     previous = None
     if resume:
         previous = records.interrupted_run(catalog, info.id, cfg.arch, params,
@@ -138,6 +156,7 @@ def train_version(settings: Settings, ref: str | int, config: TrainConfig | None
             trainer = Trainer(model, data, cfg, selector=selector, checkpoint=run_dir(settings, run_id) / CHECKPOINT,
                               callbacks=callbacks)
             if previous:
+                records.reopen(catalog, run_id)
                 trainer.resume(plan)
             else:
                 trainer.ledger.absorb_selection(ComputeLedger.from_dict(plan_ledger))
