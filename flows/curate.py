@@ -54,17 +54,24 @@ def curate(version: str = "mnist1d", method: str = "soft", params: dict | None =
     ``engine="dask"`` runs the pairwise method on a Dask cluster (prefect-dask's DaskTaskRunner): a
     LocalCluster, or the scheduler at ``scheduler`` (tcp://host:port).
     """
-    if engine == "dask":
-        from prefect_dask import DaskTaskRunner
+    if engine != "dask":
+        return curate_steps(version, method, params, score_set)
+    from prefect_dask import DaskTaskRunner
 
-        if method not in ("pairwise", "pairwise-distributed"):
-            raise CurationError(f"engine dask runs the pairwise method, not {method!r}", "give method='pairwise'")
+    if method not in ("pairwise", "pairwise-distributed"):
+        raise CurationError(f"engine dask runs the pairwise method, not {method!r}", "give method='pairwise'")
+    runner = DaskTaskRunner(address=scheduler) if scheduler else DaskTaskRunner(
+        cluster_kwargs={"threads_per_worker": 1, "processes": True, "dashboard_address": None})
+    plan = curate_on_dask.with_options(task_runner=runner)(load_settings(), version, params or {}, score_set)
+    return _published(plan)
 
-        runner = DaskTaskRunner(address=scheduler) if scheduler else DaskTaskRunner(
-            cluster_kwargs={"threads_per_worker": 1, "processes": True, "dashboard_address": None})
-        plan = curate_on_dask.with_options(task_runner=runner)(load_settings(), version, params or {}, score_set)
-    else:
-        plan = select(version, method, params or {"ratio": 0.1, "seed": 0}, score_set)
+
+def curate_steps(version: str, method: str = "soft", params: dict | None = None, score_set: int | None = None) -> dict:
+    """The curate flow's local selection and artifact, inside the calling flow (``curate`` or ``pipeline``)."""
+    return _published(select(version, method, params or {"ratio": 0.1, "seed": 0}, score_set))
+
+
+def _published(plan: dict) -> dict:
     record_table("selection-plan", plan, f"Plan {plan['id']}: {plan['method']} on version {plan['version_id']}")
     print(f"plan {plan['id']}: {plan['method']} {plan['params']}")
     return plan

@@ -10,6 +10,7 @@ from prefect.deployments.runner import RunnerDeployment
 from flows.compare import compare
 from flows.curate import curate
 from flows.ingest import ingest
+from flows.pipeline import pipeline
 from flows.retrain import retrain
 
 NIGHTLY = "0 2 * * *"  # 02:00 every night
@@ -17,14 +18,17 @@ RETRAIN_EVERY = timedelta(minutes=5)  # retrain checks for new chunks this often
 
 
 def deployments(version: str = "mnist1d") -> list[RunnerDeployment]:
-    """The deployments `curation serve` registers: nightly curation, ingest and compare on demand, retraining on
-    new chunks."""
+    """The deployments `curation serve` registers: nightly curation, ingest, the whole pipeline and compare on
+    demand, retraining on new chunks."""
     return [
         curate.to_deployment("nightly-curate", cron=NIGHTLY, parameters={"version": version},
                              description="Select a fresh soft-sampling plan for the newest version every night.",
                              tags=["curation"]),
         ingest.to_deployment("ingest", description="Add a data set version (run on demand from the UI).",
                              tags=["curation"]),
+        pipeline.to_deployment("pipeline",
+                               description="Ingest, score, curate and train in one flow run (the chain dvc repro "
+                                           "runs), on demand.", tags=["curation"]),
         compare.to_deployment("compare", parameters={"version": version},
                               description="Compare selection methods with the full-data baseline at equal compute "
                                           "(nested MLflow runs, a table and report pictures).",

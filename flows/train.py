@@ -26,6 +26,12 @@ def train(version: str = "mnist1d", arch: str | None = None, epochs: int | None 
           plan: str | int | None = None, resume: bool = False, baseline: int | None = None) -> dict:
     """Train ``arch`` on ``version`` with an optional plan (catalog id or Parquet file); returns the outcome."""
     config = {"arch": arch, "epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed, "device": device}
+    return train_steps(version, config, plan, resume, baseline)
+
+
+def train_steps(version: str, config: dict, plan: str | int | None = None, resume: bool = False,
+                baseline: int | None = None) -> dict:
+    """The train flow's task and history artifact, inside the calling flow (``train`` or ``pipeline``)."""
     outcome = train_model(version, config, plan, resume, baseline)
     rows_table("training-history", [{k: r[k] for k in HISTORY_COLUMNS} for r in outcome["history"]],
                f"Run {outcome['run_id']} ({outcome['config']['arch']} on {outcome['version']}): accuracy, "
