@@ -75,14 +75,6 @@ def plan_kind(plan: Plan, epochs: int) -> str:
     return "static" if all(np.array_equal(first, np.sort(plan.ids(e))) for e in range(1, epochs)) else "other"
 
 
-def occupancy(plan: Plan, epochs: int, n: int) -> list[int]:
-    """Histogram of how many of the ``n`` train samples the plan draws 0, 1, 2, ... times in ``epochs`` epochs."""
-    _, counts = np.unique(np.concatenate([plan.ids(e) for e in range(epochs)]), return_counts=True)
-    hist = np.bincount(counts, minlength=epochs + 1)
-    hist[0] = n - len(counts)
-    return hist.tolist()
-
-
 def parse_method(text: str) -> tuple[str, dict]:
     """'soft:ratio=0.3' -> ('soft', {'ratio': 0.3}); values parsed as YAML scalars."""
     import yaml
@@ -113,13 +105,12 @@ def train_row(settings: Settings, version_id: int, config: TrainConfig, method: 
     if plan is None:
         outcome = train_version(settings, version_id, config)
         return Row("full", {}, outcome.run_id, config.epochs, outcome.summary, outcome.ledger, 1.0, n, "full",
-                   curve(outcome.history), [0] * config.epochs + [n])
+                   curve(outcome.history), outcome.occupancy)
     epochs = max(1, round(config.epochs / plan.ratio)) if plan.ratio else config.epochs
     outcome = train_version(settings, version_id, config.model_copy(update={"epochs": epochs}), plan.id,
                             baseline=baseline)
-    stored = load_plan(settings, plan.id)
     return Row(method, params or {}, outcome.run_id, epochs, outcome.summary, outcome.ledger, plan.ratio or 1.0, n,
-               plan_kind(stored, epochs), curve(outcome.history), occupancy(stored, epochs, n))
+               plan_kind(load_plan(settings, plan.id), epochs), curve(outcome.history), outcome.occupancy)
 
 
 @contextmanager

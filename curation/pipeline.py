@@ -287,7 +287,7 @@ def _train_online(settings: Settings, info, config, plan: dict, baseline: int):
                             baseline=baseline, selector=selector)
     n = int(info.splits.get("train", 0))
     return compare.Row(SB, {"beta": round(selector.beta, 4)}, outcome.run_id, epochs, outcome.summary,
-                       outcome.ledger, plan["ratio"], n, "other", compare.curve(outcome.history), [])
+                       outcome.ledger, plan["ratio"], n, "other", compare.curve(outcome.history), outcome.occupancy)
 
 
 def baseline(p: Params) -> None:

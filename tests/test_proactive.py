@@ -90,6 +90,6 @@ def test_proactive_batch_size_and_the_trainers_public_batch_step(stream):
     rates = []
     stats = trainer.train_batches([np.arange(5), np.arange(5, 12)], lambda i, n: rates.append((i, n)) or 0.1)
     assert rates == [(0, 2), (1, 2)] and trainer.optimizer.param_groups[0]["lr"] == 0.1
-    assert stats["trained"] == 12 and trainer.ledger.backward_samples == 12 and trainer.seen[:12].all()
+    assert stats["trained"] == 12 and trainer.ledger.backward_samples == 12 and trainer.counts[:12].all()
     with pytest.raises(CurationError, match="outside the train split"):
         trainer.train_batches([np.array([len(data.data.train)])], lambda i, n: 0.1)

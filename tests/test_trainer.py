@@ -9,7 +9,9 @@ from curation.config import load_settings
 from curation.data import sources
 from curation.data.versions import add_version, open_version
 from curation.errors import CurationError
+from curation.metrics.coverage import plan_statistics
 from curation.selection.plans import FullPlan, StaticPlan, TablePlan
+from curation.selection.sampling import SampledPlan
 from curation.training import Callback, OnlineSelector, TrainConfig, Trainer, TrainingData
 from curation.training.trainer import check_plan
 from models import ModelSpec, build
@@ -158,6 +160,10 @@ def test_online_selector_queues_full_batches_and_books_its_forwards(data):
     assert sizes.sizes == ([32] * 7 + [16]) * 2  # full batches while queuing, the remainder flushed
     assert [r["selection_forward_samples"] for r in result.history] == [n, 2 * n]
     assert 0.5 <= result.history[-1]["coverage"] < 1.0
+    # the occupancy: how often each train row was backpropagated, over all n rows
+    assert sum(result.occupancy) == n and len(result.occupancy) <= 3
+    assert sum(k * c for k, c in enumerate(result.occupancy)) == ledger.backward_samples
+    assert result.occupancy[0] / n == pytest.approx(1 - result.history[-1]["coverage"])
 
 
 def test_plans_that_cannot_be_trained_are_one_line_errors(data):
@@ -273,3 +279,13 @@ def test_online_selectors_score_candidate_batches_and_train_smaller_batches(data
     ticks = np.floor(flops / step + 1e-9)
     assert sorted(set(ticks)) == list(range(9)) and (np.diff(ticks) <= 1).all()  # 0, 0.2, .., 1.6; the end: 5/3
     assert flops[-1] == result.ledger.total_flops == 5 * n * result.ledger.flops_per_sample
+
+
+def test_occupancy_counts_every_backward_pass_per_row(data):
+    n = len(data.train)
+    soft = SampledPlan(data.version_id, data.train.sample_ids, "soft", 0.3, seed=4)  # with replacement
+    measured = make(data, arch="mlp", epochs=4).fit(soft).occupancy
+    exact = plan_statistics("soft", n, 0.3, 4, seed=4)["occupancy"]
+    assert measured[:len(exact)] == exact and not any(measured[len(exact):])
+    subset = StaticPlan(data.version_id, data.train.sample_ids[:100])
+    assert make(data, arch="mlp", epochs=3).fit(subset).occupancy == [n - 100, 0, 0, 100]

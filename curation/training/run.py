@@ -52,6 +52,7 @@ class TrainOutcome:
     ledger: dict
     history: list
     checkpoint: str
+    occupancy: list  # how many train rows were backpropagated 0, 1, 2, ... times
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -211,4 +212,5 @@ def _tracked(settings: Settings, catalog: Catalog, tracker: Tracker, info: Versi
              "content_hash": file_md5(checkpoint), "metrics": summary, "registry_version": registry_version})
         tracked.set_tags({"curation.model_version_id": model_version_id})
     return TrainOutcome(run_id, tracked.run_id, model_version_id, registered, registry_version, info.ref,
-                        cfg.model_dump(), summary, result.ledger.to_dict(), result.history, str(checkpoint))
+                        cfg.model_dump(), summary, result.ledger.to_dict(), result.history, str(checkpoint),
+                        result.occupancy)

@@ -64,6 +64,7 @@ class TrainResult:
     ledger: ComputeLedger
     checkpoint: Path | None
     evaluations: list[dict]  # the compute-scheduled evaluations (empty without eval_every)
+    occupancy: list[int]  # how many train rows were backpropagated 0, 1, 2, ... times
 
 
 def resolve_device(name: str) -> torch.device:
@@ -138,7 +139,7 @@ class Trainer:
         self.evaluations: list[dict] = []  # the compute-scheduled evaluations (eval_every)
         self._clock: tuple[float, float, float, float] | None = None  # the current epoch's clock start
         self._cpu = (time.process_time(), 0.0)  # fit start, evaluation CPU seconds since
-        self.seen = np.zeros(len(data.train), dtype=bool)
+        self.counts = np.zeros(len(data.train), dtype=np.int32)  # backward passes per train row
         self.epoch = 0  # epochs completed
         self._plan: tuple[Plan, str] | None = None  # the plan bound to this trainer and its fingerprint
 
@@ -185,7 +186,8 @@ class Trainer:
                 cb.on_epoch_end(record)
         if self.config.eval_every and self.evaluations[-1]["flops"] < self.ledger.total_flops:
             self._scheduled_evaluation(float(self.epoch))
-        return TrainResult(self.model, self.history, self.ledger, self.checkpoint, self.evaluations)
+        return TrainResult(self.model, self.history, self.ledger, self.checkpoint, self.evaluations,
+                           np.bincount(self.counts).tolist())
 
     def resume(self, plan: Plan) -> None:
         """Restore the state saved in the checkpoint file (validated against this trainer and plan)."""
@@ -303,7 +305,7 @@ class Trainer:
         self.scaler.update()
         self.ledger.book_forward(len(rows))
         self.ledger.book_backward(len(rows))
-        self.seen[rows] = True
+        np.add.at(self.counts, rows, 1)  # a row may repeat in a batch (sampling with replacement)
         stats["loss_sum"] += losses.detach().sum()
         stats["trained"] += len(rows)
         kill_point(f"train:epoch-{epoch}:batch-{stats['batches']}")
@@ -364,7 +366,7 @@ class Trainer:
         ledger = self.ledger
         return {"epoch": epoch + 1, "accuracy": accuracy, "loss": loss,
                 "train_loss": stats["loss_sum"].item() / max(stats["trained"], 1),
-                "trained_samples": stats["trained"], "coverage": float(self.seen.mean()),
+                "trained_samples": stats["trained"], "coverage": float(np.count_nonzero(self.counts) / max(len(self.counts), 1)),
                 "forward_samples": ledger.forward_samples, "backward_samples": ledger.backward_samples,
                 "selection_forward_samples": ledger.selection_forward_samples,
                 "flops": ledger.total_flops, "seconds": ledger.total_seconds,
@@ -388,7 +390,7 @@ class Trainer:
         return {**self._identity(plan), "epoch": self.epoch, "model": self.model.state_dict(),
                 "optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict(), "rng": rng,
                 "ledger": self.ledger.to_dict(), "history": self.history, "evaluations": self.evaluations,
-                "seen": torch.from_numpy(self.seen),
+                "counts": torch.from_numpy(self.counts),
                 "selector_state": None if self.selector is None else self.selector.state_dict()}
 
     def restore(self, state: dict, plan: Plan) -> None:
@@ -410,14 +412,14 @@ class Trainer:
             if self.selector is not None:
                 self.selector.load_state_dict(state["selector_state"])
             self.ledger = ComputeLedger.from_dict(state["ledger"])
-            seen = state["seen"].numpy()
-            if seen.shape != self.seen.shape:
-                raise ValueError(f"coverage mask of {seen.shape[0]} rows for {self.seen.shape[0]}")
+            counts = (state["counts"] if "counts" in state else state["seen"]).numpy()  # "seen": older checkpoints
+            if counts.shape != self.counts.shape:
+                raise ValueError(f"backward counts of {counts.shape[0]} rows for {self.counts.shape[0]}")
         except (KeyError, RuntimeError, ValueError, TypeError) as exc:
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
             raise CurationError(f"checkpoint {where} does not fit this model ({first})",
                                 "train again without --resume") from None
-        self.seen = seen.copy()
+        self.counts = counts.astype(np.int32, copy=True)
         self.history = list(state["history"])
         self.evaluations = list(state.get("evaluations", []))
         self.epoch = int(state["epoch"])
