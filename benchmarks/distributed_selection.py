@@ -121,19 +121,40 @@ def centralized(x: np.ndarray, k: int) -> dict:
             "extra_rss_mb": peak.extra_mb}
 
 
-def apricot(graph, k: int, graph_seconds: float) -> dict:
+def apricot(graph, k: int, graph_seconds: float, limit_minutes: float) -> dict:
+    """apricot's lazy facility location on ``graph`` with self loops, in a forked process stopped after
+    ``limit_minutes`` (its every selection rescans all N candidates: quadratic at 1M); rows None if stopped."""
+    import multiprocessing as mp
+
     import scipy.sparse as sp
-    from apricot import FacilityLocationSelection
 
     with_self = (graph + sp.identity(graph.shape[0], format="csr")).tocsr()
-    with PeakMemory() as peak:
-        start = time.perf_counter()
-        rows = np.asarray(FacilityLocationSelection(k, metric="precomputed", optimizer="lazy").fit(with_self).ranking)
-        seconds = time.perf_counter() - start
-    return {"seconds": graph_seconds + seconds, "rows": rows, "with_self": with_self, "extra_rss_mb": peak.extra_mb}
+    results = mp.get_context("fork").SimpleQueue()
+
+    def fit() -> None:
+        from apricot import FacilityLocationSelection
+
+        with PeakMemory() as peak:
+            start = time.perf_counter()
+            rows = np.asarray(FacilityLocationSelection(k, metric="precomputed", optimizer="lazy").fit(with_self).ranking)
+            seconds = time.perf_counter() - start
+        results.put((rows, seconds, peak.extra_mb))
+
+    child = mp.get_context("fork").Process(target=fit, daemon=True)
+    start = time.perf_counter()
+    child.start()
+    child.join(limit_minutes * 60)
+    if child.is_alive():
+        child.kill()
+        child.join()
+        return {"seconds": graph_seconds + (time.perf_counter() - start), "rows": None, "with_self": with_self,
+                "extra_rss_mb": None, "stopped": True}
+    rows, seconds, extra = results.get()
+    return {"seconds": graph_seconds + seconds, "rows": rows, "with_self": with_self, "extra_rss_mb": extra,
+            "stopped": False}
 
 
-def side_by_side(n: int, root: Path) -> tuple[list[dict], dict]:
+def side_by_side(n: int, root: Path, apricot_minutes: float) -> tuple[list[dict], dict]:
     from curation.selection.pairwise import objective
     from curation.selection.submodular import objective as fl_objective
 
@@ -143,23 +164,29 @@ def side_by_side(n: int, root: Path) -> tuple[list[dict], dict]:
     x = read_all(folder)
     central = centralized(x, k)
     del x
-    other = apricot(central["graph"], k, central["graph_seconds"])
+    other = apricot(central["graph"], k, central["graph_seconds"], apricot_minutes)
     graph, utility = central["graph"], central["utility"]
     subsets = {"distributed": ours["ids"], "centralized": central["rows"], "apricot-facility-location": other["rows"]}
-    f = {name: objective(graph, utility, rows, 1.0, 1.0) for name, rows in subsets.items()}
-    fl = {name: fl_objective(other["with_self"], rows) for name, rows in subsets.items()}
+    f = {name: None if rows is None else objective(graph, utility, rows, 1.0, 1.0) for name, rows in subsets.items()}
+    fl = {name: None if rows is None else fl_objective(other["with_self"], rows) for name, rows in subsets.items()}
     selection = ours["selection"]
     times = {"distributed": ours["seconds"], "centralized": central["seconds"], "apricot-facility-location":
              other["seconds"]}
     memory = {"distributed": max(selection.worker_peak_mb.values()), "centralized": central["extra_rss_mb"],
               "apricot-facility-location": other["extra_rss_mb"]}
-    rows = [{"system": f"{name} (n={n:,})", "seconds": round(times[name], 2), "f": round(f[name], 3),
-             "fl": round(fl[name], 3), "peak_mb": memory[name]} for name in subsets]
+    rows = [{"system": f"{name} (n={n:,})", "seconds": round(times[name], 2),
+             "f": None if f[name] is None else round(f[name], 3), "fl": None if fl[name] is None else round(fl[name], 3),
+             "peak_mb": memory[name]} for name in subsets]
     tag = f"{n // 1000}k" if n < 1_000_000 else f"{n // 1_000_000}m"
     ratios = {f"f_distributed_over_centralized_{tag}": round(f["distributed"] / f["centralized"], 4),
-              f"f_distributed_over_apricot_{tag}": round(f["distributed"] / f["apricot-facility-location"], 4),
               f"time_centralized_over_distributed_{tag}": round(times["centralized"] / times["distributed"], 3),
               f"time_apricot_over_distributed_{tag}": round(times["apricot-facility-location"] / times["distributed"], 3)}
+    if other["stopped"]:
+        rows[-1]["system"] += f", stopped after {apricot_minutes:g} min"
+        ratios[f"time_apricot_over_distributed_{tag}"] = f"> {ratios[f'time_apricot_over_distributed_{tag}']}"
+    else:  # f is negative for apricot's subset (it ignores the pairwise penalty); fl is apricot's own objective
+        ratios[f"f_distributed_over_apricot_{tag}"] = round(f["distributed"] / f["apricot-facility-location"], 4)
+        ratios[f"fl_distributed_over_apricot_{tag}"] = round(fl["distributed"] / fl["apricot-facility-location"], 4)
     return rows, ratios
 
 
@@ -221,6 +248,7 @@ def main() -> None:
     p.add_argument("--compare", default="100000,1000000", help="sizes of the side-by-side runs")
     p.add_argument("--quality", type=int, default=200_000, help="size of the quality runs (0: none)")
     p.add_argument("--data-dir", type=Path, default=None, help="where the generated data is kept (default: a temp dir)")
+    p.add_argument("--apricot-minutes", type=float, default=20.0, help="stop apricot's run after this long")
     args = p.parse_args()
     sizes = [int(s) for s in args.scale.split(",") if s]
     compare = [int(s) for s in args.compare.split(",") if s]
@@ -230,7 +258,7 @@ def main() -> None:
     root = args.data_dir or Path(tempfile.mkdtemp(prefix="distributed-selection-"))
     root.mkdir(parents=True, exist_ok=True)
     results, ratios, targets = [], {}, {}
-    sections = [(f"side by side at {n:,}", lambda n=n: _compare(n, root, results, ratios, targets)) for n in compare]
+    sections = [(f"side by side at {n:,}", lambda n=n: _compare(n, root, results, ratios, targets, args.apricot_minutes)) for n in compare]
     if quality_n:
         sections.append((f"quality at {quality_n:,}", lambda: _quality_section(quality_n, root, results, ratios, targets)))
     sections += [(f"scale at {n:,}", lambda n=n: _scale(n, root, results, ratios, targets)) for n in sizes]
@@ -262,8 +290,8 @@ NOTES = ("2-worker LocalCluster, 1 thread per worker; the machine's 2 cores are 
          "location (apricot's objective) on that graph with self loops; every subset is scored under both.")
 
 
-def _compare(n: int, root: Path, results: list, ratios: dict, targets: dict) -> None:
-    found, measured = side_by_side(n, root)
+def _compare(n: int, root: Path, results: list, ratios: dict, targets: dict, apricot_minutes: float) -> None:
+    found, measured = side_by_side(n, root, apricot_minutes)
     results += found
     ratios.update(measured)
     targets.update({k: f">= {TARGET_RATIO}" for k in measured if k.startswith("f_distributed_over_centralized")})
