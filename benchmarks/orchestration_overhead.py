@@ -138,7 +138,7 @@ def main() -> None:
     paths = {"direct": _direct, "pipeline": _pipeline, "flows": _flows}
     runs = {path: [] for path in paths}
     for i in range(repeats):
-        order = list(paths)[i % 3:] + list(paths)[:i % 3]
+        order = list(paths)[i % len(paths):] + list(paths)[:i % len(paths)]
         for path in order:
             os.environ["CURATION_HOME"] = str(root / f"{path}-{i}")
             Path(os.environ["CURATION_HOME"]).mkdir()
