@@ -97,8 +97,9 @@ def project(home, catalog_url, monkeypatch):
 
 @pytest.fixture(scope="session")
 def prefect_server():
-    """Prefect's real temporary server, started once per test session."""
+    """Prefect's real temporary server, started once per test session (per pytest-xdist worker); a generous
+    start-up limit, as the other worker may keep both cores busy meanwhile."""
     from prefect.testing.utilities import prefect_test_harness
 
-    with prefect_test_harness(server_startup_timeout=120):
+    with prefect_test_harness(server_startup_timeout=600):
         yield
