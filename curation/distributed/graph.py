@@ -151,7 +151,7 @@ def _index(embeddings: Source, rows: tuple[int, int], offset: int, cells: Cells,
         from faiss.contrib.ivf_tools import add_preassigned
 
         quantizer = faiss.IndexFlatL2(x.shape[1])
-        quantizer.add(cells.fine)
+        quantizer.add(cells.centroids)
         index = faiss.IndexIVFFlat(quantizer, x.shape[1], cells.nlist)
         ids = offset + np.arange(len(x), dtype=np.int64)
         add_preassigned(index, x, home, ids=ids)  # both held here: faiss keeps only raw pointers during the call
@@ -341,7 +341,8 @@ def build_graph(tasks: Tasks, embeddings: Source, found: Scan, folder: Path, k: 
     knn = [folder / "knn" / part_name(j) for j in range(parts)]
     positive = [tasks.submit("knn-search", j, _search, embeddings, found.ranges[j], found.offsets, j, cells,
                              None if exact else nprobe, shards, k, knn[j]) for j in range(parts)]
-    tasks.wait("k-NN search", positive, *spans[1])
+    stage = "k-NN search" if exact else f"k-NN search, {nprobe} of {trained.nlist} cells probed"
+    tasks.wait(stage, positive, *spans[1])
     tasks.note("kernel scale", spans[2][0])
     sigma = _sigma(tasks, positive)
     del positive  # released on the workers as soon as no future refers to them

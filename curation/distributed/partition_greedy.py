@@ -243,7 +243,7 @@ def partition_greedy(tasks: Tasks, blocks: list, offsets: np.ndarray, states: li
     plan = schedule(int(counts.sum()), open_slots, max_candidates, slack)
     records = []
     for r, (parts, keep, final) in enumerate(plan, 1):
-        groups = group_cells(cells.fine, counts, parts) if partitioning == "cells" else None
+        groups = group_cells(cells.centroids, counts, parts) if partitioning == "cells" else None
         cut = Cut(parts, groups, seed, r)
         halo_alive = exchange(tasks, f"alive{r}", blocks, alive)
         split = [tasks.submit(f"split{r}", j, _split, blocks[j], alive[j], base[j], cut, folder, r, *halo_alive[j])
