@@ -198,6 +198,7 @@ def scale(n: int, root: Path) -> tuple[dict, dict]:
            "cpu_seconds": round(run["cpu_seconds"], 1),
            **{f"{phase}_seconds": round(s, 1) for phase, s in chosen.seconds.items()},
            **{f"{phase}_worker_cpu_seconds": round(s, 1) for phase, s in chosen.cpu_seconds.items()},
+           **{f"{phase}_peak_mb": mb for phase, mb in chosen.peak_mb.items()},
            "peak_mb_per_worker": max(chosen.worker_peak_mb.values()),
            "decided_by_bounding": round(chosen.decided_by_bounding, 4), "rounds": len(chosen.rounds),
            "partitions_per_round": "/".join(str(r["partitions"]) for r in chosen.rounds),
@@ -283,8 +284,8 @@ def main() -> None:
 
 NOTES = ("2-worker LocalCluster, 1 thread per worker; the machine's 2 cores are shared with other jobs, so wall "
          "seconds are inflated by load (compare ratios and CPU seconds: cpu_seconds = workers + driver, "
-         "<phase>_worker_cpu_seconds = both workers in that phase). peak_mb: per worker (distributed, ru_maxrss of "
-         "each worker process) or above the level before the call (centralized, apricot). The centralized graph is "
+         "<phase>_worker_cpu_seconds = both workers in that phase). peak_mb: per worker (distributed, peak resident "
+         "memory of each worker process; <phase>_peak_mb: the larger worker's peak within that phase) or above the level before the call (centralized, apricot). The centralized graph is "
          "exact up to 100k points and HNSW above; the distributed one IVF above 100k (nlist ~ N/250, nprobe "
          "calibrated to a k-NN recall of 0.99). f: the pairwise objective on the centralized graph; fl: facility "
          "location (apricot's objective) on that graph with self loops; every subset is scored under both.")

@@ -227,6 +227,7 @@ def test_cli_engine_dask_registers_a_partitioned_plan_tracked_in_mlflow(project)
     rounds = client.get_metric_history(run.info.run_id, "round_candidates")
     assert [m.step for m in rounds] == list(range(1, len(rounds) + 1)) and rounds[0].value == 2000
     assert run.data.metrics["decided_by_bounding"] == 0 and run.data.metrics["peak_rss_mb_max_worker"] > 0
+    assert 0 < run.data.metrics["greedy_peak_rss_mb"] <= run.data.metrics["peak_rss_mb_max_worker"]
     assert run.data.metrics["graph_cpu_seconds"] > 0 and "greedy_cpu_seconds" in run.data.metrics
 
 

@@ -19,6 +19,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 from distributed import Client, LocalCluster, as_completed
 from distributed.diagnostics.plugin import SchedulerPlugin
@@ -74,35 +75,46 @@ def _peak_rss_mb() -> float:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
-def worker_peaks(client) -> dict[str, float]:
-    """Peak resident memory (MB) of each worker process so far (for a long-lived cluster: since it started)."""
-    return client.run(_peak_rss_mb)
-
-
-def _cpu_seconds() -> float:
+def _usage() -> tuple[float, float]:
+    """This process's CPU seconds, and its peak resident MB since the previous call (Linux: VmHWM, then reset
+    through clear_refs; elsewhere the peak since the process started)."""
     usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
+    try:
+        status = Path("/proc/self/status").read_text()
+        peak = int(re.search(r"VmHWM:\s+(\d+) kB", status).group(1)) / 1024
+        Path("/proc/self/clear_refs").write_text("5")
+    except (OSError, AttributeError):
+        peak = _peak_rss_mb()
+    return usage.ru_utime + usage.ru_stime, round(peak, 1)
 
 
 class Clock:
-    """Wall seconds and workers' CPU seconds (user + system, all workers) per phase of a run.
+    """Wall seconds, workers' CPU seconds (user + system, all workers) and the largest worker's peak resident
+    memory (MB) per phase of a run; and each worker's peak over the run (for a long-lived cluster: since the
+    worker started, or since the previous run reset it).
 
     On a shared machine the CPU seconds say what a phase costs; on a shared cluster they include
     whatever else its workers ran meanwhile, and a worker that died takes its seconds with it.
     """
 
     def __init__(self, client):
-        self.client, self.seconds, self.cpu_seconds = client, {}, {}
+        self.client, self.seconds, self.cpu_seconds, self.peak_mb = client, {}, {}, {}
+        self.worker_peak_mb: dict[str, float] = {}
         self._start()
 
-    def _start(self) -> None:
+    def _start(self) -> float:
+        """Start a phase; the largest worker peak since the previous start."""
         # a worker lost meanwhile is left out (its restarted process counts from zero): never fail a run over a figure
-        self._wall, self._cpu = time.perf_counter(), sum(self.client.run(_cpu_seconds, on_error="ignore").values())
+        usage = {w: u for w, u in self.client.run(_usage, on_error="ignore").items() if isinstance(u, (tuple, list))}
+        for worker, (_, peak) in usage.items():
+            self.worker_peak_mb[worker] = max(peak, self.worker_peak_mb.get(worker, 0.0))
+        self._wall, self._cpu = time.perf_counter(), sum(cpu for cpu, _ in usage.values())
+        return max((peak for _, peak in usage.values()), default=0.0)
 
     def lap(self, phase: str) -> None:
         """Close ``phase`` (started at the previous lap) and start the next."""
         wall, cpu = self._wall, self._cpu
-        self._start()
+        self.peak_mb[phase] = self._start()
         self.seconds[phase], self.cpu_seconds[phase] = self._wall - wall, self._cpu - cpu
 
 

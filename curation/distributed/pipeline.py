@@ -18,7 +18,7 @@ import numpy as np
 from curation.distributed.blocks import Block, exchange, load_blocks
 from curation.distributed.bounding import bound
 from curation.distributed.cells import default_nlist
-from curation.distributed.cluster import Clock, Report, Tasks, worker_peaks
+from curation.distributed.cluster import Clock, Report, Tasks
 from curation.distributed.files import part_name
 from curation.distributed.graph import build_graph, scan
 from curation.distributed.partition_greedy import PARTITIONINGS, partition_greedy
@@ -118,6 +118,7 @@ class Selection:
     parts: list[tuple[str, str, int]]  # plan parts: name, md5, rows
     seconds: dict[str, float] = field(default_factory=dict)  # wall, per phase
     cpu_seconds: dict[str, float] = field(default_factory=dict)  # all workers' CPU, per phase
+    peak_mb: dict[str, float] = field(default_factory=dict)  # the largest worker's peak resident memory, per phase
     reruns: dict[str, int] = field(default_factory=dict)
     worker_peak_mb: dict[str, float] = field(default_factory=dict)
 
@@ -162,8 +163,9 @@ def select(client, embeddings: Source, utility: Source | None, params: Params, w
                             params.nlist or default_nlist(found.n, params.max_candidates), params.nprobe,
                             params.recall, params.shard_rows, params.seed,
                             [SPANS[s] for s in ("shards", "search", "scale", "symmetrize")], params.exact_max)
-        blocks = load_blocks(tasks, graph, utility, found.ranges, SPANS["load"])
         clock.lap("graph")
+        blocks = load_blocks(tasks, graph, utility, found.ranges, SPANS["load"])
+        clock.lap("load")
         bounded = bound(tasks, blocks, found.n, k, params.alpha, params.beta, SPANS["bounding"])
         clock.lap("bounding")
         won, rounds = [None] * graph.parts, []
@@ -190,7 +192,8 @@ def select(client, embeddings: Source, utility: Source | None, params: Params, w
             exact=graph.exact, nprobe=graph.nprobe, recall=graph.recall, nlist=graph.cells.nlist,
             edges=sum(tasks.gather([tasks.submit("edges", j, _edges, b) for j, b in enumerate(blocks)])) // 2,
             bounding=bounded.passes, bounded_selected=bounded.selected, bounded_discarded=bounded.discarded,
-            rounds=rounds, parts=parts, seconds=clock.seconds, cpu_seconds=clock.cpu_seconds, reruns=tasks.reruns(), worker_peak_mb=worker_peaks(client))
+            rounds=rounds, parts=parts, seconds=clock.seconds, cpu_seconds=clock.cpu_seconds, peak_mb=clock.peak_mb, reruns=tasks.reruns(),
+            worker_peak_mb=clock.worker_peak_mb)
     finally:
         tasks.close()
         shutil.rmtree(workdir, ignore_errors=True)

@@ -135,10 +135,11 @@ def _track(settings: Settings, experiment: str, plan_id: int, params, selection,
                          "peak_rss_mb_max_worker": max(peaks.values(), default=None),
                          **{f"{phase}_seconds": s for phase, s in selection.seconds.items()},
                          **{f"{phase}_cpu_seconds": s for phase, s in selection.cpu_seconds.items()},
+                         **{f"{phase}_peak_rss_mb": mb for phase, mb in selection.peak_mb.items()},
                          **{f"peak_rss_mb_worker_{i}": mb for i, mb in enumerate(peaks.values())}})
         run.log_dict({"bounding": selection.bounding, "rounds": selection.rounds, "reruns": selection.reruns,
                       "worker_peak_mb": peaks, "seconds": selection.seconds,
-                      "cpu_seconds": selection.cpu_seconds, "sigma": selection.sigma,
+                      "cpu_seconds": selection.cpu_seconds, "peak_mb": selection.peak_mb, "sigma": selection.sigma,
                       "exact_knn": selection.exact, "nprobe": selection.nprobe, "knn_recall": selection.recall,
                       "cells": selection.nlist, "edges": selection.edges,
                       "partitions": selection.partitions}, "distributed_selection.json")
