@@ -190,9 +190,9 @@ def side_by_side(n: int, root: Path, apricot_minutes: float) -> tuple[list[dict]
     return rows, ratios
 
 
-def scale(n: int, root: Path) -> tuple[dict, dict]:
+def scale(n: int, root: Path, params: dict) -> tuple[dict, dict]:
     folder = synthetic(n, root / f"synthetic-{n}")
-    run = distributed(folder, root / "plan")
+    run = distributed(folder, root / "plan", **params)
     chosen = run["selection"]
     row = {"system": f"distributed (n={n:,})", "seconds": round(run["seconds"], 1),
            "cpu_seconds": round(run["cpu_seconds"], 1),
@@ -249,6 +249,8 @@ def main() -> None:
     p.add_argument("--compare", default="100000,1000000", help="sizes of the side-by-side runs")
     p.add_argument("--quality", type=int, default=200_000, help="size of the quality runs (0: none)")
     p.add_argument("--data-dir", type=Path, default=None, help="where the generated data is kept (default: a temp dir)")
+    p.add_argument("--max-candidates", type=int, default=None,
+                   help="the scale runs' max_candidates (default: the selector's, 1,000,000)")
     p.add_argument("--apricot-minutes", type=float, default=20.0, help="stop apricot's run after this long")
     args = p.parse_args()
     sizes = [int(s) for s in args.scale.split(",") if s]
@@ -262,10 +264,11 @@ def main() -> None:
     sections = [(f"side by side at {n:,}", lambda n=n: _compare(n, root, results, ratios, targets, args.apricot_minutes)) for n in compare]
     if quality_n:
         sections.append((f"quality at {quality_n:,}", lambda: _quality_section(quality_n, root, results, ratios, targets)))
-    sections += [(f"scale at {n:,}", lambda n=n: _scale(n, root, results, ratios, targets)) for n in sizes]
+    tuned = {"max_candidates": args.max_candidates} if args.max_candidates else {}
+    sections += [(f"scale at {n:,}", lambda n=n: _scale(n, root, results, ratios, targets, tuned)) for n in sizes]
     params = {"scale_sizes": sizes, "compare_sizes": compare, "quality_size": quality_n, "dim": DIM,
               "cluster_points": CLUSTER_POINTS, "budget": 0.1, "k_neighbors": 10, "alpha": 1.0, "beta": 1.0,
-              "utility": "density", "workers": 2}
+              "utility": "density", "workers": 2, "scale_max_candidates": args.max_candidates or "default"}
     for done, (_, run) in enumerate(sections, 1):
         run()  # the result file is rewritten after each section, so a long run that dies keeps what it measured
         missed = [k for k, t in targets.items() if not _meets(ratios[k], t)]
@@ -305,8 +308,8 @@ def _quality_section(n: int, root: Path, results: list, ratios: dict, targets: d
     targets.update({k: f">= {TARGET_RATIO}" for k in measured if k.endswith("defaults")})
 
 
-def _scale(n: int, root: Path, results: list, ratios: dict, targets: dict) -> None:
-    row, measured = scale(n, root)
+def _scale(n: int, root: Path, results: list, ratios: dict, targets: dict, params: dict) -> None:
+    row, measured = scale(n, root, params)
     results.append(row)
     tag = f"{n // 1_000_000}m" if n >= 1_000_000 else f"{n // 1000}k"
     ratios[f"minutes_{tag}"] = round(measured["minutes"], 2)
