@@ -288,7 +288,8 @@ def main() -> None:
 NOTES = ("2-worker LocalCluster, 1 thread per worker; the machine's 2 cores are shared with other jobs, so wall "
          "seconds are inflated by load (compare ratios and CPU seconds: cpu_seconds = workers + driver, "
          "<phase>_worker_cpu_seconds = both workers in that phase). peak_mb: per worker (distributed, peak resident "
-         "memory of each worker process; <phase>_peak_mb: the larger worker's peak within that phase) or above the level before the call (centralized, apricot). The centralized graph is "
+         "memory of each worker process; <phase>_peak_mb: the larger worker's peak within that phase) or above the "
+         "level before the call (centralized, apricot). The centralized graph is "
          "exact up to 100k points and HNSW above; the distributed one IVF above 100k (nlist ~ N/250, nprobe "
          "calibrated to a k-NN recall of 0.99). f: the pairwise objective on the centralized graph; fl: facility "
          "location (apricot's objective) on that graph with self loops; every subset is scored under both.")

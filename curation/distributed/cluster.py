@@ -105,7 +105,7 @@ class Clock:
     def _start(self) -> float:
         """Start a phase; the largest worker peak since the previous start."""
         # a worker lost meanwhile is left out (its restarted process counts from zero): never fail a run over a figure
-        usage = {w: u for w, u in self.client.run(_usage, on_error="ignore").items() if isinstance(u, (tuple, list))}
+        usage = self.client.run(_usage, on_error="ignore")
         for worker, (_, peak) in usage.items():
             self.worker_peak_mb[worker] = max(peak, self.worker_peak_mb.get(worker, 0.0))
         self._wall, self._cpu = time.perf_counter(), sum(cpu for cpu, _ in usage.values())

@@ -192,8 +192,8 @@ def select(client, embeddings: Source, utility: Source | None, params: Params, w
             exact=graph.exact, nprobe=graph.nprobe, recall=graph.recall, nlist=graph.cells.nlist,
             edges=sum(tasks.gather([tasks.submit("edges", j, _edges, b) for j, b in enumerate(blocks)])) // 2,
             bounding=bounded.passes, bounded_selected=bounded.selected, bounded_discarded=bounded.discarded,
-            rounds=rounds, parts=parts, seconds=clock.seconds, cpu_seconds=clock.cpu_seconds, peak_mb=clock.peak_mb, reruns=tasks.reruns(),
-            worker_peak_mb=clock.worker_peak_mb)
+            rounds=rounds, parts=parts, seconds=clock.seconds, cpu_seconds=clock.cpu_seconds, peak_mb=clock.peak_mb,
+            reruns=tasks.reruns(), worker_peak_mb=clock.worker_peak_mb)
     finally:
         tasks.close()
         shutil.rmtree(workdir, ignore_errors=True)
