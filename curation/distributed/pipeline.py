@@ -142,7 +142,7 @@ def _write(block: Block, chosen: np.ndarray, path: Path) -> tuple[str, str, int]
 
 
 def _edges(block: Block) -> int:
-    return int(block.graph.nnz)
+    return block.nnz
 
 
 def select(client, embeddings: Source, utility: Source | None, params: Params, workdir: Path, out: Path,
