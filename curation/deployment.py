@@ -27,12 +27,14 @@ from __future__ import annotations
 import json
 import math
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
 from curation.errors import CurationError
+from curation.training.trainer import Callback
 
 FORMAT = "curation-sparse-update/2"
 MAGIC = b"CSU2"
@@ -178,9 +180,14 @@ class Sparsifier:
 
     ``half``: ship added values as float16 (default: when rho < 1; see the module docstring).
     ``scope``: top-k per tensor (the paper's rule) or over the whole model.
+    ``carry``: sparse training. The caller sets its model to the mirror after each update (the model
+    trains on what is deployed), so the unshipped part cannot stay in the model's weights: it is kept
+    here as a residual and added to the next update. Without it the residual is implicit, trained
+    weights minus mirror.
     """
 
-    def __init__(self, rho: float, base_version: str, half: bool | None = None, scope: str = "tensor"):
+    def __init__(self, rho: float, base_version: str, half: bool | None = None, scope: str = "tensor",
+                 carry: bool = False):
         if not 0 < rho <= 1:
             raise CurationError(f"rho {rho} is outside (0, 1]", "give a fraction like 1e-3")
         if scope not in ("tensor", "model"):
@@ -191,6 +198,7 @@ class Sparsifier:
         self.half = rho < 1 if half is None else half
         self.sequence = 0
         self.mirror: dict[str, torch.Tensor] | None = None
+        self.residual: dict[str, torch.Tensor] | None = {} if carry else None
 
     def start(self, state: dict[str, torch.Tensor], sequence: int = 0) -> Sparsifier:
         """The weights the replica holds after ``sequence`` updates (0: the base, deployed in full once)."""
@@ -214,11 +222,18 @@ class Sparsifier:
             trained, deployed = value.detach().to("cpu"), self.mirror[name]
             if trained.is_floating_point():
                 gaps[name] = trained.reshape(-1).float() - deployed.view(-1).float()
+                if self.residual is not None and name in self.residual:
+                    gaps[name] += self.residual[name]
             elif not torch.equal(trained, deployed):
                 update.dense[name] = trained.numpy().copy()
                 deployed.copy_(trained)
+        if self.residual is not None:  # all of the gap stays behind but what the mirror takes (below)
+            self.residual = {name: gap.clone() for name, gap in gaps.items()}
         for name, idx in self._choose(gaps).items():
-            flat, target, values = self.mirror[name].view(-1), state[name].detach().to("cpu").reshape(-1), gaps[name][idx]
+            flat, values = self.mirror[name].view(-1), gaps[name][idx]
+            target = (state[name].detach().to("cpu").reshape(-1) if self.residual is None
+                      else (flat.float() + gaps[name]).to(flat.dtype))
+            before = flat[idx].float()
             if self.half:
                 miss = (values.abs() < HALF_MIN) | (values.abs() > HALF_MAX)  # float16 cannot carry them
                 added = values[~miss].half()
@@ -230,6 +245,8 @@ class Sparsifier:
             if miss.any():
                 update.exact[name] = (idx[miss].numpy(), target[idx[miss]].float().numpy().copy())
             _apply(flat, update.sparse.get(name), update.exact.get(name))
+            if self.residual is not None:
+                self.residual[name][idx] -= flat[idx].float() - before
         return update
 
     def _choose(self, gaps: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -252,9 +269,32 @@ class Sparsifier:
         return {name: idx for name, idx in chosen.items() if len(idx)}
 
     def gap(self, state: dict[str, torch.Tensor]) -> float:
-        """max |trained - deployed| over all float tensors: what has not been shipped yet."""
-        return max((float((v.detach().cpu().float() - self.mirror[k].float()).abs().max())
+        """max |trained + residual - deployed| over all float tensors: what has not been shipped yet."""
+        residual = self.residual or {}
+        return max((float((v.detach().cpu().float().reshape(-1) - self.mirror[k].float().view(-1)
+                           + residual.get(k, 0)).abs().max())
                     for k, v in state.items() if v.is_floating_point() and v.numel()), default=0.0)
+
+
+class SparseTraining(Callback):
+    """Sparse training (Prapas et al. 2021): every ``every`` optimizer steps, ship the top-k of the update
+    (``sender``, in carry mode) through ``ship`` and set the model to what the replica then holds, so it
+    trains on the deployed weights and the trained and deployed models never differ. Call ``flush()``
+    after training for what the last steps left."""
+
+    def __init__(self, sender: Sparsifier, ship: Callable[[SparseUpdate], None], model_version: str, every: int = 1):
+        if sender.residual is None:
+            raise ValueError("sparse training needs a Sparsifier(carry=True)")
+        self.sender, self.ship, self.model_version, self.every = sender, ship, model_version, every
+
+    def on_batch_end(self, epoch: int, batch: int) -> None:
+        if (batch + 1) % self.every == 0:
+            self.flush()
+
+    def flush(self) -> None:
+        model = self.trainer.model
+        self.ship(self.sender.update(model.state_dict(), self.model_version))
+        model.load_state_dict(self.sender.mirror)
 
 
 class Replica:

@@ -159,3 +159,35 @@ def test_model_scope_spends_the_budget_where_the_gaps_are():
     assert update.sparse["b"][0].tolist() == list(range(980, 1000))
     per_tensor = Sparsifier(1e-2, "m").start(state).update(trained, "x")
     assert len(per_tensor.sparse["a"][0]) == len(per_tensor.sparse["b"][0]) == 10
+
+
+@pytest.mark.parametrize("rho", [1e-2, 1e-3])
+def test_sparse_training_trains_on_the_replica_and_loses_nothing(rho):
+    """Carry mode: after each step the model is what the replica holds; shipped + residual = every step's update."""
+    from types import SimpleNamespace
+
+    from curation.deployment import SparseTraining
+
+    model = _model()
+    replica = Replica(model.state_dict(), "m")
+    sender = Sparsifier(rho, "m", carry=True).start(model.state_dict())
+    callback = SparseTraining(sender, lambda update: replica.apply(SparseUpdate.from_bytes(update.to_bytes())), "m.1")
+    callback.trainer = SimpleNamespace(model=model)
+    intended = {k: v.clone().float() for k, v in model.state_dict().items() if v.is_floating_point()}
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    for step, _ in enumerate(_train_steps(model, 8)):
+        for name in intended:
+            intended[name] += model.state_dict()[name].float() - before[name].float()
+        callback.on_batch_end(0, step)
+        for name, value in model.state_dict().items():
+            assert torch.equal(value, replica.state[name]) and torch.equal(value, sender.mirror[name]), name
+        for name, value in intended.items():
+            carried = sender.mirror[name].float().view(-1) + sender.residual[name]
+            assert torch.allclose(carried, value.view(-1), atol=1e-5), name
+        before = {k: v.clone() for k, v in model.state_dict().items()}
+    assert sender.gap(model.state_dict()) > 0  # the residual waits for the next updates
+    for _ in range(round(2 / rho)):  # no more training: the residual drains into the replica (k per tensor each)
+        callback.flush()
+    assert sender.gap(model.state_dict()) < 1e-6
+    with pytest.raises(ValueError, match="carry"):
+        SparseTraining(Sparsifier(rho, "m"), replica.apply, "m.1")
