@@ -227,26 +227,26 @@ class Sparsifier:
             elif not torch.equal(trained, deployed):
                 update.dense[name] = trained.numpy().copy()
                 deployed.copy_(trained)
-        if self.residual is not None:  # all of the gap stays behind but what the mirror takes (below)
-            self.residual = {name: gap.clone() for name, gap in gaps.items()}
+        if self.residual is not None:  # the whole gap stays behind but what the mirror takes (below)
+            self.residual = gaps
         for name, idx in self._choose(gaps).items():
             flat, values = self.mirror[name].view(-1), gaps[name][idx]
-            target = (state[name].detach().to("cpu").reshape(-1) if self.residual is None
-                      else (flat.float() + gaps[name]).to(flat.dtype))
-            before = flat[idx].float()
+            before = flat[idx]
+            goal = (state[name].detach().to("cpu").reshape(-1)[idx] if self.residual is None  # what they become
+                    else (before.float() + values).to(flat.dtype))
             if self.half:
                 miss = (values.abs() < HALF_MIN) | (values.abs() > HALF_MAX)  # float16 cannot carry them
                 added = values[~miss].half()
             else:
-                miss = (flat[idx] + values.to(flat.dtype)) != target[idx]  # a float32 add would not land exactly
+                miss = (before + values.to(flat.dtype)) != goal  # a float32 add would not land exactly
                 added = values[~miss]
             if (~miss).any():
                 update.sparse[name] = (idx[~miss].numpy(), added.numpy().copy())
             if miss.any():
-                update.exact[name] = (idx[miss].numpy(), target[idx[miss]].float().numpy().copy())
+                update.exact[name] = (idx[miss].numpy(), goal[miss].float().numpy().copy())
             _apply(flat, update.sparse.get(name), update.exact.get(name))
             if self.residual is not None:
-                self.residual[name][idx] -= flat[idx].float() - before
+                self.residual[name][idx] -= flat[idx].float() - before.float()
         return update
 
     def _choose(self, gaps: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

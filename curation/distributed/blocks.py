@@ -11,7 +11,7 @@ sees more than its own rows' and its halo's values.
 A worker keeps only a block's per-row arrays (ids, cells, utility: 20 bytes a row) between tasks.
 The edges (the CSR, the halo, its cells, the exports: most of a block) lie in ``.npy`` files next to
 the graph and are mapped into memory by the task that uses them, so a worker holds one block's edges
-at a time, not those of every partition it owns (at 10M points, 1.3 GB of 2.4 GB per worker).
+at a time, not those of every partition it owns (measured at 10M points: docs/distributed.md).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ import pyarrow.parquet as pq
 import scipy.sparse as sp
 
 from curation.distributed.cluster import Tasks
-from curation.distributed.files import part_name, write_atomic
+from curation.distributed.files import part_name, write_npy
 from curation.distributed.graph import Graph
 from curation.distributed.source import Source, check_aligned
 from curation.selection.pairwise import density
@@ -71,14 +71,6 @@ class Block:
         return np.load(self.folder / f"{name}.npy", mmap_mode="r")
 
 
-def _save(folder: Path, name: str, values: np.ndarray) -> None:
-    def write(tmp: Path) -> None:
-        with open(tmp, "wb") as handle:
-            np.save(handle, values)
-
-    write_atomic(folder / f"{name}.npy", write)
-
-
 def load_block(graph: Graph, part: int, utility: Source | None, rows: tuple[int, int]) -> Block:
     """Read partition ``part``'s edges and nodes; utility = density (mean similarity) or the given column."""
     offsets = graph.offsets
@@ -100,7 +92,7 @@ def load_block(graph: Graph, part: int, utility: Source | None, rows: tuple[int,
     folder = graph.folder / "blocks" / part_name(part, "")
     for name, array in (("data", matrix.data), ("indices", matrix.indices), ("indptr", matrix.indptr), ("halo", halo),
                         ("exports", (pairs % n).astype(np.int32))):
-        _save(folder, name, array)
+        write_npy(array, folder / f"{name}.npy")
     return Block(part, offset, ids, nodes.column("cell").to_numpy(), values, folder, len(halo), int(matrix.nnz), cuts)
 
 
@@ -116,7 +108,7 @@ def exchange(tasks: Tasks, stage: str, blocks: list, values: list) -> list[list]
 
 
 def _with_halo_cells(block: Block, *pieces) -> Block:
-    _save(block.folder, "halo_cells", np.concatenate(pieces))
+    write_npy(np.concatenate(pieces), block.folder / "halo_cells.npy")
     return block
 
 

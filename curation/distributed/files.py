@@ -7,6 +7,7 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -29,3 +30,17 @@ def write_atomic(path: Path, write: Callable[[Path], None]) -> Path:
 
 def write_parquet(table: pa.Table, path: Path, **options) -> Path:
     return write_atomic(path, lambda tmp: pq.write_table(table, tmp, **options))
+
+
+def write_npy(values: np.ndarray, path: Path) -> Path:
+    return write_atomic(path, lambda tmp: _dump(tmp, np.save, values))
+
+
+def write_npz(arrays: dict[str, np.ndarray], path: Path) -> Path:
+    return write_atomic(path, lambda tmp: _dump(tmp, np.savez, **arrays))
+
+
+def _dump(path: Path, save: Callable, *args, **kwargs) -> None:
+    """numpy's savers given an open file: given a path they would append their own suffix."""
+    with open(path, "wb") as handle:
+        save(handle, *args, **kwargs)

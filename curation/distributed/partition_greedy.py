@@ -31,7 +31,7 @@ import scipy.sparse as sp
 from curation.distributed.blocks import Block, exchange
 from curation.distributed.cells import Cells, apportion, group_cells
 from curation.distributed.cluster import Tasks
-from curation.distributed.files import part_name, write_atomic
+from curation.distributed.files import part_name, write_npz
 from curation.selection.pairwise import gains, greedy
 
 PARTITIONINGS = ("cells", "random")
@@ -109,7 +109,7 @@ def _split(block: Block, alive: np.ndarray, base: np.ndarray, cut: Cut, folder: 
 
     On disk, not in memory: a round's pieces are a copy of every candidate's edges.
     """
-    halo_alive, halo_part = np.concatenate(halo), cut.of_halo(block).astype(np.int32)
+    halo_alive, halo_part, halo_rows = np.concatenate(halo), cut.of_halo(block).astype(np.int32), block.halo
     rows = np.flatnonzero(alive)
     row_part = cut.of_rows(block)[rows]
     edges = block.graph[rows].tocoo()
@@ -121,14 +121,9 @@ def _split(block: Block, alive: np.ndarray, base: np.ndarray, cut: Cut, folder: 
     for part in range(cut.parts):
         own, entries = np.flatnonzero(row_part == part), order[cuts[part]:cuts[part + 1]]
         piece = {"members": rows[own] + block.offset, "base": base[rows[own]], "degree": degree[own],
-                 "dst": block.halo[dst[entries]], "sim": sim[entries], "dst_part": halo_part[dst[entries]]}
-        write_atomic(_piece_path(folder, r, part, block.part), lambda tmp, piece=piece: _save(tmp, piece))
+                 "dst": halo_rows[dst[entries]], "sim": sim[entries], "dst_part": halo_part[dst[entries]]}
+        write_npz(piece, _piece_path(folder, r, part, block.part))
     return np.bincount(row_part, minlength=cut.parts)
-
-
-def _save(path: Path, arrays: dict) -> None:
-    with open(path, "wb") as handle:
-        np.savez(handle, **arrays)
 
 
 @dataclass(frozen=True)
