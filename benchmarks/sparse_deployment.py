@@ -1,13 +1,13 @@
 """Sparse deployment: bytes per update, deployed-replica accuracy and sender overhead at rho = 1e-2, 1e-3, 1e-4.
 
 Per seed, one proactive training run over a drifting MNIST-1D stream (first chunk from scratch,
-then a proactive step per chunk). Every ``--ship-every`` training batches (and at the end of each
-step) every (rho, scope) sender ships the top-k update (error feedback) as serialised bytes and
-its replica applies them, side by side on the same trained weights. Per sender: the update's
-payload (indices and values) and its whole file (header included) relative to the dense weights;
-the replica's accuracy on the current test chunk relative to the trained (dense) model; the time
-to sparsify, serialise, parse and apply relative to the training step's time. The targets are
-judged on the first scope given (per tensor, the paper's rule). Each (seed, scope) runs as its own
+then a proactive step per chunk). Following dense training, every ``--ship-every`` training batches
+(and at the end of each step) every (rho, scope) sender ships the top-k update (error feedback) as
+serialised bytes and its replica applies them, side by side on the same trained weights; sparse
+training is its own run per rho. Per sender: the update's payload (indices and values) and its
+whole file (header included) relative to the dense weights; the replica's accuracy on the current
+test chunk relative to the dense model of the first scope; the time to train and ship relative to
+that dense training. The targets are judged on ``--judge``. Each (seed, scope) runs as its own
 task (``--jobs`` processes): the same seeded training, repeated per scope (deterministic on CPU)."""
 
 from __future__ import annotations
@@ -29,7 +29,8 @@ TARGET_POINTS = 1.0  # replica within this many accuracy points of the dense mod
 def run_stream(seed: int, scope: str, args, chunks: int, samples: int, epochs: int) -> dict:
     """One stream: per (rho, scope) sender, its payload and file ratios, replica accuracies and seconds.
 
-    ``scope`` "sparse-tensor@<rho>" or "sparse-model@<rho>": sparse training, one run per rho."""
+    ``scope`` "sparse-tensor@<rho>" or "sparse-model@<rho>": sparse training, one run per rho; a scope
+    may name its passes over each new chunk ("sparse-tensor:6@0.001"; default: ``ContinualConfig``'s)."""
     import torch
 
     from curation.config import load_settings
@@ -44,12 +45,14 @@ def run_stream(seed: int, scope: str, args, chunks: int, samples: int, epochs: i
     torch.set_num_threads(args.threads)
     sparse = "@" in scope
     systems = [(float(scope.split("@")[1]), scope.split("@")[0])] if sparse else [(rho, scope) for rho in RHOS]
+    how, _, passes = scope.split("@")[0].partition(":")
+    top = "model" if how.endswith("model") else "tensor"  # "step" ships per tensor, once per proactive step
 
     class Ship(Callback):
         """Every sender ships the model as it is now; the time goes to that sender's seconds."""
 
         def on_batch_end(self, epoch: int, batch: int) -> None:
-            if (batch + 1) % args.ship_every == 0:
+            if how != "step" and (batch + 1) % args.ship_every == 0:
                 ship()
 
     def ship() -> None:
@@ -73,7 +76,7 @@ def run_stream(seed: int, scope: str, args, chunks: int, samples: int, epochs: i
 
     train = TrainConfig(arch=args.arch, epochs=epochs, batch_size=128, seed=seed, device="cpu",
                         optimizer=args.optimizer, lr=args.lr)
-    config = ContinualConfig()
+    config = ContinualConfig(**({"passes": int(passes)} if passes else {}))
     out = {key: {"payload": [], "file": [], "accuracy": [], "seconds": 0.0} for key in systems}
     senders, replicas, trained, train_seconds, dense = {}, {}, [], 0.0, 0
     with tempfile.TemporaryDirectory() as tmp:
@@ -88,8 +91,7 @@ def run_stream(seed: int, scope: str, args, chunks: int, samples: int, epochs: i
                 model, optimizer = step.model, step.optimizer
                 dense = dense_bytes(model.state_dict())
                 for rho, kind in systems:
-                    senders[rho, kind] = Sparsifier(rho, "base", scope=kind.removeprefix("sparse-"),
-                                                    carry=sparse).start(model.state_dict())
+                    senders[rho, kind] = Sparsifier(rho, "base", scope=top, carry=sparse).start(model.state_dict())
                     replicas[rho, kind] = Replica(model.state_dict(), "base")
                 continue
             spent = sum(r["seconds"] for r in out.values())
@@ -126,11 +128,14 @@ def main() -> None:
     p.add_argument("--optimizer", choices=["adamw", "sgd"], default=None, help="default: the architecture's")
     p.add_argument("--lr", type=float, default=None, help="default: the architecture's")
     p.add_argument("--ship-every", type=int, default=1, help="training batches between shipped updates")
-    p.add_argument("--scopes", default="tensor,model,sparse-tensor,sparse-model", help="which senders: top-k per "
-                   "tensor (the paper's rule) or over the whole model, following dense training; sparse-tensor, "
-                   "sparse-model: sparse training (its own run per rho). The first is the dense training the others "
-                   "are compared to")
-    p.add_argument("--judge", default="sparse-tensor", help="the scope the targets are judged on")
+    p.add_argument("--scopes", default="step,tensor,model,sparse-tensor,sparse-model,sparse-tensor:6,tensor:6",
+                   help="which senders: top-k per tensor (the paper's rule) or over the whole model, following dense "
+                   "training (every --ship-every batches); step: per tensor, one update per proactive step (the "
+                   "retrain pipeline's --ship model); sparse-tensor, sparse-model: sparse training (its own run per "
+                   "rho; the pipeline's --ship batch). ':N' trains N passes over each new chunk instead of the "
+                   "default. The first (tensor, model or step, default passes) is the dense training the others are "
+                   "compared to")
+    p.add_argument("--judge", default="sparse-tensor:6", help="the scope the targets are judged on")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--seeds", default="0,1,2,3", help="comma-separated stream seeds")
     p.add_argument("--jobs", type=int, default=4, help="(seed, scope) tasks at once, each its own process")
@@ -141,8 +146,9 @@ def main() -> None:
     from curation.continual.proactive import ContinualConfig
 
     scopes = args.scopes.split(",")
-    if scopes[0].startswith("sparse"):
-        p.error("--scopes must start with a dense-training scope (tensor or model): the reference")
+    if scopes[0] not in ("tensor", "model", "step"):
+        p.error("--scopes must start with a dense-training scope at the default passes (tensor, model or step): "
+                "the reference")
     runs_of = {scope: [f"{scope}@{rho:g}" for rho in RHOS] if scope.startswith("sparse") else [scope]
                for scope in scopes}
     with ProcessPoolExecutor(args.jobs, mp_context=get_context("spawn")) as pool:
@@ -161,7 +167,10 @@ def main() -> None:
                       for seed, r in zip(seeds, per)]
             own_training = sum(runs[seed, run]["train_seconds"] for seed in seeds)
             sender = sum(r["seconds"] for r in per)
+            trained = [100 * (b - a) for seed in seeds
+                       for a, b in zip(reference[seed]["trained"], runs[seed, run]["trained"])]
             results.append({"system": f"{scope} rho={rho:g}", "rho": rho, "scope": scope,
+                            "trained_vs_dense_points": statistics.fmean(trained),
                             "payload_bytes_ratio": statistics.fmean(x for r in per for x in r["payload"]),
                             "file_bytes_ratio": statistics.fmean(x for r in per for x in r["file"]),
                             "max_file_bytes_ratio": max(x for r in per for x in r["file"]), "dense_bytes": dense,
@@ -175,13 +184,13 @@ def main() -> None:
     ref = judged[0] if judged else next(r for r in results if r["rho"] == 1e-3)
     ratios = {}
     for r in results:
-        tag = f"rho_{r['rho']:g}" + ("" if r["scope"] == "tensor" else f"_{r['scope']}")
+        tag = f"rho_{r['rho']:g}" + ("" if r["scope"] == "tensor" else f"_{r['scope'].replace(':', '_p')}")
         ratios |= {f"payload_bytes_ratio_{tag}": round(r["payload_bytes_ratio"], 6),
                    f"file_bytes_ratio_{tag}": round(r["file_bytes_ratio"], 6),
                    f"accuracy_drop_points_{tag}": round(r["mean_accuracy_drop_points"], 3),
                    f"training_time_overhead_{tag}": round(r["overhead_vs_training"], 4),
                    f"training_seconds_vs_dense_{tag}": round(r["training_seconds_vs_dense"], 3)}
-    tag = "rho_0.001" + ("" if ref["scope"] == "tensor" else f"_{ref['scope']}")
+    tag = "rho_0.001" + ("" if ref["scope"] == "tensor" else f"_{ref['scope'].replace(':', '_p')}")
     targets = {f"file_bytes_ratio_{tag}": f"<= {TARGET_BYTES:.4g}", f"accuracy_drop_points_{tag}": f"<= {TARGET_POINTS}"}
     bytes_met = ref["file_bytes_ratio"] <= TARGET_BYTES
     points_met = ref["mean_accuracy_drop_points"] <= TARGET_POINTS

@@ -449,6 +449,9 @@ def retrain(
     every: int = typer.Option(3, help="Periodic mode: retrain every this many chunks."),
     min_samples: int = typer.Option(1000, help="Amount trigger: new train samples that call for training."),
     rho: float = typer.Option(1e-3, help="Share of each tensor shipped per sparse update."),
+    ship: Optional[str] = typer.Option(None, help="batch: sparse training, an update after every training batch "
+                                                  "(proactive's default; about 1.5x the --passes of dense training "
+                                                  "match its accuracy); model: one update per promoted model."),
     arch: Optional[str] = typer.Option(None, help="Architecture (default: from the feature shape)."),
     epochs: Optional[int] = typer.Option(None, help="Epochs of a from-scratch training (default: the arch's)."),
     seed: int = typer.Option(0, help="Seed of initialisation and sampling."),
@@ -467,7 +470,7 @@ def retrain(
         settings = load_settings()
         with steps(enabled=not json_out and err.is_terminal) as step:
             step(f"retraining {dataset}")
-            outcome = run_retrain(settings, dataset, pipeline, config, train_config, rho)
+            outcome = run_retrain(settings, dataset, pipeline, config, train_config, rho, ship)
     if json_out:
         emit_json(outcome.to_dict())
         return
@@ -484,9 +487,9 @@ def retrain(
                   soft_wrap=True)
     if outcome.deployment:
         d = outcome.deployment
-        out.print(f"  shipped update {d['sequence']}: {d['bytes']:,} bytes ({d['bytes_ratio']:.2%} of dense), "
-                  f"deployed accuracy {d['deployed_accuracy']:.4f} vs trained {d['trained_accuracy']:.4f}",
-                  soft_wrap=True)
+        out.print(f"  shipped updates {d['first_sequence']}-{d['sequence']}: {d['bytes']:,} bytes "
+                  f"({d['bytes_ratio']:.2%} of dense per update), deployed accuracy {d['deployed_accuracy']:.4f} "
+                  f"vs trained {d['trained_accuracy']:.4f}", soft_wrap=True)
 
 
 def main() -> None:  # pragma: no cover - console entry point

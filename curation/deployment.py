@@ -140,14 +140,15 @@ def _ungaps(gaps: np.ndarray) -> np.ndarray:
     return np.cumsum(gaps.astype(np.int64) + 1) - 1
 
 
+_VARINT_STEPS = np.uint64(1) << np.arange(7, 64, 7, dtype=np.uint64)  # 2**7, 2**14, ...: one byte more from each
+
+
 def _varint(values: np.ndarray) -> np.ndarray:
     """Non-negative integers as LEB128: 7 bits per byte, the high bit set on all but each value's last byte."""
     v = np.asarray(values, dtype=np.uint64)
     if not len(v):
         return np.empty(0, dtype=np.uint8)
-    width = np.ones(len(v), dtype=np.int64)
-    for shift in range(7, 64, 7):
-        width += (v >> np.uint64(shift)) > 0
+    width = np.searchsorted(_VARINT_STEPS, v, side="right") + 1  # bytes per value
     owner = np.repeat(np.arange(len(v)), width)
     position = np.arange(len(owner)) - np.repeat(np.cumsum(width) - width, width)
     low = (v[owner] >> (np.uint64(7) * position.astype(np.uint64))) & np.uint64(0x7F)

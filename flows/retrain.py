@@ -17,20 +17,21 @@ from curation.training.config import TrainConfig
 
 
 @task(name="retrain-pipeline", cache_policy=NO_CACHE)
-def retrain_task(dataset: str, pipeline: str | None, config: dict, train: dict, rho: float) -> dict:
+def retrain_task(dataset: str, pipeline: str | None, config: dict, train: dict, rho: float, ship: str | None) -> dict:
     return retrain_pipeline(load_settings(), dataset, pipeline, ContinualConfig.make(**config),
-                            TrainConfig.make(**train), rho).to_dict()
+                            TrainConfig.make(**train), rho, ship).to_dict()
 
 
 @flow(name="retrain", log_prints=True)
 def retrain(dataset: str = "stream", pipeline: str | None = None, mode: str = "proactive", new_per_batch: int = 32,
             strategy: str = "uniform", passes: int = 4, every: int = 3, min_samples: int = 1000, rho: float = 1e-3,
-            arch: str | None = None, epochs: int | None = None, seed: int = 0, device: str = "auto") -> dict:
+            ship: str | None = None, arch: str | None = None, epochs: int | None = None, seed: int = 0,
+            device: str = "auto") -> dict:
     """Bring pipeline ``pipeline`` up to date with ``dataset``'s chunks; returns what it did."""
     config = {"mode": mode, "new_per_batch": new_per_batch, "strategy": strategy, "passes": passes, "every": every,
               "min_samples": min_samples}
     outcome = retrain_task(dataset, pipeline, config, {"arch": arch, "epochs": epochs, "seed": seed,
-                                                       "device": device}, rho)
+                                                       "device": device}, rho, ship)
     for d in outcome["decisions"]:
         print(f"trigger {d['trigger']}: {'fired' if d['fire'] else 'quiet'}: {d['reason']}")
     if outcome["decisions"]:

@@ -9,6 +9,7 @@ import sys
 import numpy as np
 import pyarrow as pa
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from curation.catalog import Catalog, Deployment, ModelVersion, TrainingRun
@@ -83,11 +84,35 @@ def test_flow_trains_each_chunk_once_with_lineage_alias_and_sparse_update(prefec
     if not second["promoted"]:
         assert deployments == [] and second["deployment"] is None
         return
-    [shipped] = deployments
+    # sparse training (ship="batch", proactive's default): an update per training batch, shipped on promotion
+    assert [d.sequence for d in deployments] == list(range(1, len(deployments) + 1)) and len(deployments) > 1
+    assert {(d.model_version_id, d.base_model_version_id) for d in deployments} == {(models[1].id, models[0].id)}
+    assert all(d.bytes == (fast.home / d.path).stat().st_size < d.dense_bytes / 100 for d in deployments)
+    report = second["deployment"]
+    assert (report["first_sequence"], report["sequence"], report["updates"]) == (1, len(deployments), len(deployments))
+    assert report["accuracy_gap"] == 0  # the champion is what the replica holds
+    replica = deployed_replica(fast, "stream")
+    checkpoint = load_checkpoint(fast.home / models[1].path)
+    assert all(torch.equal(checkpoint["model"][k], replica.state[k]) for k in replica.state)  # bit for bit
+    residual = max(float(r.abs().max()) for r in checkpoint["residual"].values())
+    assert residual == pytest.approx(deployments[-1].gap) and residual > 0  # rho = 1e-3 leaves a residual
+    assert replica.sequence == len(deployments)
+
+
+def test_ship_model_sends_one_update_per_promoted_model(fast):
+    chunk(fast, 0)
+    assert cli("retrain", "stream", *FAST, "--ship", "model").exit_code == 0
+    chunk(fast, 1)
+    second = json.loads(cli("retrain", "stream", *FAST, "--ship", "model", "--json").stdout)
+    models = rows(fast, ModelVersion)
+    if not second["promoted"]:
+        pytest.skip("the retrained model was not promoted: nothing shipped")
+    [shipped] = rows(fast, Deployment)
     assert (shipped.model_version_id, shipped.base_model_version_id, shipped.sequence) == (models[1].id,
                                                                                           models[0].id, 1)
     assert shipped.bytes == (fast.home / shipped.path).stat().st_size < shipped.dense_bytes
     report = second["deployment"]
+    assert report["updates"] == 1
     assert report["accuracy_gap"] == report["trained_accuracy"] - report["deployed_accuracy"]
     replica = deployed_replica(fast, "stream")
     trained = load_checkpoint(fast.home / models[1].path)["model"]
@@ -116,7 +141,7 @@ def test_crashes_keep_the_champion_and_the_next_run_completes_the_work(fast):
     assert outcome["status"] == "up-to-date" and len(rows(fast, TrainingRun)) == 4
     latest = rows(fast, ModelVersion)[-1]
     assert alias(fast) == (latest.registry_version if latest.metrics["promoted"] else "1")
-    assert [d.model_version_id for d in rows(fast, Deployment)] == ([latest.id] if latest.metrics["promoted"] else [])
+    assert {d.model_version_id for d in rows(fast, Deployment)} == ({latest.id} if latest.metrics["promoted"] else set())
     assert (outcome["deployment"] is not None) == latest.metrics["promoted"]
 
 
@@ -128,6 +153,9 @@ def test_bad_input_is_one_line_and_promotes_nothing(fast):
              ("stream", "--t", "0"): "bad retraining setting 'new_per_batch'",
              ("stream", "--rho", "0"): "rho 0.0 is outside (0, 1]",
              ("stream", "--pipeline", "../x"): "bad data set name",
+             ("stream", "--ship", "often"): "unknown shipping 'often'",
+             ("stream", "--mode", "full", "--ship", "batch"): "--ship batch trains the deployed model sparsely",
+             ("stream", *FAST, "--ship", "model"): "pipeline 'proactive' ships per batch, not per model",
              ("stream", *FAST, "--arch", "cnn1d"): "pipeline 'proactive' trains mlp, not cnn1d"}
     for args, expected in cases.items():
         result = cli("retrain", *args)
@@ -147,7 +175,7 @@ def test_bad_input_is_one_line_and_promotes_nothing(fast):
     [first, second] = rows(fast, ModelVersion)
     if not second.metrics["promoted"]:
         pytest.skip("the retrained model was not promoted: nothing shipped to tamper with")
-    [shipped] = rows(fast, Deployment)
+    shipped = rows(fast, Deployment)[0]
     foreign = Sparsifier(1e-3, "999").start(load_checkpoint(fast.home / first.path)["model"])
     (fast.home / shipped.path).write_bytes(foreign.update(load_checkpoint(fast.home / second.path)["model"],
                                                           "999").to_bytes())

@@ -11,8 +11,13 @@ One call, under the pipeline's lock:
 4. ``train_step`` from the champion (or from scratch); the model is registered in MLflow with its
    parent, then the FINISHED run and the ModelVersion (parent = the champion; promoted when at
    least as accurate as the champion on the newest test chunk) commit in one transaction.
-5. A promoted model gets the alias and is shipped to the replica as a sparse update
-   (``<data_dir>/deployments/<pipeline>/``, a Deployment row with bytes, dense bytes and gap).
+   ``ship="batch"`` (proactive pipelines' default) is sparse training: the step starts from the
+   deployed replica's weights, a top-k update is made after every batch and the model set to what
+   the replica would then hold; the updates are staged in the run's folder and the residual is kept
+   in the checkpoint. ``ship="model"``: the step trains densely and step 5 makes one update.
+5. A promoted model gets the alias and is shipped to the replica: its staged updates, or one sparse
+   update of trained - deployed (``<data_dir>/deployments/<pipeline>/``); a Deployment row per update
+   with bytes, dense bytes and gap, all in one transaction.
 
 A crash before step 5's transaction leaves the champion untouched and the chunks unconsumed; after
 it, step 1 of the next call completes the work.
@@ -39,7 +44,7 @@ from curation.data.contract import check_name
 from curation.data.store import file_md5
 from curation.data.stream import chunks
 from curation.data.versions import VersionInfo
-from curation.deployment import Replica, SparseUpdate, Sparsifier, dense_bytes
+from curation.deployment import Replica, SparseTraining, SparseUpdate, Sparsifier, dense_bytes
 from curation.errors import CurationError
 from curation.faults import kill_point
 from curation.tracking import Tracker
@@ -53,6 +58,7 @@ from models import ModelSpec, build
 log = logging.getLogger("curation.retrain")
 
 ALIAS = "champion"
+SHIP = ("batch", "model")
 LOCKS = Path(".curation") / "retrain"
 MODEL_FILE = "model.pt"
 DRIFT_SAMPLE = 1000  # rows per side of the KS drift test
@@ -101,16 +107,26 @@ class _Pipeline:
         self.base: ModelVersion | None = promoted[0] if promoted else None
         self.last_trained = max((r.ended_at for r in runs if r.status == records.FINISHED), default=None)
         self.architecture = next((r.architecture for r in runs if r.status == records.FINISHED), None)
+        self.ship = next((r.params.get("ship", "model") for r in runs if r.status == records.FINISHED), None)
 
 
 def retrain(settings: Settings, dataset: str, pipeline: str | None = None, config: ContinualConfig | None = None,
-            train: TrainConfig | None = None, rho: float = 1e-3) -> RetrainOutcome:
-    """Bring pipeline ``pipeline`` (default: the mode's name) up to date with data set ``dataset``."""
+            train: TrainConfig | None = None, rho: float = 1e-3, ship: str | None = None) -> RetrainOutcome:
+    """Bring pipeline ``pipeline`` (default: the mode's name) up to date with data set ``dataset``.
+
+    ``ship``: "batch" (sparse training, a sparse update per training batch; the default of proactive
+    pipelines) or "model" (one sparse update per promoted model; the default of full and periodic)."""
     config = config or ContinualConfig()
     name = pipeline or config.mode
     check_name(name)
     if not 0 < rho <= 1:
         raise CurationError(f"rho {rho} is outside (0, 1]", "give a fraction like 1e-3")
+    ship = ship or ("batch" if config.mode == "proactive" else "model")
+    if ship not in SHIP:
+        raise CurationError(f"unknown shipping {ship!r}", "use --ship batch or --ship model")
+    if ship == "batch" and config.mode != "proactive":
+        raise CurationError(f"--ship batch trains the deployed model sparsely, and {config.mode} retraining starts "
+                            "from scratch", "use --ship model, or --mode proactive")
     infos = chunks(settings, dataset)
     if not infos:
         raise CurationError(f"data set {dataset!r} has no versions", "add a chunk with `curation data add` first")
@@ -123,6 +139,9 @@ def retrain(settings: Settings, dataset: str, pipeline: str | None = None, confi
         if state.architecture not in (None, train.arch):
             raise CurationError(f"pipeline {name!r} trains {state.architecture}, not {train.arch}",
                                 f"use --arch {state.architecture}, or start a new --pipeline")
+        if state.ship not in (None, ship):
+            raise CurationError(f"pipeline {name!r} ships per {state.ship}, not per {ship}",
+                                f"use --ship {state.ship}, or start a new --pipeline")
         for run in state.runs:  # a crashed call of this pipeline (we hold its lock)
             if run.status == records.RUNNING:
                 records.mark_failed(catalog, run.id)
@@ -149,7 +168,7 @@ def retrain(settings: Settings, dataset: str, pipeline: str | None = None, confi
             outcome.status = "waiting"
             return outcome
         _train(settings, catalog, tracker, name, dataset, state, stream, new, champion, config, train, spec, rho,
-               outcome)
+               ship, outcome)
         state = _Pipeline(catalog, dataset, name, infos)
         outcome.champion_model_version_id = state.champion.id
         kill_point("retrain:before-publish")
@@ -180,24 +199,25 @@ def _decide(config: ContinualConfig, state: _Pipeline, stream: StreamData, new: 
 
 def _train(settings: Settings, catalog: Catalog, tracker: Tracker, name: str, dataset: str, state: _Pipeline,
            stream: StreamData, new: list[VersionInfo], champion: torch.nn.Module | None, config: ContinualConfig,
-           train: TrainConfig, spec: ModelSpec, rho: float, outcome: RetrainOutcome) -> None:
+           train: TrainConfig, spec: ModelSpec, rho: float, ship: str, outcome: RetrainOutcome) -> None:
     """One tracked training step; the run and its model commit together (see the module docstring)."""
     parent = state.champion.id if state.champion else None
     params = {"pipeline": name, "dataset": dataset, "chunks": [i.id for i in new], "history": sorted(state.consumed),
               "parent_model_version_id": parent, "continual": config.model_dump(), "train": train.model_dump(),
-              "rho": rho, "decisions": outcome.decisions}
+              "rho": rho, "ship": ship, "decisions": outcome.decisions}
     run_id = records.start_run(catalog, new[-1].id, None, train.arch, params)
     registered = f"{dataset}-{name}"
     try:
         with tracker.run(name=f"retrain-{name}-{run_id}") as tracked:
             records.set_mlflow_run(catalog, run_id, tracked.run_id)
-            tracked.log_params({**config.model_dump(), **train.model_dump(), "pipeline": name, "rho": rho,
+            tracked.log_params({**config.model_dump(), **train.model_dump(), "pipeline": name, "rho": rho, "ship": ship,
                                 "chunks": ",".join(str(i.id) for i in new), "parent_model_version_id": parent})
             tracked.set_tags({"curation.run_id": run_id, "curation.pipeline": name, "curation.version_id": new[-1].id,
                               "curation.parent_model_version_id": parent})
             optimizer = load_checkpoint(settings.home / state.champion.path)["optimizer"] if state.champion else None
+            sparse = _SparseTraining.of(settings, catalog, state, champion, rho, run_id) if ship == "batch" else None
             step = train_step(stream, len(new), champion, config, train, spec, step=len(stream.chunk_rows) - 1,
-                              optimizer=optimizer)
+                              optimizer=optimizer, callbacks=[sparse] if sparse else [])
             promoted = outcome.champion_accuracy is None or step.accuracy >= outcome.champion_accuracy
             summary = {"accuracy": step.accuracy, "champion_accuracy": outcome.champion_accuracy,
                        "from_scratch": float(step.from_scratch), "promoted": float(promoted),
@@ -206,7 +226,8 @@ def _train(settings: Settings, catalog: Catalog, tracker: Tracker, name: str, da
             tracked.log_summary(summary)
             path = run_dir(settings, run_id) / MODEL_FILE
             save_checkpoint(path, {"arch": train.arch, "feature_shape": list(stream.data.feature_shape),
-                                   "model": step.model.state_dict(), "optimizer": step.optimizer})
+                                   "model": step.model.state_dict(), "optimizer": step.optimizer,
+                                   **(sparse.stage(settings, path.parent) if sparse else {})})
             example = stream.data.test.features[:4].cpu().numpy()
             model = build(train.arch, spec)
             model.load_state_dict(step.model.state_dict())
@@ -265,7 +286,7 @@ def deployed_replica(settings: Settings, dataset: str, pipeline: str = "proactiv
 
 def _publish(settings: Settings, catalog: Catalog, tracker: Tracker, name: str, state: _Pipeline, rho: float,
              stream: StreamData, train: TrainConfig, spec: ModelSpec) -> dict | None:
-    """Give the champion its alias and ship it to the replica, unless done; the shipped update's report."""
+    """Give the champion its alias and ship it to the replica, unless done; the shipped updates' report."""
     champion, base = state.champion, state.base
     if champion is None:
         return None
@@ -279,31 +300,81 @@ def _publish(settings: Settings, catalog: Catalog, tracker: Tracker, name: str, 
     replica, shipped = _replica(settings, catalog, base)
     if champion.id in shipped:
         return None
-    sender = Sparsifier.following(replica, rho)
-    trained = _state(settings, champion)
-    payload = sender.update(trained, str(champion.id)).to_bytes()
-    update = SparseUpdate.from_bytes(payload)
-    path = settings.data_path / "deployments" / name / f"{base.id}-{update.sequence:06d}.csu"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(payload)
-    os.replace(tmp, path)
+    checkpoint = load_checkpoint(settings.home / champion.path)
+    trained, staged = checkpoint["model"], checkpoint.get("updates")
+    if staged is None:  # ship="model": one update, the top-k of trained - deployed
+        sender = Sparsifier.following(replica, rho)
+        update = sender.update(trained, str(champion.id))
+        path = _write(settings.data_path / "deployments" / name / f"{base.id}-{update.sequence:06d}.csu",
+                      update.to_bytes())
+        staged = [{"path": str(path.relative_to(settings.home)), "gap": sender.gap(trained)}]
+    if not staged:
+        return None  # a step without batches changed nothing
     kill_point("retrain:before-deploy-commit")
-    replica.apply(update)
-    gap = sender.gap(trained)
+    dense, rows = dense_bytes(trained), []
+    for entry in staged:
+        payload = (settings.home / entry["path"]).read_bytes()
+        update = SparseUpdate.from_bytes(payload)
+        replica.apply(update)  # the lineage and the sequence are checked before anything is recorded
+        rows.append(Deployment(model_version_id=champion.id, base_model_version_id=base.id, sequence=update.sequence,
+                               rho=update.rho, path=entry["path"], bytes=len(payload), dense_bytes=dense,
+                               gap=entry["gap"]))
     with catalog.session() as s:
-        s.add(Deployment(model_version_id=champion.id, base_model_version_id=base.id, sequence=update.sequence,
-                         rho=rho, path=str(path.relative_to(settings.home)), bytes=len(payload),
-                         dense_bytes=dense_bytes(trained), gap=gap))
+        s.add_all(rows)
     trained_accuracy = evaluate(_load_model(settings, champion, train.arch, spec), stream, train)
     deployed = build(train.arch, spec)
     deployed.load_state_dict(replica.state)
     deployed_accuracy = evaluate(deployed, stream, train)
-    report = {"sequence": update.sequence, "model_version_id": champion.id, "base_model_version_id": base.id,
-              "rho": rho, "bytes": len(payload), "dense_bytes": dense_bytes(trained),
-              "bytes_ratio": len(payload) / dense_bytes(trained), "gap": gap, "path": str(path),
-              "trained_accuracy": trained_accuracy, "deployed_accuracy": deployed_accuracy,
-              "accuracy_gap": trained_accuracy - deployed_accuracy}
-    log.info("pipeline %s: shipped update %d (%d bytes, %.4f%% of dense), trained %.4f vs deployed %.4f", name,
-             update.sequence, len(payload), 100 * report["bytes_ratio"], trained_accuracy, deployed_accuracy)
+    sent = sum(r.bytes for r in rows)
+    report = {"first_sequence": rows[0].sequence, "sequence": rows[-1].sequence, "updates": len(rows),
+              "model_version_id": champion.id, "base_model_version_id": base.id, "rho": rows[-1].rho,
+              "bytes": sent, "dense_bytes": dense, "bytes_ratio": sent / len(rows) / dense, "gap": rows[-1].gap,
+              "path": str(settings.home / rows[-1].path), "trained_accuracy": trained_accuracy,
+              "deployed_accuracy": deployed_accuracy, "accuracy_gap": trained_accuracy - deployed_accuracy}
+    log.info("pipeline %s: shipped updates %d-%d (%d bytes, %.4f%% of dense per update), trained %.4f vs deployed "
+             "%.4f", name, rows[0].sequence, rows[-1].sequence, sent, 100 * report["bytes_ratio"], trained_accuracy,
+             deployed_accuracy)
     return report
+
+
+def _write(path: Path, payload: bytes) -> Path:
+    """Write ``payload`` to ``path`` atomically (a temporary file renamed over it)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(payload)
+    os.replace(tmp, path)
+    return path
+
+
+class _SparseTraining(SparseTraining):
+    """``ship="batch"``: sparse training from the deployed replica. The model is set to the replica's
+    weights; what the champion's training left unshipped (its weights minus the replica's, plus the
+    residual in its checkpoint) is the sender's residual. The updates wait in memory until ``stage``."""
+
+    def __init__(self, sender: Sparsifier, run_id: int):
+        super().__init__(sender, self._keep, f"run-{run_id}")
+        self.updates: list[tuple[int, bytes, float]] = []  # sequence, payload, gap after it
+
+    @classmethod
+    def of(cls, settings: Settings, catalog: Catalog, state: _Pipeline, model: torch.nn.Module | None, rho: float,
+           run_id: int) -> _SparseTraining | None:
+        """None for the first model: it trains from scratch and is deployed in full."""
+        if state.champion is None:
+            return None
+        replica = _replica(settings, catalog, state.base)[0]
+        carried = load_checkpoint(settings.home / state.champion.path).get("residual", {})
+        sender = Sparsifier(rho, replica.base_version, carry=True).start(replica.state, replica.sequence)
+        sender.residual = {k: v.detach().cpu().float().reshape(-1) - replica.state[k].float().reshape(-1)
+                           + carried.get(k, 0) for k, v in model.state_dict().items() if v.is_floating_point()}
+        model.load_state_dict(replica.state)
+        return cls(sender, run_id)
+
+    def _keep(self, update: SparseUpdate) -> None:
+        gap = max((float(r.abs().max()) for r in self.sender.residual.values() if r.numel()), default=0.0)
+        self.updates.append((update.sequence, update.to_bytes(), gap))
+
+    def stage(self, settings: Settings, folder: Path) -> dict:
+        """Write the updates into ``folder``/updates; the checkpoint entries that point to them and the residual."""
+        staged = [{"path": str(_write(folder / "updates" / f"{sequence:06d}.csu", payload).relative_to(settings.home)),
+                   "gap": gap} for sequence, payload, gap in self.updates]
+        return {"updates": staged, "residual": self.sender.residual}
