@@ -49,11 +49,15 @@ def run_stream(seed: int, scope: str, args, chunks: int, samples: int, epochs: i
     top = "model" if how.endswith("model") else "tensor"  # "step" ships per tensor, once per proactive step
 
     class Ship(Callback):
-        """Every sender ships the model as it is now; the time goes to that sender's seconds."""
+        """Every ``--ship-every`` batches every sender ships the model as it is now (``step``: after training)."""
+
+        pending = 0  # batches since the last update
 
         def on_batch_end(self, epoch: int, batch: int) -> None:
-            if how != "step" and (batch + 1) % args.ship_every == 0:
+            self.pending += 1
+            if how != "step" and self.pending == args.ship_every:
                 ship()
+                self.pending = 0
 
     def ship() -> None:
         state = model.state_dict()
@@ -94,20 +98,18 @@ def run_stream(seed: int, scope: str, args, chunks: int, samples: int, epochs: i
                     senders[rho, kind] = Sparsifier(rho, "base", scope=top, carry=sparse).start(model.state_dict())
                     replicas[rho, kind] = Replica(model.state_dict(), "base")
                 continue
-            spent = sum(r["seconds"] for r in out.values())
-            if sparse:
-                callback = Timed(senders[systems[0]], lambda update: deliver(systems[0], update), f"chunk-{c}",
-                                 args.ship_every)
-                step = train_step(stream, 1, model, config, train, spec, step=c, optimizer=optimizer,
-                                  callbacks=[callback])
-                callback.flush()  # what the last batches left
-            else:
-                step = train_step(stream, 1, model, config, train, spec, step=c, optimizer=optimizer,
-                                  callbacks=[Ship()])
-                ship()  # what the last batches left
+            before = sum(r["seconds"] for r in out.values())
+            callback = (Timed(senders[systems[0]], lambda update: deliver(systems[0], update), f"chunk-{c}",
+                              args.ship_every) if sparse else Ship())
+            step = train_step(stream, 1, model, config, train, spec, step=c, optimizer=optimizer,
+                              callbacks=[callback])
             optimizer = step.optimizer
-            spent = sum(r["seconds"] for r in out.values()) - spent
-            train_seconds += step.ledger.train_seconds - spent  # the callbacks ran inside the loop
+            # the callbacks ran inside the training loop: their seconds are the senders'
+            train_seconds += step.ledger.train_seconds - (sum(r["seconds"] for r in out.values()) - before)
+            if callback.pending and sparse:  # what the last batches left
+                callback.flush()
+            elif callback.pending:  # likewise (``step``: the step's one update)
+                ship()
             trained.append(step.accuracy)
             line = [f"seed {seed} chunk {c}: trained {step.accuracy:.4f}"]
             for rho, kind in systems:
@@ -146,6 +148,12 @@ def main() -> None:
     from curation.continual.proactive import ContinualConfig
 
     scopes = args.scopes.split(",")
+    for scope in scopes:
+        kind, _, passes = scope.partition(":")
+        if kind not in ("tensor", "model", "step", "sparse-tensor", "sparse-model") or not passes.isdigit() and passes:
+            p.error(f"unknown scope {scope!r}: use tensor, model, step, sparse-tensor or sparse-model, with :N passes")
+    if args.judge not in scopes:
+        p.error(f"--judge {args.judge} is not among --scopes")
     if scopes[0] not in ("tensor", "model", "step"):
         p.error("--scopes must start with a dense-training scope at the default passes (tensor, model or step): "
                 "the reference")

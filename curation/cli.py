@@ -487,7 +487,8 @@ def retrain(
                   soft_wrap=True)
     if outcome.deployment:
         d = outcome.deployment
-        out.print(f"  shipped updates {d['first_sequence']}-{d['sequence']}: {d['bytes']:,} bytes "
+        which = f"update {d['sequence']}" if d["updates"] == 1 else f"updates {d['first_sequence']}-{d['sequence']}"
+        out.print(f"  shipped {which}: {d['bytes']:,} bytes "
                   f"({d['bytes_ratio']:.2%} of dense per update), deployed accuracy {d['deployed_accuracy']:.4f} "
                   f"vs trained {d['trained_accuracy']:.4f}", soft_wrap=True)
 

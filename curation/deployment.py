@@ -14,7 +14,7 @@ exactly zero. A dense update (rho = 1) ships float32 adds, and assignments where
 would not land exactly, so rho = 1 deploys the trained model bit for bit.
 
 Wire format (``curation-sparse-update/2``, no pickle): the magic ``CSU2``, a little-endian uint32
-header length, a compact JSON header (``m`` model version, ``b`` base, ``s`` sequence, ``r`` rho,
+header length, a compact JSON header (``m`` the trained model, ``b`` base, ``s`` sequence, ``r`` rho,
 ``v`` the added values' dtype, ``t`` per tensor [name, added count, their index bytes, assigned
 count, their index bytes], ``w`` per whole tensor [name, dtype, shape]), then the sections back
 to back: per tensor the sorted indices as LEB128 varints of their gaps (index[j] - index[j-1] - 1)
@@ -280,19 +280,22 @@ class Sparsifier:
 class SparseTraining(Callback):
     """Sparse training (Prapas et al. 2021): every ``every`` optimizer steps, ship the top-k of the update
     (``sender``, in carry mode) through ``ship`` and set the model to what the replica then holds, so it
-    trains on the deployed weights and the trained and deployed models never differ. Call ``flush()``
-    after training for what the last steps left."""
+    trains on the deployed weights and the trained and deployed models never differ. After training,
+    ``flush()`` when ``pending`` steps are left."""
 
     def __init__(self, sender: Sparsifier, ship: Callable[[SparseUpdate], None], model_version: str, every: int = 1):
         if sender.residual is None:
             raise ValueError("sparse training needs a Sparsifier(carry=True)")
         self.sender, self.ship, self.model_version, self.every = sender, ship, model_version, every
+        self.pending = 0  # optimizer steps since the last update
 
     def on_batch_end(self, epoch: int, batch: int) -> None:
-        if (batch + 1) % self.every == 0:
+        self.pending += 1
+        if self.pending == self.every:
             self.flush()
 
     def flush(self) -> None:
+        self.pending = 0
         model = self.trainer.model
         self.ship(self.sender.update(model.state_dict(), self.model_version))
         model.load_state_dict(self.sender.mirror)

@@ -19,7 +19,7 @@ from curation.continual.retrain import ALIAS, deployed_replica
 from curation.data.contract import build_table
 from curation.data.sources import Loaded
 from curation.data.stream import add_chunk, drifting_mnist1d
-from curation.deployment import Sparsifier
+from curation.deployment import SparseUpdate, Sparsifier
 from curation.errors import CurationError
 from curation.tracking import Tracker
 from curation.training.checkpoint import load_checkpoint
@@ -84,36 +84,69 @@ def test_flow_trains_each_chunk_once_with_lineage_alias_and_sparse_update(prefec
     if not second["promoted"]:
         assert deployments == [] and second["deployment"] is None
         return
-    # sparse training (ship="batch", proactive's default): an update per training batch, shipped on promotion
-    assert [d.sequence for d in deployments] == list(range(1, len(deployments) + 1)) and len(deployments) > 1
-    assert {(d.model_version_id, d.base_model_version_id) for d in deployments} == {(models[1].id, models[0].id)}
-    assert all(d.bytes == (fast.home / d.path).stat().st_size < d.dense_bytes / 100 for d in deployments)
-    report = second["deployment"]
-    assert (report["first_sequence"], report["sequence"], report["updates"]) == (1, len(deployments), len(deployments))
-    assert report["accuracy_gap"] == 0  # the champion is what the replica holds
-    replica = deployed_replica(fast, "stream")
-    checkpoint = load_checkpoint(fast.home / models[1].path)
+    assert {d.model_version_id for d in deployments} == {models[1].id}  # its per-batch updates (sparse training)
+    assert second["deployment"]["updates"] == len(deployments) == deployed_replica(fast, "stream").sequence
+
+
+def champion_scores(monkeypatch, value):
+    """Make the champion score ``value`` on the new test chunk: 0 promotes the new model, 1 keeps the champion
+    (the pipeline's own evaluations report it too)."""
+    import curation.continual.retrain as pipeline
+
+    monkeypatch.setattr(pipeline, "evaluate", lambda model, stream, train: value)
+
+
+def test_sparse_training_ships_promoted_steps_and_carries_the_residual(fast, monkeypatch):
+    import curation.continual.retrain as pipeline
+    from curation.data.stream import chunks
+    from models import ModelSpec
+
+    chunk(fast, 0)
+    assert cli("retrain", "stream", *FAST).exit_code == 0  # the base, deployed in full
+    for c, promote in ((1, True), (2, False), (3, True)):
+        chunk(fast, c)
+        champion_scores(monkeypatch, 0.0 if promote else 1.0)
+        assert json.loads(cli("retrain", "stream", *FAST, "--json").stdout)["promoted"] == promote
+    base, first, rejected, second = rows(fast, ModelVersion)
+    staged = {m.id: load_checkpoint(fast.home / m.path) for m in (first, rejected, second)}
+    n1, n2 = len(staged[first.id]["updates"]), len(staged[second.id]["updates"])
+    deployments = rows(fast, Deployment)
+    assert n1 > 1 and n2 > 1 and [d.sequence for d in deployments] == list(range(1, n1 + n2 + 1))
+    assert [d.model_version_id for d in deployments] == [first.id] * n1 + [second.id] * n2
+    assert all(d.base_model_version_id == base.id and d.bytes == (fast.home / d.path).stat().st_size
+               < d.dense_bytes / 100 for d in deployments)
+    # the rejected model's updates were staged after the first's and never shipped
+    assert SparseUpdate.from_bytes((fast.home / staged[rejected.id]["updates"][0]["path"]).read_bytes()).sequence \
+        == n1 + 1
+    replica, checkpoint = deployed_replica(fast, "stream"), staged[second.id]
+    assert replica.sequence == n1 + n2
     assert all(torch.equal(checkpoint["model"][k], replica.state[k]) for k in replica.state)  # bit for bit
     residual = max(float(r.abs().max()) for r in checkpoint["residual"].values())
     assert residual == pytest.approx(deployments[-1].gap) and residual > 0  # rho = 1e-3 leaves a residual
-    assert replica.sequence == len(deployments)
+    # the next step starts from the replica and carries the champion's residual, nothing less, nothing more
+    state = pipeline._Pipeline(Catalog(fast.catalog), "stream", "proactive", chunks(fast, "stream"))
+    model = pipeline._load_model(fast, state.champion, "mlp", ModelSpec.of(chunks(fast, "stream")[-1]))
+    sender = pipeline._SparseTraining.of(fast, state, replica, model, 1e-3).sender
+    assert all(torch.equal(sender.residual[k], checkpoint["residual"][k]) for k in checkpoint["residual"])
+    assert all(torch.equal(model.state_dict()[k], replica.state[k]) for k in replica.state)
 
 
-def test_ship_model_sends_one_update_per_promoted_model(fast):
+def test_ship_model_sends_one_update_per_promoted_model(fast, monkeypatch):
     chunk(fast, 0)
     assert cli("retrain", "stream", *FAST, "--ship", "model").exit_code == 0
+    with Catalog(fast.catalog).session() as s:  # a pipeline from before --ship existed ships per model
+        [run] = s.query(TrainingRun).all()
+        run.params = {k: v for k, v in run.params.items() if k != "ship"}
     chunk(fast, 1)
-    second = json.loads(cli("retrain", "stream", *FAST, "--ship", "model", "--json").stdout)
+    champion_scores(monkeypatch, 0.0)
+    second = json.loads(cli("retrain", "stream", *FAST, "--json").stdout)
     models = rows(fast, ModelVersion)
-    if not second["promoted"]:
-        pytest.skip("the retrained model was not promoted: nothing shipped")
+    assert second["promoted"] and rows(fast, TrainingRun)[-1].params["ship"] == "model"
     [shipped] = rows(fast, Deployment)
     assert (shipped.model_version_id, shipped.base_model_version_id, shipped.sequence) == (models[1].id,
                                                                                           models[0].id, 1)
     assert shipped.bytes == (fast.home / shipped.path).stat().st_size < shipped.dense_bytes
-    report = second["deployment"]
-    assert report["updates"] == 1
-    assert report["accuracy_gap"] == report["trained_accuracy"] - report["deployed_accuracy"]
+    assert second["deployment"]["updates"] == 1
     replica = deployed_replica(fast, "stream")
     trained = load_checkpoint(fast.home / models[1].path)["model"]
     gap = max(float((trained[k] - replica.state[k]).abs().max()) for k in trained if trained[k].is_floating_point())
@@ -141,11 +174,16 @@ def test_crashes_keep_the_champion_and_the_next_run_completes_the_work(fast):
     assert outcome["status"] == "up-to-date" and len(rows(fast, TrainingRun)) == 4
     latest = rows(fast, ModelVersion)[-1]
     assert alias(fast) == (latest.registry_version if latest.metrics["promoted"] else "1")
-    assert {d.model_version_id for d in rows(fast, Deployment)} == ({latest.id} if latest.metrics["promoted"] else set())
+    shipped_models = {d.model_version_id for d in rows(fast, Deployment)}
+    assert shipped_models == ({latest.id} if latest.metrics["promoted"] else set())
     assert (outcome["deployment"] is not None) == latest.metrics["promoted"]
+    if latest.metrics["promoted"]:  # the staged updates of the killed call, shipped in sequence
+        replica, trained = deployed_replica(fast, "stream"), load_checkpoint(fast.home / latest.path)["model"]
+        assert [d.sequence for d in rows(fast, Deployment)] == list(range(1, replica.sequence + 1))
+        assert all(torch.equal(trained[k], replica.state[k]) for k in replica.state)
 
 
-def test_bad_input_is_one_line_and_promotes_nothing(fast):
+def test_bad_input_is_one_line_and_promotes_nothing(fast, monkeypatch):
     chunk(fast, 0)
     assert cli("retrain", "stream", *FAST).exit_code == 0
     cases = {("nosuch",): "data set 'nosuch' has no versions",
@@ -171,10 +209,10 @@ def test_bad_input_is_one_line_and_promotes_nothing(fast):
     assert json.loads(cli("retrain", "stream", *FAST, "--json").stdout)["status"] == "up-to-date"
 
     chunk(fast, 1)
+    champion_scores(monkeypatch, 0.0)
     assert cli("retrain", "stream", *FAST).exit_code == 0
     [first, second] = rows(fast, ModelVersion)
-    if not second.metrics["promoted"]:
-        pytest.skip("the retrained model was not promoted: nothing shipped to tamper with")
+    assert second.metrics["promoted"]
     shipped = rows(fast, Deployment)[0]
     foreign = Sparsifier(1e-3, "999").start(load_checkpoint(fast.home / first.path)["model"])
     (fast.home / shipped.path).write_bytes(foreign.update(load_checkpoint(fast.home / second.path)["model"],

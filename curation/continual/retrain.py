@@ -45,6 +45,7 @@ from curation.data.store import file_md5
 from curation.data.stream import chunks
 from curation.data.versions import VersionInfo
 from curation.deployment import Replica, SparseTraining, SparseUpdate, Sparsifier, dense_bytes
+from curation.distributed.files import write_atomic
 from curation.errors import CurationError
 from curation.faults import kill_point
 from curation.tracking import Tracker
@@ -121,8 +122,7 @@ def retrain(settings: Settings, dataset: str, pipeline: str | None = None, confi
     check_name(name)
     if not 0 < rho <= 1:
         raise CurationError(f"rho {rho} is outside (0, 1]", "give a fraction like 1e-3")
-    ship = ship or ("batch" if config.mode == "proactive" else "model")
-    if ship not in SHIP:
+    if ship not in (None, *SHIP):
         raise CurationError(f"unknown shipping {ship!r}", "use --ship batch or --ship model")
     if ship == "batch" and config.mode != "proactive":
         raise CurationError(f"--ship batch trains the deployed model sparsely, and {config.mode} retraining starts "
@@ -139,9 +139,10 @@ def retrain(settings: Settings, dataset: str, pipeline: str | None = None, confi
         if state.architecture not in (None, train.arch):
             raise CurationError(f"pipeline {name!r} trains {state.architecture}, not {train.arch}",
                                 f"use --arch {state.architecture}, or start a new --pipeline")
-        if state.ship not in (None, ship):
+        if ship and state.ship not in (None, ship):
             raise CurationError(f"pipeline {name!r} ships per {state.ship}, not per {ship}",
                                 f"use --ship {state.ship}, or start a new --pipeline")
+        ship = ship or state.ship or ("batch" if config.mode == "proactive" else "model")
         for run in state.runs:  # a crashed call of this pipeline (we hold its lock)
             if run.status == records.RUNNING:
                 records.mark_failed(catalog, run.id)
@@ -152,7 +153,8 @@ def retrain(settings: Settings, dataset: str, pipeline: str | None = None, confi
         order = [i for i in infos if i.id in state.consumed] + new  # history first, then the new chunks
         stream = StreamData.of([load_chunk(settings, i, device) for i in (order if new else order[-1:])])
         spec = ModelSpec.of(infos[-1])
-        outcome.deployment = _publish(settings, catalog, tracker, name, state, rho, stream, train, spec)
+        replica = _replica(settings, catalog, state.base) if state.base else None  # verifies the shipped chain
+        outcome.deployment = _publish(settings, catalog, tracker, name, state, replica, rho, stream, train, spec)
         outcome.champion_model_version_id = state.champion.id if state.champion else None
         if not new:
             log.info("pipeline %s: no new versions of %s since the last run", name, dataset)
@@ -167,12 +169,14 @@ def retrain(settings: Settings, dataset: str, pipeline: str | None = None, confi
         if not any(d.fire for d in decisions):
             outcome.status = "waiting"
             return outcome
+        sparse = _SparseTraining.of(settings, state, replica, champion, rho) if ship == "batch" else None
         _train(settings, catalog, tracker, name, dataset, state, stream, new, champion, config, train, spec, rho,
-               ship, outcome)
+               ship, sparse, outcome)
         state = _Pipeline(catalog, dataset, name, infos)
         outcome.champion_model_version_id = state.champion.id
         kill_point("retrain:before-publish")
-        outcome.deployment = _publish(settings, catalog, tracker, name, state, rho, stream, train, spec)
+        shipped = _publish(settings, catalog, tracker, name, state, replica, rho, stream, train, spec)
+        outcome.deployment = shipped or outcome.deployment  # or what step 1 shipped
         return outcome
 
 
@@ -199,7 +203,8 @@ def _decide(config: ContinualConfig, state: _Pipeline, stream: StreamData, new: 
 
 def _train(settings: Settings, catalog: Catalog, tracker: Tracker, name: str, dataset: str, state: _Pipeline,
            stream: StreamData, new: list[VersionInfo], champion: torch.nn.Module | None, config: ContinualConfig,
-           train: TrainConfig, spec: ModelSpec, rho: float, ship: str, outcome: RetrainOutcome) -> None:
+           train: TrainConfig, spec: ModelSpec, rho: float, ship: str, sparse: _SparseTraining | None,
+           outcome: RetrainOutcome) -> None:
     """One tracked training step; the run and its model commit together (see the module docstring)."""
     parent = state.champion.id if state.champion else None
     params = {"pipeline": name, "dataset": dataset, "chunks": [i.id for i in new], "history": sorted(state.consumed),
@@ -215,7 +220,8 @@ def _train(settings: Settings, catalog: Catalog, tracker: Tracker, name: str, da
             tracked.set_tags({"curation.run_id": run_id, "curation.pipeline": name, "curation.version_id": new[-1].id,
                               "curation.parent_model_version_id": parent})
             optimizer = load_checkpoint(settings.home / state.champion.path)["optimizer"] if state.champion else None
-            sparse = _SparseTraining.of(settings, catalog, state, champion, rho, run_id) if ship == "batch" else None
+            if sparse:
+                sparse.model_version = f"run-{run_id}"
             step = train_step(stream, len(new), champion, config, train, spec, step=len(stream.chunk_rows) - 1,
                               optimizer=optimizer, callbacks=[sparse] if sparse else [])
             promoted = outcome.champion_accuracy is None or step.accuracy >= outcome.champion_accuracy
@@ -263,16 +269,16 @@ def _load_model(settings: Settings, model: ModelVersion, arch: str, spec: ModelS
     return net
 
 
-def _replica(settings: Settings, catalog: Catalog, base: ModelVersion) -> tuple[Replica, set[int]]:
-    """The deployed replica (the base model plus every shipped update of its lineage, in sequence) and the
-    model versions shipped to it; a stored update that does not fit the lineage is a one-line error."""
+def _replica(settings: Settings, catalog: Catalog, base: ModelVersion) -> Replica:
+    """The deployed replica: the base model plus every shipped update of its lineage, in sequence; a stored
+    update that does not fit the lineage is a one-line error."""
     replica = Replica(_state(settings, base), str(base.id))
     with catalog.session() as s:
         shipped = list(s.scalars(select(Deployment).where(Deployment.base_model_version_id == base.id)
                                  .order_by(Deployment.sequence)))
     for row in shipped:
         replica.apply(SparseUpdate.from_bytes((settings.home / row.path).read_bytes()))
-    return replica, {row.model_version_id for row in shipped}
+    return replica
 
 
 def deployed_replica(settings: Settings, dataset: str, pipeline: str = "proactive") -> Replica:
@@ -281,12 +287,14 @@ def deployed_replica(settings: Settings, dataset: str, pipeline: str = "proactiv
     if state.base is None:
         raise CurationError(f"pipeline {pipeline!r} of {dataset!r} has deployed nothing yet",
                             f"run `curation retrain {dataset} --pipeline {pipeline}` first")
-    return _replica(settings, Catalog(settings.catalog), state.base)[0]
+    return _replica(settings, Catalog(settings.catalog), state.base)
 
 
-def _publish(settings: Settings, catalog: Catalog, tracker: Tracker, name: str, state: _Pipeline, rho: float,
-             stream: StreamData, train: TrainConfig, spec: ModelSpec) -> dict | None:
-    """Give the champion its alias and ship it to the replica, unless done; the shipped updates' report."""
+def _publish(settings: Settings, catalog: Catalog, tracker: Tracker, name: str, state: _Pipeline,
+             replica: Replica | None, rho: float, stream: StreamData, train: TrainConfig,
+             spec: ModelSpec) -> dict | None:
+    """Give the champion its alias and ship it to ``replica`` (which advances), unless done; the shipped updates'
+    report."""
     champion, base = state.champion, state.base
     if champion is None:
         return None
@@ -297,9 +305,9 @@ def _publish(settings: Settings, catalog: Catalog, tracker: Tracker, name: str, 
         log.info("pipeline %s: alias %s -> %s v%s", name, ALIAS, champion.name, champion.registry_version)
     if champion.id == base.id:
         return None  # the first champion is the replica's base, deployed in full
-    replica, shipped = _replica(settings, catalog, base)
-    if champion.id in shipped:
-        return None
+    with catalog.session() as s:
+        if s.scalar(select(Deployment.id).where(Deployment.model_version_id == champion.id).limit(1)) is not None:
+            return None  # shipped
     checkpoint = load_checkpoint(settings.home / champion.path)
     trained, staged = checkpoint["model"], checkpoint.get("updates")
     if staged is None:  # ship="model": one update, the top-k of trained - deployed
@@ -321,10 +329,11 @@ def _publish(settings: Settings, catalog: Catalog, tracker: Tracker, name: str, 
                                gap=entry["gap"]))
     with catalog.session() as s:
         s.add_all(rows)
-    trained_accuracy = evaluate(_load_model(settings, champion, train.arch, spec), stream, train)
-    deployed = build(train.arch, spec)
-    deployed.load_state_dict(replica.state)
-    deployed_accuracy = evaluate(deployed, stream, train)
+    model = build(train.arch, spec)
+    model.load_state_dict(trained)
+    trained_accuracy = evaluate(model, stream, train)
+    model.load_state_dict(replica.state)
+    deployed_accuracy = evaluate(model, stream, train)
     sent = sum(r.bytes for r in rows)
     report = {"first_sequence": rows[0].sequence, "sequence": rows[-1].sequence, "updates": len(rows),
               "model_version_id": champion.id, "base_model_version_id": base.id, "rho": rows[-1].rho,
@@ -338,40 +347,41 @@ def _publish(settings: Settings, catalog: Catalog, tracker: Tracker, name: str, 
 
 
 def _write(path: Path, payload: bytes) -> Path:
-    """Write ``payload`` to ``path`` atomically (a temporary file renamed over it)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(payload)
-    os.replace(tmp, path)
-    return path
+    """Write ``payload`` to ``path`` atomically and durably: a shipped update cannot be made again."""
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as handle:
+            handle.write(payload)
+            handle.flush()
+            os.fsync(handle.fileno())
+
+    return write_atomic(path, write)
 
 
 class _SparseTraining(SparseTraining):
     """``ship="batch"``: sparse training from the deployed replica. The model is set to the replica's
     weights; what the champion's training left unshipped (its weights minus the replica's, plus the
-    residual in its checkpoint) is the sender's residual. The updates wait in memory until ``stage``."""
+    residual in its checkpoint) is the sender's residual. The updates wait in memory until ``stage``;
+    their header names the run (``run-<id>``): the model version does not exist yet."""
 
-    def __init__(self, sender: Sparsifier, run_id: int):
-        super().__init__(sender, self._keep, f"run-{run_id}")
+    def __init__(self, sender: Sparsifier):
+        super().__init__(sender, self._keep, "")
         self.updates: list[tuple[int, bytes, float]] = []  # sequence, payload, gap after it
 
     @classmethod
-    def of(cls, settings: Settings, catalog: Catalog, state: _Pipeline, model: torch.nn.Module | None, rho: float,
-           run_id: int) -> _SparseTraining | None:
+    def of(cls, settings: Settings, state: _Pipeline, replica: Replica | None, model: torch.nn.Module | None,
+           rho: float) -> _SparseTraining | None:
         """None for the first model: it trains from scratch and is deployed in full."""
         if state.champion is None:
             return None
-        replica = _replica(settings, catalog, state.base)[0]
         carried = load_checkpoint(settings.home / state.champion.path).get("residual", {})
         sender = Sparsifier(rho, replica.base_version, carry=True).start(replica.state, replica.sequence)
         sender.residual = {k: v.detach().cpu().float().reshape(-1) - replica.state[k].float().reshape(-1)
                            + carried.get(k, 0) for k, v in model.state_dict().items() if v.is_floating_point()}
         model.load_state_dict(replica.state)
-        return cls(sender, run_id)
+        return cls(sender)
 
     def _keep(self, update: SparseUpdate) -> None:
-        gap = max((float(r.abs().max()) for r in self.sender.residual.values() if r.numel()), default=0.0)
-        self.updates.append((update.sequence, update.to_bytes(), gap))
+        self.updates.append((update.sequence, update.to_bytes(), self.sender.gap(self.sender.mirror)))
 
     def stage(self, settings: Settings, folder: Path) -> dict:
         """Write the updates into ``folder``/updates; the checkpoint entries that point to them and the residual."""
