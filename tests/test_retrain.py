@@ -124,9 +124,8 @@ def test_sparse_training_ships_promoted_steps_and_carries_the_residual(fast, mon
     residual = max(float(r.abs().max()) for r in checkpoint["residual"].values())
     assert residual == pytest.approx(deployments[-1].gap) and residual > 0  # rho = 1e-3 leaves a residual
     # the next step starts from the replica and carries the champion's residual, nothing less, nothing more
-    state = pipeline._Pipeline(Catalog(fast.catalog), "stream", "proactive", chunks(fast, "stream"))
-    model = pipeline._load_model(fast, state.champion, "mlp", ModelSpec.of(chunks(fast, "stream")[-1]))
-    sender = pipeline._SparseTraining.of(fast, state, replica, model, 1e-3).sender
+    model = pipeline._model("mlp", ModelSpec.of(chunks(fast, "stream")[-1]), checkpoint["model"])
+    sender = pipeline._SparseTraining.of(replica, model, checkpoint["residual"], 1e-3).sender
     assert all(torch.equal(sender.residual[k], checkpoint["residual"][k]) for k in checkpoint["residual"])
     assert all(torch.equal(model.state_dict()[k], replica.state[k]) for k in replica.state)
 

@@ -159,7 +159,8 @@ def retrain(settings: Settings, dataset: str, pipeline: str | None = None, confi
         if not new:
             log.info("pipeline %s: no new versions of %s since the last run", name, dataset)
             return outcome
-        champion = _load_model(settings, state.champion, train.arch, spec) if state.champion else None
+        checkpoint = load_checkpoint(settings.home / state.champion.path) if state.champion else {}
+        champion = _model(train.arch, spec, checkpoint["model"]) if state.champion else None
         if champion is not None:
             outcome.champion_accuracy = evaluate(champion, stream, train)
         decisions = _decide(config, state, stream, len(new), outcome.champion_accuracy)
@@ -169,9 +170,9 @@ def retrain(settings: Settings, dataset: str, pipeline: str | None = None, confi
         if not any(d.fire for d in decisions):
             outcome.status = "waiting"
             return outcome
-        sparse = _SparseTraining.of(settings, state, replica, champion, rho) if ship == "batch" else None
-        _train(settings, catalog, tracker, name, dataset, state, stream, new, champion, config, train, spec, rho,
-               ship, sparse, outcome)
+        sparse = _SparseTraining.of(replica, champion, checkpoint.get("residual", {}), rho) if ship == "batch" else None
+        _train(settings, catalog, tracker, name, dataset, state, stream, new, champion, checkpoint.get("optimizer"),
+               config, train, spec, rho, ship, sparse, outcome)
         state = _Pipeline(catalog, dataset, name, infos)
         outcome.champion_model_version_id = state.champion.id
         kill_point("retrain:before-publish")
@@ -202,7 +203,8 @@ def _decide(config: ContinualConfig, state: _Pipeline, stream: StreamData, new: 
 
 
 def _train(settings: Settings, catalog: Catalog, tracker: Tracker, name: str, dataset: str, state: _Pipeline,
-           stream: StreamData, new: list[VersionInfo], champion: torch.nn.Module | None, config: ContinualConfig,
+           stream: StreamData, new: list[VersionInfo], champion: torch.nn.Module | None, optimizer: dict | None,
+           config: ContinualConfig,
            train: TrainConfig, spec: ModelSpec, rho: float, ship: str, sparse: _SparseTraining | None,
            outcome: RetrainOutcome) -> None:
     """One tracked training step; the run and its model commit together (see the module docstring)."""
@@ -219,7 +221,6 @@ def _train(settings: Settings, catalog: Catalog, tracker: Tracker, name: str, da
                                 "chunks": ",".join(str(i.id) for i in new), "parent_model_version_id": parent})
             tracked.set_tags({"curation.run_id": run_id, "curation.pipeline": name, "curation.version_id": new[-1].id,
                               "curation.parent_model_version_id": parent})
-            optimizer = load_checkpoint(settings.home / state.champion.path)["optimizer"] if state.champion else None
             if sparse:
                 sparse.model_version = f"run-{run_id}"
             step = train_step(stream, len(new), champion, config, train, spec, step=len(stream.chunk_rows) - 1,
@@ -235,8 +236,7 @@ def _train(settings: Settings, catalog: Catalog, tracker: Tracker, name: str, da
                                    "model": step.model.state_dict(), "optimizer": step.optimizer,
                                    **(sparse.stage(settings, path.parent) if sparse else {})})
             example = stream.data.test.features[:4].cpu().numpy()
-            model = build(train.arch, spec)
-            model.load_state_dict(step.model.state_dict())
+            model = _model(train.arch, spec, step.model.state_dict())  # a CPU copy for the registry
             registry_version = tracked.log_model(model.eval(), example, registered, tags={
                 "curation.pipeline": name, "curation.parent_model_version_id": parent,
                 "curation.parent_registry_version": state.champion.registry_version if state.champion else None,
@@ -263,9 +263,9 @@ def _state(settings: Settings, model: ModelVersion) -> dict[str, torch.Tensor]:
     return load_checkpoint(settings.home / model.path)["model"]
 
 
-def _load_model(settings: Settings, model: ModelVersion, arch: str, spec: ModelSpec) -> torch.nn.Module:
+def _model(arch: str, spec: ModelSpec, state: dict[str, torch.Tensor]) -> torch.nn.Module:
     net = build(arch, spec)
-    net.load_state_dict(_state(settings, model))
+    net.load_state_dict(state)
     return net
 
 
@@ -329,8 +329,7 @@ def _publish(settings: Settings, catalog: Catalog, tracker: Tracker, name: str, 
                                gap=entry["gap"]))
     with catalog.session() as s:
         s.add_all(rows)
-    model = build(train.arch, spec)
-    model.load_state_dict(trained)
+    model = _model(train.arch, spec, trained)
     trained_accuracy = evaluate(model, stream, train)
     model.load_state_dict(replica.state)
     deployed_accuracy = evaluate(model, stream, train)
@@ -368,12 +367,12 @@ class _SparseTraining(SparseTraining):
         self.updates: list[tuple[int, bytes, float]] = []  # sequence, payload, gap after it
 
     @classmethod
-    def of(cls, settings: Settings, state: _Pipeline, replica: Replica | None, model: torch.nn.Module | None,
+    def of(cls, replica: Replica | None, model: torch.nn.Module | None, carried: dict[str, torch.Tensor],
            rho: float) -> _SparseTraining | None:
-        """None for the first model: it trains from scratch and is deployed in full."""
-        if state.champion is None:
+        """Sparse training of the champion ``model`` with its checkpoint's residual ``carried``; None without a
+        champion: the first model trains from scratch and is deployed in full."""
+        if model is None:
             return None
-        carried = load_checkpoint(settings.home / state.champion.path).get("residual", {})
         sender = Sparsifier(rho, replica.base_version, carry=True).start(replica.state, replica.sequence)
         sender.residual = {k: v.detach().cpu().float().reshape(-1) - replica.state[k].float().reshape(-1)
                            + carried.get(k, 0) for k, v in model.state_dict().items() if v.is_floating_point()}
