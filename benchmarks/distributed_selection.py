@@ -6,7 +6,7 @@ unit isotropic noise), so a larger N means more kinds of data at the same densit
 raw features. Objective: the ``pairwise`` selector's defaults
 (alpha = beta = 1, utility = density, 10-NN graph), budget 10%.
 
-* scale (1M, 10M): ``curation.distributed.pipeline.select`` end to end (graph, bounding, partition
+* scale (1M, 10M): ``curation.distributed.selection.select`` end to end (graph, bounding, partition
   greedy, plan parts) on a fresh LocalCluster (2 workers x 1 thread): seconds per phase, peak resident
   memory per worker, fraction decided by bounding, rounds. Targets: 10M under 30 minutes, <= 4 GB
   per worker.
@@ -76,7 +76,7 @@ def distributed(folder: Path, out: Path, client=None, **params) -> dict:
     from contextlib import nullcontext
 
     from curation.distributed.cluster import open_client
-    from curation.distributed.pipeline import Params, select
+    from curation.distributed.selection import Params, select
     from curation.distributed.source import Source
 
     start = time.perf_counter()

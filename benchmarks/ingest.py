@@ -37,7 +37,7 @@ def ours(home: Path, features, labels, split, catalog_url: str | None) -> dict:
     from curation.data.contract import build_table
     from curation.data.sources import Loaded
     from curation.data.versions import add_version
-    from curation.data.versioning import ensure_repo
+    from curation.data.dvc_repo import ensure_repo
 
     settings = Settings(home=home, catalog_url=catalog_url)
     ensure_repo(home)  # also imports DVC: one-off costs of a process stay out of the throughput

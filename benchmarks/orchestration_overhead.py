@@ -2,7 +2,7 @@
 library calls made directly.
 
 Three paths side by side in one run, each pipeline in a fresh project on the same MNIST-1D size, seeds,
-configuration and torch threads: ``direct`` (the library calls), ``pipeline`` (the `pipeline` flow: the
+configuration and torch threads: ``direct`` (the library calls), ``end-to-end`` (the `end-to-end` flow: the
 four stages' tasks in one flow run, what a user schedules) and ``flows`` (the `ingest`, `score`,
 `curate` and `train` flows one after another: four flow runs). The order rotates every repeat so a
 drifting machine load does not favour a path. The flows run against Prefect's temporary local server
@@ -75,11 +75,11 @@ def _flows(cfg: dict) -> dict[str, float]:
     return times
 
 
-def _pipeline(cfg: dict) -> dict[str, float]:
-    from flows.pipeline import pipeline
+def _end_to_end(cfg: dict) -> dict[str, float]:
+    from flows.end_to_end import end_to_end
 
     start = time.perf_counter()
-    pipeline(samples=cfg["samples"], data_seed=cfg["seed"], score_epochs=cfg["score_epochs"], method=cfg["method"],
+    end_to_end(samples=cfg["samples"], data_seed=cfg["seed"], score_epochs=cfg["score_epochs"], method=cfg["method"],
              params=cfg["params"], epochs=cfg["epochs"], seed=cfg["seed"])
     return {"all": time.perf_counter() - start}
 
@@ -101,7 +101,7 @@ def main() -> None:
     p = parser(__doc__)
     p.add_argument("--samples", type=int, default=20_000, help="MNIST-1D samples (80%% train)")
     p.add_argument("--epochs", type=int, default=12, help="epochs of the final training")
-    p.add_argument("--repeats", type=int, default=3, help="pipelines per path (order rotating)")
+    p.add_argument("--repeats", type=int, default=3, help="end-to-end runs per path (order rotating)")
     p.add_argument("--threads", type=int, default=1, help="torch threads for both paths")
     args = p.parse_args()
     samples, epochs, repeats = (2_000, 2, 1) if args.quick else (args.samples, args.epochs, args.repeats)
@@ -130,12 +130,12 @@ def main() -> None:
     warm_noop = time.perf_counter() - start
 
     warmup = {**cfg, "samples": 1_000, "score_epochs": 1, "epochs": 1}
-    for path, fn in (("direct", _direct), ("pipeline", _pipeline), ("flows", _flows)):  # imports, first use: untimed
+    for path, fn in (("direct", _direct), ("end-to-end", _end_to_end), ("flows", _flows)):  # imports, first use: untimed
         os.environ["CURATION_HOME"] = str(root / f"warmup-{path}")
         Path(os.environ["CURATION_HOME"]).mkdir()
         fn(warmup)
 
-    paths = {"direct": _direct, "pipeline": _pipeline, "flows": _flows}
+    paths = {"direct": _direct, "end-to-end": _end_to_end, "flows": _flows}
     runs = {path: [] for path in paths}
     for i in range(repeats):
         order = list(paths)[i % len(paths):] + list(paths)[:i % len(paths)]
@@ -150,14 +150,14 @@ def main() -> None:
 
     med = {path: {k: statistics.median(r[k] for r in rs) for k in rs[0]} for path, rs in runs.items()}
     direct = med["direct"]["total"]
-    ratio = {path: med[path]["total"] / direct for path in ("pipeline", "flows")}
+    ratio = {path: med[path]["total"] / direct for path in ("end-to-end", "flows")}
     results = [{"system": path, **{f"{k}_seconds": round(v, 2) for k, v in med[path].items()},
                 "run_totals": ", ".join(f"{r['total']:.1f}" for r in runs[path])} for path in runs]
     results.append({"system": "prefect-cold-start", "seconds": round(cold, 2), "noop_flow_warm_seconds":
                     round(warm_noop, 3)})
     fixed = med["flows"]["curate"] - med["direct"]["curate"]
-    met = ratio["pipeline"] - 1 <= TARGET_OVERHEAD and direct >= 60
-    notes = (f"pipeline flow/direct {ratio['pipeline']:.3f}, four flows/direct {ratio['flows']:.3f} on pipelines of "
+    met = ratio["end-to-end"] - 1 <= TARGET_OVERHEAD and direct >= 60
+    notes = (f"end-to-end flow/direct {ratio['end-to-end']:.3f}, four flows/direct {ratio['flows']:.3f} on runs of "
              f"{direct:.0f} s (direct); the cold start of the temporary server ({cold:.1f} s) is not in these "
              "figures. CPU seconds of this process (median): " + ", ".join(
                  f"{p} {med[p]['cpu']:.1f}" for p in paths) + "; of the server: " + ", ".join(
@@ -165,15 +165,15 @@ def main() -> None:
              + ", ".join(f"{k} {med['flows'][k] - med['direct'][k]:+.2f} s" for k in STAGES)
              + f". Curate does almost no work ({med['direct']['curate']:.2f} s direct), so its difference is the fixed "
              f"cost of one flow run: {fixed:.2f} s, most of it the flow-run heartbeat thread's exit (Prefect joins a "
-             "thread that sleeps in 1 s steps); the pipeline flow pays it once, the four flows four times.")
+             "thread that sleeps in 1 s steps); the end-to-end flow pays it once, the four flows four times.")
     write_result("orchestration_overhead", {**cfg, "repeats": repeats, "threads": args.threads},
-                 results, {"pipeline_over_direct": round(ratio["pipeline"], 4),
-                           "overhead": round(ratio["pipeline"] - 1, 4),
+                 results, {"end_to_end_over_direct": round(ratio["end-to-end"], 4),
+                           "overhead": round(ratio["end-to-end"] - 1, 4),
                            "flows_over_direct": round(ratio["flows"], 4),
                            "fixed_seconds_per_flow": round(fixed, 2),
-                           "cpu_pipeline_over_direct": round(med["pipeline"]["cpu"] / med["direct"]["cpu"], 4),
+                           "cpu_end_to_end_over_direct": round(med["end-to-end"]["cpu"] / med["direct"]["cpu"], 4),
                            "cold_start_seconds": round(cold, 2)},
-                 {"overhead": f"<= {TARGET_OVERHEAD}", "direct_pipeline_seconds": ">= 60"}, met, notes,
+                 {"overhead": f"<= {TARGET_OVERHEAD}", "direct_seconds": ">= 60"}, met, notes,
                  args.out, args.quick)
     print(f"peak RSS {peak_rss_mb()} MB")
 

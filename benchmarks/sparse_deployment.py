@@ -37,7 +37,7 @@ def run_stream(seed: int, scope: str, args, chunks: int, samples: int, epochs: i
     from curation.continual.data import StreamData, load_chunk
     from curation.continual.proactive import ContinualConfig, evaluate, train_step
     from curation.data.stream import add_chunk, drifting_mnist1d
-    from curation.deployment import Replica, SparseTraining, SparseUpdate, Sparsifier, dense_bytes
+    from curation.sparse_updates import Replica, SparseTraining, SparseUpdate, Sparsifier, dense_bytes
     from curation.training.config import TrainConfig
     from curation.training.trainer import Callback
     from models import ModelSpec, build
@@ -133,8 +133,8 @@ def main() -> None:
     p.add_argument("--scopes", default="step,tensor,model,sparse-tensor,sparse-model,sparse-tensor:6,tensor:6",
                    help="which senders: top-k per tensor (the paper's rule) or over the whole model, following dense "
                    "training (every --ship-every batches); step: per tensor, one update per proactive step (the "
-                   "retrain pipeline's --ship model); sparse-tensor, sparse-model: sparse training (its own run per "
-                   "rho; the pipeline's --ship batch). ':N' trains N passes over each new chunk instead of the "
+                   "retrain lineage's --ship model); sparse-tensor, sparse-model: sparse training (its own run per "
+                   "rho; the lineage's --ship batch). ':N' trains N passes over each new chunk instead of the "
                    "default. The first (tensor, model or step, default passes) is the dense training the others are "
                    "compared to")
     p.add_argument("--judge", default="sparse-tensor:6", help="the scope the targets are judged on")

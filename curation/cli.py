@@ -403,7 +403,7 @@ def stage(
     item: Optional[str] = typer.Argument(None, help="The method, for the `method` stage."),
 ):
     """Run one stage of the DVC pipeline from the project root (dvc.yaml calls these; `dvc repro` runs them)."""
-    from curation.pipeline import run_stage
+    from curation.stages import run_stage
 
     with user_errors():
         run_stage(name, item)
@@ -438,9 +438,9 @@ def ui(
 
 @app.command()
 def retrain(
-    dataset: str = typer.Argument(..., help="Data set whose chunks (versions) the pipeline follows."),
-    pipeline: Optional[str] = typer.Option(None, help="Pipeline name (default: the mode); each pipeline keeps "
-                                                      "its own champion and consumed chunks."),
+    dataset: str = typer.Argument(..., help="Data set whose chunks (versions) the lineage follows."),
+    lineage: Optional[str] = typer.Option(None, help="Lineage name (default: the mode); each lineage keeps "
+                                                    "its own champion and consumed chunks."),
     mode: str = typer.Option("proactive", help="proactive, full (retrain from scratch) or periodic."),
     new_per_batch: int = typer.Option(32, "--t", help="New samples per batch (the rest from history)."),
     strategy: str = typer.Option("uniform", help="History sampling: uniform, window or time."),
@@ -470,7 +470,7 @@ def retrain(
         settings = load_settings()
         with steps(enabled=not json_out and err.is_terminal) as step:
             step(f"retraining {dataset}")
-            outcome = run_retrain(settings, dataset, pipeline, config, train_config, rho, ship)
+            outcome = run_retrain(settings, dataset, lineage, config, train_config, rho, ship)
     if json_out:
         emit_json(outcome.to_dict())
         return
@@ -478,15 +478,15 @@ def retrain(
         out.print(f"  trigger {d['trigger']}: {'fired' if d['fire'] else 'quiet'} ({d['reason']})", soft_wrap=True)
     if outcome.status != "trained":
         why = "no new versions" if outcome.status == "up-to-date" else "no trigger fired; the chunks wait"
-        out.print(f"{outcome.pipeline}: nothing trained ({why})", soft_wrap=True)
+        out.print(f"{outcome.lineage}: nothing trained ({why})", soft_wrap=True)
     else:
         verdict = "promoted to champion" if outcome.promoted else "champion kept"
         out.print(f"[green]trained[/] model {outcome.model_version_id} (parent {outcome.parent_model_version_id}) on "
                   f"versions {outcome.new_versions}: accuracy {outcome.accuracy:.4f} vs champion "
                   f"{outcome.champion_accuracy if outcome.champion_accuracy is not None else '-'}: {verdict}",
                   soft_wrap=True)
-    if outcome.deployment:
-        d = outcome.deployment
+    if outcome.shipped:
+        d = outcome.shipped
         which = f"update {d['sequence']}" if d["updates"] == 1 else f"updates {d['first_sequence']}-{d['sequence']}"
         out.print(f"  shipped {which}: {d['bytes']:,} bytes "
                   f"({d['bytes_ratio']:.2%} of dense per update), deployed accuracy {d['deployed_accuracy']:.4f} "

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from curation.catalog import Catalog
 from curation.config import Settings
-from curation.data.versioning import ensure_repo
+from curation.data.dvc_repo import ensure_repo
 
 IGNORED = ["/catalog.db*", "/mlflow/mlflow.db", "/mlflow/artifacts/", "/data/.staging/", "/data/plans/", "/data/scores/",
            "/.curation/"]

@@ -67,7 +67,7 @@ def curate(version: str = "mnist1d", method: str = "soft", params: dict | None =
 
 
 def curate_steps(version: str, method: str = "soft", params: dict | None = None, score_set: int | None = None) -> dict:
-    """The curate flow's local selection and artifact, inside the calling flow (``curate`` or ``pipeline``)."""
+    """The curate flow's local selection and artifact, inside the calling flow (``curate`` or ``end-to-end``)."""
     return _published(select(version, method, params or {"ratio": 0.1, "seed": 0}, score_set))
 
 

@@ -10,7 +10,7 @@ from prefect.deployments.runner import RunnerDeployment
 from flows.compare import compare
 from flows.curate import curate
 from flows.ingest import ingest
-from flows.pipeline import pipeline
+from flows.end_to_end import end_to_end
 from flows.retrain import retrain
 
 NIGHTLY = "0 2 * * *"  # 02:00 every night
@@ -18,7 +18,7 @@ RETRAIN_EVERY = timedelta(minutes=5)  # retrain checks for new chunks this often
 
 
 def deployments(version: str = "mnist1d") -> list[RunnerDeployment]:
-    """The deployments `curation serve` registers: nightly curation, ingest, the whole pipeline and compare on
+    """The deployments `curation serve` registers: nightly curation, ingest, end-to-end and compare on
     demand, retraining on new chunks."""
     return [
         curate.to_deployment("nightly-curate", cron=NIGHTLY, parameters={"version": version},
@@ -26,15 +26,15 @@ def deployments(version: str = "mnist1d") -> list[RunnerDeployment]:
                              tags=["curation"]),
         ingest.to_deployment("ingest", description="Add a data set version (run on demand from the UI).",
                              tags=["curation"]),
-        pipeline.to_deployment("pipeline",
-                               description="Ingest, score, curate and train in one flow run (the chain dvc repro "
-                                           "runs), on demand.", tags=["curation"]),
+        end_to_end.to_deployment("end-to-end",
+                                 description="Ingest, score, curate and train in one flow run (the chain dvc repro "
+                                             "runs), on demand.", tags=["curation"]),
         compare.to_deployment("compare", parameters={"version": version},
                               description="Compare selection methods with the full-data baseline at equal compute "
                                           "(nested MLflow runs, a table and report pictures).",
                               tags=["curation"]),
         retrain.to_deployment("retrain", interval=RETRAIN_EVERY, parameters={"dataset": version},
-                              description="Train the proactive pipeline on chunks that landed since its last run.",
+                              description="Train the proactive lineage on chunks that landed since its last run.",
                               tags=["curation"]),
     ]
 

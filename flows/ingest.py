@@ -39,7 +39,7 @@ def ingest(source: str = "mnist1d", name: str | None = None, parent: str | None 
 def ingest_steps(source: str, name: str | None = None, parent: str | None = None, samples: int | None = None,
                  seed: int | None = None, label_column: str | None = None, feature_columns: list[str] | None = None,
                  id_column: str | None = None) -> dict:
-    """The ingest flow's tasks and artifact, inside the calling flow (``ingest`` or ``pipeline``)."""
+    """The ingest flow's tasks and artifact, inside the calling flow (``ingest`` or ``end-to-end``)."""
     options = {"samples": samples, "seed": seed, "label_column": label_column,
                "feature_columns": feature_columns, "id_column": id_column}
     loaded = load_source(source, options)

@@ -1,6 +1,6 @@
-"""The `retrain` flow: train the pipeline's model on whatever chunks landed since its last run.
+"""The `retrain` flow: train the lineage's model on whatever chunks landed since its last run.
 
-Idempotent: a chunk version a pipeline has trained on is never trained on again, so a schedule can
+Idempotent: a chunk version a lineage has trained on is never trained on again, so a schedule can
 run it every few minutes. Each trigger decision is printed with its reason and published as a table.
 """
 
@@ -16,29 +16,29 @@ from curation.continual.retrain import retrain as retrain_pipeline
 from curation.training.config import TrainConfig
 
 
-@task(name="retrain-pipeline", cache_policy=NO_CACHE)
-def retrain_task(dataset: str, pipeline: str | None, config: dict, train: dict, rho: float, ship: str | None) -> dict:
-    return retrain_pipeline(load_settings(), dataset, pipeline, ContinualConfig.make(**config),
+@task(name="retrain-lineage", cache_policy=NO_CACHE)
+def retrain_task(dataset: str, lineage: str | None, config: dict, train: dict, rho: float, ship: str | None) -> dict:
+    return retrain_pipeline(load_settings(), dataset, lineage, ContinualConfig.make(**config),
                             TrainConfig.make(**train), rho, ship).to_dict()
 
 
 @flow(name="retrain", log_prints=True)
-def retrain(dataset: str = "stream", pipeline: str | None = None, mode: str = "proactive", new_per_batch: int = 32,
+def retrain(dataset: str = "stream", lineage: str | None = None, mode: str = "proactive", new_per_batch: int = 32,
             strategy: str = "uniform", passes: int = 4, every: int = 3, min_samples: int = 1000, rho: float = 1e-3,
             ship: str | None = None, arch: str | None = None, epochs: int | None = None, seed: int = 0,
             device: str = "auto") -> dict:
-    """Bring pipeline ``pipeline`` up to date with ``dataset``'s chunks; returns what it did."""
+    """Bring lineage ``lineage`` up to date with ``dataset``'s chunks; returns what it did."""
     config = {"mode": mode, "new_per_batch": new_per_batch, "strategy": strategy, "passes": passes, "every": every,
               "min_samples": min_samples}
-    outcome = retrain_task(dataset, pipeline, config, {"arch": arch, "epochs": epochs, "seed": seed,
+    outcome = retrain_task(dataset, lineage, config, {"arch": arch, "epochs": epochs, "seed": seed,
                                                        "device": device}, rho, ship)
     for d in outcome["decisions"]:
         print(f"trigger {d['trigger']}: {'fired' if d['fire'] else 'quiet'}: {d['reason']}")
     if outcome["decisions"]:
         create_table_artifact(key="retrain-decisions", table=outcome["decisions"],
-                              description=f"Pipeline {outcome['pipeline']} on versions {outcome['new_versions']}: "
+                              description=f"Lineage {outcome['lineage']} on versions {outcome['new_versions']}: "
                                           f"{outcome['status']}")
-    print(f"pipeline {outcome['pipeline']}: {outcome['status']}, new versions {outcome['new_versions']}, "
+    print(f"lineage {outcome['lineage']}: {outcome['status']}, new versions {outcome['new_versions']}, "
           f"model {outcome['model_version_id']}, champion {outcome['champion_model_version_id']}")
     return outcome
 

@@ -24,7 +24,7 @@ def score(version: str = "mnist1d", arch: str | None = None, epochs: int = 3, se
 
 def score_steps(version: str, arch: str | None = None, epochs: int = 3, seed: int = 0,
                 model_version: int | None = None) -> dict:
-    """The score flow's task and artifact, inside the calling flow (``score`` or ``pipeline``)."""
+    """The score flow's task and artifact, inside the calling flow (``score`` or ``end-to-end``)."""
     info = score_task(version, arch, epochs, seed, model_version)
     record_table("score-set", info, f"Score set {info['id']} of version {info['version_id']} ({info['scorer']})")
     print(f"score set {info['id']}: {', '.join(info['columns'])}")

@@ -31,7 +31,7 @@ def train(version: str = "mnist1d", arch: str | None = None, epochs: int | None 
 
 def train_steps(version: str, config: dict, plan: str | int | None = None, resume: bool = False,
                 baseline: int | None = None) -> dict:
-    """The train flow's task and history artifact, inside the calling flow (``train`` or ``pipeline``)."""
+    """The train flow's task and history artifact, inside the calling flow (``train`` or ``end-to-end``)."""
     outcome = train_model(version, config, plan, resume, baseline)
     rows_table("training-history", [{k: r[k] for k in HISTORY_COLUMNS} for r in outcome["history"]],
                f"Run {outcome['run_id']} ({outcome['config']['arch']} on {outcome['version']}): accuracy, "

@@ -28,7 +28,7 @@ from curation.ui import commands, environment, wait_until_up
 
 SHOTS = Path(__file__).parent / "artifacts" / "browser"
 METHODS = ["soft:ratio=0.5", "uniform:budget=0.5"]
-DEPLOYMENTS = ("nightly-curate", "ingest", "pipeline", "compare", "retrain")
+DEPLOYMENTS = ("nightly-curate", "ingest", "end-to-end", "compare", "retrain")
 
 
 def _chromium() -> str:

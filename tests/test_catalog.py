@@ -10,7 +10,7 @@ from curation.catalog.engine import connect
 from curation.errors import CurationError
 
 TABLES = {"datasets", "dataset_versions", "score_sets", "selection_plans", "training_runs",
-          "model_versions", "deployments", "alembic_version"}
+          "model_versions", "shipped_updates", "alembic_version"}
 
 
 def _fields(content_hash="a" * 32, **extra):
@@ -27,6 +27,17 @@ def test_migrations_create_every_table_once(catalog_url):
     Catalog(catalog_url)  # second start: migrations are a no-op
     with catalog.engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM alembic_version")).scalar() == 1
+
+
+def test_migrated_schema_matches_the_models(catalog_url):
+    """Every migration together builds exactly the tables, columns and indexes the models declare."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from curation.catalog.models import Base
+
+    with Catalog(catalog_url).engine.connect() as conn:
+        assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
 
 
 def test_sqlite_uses_wal_and_busy_timeout(tmp_path):

@@ -8,7 +8,7 @@ import sys
 import numpy as np
 
 from curation.catalog import Catalog
-from curation.data.versioning import dvc_hash
+from curation.data.dvc_repo import dvc_hash
 
 
 def test_sixteen_processes_register_versions_and_plans(project, tmp_path):

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from curation.catalog import Catalog
 from curation.cli import app
 from curation.data.store import file_md5
-from curation.data.versioning import dvc_hash
+from curation.data.dvc_repo import dvc_hash
 
 runner = CliRunner()
 

@@ -15,13 +15,13 @@ def test_deployments_and_schedules_are_registered(prefect_server):
             return [await client.read_deployment(i) for i in ids]
 
     found = {d.name: d for d in anyio.run(read)}
-    assert set(found) == {"nightly-curate", "ingest", "pipeline", "compare", "retrain"}
+    assert set(found) == {"nightly-curate", "ingest", "end-to-end", "compare", "retrain"}
     nightly = found["nightly-curate"]
     assert [s.schedule.cron for s in nightly.schedules] == [NIGHTLY]
     assert nightly.parameters == {"version": "digits"}
     assert found["ingest"].schedules == [] and found["compare"].schedules == []
     assert found["compare"].parameters == {"version": "digits"}
-    assert found["pipeline"].schedules == [] and found["pipeline"].parameters == {}
+    assert found["end-to-end"].schedules == [] and found["end-to-end"].parameters == {}
 
 
 def test_curate_flow_records_a_plan(prefect_server, settings):

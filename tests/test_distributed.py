@@ -25,7 +25,7 @@ from curation.distributed.cells import apportion, group_cells  # noqa: E402
 from curation.distributed.cluster import Tasks  # noqa: E402
 from curation.distributed.graph import build_graph, scan  # noqa: E402
 from curation.distributed.partition_greedy import round_plan, schedule  # noqa: E402
-from curation.distributed.pipeline import Params, select  # noqa: E402
+from curation.distributed.selection import Params, select  # noqa: E402
 from curation.distributed.plan import folder_digest  # noqa: E402
 from curation.distributed.source import Source  # noqa: E402
 from curation.selection.knn import knn_graph  # noqa: E402

@@ -1,6 +1,6 @@
 """Seeded fault injection: kill -9 at named points in every stage, then prove the project consistent.
 
-Each case restores one prepared project (a data set, a retrain pipeline with a champion and a new chunk),
+Each case restores one prepared project (a data set, a retrain lineage with a champion and a new chunk),
 runs the real CLI in a subprocess with CURATION_KILL_AT, and checks: every file the catalog claims exists with
 its hash, every `.dvc` file matches its data, MLflow aliases point at versions the catalog claims; then reruns
 the command and checks that no MLflow or catalog run is left RUNNING and that the result equals an uninterrupted
@@ -41,9 +41,9 @@ STAGES = {  # stage -> (command, kill points it passes)
                    ["mlflow:after-start", "train:epoch-0:batch-1", "retrain:before-finish", "mlflow:before-end"]),
     "promotion": (["retrain", "stream", *RETRAIN],
                   ["retrain:before-publish", "retrain:before-alias", "retrain:after-alias",
-                   "retrain:before-deploy-commit"]),
+                   "retrain:before-ship-commit"]),
 }
-MOVES_ALIAS = {"retrain:after-alias", "retrain:before-deploy-commit"}  # the committed champion got its alias
+MOVES_ALIAS = {"retrain:after-alias", "retrain:before-ship-commit"}  # the committed champion got its alias
 ALL = [(stage, point) for stage, (_, points) in STAGES.items() for point in points]
 
 
@@ -110,7 +110,7 @@ class Project:
         return {"finished": history,
                 "models": [(json.loads(m)["promoted"] if "promoted" in m else None) for (m,) in
                            self.rows("SELECT metrics FROM model_versions ORDER BY id")],
-                "deployments": self.rows("SELECT sequence, bytes, rho FROM deployments ORDER BY id"),
+                "shipped_updates": self.rows("SELECT sequence, bytes, rho FROM shipped_updates ORDER BY id"),
                 "aliased": sorted(a for (_, a) in self.aliases())}
 
     def check_consistent(self) -> None:
@@ -122,7 +122,7 @@ class Project:
                            "SELECT path, content_hash FROM model_versions")
         for path, digest in claims:
             assert (home / path).is_file() and md5(home / path) == digest, f"catalog claims {path} ({digest})"
-        for path, size in self.rows("SELECT path, bytes FROM deployments"):
+        for path, size in self.rows("SELECT path, bytes FROM shipped_updates"):
             assert (home / path).stat().st_size == size, path
         for dvc in (home / "data").rglob("*.dvc"):  # every .dvc file describes the bytes beside it
             recorded = next(line.split(":")[1].strip() for line in dvc.read_text().splitlines() if "md5:" in line)
@@ -136,7 +136,7 @@ class Project:
 
 
 def _prepare(work: Path) -> None:
-    """A project with git + DVC, one data set, and a retrain pipeline with a champion and a new chunk waiting."""
+    """A project with git + DVC, one data set, and a retrain lineage with a champion and a new chunk waiting."""
     from typer.testing import CliRunner
 
     from curation.cli import app

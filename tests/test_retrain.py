@@ -1,4 +1,4 @@
-"""The retrain pipeline: idempotent over chunk versions, lineage and the champion alias, sparse deployment,
+"""The retrain lineage: idempotent over chunk versions, lineage and the champion alias, sparse deployment,
 crashes, bad input. The flow runs on Prefect's real temporary server; the CLI as a user runs it."""
 
 import json
@@ -12,14 +12,14 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from curation.catalog import Catalog, Deployment, ModelVersion, TrainingRun
+from curation.catalog import Catalog, ShippedUpdate, ModelVersion, TrainingRun
 from curation.cli import app
 from curation.config import load_settings
 from curation.continual.retrain import ALIAS, deployed_replica
 from curation.data.contract import build_table
 from curation.data.sources import Loaded
 from curation.data.stream import add_chunk, drifting_mnist1d
-from curation.deployment import SparseUpdate, Sparsifier
+from curation.sparse_updates import SparseUpdate, Sparsifier
 from curation.errors import CurationError
 from curation.tracking import Tracker
 from curation.training.checkpoint import load_checkpoint
@@ -80,24 +80,24 @@ def test_flow_trains_each_chunk_once_with_lineage_alias_and_sparse_update(prefec
     assert second["promoted"] == (second["accuracy"] >= second["champion_accuracy"])
     champion = models[1] if second["promoted"] else models[0]
     assert alias(fast) == champion.registry_version == str(1 + second["promoted"])
-    deployments = rows(fast, Deployment)
+    deployments = rows(fast, ShippedUpdate)
     if not second["promoted"]:
-        assert deployments == [] and second["deployment"] is None
+        assert deployments == [] and second["shipped"] is None
         return
     assert {d.model_version_id for d in deployments} == {models[1].id}  # its per-batch updates (sparse training)
-    assert second["deployment"]["updates"] == len(deployments) == deployed_replica(fast, "stream").sequence
+    assert second["shipped"]["updates"] == len(deployments) == deployed_replica(fast, "stream").sequence
 
 
 def champion_scores(monkeypatch, value):
     """Make the champion score ``value`` on the new test chunk: 0 promotes the new model, 1 keeps the champion
-    (the pipeline's own evaluations report it too)."""
-    import curation.continual.retrain as pipeline
+    (the lineage's own evaluations report it too)."""
+    import curation.continual.retrain as retrain_module
 
-    monkeypatch.setattr(pipeline, "evaluate", lambda model, stream, train: value)
+    monkeypatch.setattr(retrain_module, "evaluate", lambda model, stream, train: value)
 
 
 def test_sparse_training_ships_promoted_steps_and_carries_the_residual(fast, monkeypatch):
-    import curation.continual.retrain as pipeline
+    import curation.continual.retrain as retrain_module
     from curation.data.stream import chunks
     from models import ModelSpec
 
@@ -110,7 +110,7 @@ def test_sparse_training_ships_promoted_steps_and_carries_the_residual(fast, mon
     base, first, rejected, second = rows(fast, ModelVersion)
     staged = {m.id: load_checkpoint(fast.home / m.path) for m in (first, rejected, second)}
     n1, n2 = len(staged[first.id]["updates"]), len(staged[second.id]["updates"])
-    deployments = rows(fast, Deployment)
+    deployments = rows(fast, ShippedUpdate)
     assert n1 > 1 and n2 > 1 and [d.sequence for d in deployments] == list(range(1, n1 + n2 + 1))
     assert [d.model_version_id for d in deployments] == [first.id] * n1 + [second.id] * n2
     assert all(d.base_model_version_id == base.id and d.bytes == (fast.home / d.path).stat().st_size
@@ -124,8 +124,8 @@ def test_sparse_training_ships_promoted_steps_and_carries_the_residual(fast, mon
     residual = max(float(r.abs().max()) for r in checkpoint["residual"].values())
     assert residual == pytest.approx(deployments[-1].gap) and residual > 0  # rho = 1e-3 leaves a residual
     # the next step starts from the replica and carries the champion's residual, nothing less, nothing more
-    model = pipeline._model("mlp", ModelSpec.of(chunks(fast, "stream")[-1]), checkpoint["model"])
-    sender = pipeline._SparseTraining.of(replica, model, checkpoint["residual"], 1e-3).sender
+    model = retrain_module._model("mlp", ModelSpec.of(chunks(fast, "stream")[-1]), checkpoint["model"])
+    sender = retrain_module._SparseTraining.of(replica, model, checkpoint["residual"], 1e-3).sender
     assert all(torch.equal(sender.residual[k], checkpoint["residual"][k]) for k in checkpoint["residual"])
     assert all(torch.equal(model.state_dict()[k], replica.state[k]) for k in replica.state)
 
@@ -133,7 +133,7 @@ def test_sparse_training_ships_promoted_steps_and_carries_the_residual(fast, mon
 def test_ship_model_sends_one_update_per_promoted_model(fast, monkeypatch):
     chunk(fast, 0)
     assert cli("retrain", "stream", *FAST, "--ship", "model").exit_code == 0
-    with Catalog(fast.catalog).session() as s:  # a pipeline from before --ship existed ships per model
+    with Catalog(fast.catalog).session() as s:  # a lineage from before --ship existed ships per model
         [run] = s.query(TrainingRun).all()
         run.params = {k: v for k, v in run.params.items() if k != "ship"}
     chunk(fast, 1)
@@ -141,11 +141,11 @@ def test_ship_model_sends_one_update_per_promoted_model(fast, monkeypatch):
     second = json.loads(cli("retrain", "stream", *FAST, "--json").stdout)
     models = rows(fast, ModelVersion)
     assert second["promoted"] and rows(fast, TrainingRun)[-1].params["ship"] == "model"
-    [shipped] = rows(fast, Deployment)
+    [shipped] = rows(fast, ShippedUpdate)
     assert (shipped.model_version_id, shipped.base_model_version_id, shipped.sequence) == (models[1].id,
                                                                                           models[0].id, 1)
     assert shipped.bytes == (fast.home / shipped.path).stat().st_size < shipped.dense_bytes
-    assert second["deployment"]["updates"] == 1
+    assert second["shipped"]["updates"] == 1
     replica = deployed_replica(fast, "stream")
     trained = load_checkpoint(fast.home / models[1].path)["model"]
     gap = max(float((trained[k] - replica.state[k]).abs().max()) for k in trained if trained[k].is_floating_point())
@@ -167,18 +167,18 @@ def test_crashes_keep_the_champion_and_the_next_run_completes_the_work(fast):
     assert killed.returncode == -9, killed.stderr
     assert [r.status for r in rows(fast, TrainingRun)] == ["FINISHED", "FAILED", "FAILED", "FINISHED"]
     assert rows(fast, TrainingRun)[-1].params["chunks"] == [new.id]
-    assert alias(fast) == "1" and rows(fast, Deployment) == []
+    assert alias(fast) == "1" and rows(fast, ShippedUpdate) == []
     # ... and the one after completes the publishing without training again
     outcome = json.loads(cli("retrain", "stream", *FAST, "--json").stdout)
     assert outcome["status"] == "up-to-date" and len(rows(fast, TrainingRun)) == 4
     latest = rows(fast, ModelVersion)[-1]
     assert alias(fast) == (latest.registry_version if latest.metrics["promoted"] else "1")
-    shipped_models = {d.model_version_id for d in rows(fast, Deployment)}
+    shipped_models = {d.model_version_id for d in rows(fast, ShippedUpdate)}
     assert shipped_models == ({latest.id} if latest.metrics["promoted"] else set())
-    assert (outcome["deployment"] is not None) == latest.metrics["promoted"]
+    assert (outcome["shipped"] is not None) == latest.metrics["promoted"]
     if latest.metrics["promoted"]:  # the staged updates of the killed call, shipped in sequence
         replica, trained = deployed_replica(fast, "stream"), load_checkpoint(fast.home / latest.path)["model"]
-        assert [d.sequence for d in rows(fast, Deployment)] == list(range(1, replica.sequence + 1))
+        assert [d.sequence for d in rows(fast, ShippedUpdate)] == list(range(1, replica.sequence + 1))
         assert all(torch.equal(trained[k], replica.state[k]) for k in replica.state)
 
 
@@ -189,11 +189,11 @@ def test_bad_input_is_one_line_and_promotes_nothing(fast, monkeypatch):
              ("stream", "--strategy", "newest"): "bad retraining setting 'strategy'",
              ("stream", "--t", "0"): "bad retraining setting 'new_per_batch'",
              ("stream", "--rho", "0"): "rho 0.0 is outside (0, 1]",
-             ("stream", "--pipeline", "../x"): "bad data set name",
+             ("stream", "--lineage", "../x"): "bad data set name",
              ("stream", "--ship", "often"): "unknown shipping 'often'",
              ("stream", "--mode", "full", "--ship", "batch"): "--ship batch trains the deployed model sparsely",
-             ("stream", *FAST, "--ship", "model"): "pipeline 'proactive' ships per batch, not per model",
-             ("stream", *FAST, "--arch", "cnn1d"): "pipeline 'proactive' trains mlp, not cnn1d"}
+             ("stream", *FAST, "--ship", "model"): "lineage 'proactive' ships per batch, not per model",
+             ("stream", *FAST, "--arch", "cnn1d"): "lineage 'proactive' trains mlp, not cnn1d"}
     for args, expected in cases.items():
         result = cli("retrain", *args)
         lines = result.stderr.strip().splitlines()
@@ -212,13 +212,13 @@ def test_bad_input_is_one_line_and_promotes_nothing(fast, monkeypatch):
     assert cli("retrain", "stream", *FAST).exit_code == 0
     [first, second] = rows(fast, ModelVersion)
     assert second.metrics["promoted"]
-    shipped = rows(fast, Deployment)[0]
+    shipped = rows(fast, ShippedUpdate)[0]
     foreign = Sparsifier(1e-3, "999").start(load_checkpoint(fast.home / first.path)["model"])
     (fast.home / shipped.path).write_bytes(foreign.update(load_checkpoint(fast.home / second.path)["model"],
                                                           "999").to_bytes())
     chunk(fast, 2)
     result = cli("retrain", "stream", *FAST)
-    assert result.exit_code == 2 and "is for deployment '999'" in result.stderr
+    assert result.exit_code == 2 and "is for base '999'" in result.stderr
     assert result.stderr.count("\n") == 1
     assert len(rows(fast, ModelVersion)) == 2 and alias(fast) == second.registry_version
 

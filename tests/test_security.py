@@ -216,7 +216,7 @@ def test_the_sql_check_catches_interpolation():
 @pytest.mark.parametrize("args", [
     ["data", "add", "digits", "--name", "../../escaped"],
     ["data", "add", "digits", "--name", "/tmp/escaped"],
-    ["retrain", "stream", "--pipeline", "../../escaped"],
+    ["retrain", "stream", "--lineage", "../../escaped"],
     ["data", "show", "../../../etc/passwd"],
 ])
 def test_names_cannot_escape_their_folders(settings, args):

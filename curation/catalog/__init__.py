@@ -14,18 +14,18 @@ from curation.catalog.models import (
     Base,
     Dataset,
     DatasetVersion,
-    Deployment,
     ModelVersion,
     ScoreSet,
     SelectionPlan,
+    ShippedUpdate,
     TrainingRun,
 )
 from curation.errors import CurationError
 from curation.faults import kill_point
 
 __all__ = [
-    "Base", "Catalog", "Dataset", "DatasetVersion", "Deployment", "ModelVersion", "ScoreSet",
-    "SelectionPlan", "TrainingRun", "redact",
+    "Base", "Catalog", "Dataset", "DatasetVersion", "ModelVersion", "ScoreSet",
+    "SelectionPlan", "ShippedUpdate", "TrainingRun", "redact",
 ]
 
 

@@ -1,7 +1,7 @@
 """SQLAlchemy 2 models of the catalog: every piece of state the tool keeps, but never samples.
 
 Samples live in Parquet files; the catalog holds what they are (hash, path, schema) and what
-was done with them (scores, plans, runs, models, deployments).
+was done with them (scores, plans, runs, models, shipped sparse updates).
 """
 
 from __future__ import annotations
@@ -124,11 +124,11 @@ class ModelVersion(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
-class Deployment(Base):
+class ShippedUpdate(Base):
     """One sparse update shipped to a deployed replica (top-k of the update, residual kept)."""
 
-    __tablename__ = "deployments"
-    __table_args__ = (UniqueConstraint("model_version_id", "sequence", name="uq_deployment_sequence"),)
+    __tablename__ = "shipped_updates"
+    __table_args__ = (UniqueConstraint("model_version_id", "sequence", name="uq_shipped_update_sequence"),)
 
     id: Mapped[int] = mapped_column(primary_key=True)
     model_version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id"), index=True)

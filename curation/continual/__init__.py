@@ -1,1 +1,1 @@
-"""Continuous training: triggers, history mixing, multi-chunk data, proactive steps and the retrain pipeline."""
+"""Continuous training: triggers, history mixing, multi-chunk data, proactive steps and the retrain lineage."""

@@ -34,7 +34,7 @@ from models import ModelSpec, build
 
 
 class ContinualConfig(BaseModel):
-    """How a pipeline keeps its model current; the fields are its MLflow params."""
+    """How a lineage keeps its model current; the fields are its MLflow params."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 

@@ -1,22 +1,22 @@
-"""``retrain``: the continuous-training pipeline the CLI and the retrain flow share.
+"""``retrain``: the continuous-training lineage the CLI and the retrain flow share.
 
-One call, under the pipeline's lock:
+One call, under the lineage's lock:
 
 1. Finish what a crashed call left: its RUNNING run becomes FAILED; the catalog's champion gets its
    MLflow ``champion`` alias and its sparse update when either is missing.
-2. The data set's chunks that no FINISHED run of this pipeline consumed are the new ones (a run's
+2. The data set's chunks that no FINISHED run of this lineage consumed are the new ones (a run's
    params list the chunk versions it consumed); none: nothing to do.
-3. Triggers decide (amount, time, KS drift, champion accuracy drop; a periodic pipeline waits for
+3. Triggers decide (amount, time, KS drift, champion accuracy drop; a periodic lineage waits for
    ``every`` chunks); each decision is logged with its reason. No fire: the chunks wait.
 4. ``train_step`` from the champion (or from scratch); the model is registered in MLflow with its
    parent, then the FINISHED run and the ModelVersion (parent = the champion; promoted when at
    least as accurate as the champion on the newest test chunk) commit in one transaction.
-   ``ship="batch"`` (proactive pipelines' default) is sparse training: the step starts from the
+   ``ship="batch"`` (proactive lineages' default) is sparse training: the step starts from the
    deployed replica's weights, a top-k update is made after every batch and the model set to what
    the replica would then hold; the updates are staged in the run's folder and the residual is kept
    in the checkpoint. ``ship="model"``: the step trains densely and step 5 makes one update.
 5. A promoted model gets the alias and is shipped to the replica: its staged updates, or one sparse
-   update of trained - deployed (``<data_dir>/deployments/<pipeline>/``); a Deployment row per update
+   update of trained - deployed (``<data_dir>/sparse_updates/<lineage>/``); a ShippedUpdate row per update
    with bytes, dense bytes and gap, all in one transaction.
 
 A crash before step 5's transaction leaves the champion untouched and the chunks unconsumed; after
@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from sqlalchemy import select
 
-from curation.catalog import Catalog, Deployment, ModelVersion, TrainingRun
+from curation.catalog import Catalog, ShippedUpdate, ModelVersion, TrainingRun
 from curation.config import Settings
 from curation.continual import triggers
 from curation.continual.data import StreamData, load_chunk
@@ -44,7 +44,7 @@ from curation.data.contract import check_name
 from curation.data.store import file_md5
 from curation.data.stream import chunks
 from curation.data.versions import VersionInfo
-from curation.deployment import Replica, SparseTraining, SparseUpdate, Sparsifier, dense_bytes
+from curation.sparse_updates import Replica, SparseTraining, SparseUpdate, Sparsifier, dense_bytes
 from curation.distributed.files import write_atomic
 from curation.errors import CurationError
 from curation.faults import kill_point
@@ -69,7 +69,7 @@ DRIFT_SAMPLE = 1000  # rows per side of the KS drift test
 class RetrainOutcome:
     """What one call did, as the CLI and the flow report it."""
 
-    pipeline: str
+    lineage: str
     dataset: str
     status: str  # up-to-date | waiting (no trigger fired) | trained
     new_versions: list[int]
@@ -82,22 +82,22 @@ class RetrainOutcome:
     promoted: bool = False
     champion_model_version_id: int | None = None
     registry_version: str | None = None
-    deployment: dict | None = None
+    shipped: dict | None = None
     ledger: dict | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
-class _Pipeline:
-    """The catalog's view of one pipeline: its runs, consumed chunks, champion and deployment base."""
+class _Lineage:
+    """The catalog's view of one lineage: its runs, consumed chunks, champion and the replica's base."""
 
     def __init__(self, catalog: Catalog, dataset: str, name: str, infos: list[VersionInfo]):
         ids = [i.id for i in infos]
         with catalog.session() as s:
             runs = [r for r in s.scalars(select(TrainingRun).where(TrainingRun.version_id.in_(ids))
                                          .order_by(TrainingRun.id))
-                    if r.params.get("pipeline") == name and r.params.get("dataset") == dataset]
+                    if r.params.get("lineage", r.params.get("pipeline")) == name and r.params.get("dataset") == dataset]
             finished = [r.id for r in runs if r.status == records.FINISHED]
             models = list(s.scalars(select(ModelVersion).where(ModelVersion.run_id.in_(finished))
                                     .order_by(ModelVersion.id))) if finished else []
@@ -111,14 +111,14 @@ class _Pipeline:
         self.ship = next((r.params.get("ship", "model") for r in runs if r.status == records.FINISHED), None)
 
 
-def retrain(settings: Settings, dataset: str, pipeline: str | None = None, config: ContinualConfig | None = None,
+def retrain(settings: Settings, dataset: str, lineage: str | None = None, config: ContinualConfig | None = None,
             train: TrainConfig | None = None, rho: float = 1e-3, ship: str | None = None) -> RetrainOutcome:
-    """Bring pipeline ``pipeline`` (default: the mode's name) up to date with data set ``dataset``.
+    """Bring lineage ``lineage`` (default: the mode's name) up to date with data set ``dataset``.
 
     ``ship``: "batch" (sparse training, a sparse update per training batch; the default of proactive
-    pipelines) or "model" (one sparse update per promoted model; the default of full and periodic)."""
+    lineages) or "model" (one sparse update per promoted model; the default of full and periodic)."""
     config = config or ContinualConfig()
-    name = pipeline or config.mode
+    name = lineage or config.mode
     check_name(name)
     if not 0 < rho <= 1:
         raise CurationError(f"rho {rho} is outside (0, 1]", "give a fraction like 1e-3")
@@ -133,17 +133,17 @@ def retrain(settings: Settings, dataset: str, pipeline: str | None = None, confi
     train = (train or TrainConfig()).resolve(infos[-1].feature_shape)
     device = resolve_device(train.device)
     catalog, tracker = Catalog(settings.catalog), Tracker(settings, experiment=dataset)
-    with exclusive(settings.home / LOCKS / f"{dataset}.{name}", f"retrain pipeline {name!r} of {dataset!r}"):
-        state = _Pipeline(catalog, dataset, name, infos)
+    with exclusive(settings.home / LOCKS / f"{dataset}.{name}", f"retrain lineage {name!r} of {dataset!r}"):
+        state = _Lineage(catalog, dataset, name, infos)
         tracker.end_dead_runs()
         if state.architecture not in (None, train.arch):
-            raise CurationError(f"pipeline {name!r} trains {state.architecture}, not {train.arch}",
-                                f"use --arch {state.architecture}, or start a new --pipeline")
+            raise CurationError(f"lineage {name!r} trains {state.architecture}, not {train.arch}",
+                                f"use --arch {state.architecture}, or start a new --lineage")
         if ship and state.ship not in (None, ship):
-            raise CurationError(f"pipeline {name!r} ships per {state.ship}, not per {ship}",
-                                f"use --ship {state.ship}, or start a new --pipeline")
+            raise CurationError(f"lineage {name!r} ships per {state.ship}, not per {ship}",
+                                f"use --ship {state.ship}, or start a new --lineage")
         ship = ship or state.ship or ("batch" if config.mode == "proactive" else "model")
-        for run in state.runs:  # a crashed call of this pipeline (we hold its lock)
+        for run in state.runs:  # a crashed call of this lineage (we hold its lock)
             if run.status == records.RUNNING:
                 records.mark_failed(catalog, run.id)
                 if run.mlflow_run_id:
@@ -154,10 +154,10 @@ def retrain(settings: Settings, dataset: str, pipeline: str | None = None, confi
         stream = StreamData.of([load_chunk(settings, i, device) for i in (order if new else order[-1:])])
         spec = ModelSpec.of(infos[-1])
         replica = _replica(settings, catalog, state.base) if state.base else None  # verifies the shipped chain
-        outcome.deployment = _publish(settings, catalog, tracker, name, state, replica, rho, stream, train, spec)
+        outcome.shipped = _publish(settings, catalog, tracker, name, state, replica, rho, stream, train, spec)
         outcome.champion_model_version_id = state.champion.id if state.champion else None
         if not new:
-            log.info("pipeline %s: no new versions of %s since the last run", name, dataset)
+            log.info("lineage %s: no new versions of %s since the last run", name, dataset)
             return outcome
         checkpoint = load_checkpoint(settings.home / state.champion.path) if state.champion else {}
         champion = _model(train.arch, spec, checkpoint["model"]) if state.champion else None
@@ -166,22 +166,22 @@ def retrain(settings: Settings, dataset: str, pipeline: str | None = None, confi
         decisions = _decide(config, state, stream, len(new), outcome.champion_accuracy)
         outcome.decisions = [asdict(d) for d in decisions]
         for d in decisions:
-            log.info("pipeline %s: trigger %s %s: %s", name, d.trigger, "fired" if d.fire else "quiet", d.reason)
+            log.info("lineage %s: trigger %s %s: %s", name, d.trigger, "fired" if d.fire else "quiet", d.reason)
         if not any(d.fire for d in decisions):
             outcome.status = "waiting"
             return outcome
         sparse = _SparseTraining.of(replica, champion, checkpoint.get("residual", {}), rho) if ship == "batch" else None
         _train(settings, catalog, tracker, name, dataset, state, stream, new, champion, checkpoint.get("optimizer"),
                config, train, spec, rho, ship, sparse, outcome)
-        state = _Pipeline(catalog, dataset, name, infos)
+        state = _Lineage(catalog, dataset, name, infos)
         outcome.champion_model_version_id = state.champion.id
         kill_point("retrain:before-publish")
         shipped = _publish(settings, catalog, tracker, name, state, replica, rho, stream, train, spec)
-        outcome.deployment = shipped or outcome.deployment  # or what step 1 shipped
+        outcome.shipped = shipped or outcome.shipped  # or what step 1 shipped
         return outcome
 
 
-def _decide(config: ContinualConfig, state: _Pipeline, stream: StreamData, new: int,
+def _decide(config: ContinualConfig, state: _Lineage, stream: StreamData, new: int,
             champion_accuracy: float | None) -> list[triggers.Decision]:
     """Every trigger's decision on the new chunks (any one firing trains)."""
     if state.champion is None:
@@ -202,14 +202,14 @@ def _decide(config: ContinualConfig, state: _Pipeline, stream: StreamData, new: 
                                    config.max_drop)]
 
 
-def _train(settings: Settings, catalog: Catalog, tracker: Tracker, name: str, dataset: str, state: _Pipeline,
+def _train(settings: Settings, catalog: Catalog, tracker: Tracker, name: str, dataset: str, state: _Lineage,
            stream: StreamData, new: list[VersionInfo], champion: torch.nn.Module | None, optimizer: dict | None,
            config: ContinualConfig,
            train: TrainConfig, spec: ModelSpec, rho: float, ship: str, sparse: _SparseTraining | None,
            outcome: RetrainOutcome) -> None:
     """One tracked training step; the run and its model commit together (see the module docstring)."""
     parent = state.champion.id if state.champion else None
-    params = {"pipeline": name, "dataset": dataset, "chunks": [i.id for i in new], "history": sorted(state.consumed),
+    params = {"lineage": name, "dataset": dataset, "chunks": [i.id for i in new], "history": sorted(state.consumed),
               "parent_model_version_id": parent, "continual": config.model_dump(), "train": train.model_dump(),
               "rho": rho, "ship": ship, "decisions": outcome.decisions}
     run_id = records.start_run(catalog, new[-1].id, None, train.arch, params)
@@ -217,9 +217,9 @@ def _train(settings: Settings, catalog: Catalog, tracker: Tracker, name: str, da
     try:
         with tracker.run(name=f"retrain-{name}-{run_id}") as tracked:
             records.set_mlflow_run(catalog, run_id, tracked.run_id)
-            tracked.log_params({**config.model_dump(), **train.model_dump(), "pipeline": name, "rho": rho, "ship": ship,
+            tracked.log_params({**config.model_dump(), **train.model_dump(), "lineage": name, "rho": rho, "ship": ship,
                                 "chunks": ",".join(str(i.id) for i in new), "parent_model_version_id": parent})
-            tracked.set_tags({"curation.run_id": run_id, "curation.pipeline": name, "curation.version_id": new[-1].id,
+            tracked.set_tags({"curation.run_id": run_id, "curation.stages": name, "curation.version_id": new[-1].id,
                               "curation.parent_model_version_id": parent})
             if sparse:
                 sparse.model_version = f"run-{run_id}"
@@ -238,7 +238,7 @@ def _train(settings: Settings, catalog: Catalog, tracker: Tracker, name: str, da
             example = stream.data.test.features[:4].cpu().numpy()
             model = _model(train.arch, spec, step.model.state_dict())  # a CPU copy for the registry
             registry_version = tracked.log_model(model.eval(), example, registered, tags={
-                "curation.pipeline": name, "curation.parent_model_version_id": parent,
+                "curation.stages": name, "curation.parent_model_version_id": parent,
                 "curation.parent_registry_version": state.champion.registry_version if state.champion else None,
                 "curation.chunks": ",".join(str(i.id) for i in new)})
             kill_point("retrain:before-finish")
@@ -252,7 +252,7 @@ def _train(settings: Settings, catalog: Catalog, tracker: Tracker, name: str, da
     except BaseException:
         records.mark_failed(catalog, run_id)
         raise
-    log.info("pipeline %s: model %d (parent %s) accuracy %.4f vs champion %s: %s", name, model_version_id, parent,
+    log.info("lineage %s: model %d (parent %s) accuracy %.4f vs champion %s: %s", name, model_version_id, parent,
              step.accuracy, outcome.champion_accuracy, "promoted" if promoted else "kept the champion")
     outcome.status, outcome.run_id, outcome.model_version_id = "trained", run_id, model_version_id
     outcome.parent_model_version_id, outcome.accuracy, outcome.promoted = parent, step.accuracy, promoted
@@ -274,23 +274,23 @@ def _replica(settings: Settings, catalog: Catalog, base: ModelVersion) -> Replic
     update that does not fit the lineage is a one-line error."""
     replica = Replica(_state(settings, base), str(base.id))
     with catalog.session() as s:
-        shipped = list(s.scalars(select(Deployment).where(Deployment.base_model_version_id == base.id)
-                                 .order_by(Deployment.sequence)))
+        shipped = list(s.scalars(select(ShippedUpdate).where(ShippedUpdate.base_model_version_id == base.id)
+                                 .order_by(ShippedUpdate.sequence)))
     for row in shipped:
         replica.apply(SparseUpdate.from_bytes((settings.home / row.path).read_bytes()))
     return replica
 
 
-def deployed_replica(settings: Settings, dataset: str, pipeline: str = "proactive") -> Replica:
-    """What the serving side holds for a pipeline: its first champion plus the sparse updates shipped since."""
-    state = _Pipeline(Catalog(settings.catalog), dataset, pipeline, chunks(settings, dataset))
+def deployed_replica(settings: Settings, dataset: str, lineage: str = "proactive") -> Replica:
+    """What the serving side holds for a lineage: its first champion plus the sparse updates shipped since."""
+    state = _Lineage(Catalog(settings.catalog), dataset, lineage, chunks(settings, dataset))
     if state.base is None:
-        raise CurationError(f"pipeline {pipeline!r} of {dataset!r} has deployed nothing yet",
-                            f"run `curation retrain {dataset} --pipeline {pipeline}` first")
+        raise CurationError(f"lineage {lineage!r} of {dataset!r} has deployed nothing yet",
+                            f"run `curation retrain {dataset} --lineage {lineage}` first")
     return _replica(settings, Catalog(settings.catalog), state.base)
 
 
-def _publish(settings: Settings, catalog: Catalog, tracker: Tracker, name: str, state: _Pipeline,
+def _publish(settings: Settings, catalog: Catalog, tracker: Tracker, name: str, state: _Lineage,
              replica: Replica | None, rho: float, stream: StreamData, train: TrainConfig,
              spec: ModelSpec) -> dict | None:
     """Give the champion its alias and ship it to ``replica`` (which advances), unless done; the shipped updates'
@@ -302,29 +302,29 @@ def _publish(settings: Settings, catalog: Catalog, tracker: Tracker, name: str, 
         kill_point("retrain:before-alias")
         tracker.set_alias(champion.name, ALIAS, champion.registry_version)
         kill_point("retrain:after-alias")
-        log.info("pipeline %s: alias %s -> %s v%s", name, ALIAS, champion.name, champion.registry_version)
+        log.info("lineage %s: alias %s -> %s v%s", name, ALIAS, champion.name, champion.registry_version)
     if champion.id == base.id:
         return None  # the first champion is the replica's base, deployed in full
     with catalog.session() as s:
-        if s.scalar(select(Deployment.id).where(Deployment.model_version_id == champion.id).limit(1)) is not None:
+        if s.scalar(select(ShippedUpdate.id).where(ShippedUpdate.model_version_id == champion.id).limit(1)) is not None:
             return None  # shipped
     checkpoint = load_checkpoint(settings.home / champion.path)
     trained, staged = checkpoint["model"], checkpoint.get("updates")
     if staged is None:  # ship="model": one update, the top-k of trained - deployed
         sender = Sparsifier.following(replica, rho)
         update = sender.update(trained, str(champion.id))
-        path = _write(settings.data_path / "deployments" / name / f"{base.id}-{update.sequence:06d}.csu",
+        path = _write(settings.data_path / "sparse_updates" / name / f"{base.id}-{update.sequence:06d}.csu",
                       update.to_bytes())
         staged = [{"path": str(path.relative_to(settings.home)), "gap": sender.gap(trained)}]
     if not staged:
         return None  # a step without batches changed nothing
-    kill_point("retrain:before-deploy-commit")
+    kill_point("retrain:before-ship-commit")
     dense, rows = dense_bytes(trained), []
     for entry in staged:
         payload = (settings.home / entry["path"]).read_bytes()
         update = SparseUpdate.from_bytes(payload)
         replica.apply(update)  # the lineage and the sequence are checked before anything is recorded
-        rows.append(Deployment(model_version_id=champion.id, base_model_version_id=base.id, sequence=update.sequence,
+        rows.append(ShippedUpdate(model_version_id=champion.id, base_model_version_id=base.id, sequence=update.sequence,
                                rho=update.rho, path=entry["path"], bytes=len(payload), dense_bytes=dense,
                                gap=entry["gap"]))
     with catalog.session() as s:
@@ -339,7 +339,7 @@ def _publish(settings: Settings, catalog: Catalog, tracker: Tracker, name: str, 
               "bytes": sent, "dense_bytes": dense, "bytes_ratio": sent / len(rows) / dense, "gap": rows[-1].gap,
               "path": str(settings.home / rows[-1].path), "trained_accuracy": trained_accuracy,
               "deployed_accuracy": deployed_accuracy, "accuracy_gap": trained_accuracy - deployed_accuracy}
-    log.info("pipeline %s: shipped updates %d-%d (%d bytes, %.4f%% of dense per update), trained %.4f vs deployed "
+    log.info("lineage %s: shipped updates %d-%d (%d bytes, %.4f%% of dense per update), trained %.4f vs deployed "
              "%.4f", name, rows[0].sequence, rows[-1].sequence, sent, 100 * report["bytes_ratio"], trained_accuracy,
              deployed_accuracy)
     return report

@@ -15,7 +15,7 @@ from curation.config import Settings
 from curation.data.contract import check_name
 from curation.data.sources import Loaded
 from curation.data.store import Staged, VersionReader, final_path, publish, stage
-from curation.data.versioning import dvc_track, dvc_untrack, ensure_repo, git_revision
+from curation.data.dvc_repo import dvc_track, dvc_untrack, ensure_repo, git_revision
 from curation.errors import CurationError
 from curation.faults import kill_point
 

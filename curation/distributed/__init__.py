@@ -1,8 +1,8 @@
 """Larger-than-memory pairwise subset selection on Dask (Böther et al., MLSys 2025; docs/distributed.md).
 
     run.select_distributed     a catalog version -> registered, tracked plan (`curation select --engine dask`)
-    pipeline.select            any partitioned Parquet on any Dask client -> plan parts + Selection
-    pipeline.Params            the method's parameters
+    selection.select           any partitioned Parquet on any Dask client -> plan parts + Selection
+    selection.Params           the method's parameters
     cluster.open_client        a LocalCluster, or an existing scheduler by address
     source.Source              a column of partitioned Parquet
 

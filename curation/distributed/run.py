@@ -1,6 +1,6 @@
 """Distributed selection of a catalog version: the plan written, registered and tracked like any other.
 
-``select_distributed(settings, version, params, score_set)`` runs ``pipeline.select`` on the version's
+``select_distributed(settings, version, params, score_set)`` runs ``selection.select`` on the version's
 train split (embeddings from the score set, or ``source=features``; utility ``density`` or a score
 of the score set) on a LocalCluster, an existing scheduler (``scheduler=tcp://host:port``) or a given
 client. The plan's parts land in ``<data_dir>/plans/<digest>/``; its catalog row (method
@@ -29,19 +29,19 @@ from curation.selection.pairwise import DENSITY
 from curation.selection.run import PlanInfo
 
 if TYPE_CHECKING:
-    from curation.distributed.pipeline import Selection
+    from curation.distributed.selection import Selection
 
 METHOD = "pairwise-distributed"
 
 
 def _distributed():
-    """The pipeline, or a one-line error when the dask extra is missing."""
+    """The cluster and selection modules, or a one-line error when the dask extra is missing."""
     try:
-        from curation.distributed import cluster, pipeline
+        from curation.distributed import cluster, selection
     except ImportError:
         raise CurationError("--engine dask needs dask[distributed] and prefect-dask",
                             "install the dask extra: pip install 'curation[dask]'") from None
-    return cluster, pipeline
+    return cluster, selection
 
 
 def _sources(settings: Settings, version, params, score_set_id: int | None):
@@ -69,9 +69,9 @@ def _sources(settings: Settings, version, params, score_set_id: int | None):
 def select_distributed(settings: Settings, ref: str | int, params: dict | None = None,
                        score_set_id: int | None = None, scheduler: str | None = None, client=None,
                        report=None) -> tuple[PlanInfo, Selection]:
-    """Select on Dask and record the plan; returns it and the run's ``pipeline.Selection``."""
-    cluster, pipeline = _distributed()
-    chosen = pipeline.Params.of(params)
+    """Select on Dask and record the plan; returns it and the run's ``selection.Selection``."""
+    cluster, engine = _distributed()
+    chosen = engine.Params.of(params)
     version = Catalog(settings.catalog).version(ref)
     embeddings, utility = _sources(settings, version, chosen, score_set_id)
     folder = settings.data_path / "plans"
@@ -80,8 +80,7 @@ def select_distributed(settings: Settings, ref: str | int, params: dict | None =
     try:
         start = time.perf_counter()
         with nullcontext(client) if client is not None else cluster.open_client(scheduler) as active:
-            selection = pipeline.select(active, embeddings, utility, chosen, settings.data_path / ".distributed", tmp,
-                                        report)
+            selection = engine.select(active, embeddings, utility, chosen, settings.data_path / ".distributed", tmp, report)
         seconds = time.perf_counter() - start
         content_hash = digest([(name, md5) for name, md5, _ in selection.parts])
         target = folder / content_hash

@@ -1,4 +1,4 @@
-"""The `pipeline` flow: ingest -> score -> curate -> train in one flow run, the chain `dvc repro` runs.
+"""The `end-to-end` flow: ingest -> score -> curate -> train in one flow run, the chain `dvc repro` runs.
 
 The stages are the `ingest`, `score`, `curate` and `train` flows' own tasks and artifacts, run inside
 this one flow run instead of four: what a user schedules to refresh a curated model end to end, at one
@@ -15,10 +15,10 @@ from flows.score import score_steps
 from flows.train import train_steps
 
 
-@flow(name="pipeline", log_prints=True)
-def pipeline(source: str = "mnist1d", samples: int | None = None, data_seed: int | None = None,
-             score_epochs: int = 3, method: str = "soft", params: dict | None = None, arch: str | None = None,
-             epochs: int | None = None, seed: int = 0, device: str = "auto") -> dict:
+@flow(name="end-to-end", log_prints=True)
+def end_to_end(source: str = "mnist1d", samples: int | None = None, data_seed: int | None = None,
+               score_epochs: int = 3, method: str = "soft", params: dict | None = None, arch: str | None = None,
+               epochs: int | None = None, seed: int = 0, device: str = "auto") -> dict:
     """Add ``source`` as a version (idempotent), score it, select with ``method`` and train on the plan.
 
     Returns the version, score set, plan and training outcome records.
@@ -32,4 +32,4 @@ def pipeline(source: str = "mnist1d", samples: int | None = None, data_seed: int
 
 
 if __name__ == "__main__":
-    pipeline()
+    end_to_end()

@@ -1,16 +1,16 @@
-"""The pipeline flow on Prefect's real temporary server: the four stages in one flow run, each recorded."""
+"""The end-to-end flow on Prefect's real temporary server: the four stages in one flow run, each recorded."""
 
 from curation.catalog import Catalog, TrainingRun
 from curation.config import load_settings
 
 
-def test_pipeline_flow_runs_every_stage_in_one_flow_run(prefect_server, home, monkeypatch):
+def test_end_to_end_flow_runs_every_stage_in_one_flow_run(prefect_server, home, monkeypatch):
     from prefect.client.orchestration import get_client
 
-    from flows.pipeline import pipeline
+    from flows.end_to_end import end_to_end
 
     monkeypatch.setenv("CURATION_DVC", "false")
-    state = pipeline(samples=400, data_seed=3, score_epochs=1, method="topk-balanced",
+    state = end_to_end(samples=400, data_seed=3, score_epochs=1, method="topk-balanced",
                      params={"budget": 0.5, "score": "loss"}, arch="mlp", epochs=2, return_state=True)
     out = state.result()
     version, scores, plan, outcome = out["version"], out["score_set"], out["plan"], out["outcome"]

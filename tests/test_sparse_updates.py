@@ -1,10 +1,10 @@
-"""Sparse deployment: the replica equals the sum of shipped updates; rho = 1 equals the trained model."""
+"""Sparse updates: the replica equals the sum of shipped updates; rho = 1 equals the trained model."""
 
 import numpy as np
 import pytest
 import torch
 
-from curation.deployment import Replica, SparseUpdate, Sparsifier, dense_bytes
+from curation.sparse_updates import Replica, SparseUpdate, Sparsifier, dense_bytes
 from curation.errors import CurationError
 
 
@@ -80,7 +80,7 @@ def test_bad_updates_are_rejected():
     other = Replica(model.state_dict(), "m2")
     list(_train_steps(model, 1))
     update = sender.update(model.state_dict(), "x")
-    with pytest.raises(CurationError, match="for deployment 'm1'"):
+    with pytest.raises(CurationError, match="for base 'm1'"):
         other.apply(update)
     replica = Replica(model.state_dict(), "m1")
     update.sequence = 3
@@ -166,7 +166,7 @@ def test_sparse_training_trains_on_the_replica_and_loses_nothing(rho):
     """Carry mode: after each step the model is what the replica holds; shipped + residual = every step's update."""
     from types import SimpleNamespace
 
-    from curation.deployment import SparseTraining
+    from curation.sparse_updates import SparseTraining
 
     model = _model()
     replica = Replica(model.state_dict(), "m")

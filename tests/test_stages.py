@@ -1,4 +1,4 @@
-"""The DVC pipeline (dvc.yaml, params.yaml, curation/pipeline.py) in a real git + DVC repository.
+"""The DVC pipeline (dvc.yaml, params.yaml, curation/stages.py) in a real git + DVC repository.
 
 The repository is this project's committed pipeline files and code (the stages' code dependencies),
 with small data and one epoch; `dvc` and `curation` run as subprocesses, as a user runs them.
@@ -145,7 +145,7 @@ def test_dvc_repro_stops_on_an_unknown_key_before_any_output(tmp_path):
 
 
 def test_the_shipped_params_are_valid_and_methods_get_equal_compute(monkeypatch):
-    from curation.pipeline import load_params, method_params, sb_epochs
+    from curation.stages import load_params, method_params, sb_epochs
 
     params = load_params(ROOT / "params.yaml")
     assert {params.select.method, *params.compare.methods} >= {"soft", "selective-backprop"}

@@ -1,4 +1,4 @@
-"""Sparse deployment (Prapas et al. 2021): ship only the top-k of each update, keep the rest as residual.
+"""Sparse updates (Prapas et al. 2021): ship only the top-k of each update, keep the rest as residual.
 
 The sender mirrors the deployed replica. For each parameter tensor it takes the gap between the
 trained and the deployed values (the new update plus everything not shipped before: error
@@ -49,7 +49,7 @@ class SparseUpdate:
     """One shipped update: per tensor, added (index, value) pairs, assigned pairs, or a whole non-float tensor."""
 
     model_version: str  # the trained model version this update comes from
-    base_version: str  # the deployment lineage it applies to
+    base_version: str  # the replica's base model it applies to
     sequence: int  # 1, 2, ... within the lineage
     rho: float
     sparse: dict[str, Pairs] = field(default_factory=dict)  # added (float16, or float32 when dense)
@@ -311,7 +311,7 @@ class Replica:
 
     def apply(self, update: SparseUpdate) -> None:
         if update.base_version != self.base_version:
-            raise CurationError(f"update {update.sequence} is for deployment {update.base_version!r}, this replica "
+            raise CurationError(f"update {update.sequence} is for base {update.base_version!r}, this replica "
                                 f"serves {self.base_version!r}", "ship updates from the model this replica was started from")
         if update.sequence != self.sequence + 1:
             raise CurationError(f"update {update.sequence} arrived after update {self.sequence}",
