@@ -52,10 +52,6 @@ def _scope(query, column, versions: dict, dataset: str | None):
     return query if dataset is None else query.where(column.in_(list(versions)))
 
 
-def _missing(what: str, ident: int, ls: str) -> CurationError:
-    return CurationError(f"no {what} {ident} in the catalog", f"list them with `curation {ls} ls`")
-
-
 # -- score sets -----------------------------------------------------------------------------------
 
 def _score_set(row: ScoreSet, version: DatasetVersion) -> dict:
@@ -75,7 +71,7 @@ def score_set(catalog: Catalog, ident: int) -> dict:
     with catalog.session() as s:
         row = s.get(ScoreSet, ident)
         if row is None:
-            raise _missing("score set", ident, "scores")
+            raise CurationError(f"no score set {ident} in the catalog", "list them with `curation scores ls`")
         plans = s.scalars(select(SelectionPlan.id).where(SelectionPlan.score_set_id == ident).order_by(SelectionPlan.id))
         return {**_score_set(row, s.get(DatasetVersion, row.version_id)), "plans": list(plans)}
 
@@ -101,7 +97,7 @@ def plan(catalog: Catalog, ident: int) -> dict:
     with catalog.session() as s:
         row = s.get(SelectionPlan, ident)
         if row is None:
-            raise _missing("selection plan", ident, "plans")
+            raise CurationError(f"no selection plan {ident} in the catalog", "list them with `curation plans ls`")
         runs = s.scalars(select(TrainingRun.id).where(TrainingRun.plan_id == ident).order_by(TrainingRun.id))
         return {**_plan(row, s.get(DatasetVersion, row.version_id)), "runs": list(runs)}
 
@@ -141,7 +137,7 @@ def run(catalog: Catalog, ident: int) -> dict:
     with catalog.session() as s:
         row = s.get(TrainingRun, ident)
         if row is None:
-            raise _missing("training run", ident, "runs")
+            raise CurationError(f"no training run {ident} in the catalog", "list them with `curation runs ls`")
         detail = _run(row, s.get(DatasetVersion, row.version_id), _models_of(s, [ident]).get(ident, []))
         return {**detail, "history": (row.metrics or {}).get("history", [])}
 
@@ -170,7 +166,7 @@ def model(catalog: Catalog, ident: int) -> dict:
     with catalog.session() as s:
         row = s.get(ModelVersion, ident)
         if row is None:
-            raise _missing("model version", ident, "models")
+            raise CurationError(f"no model version {ident} in the catalog", "list them with `curation models ls`")
         run_row = s.get(TrainingRun, row.run_id)
         shipped = s.scalars(select(ShippedUpdate).where(ShippedUpdate.model_version_id == ident)
                             .order_by(ShippedUpdate.sequence))
