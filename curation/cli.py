@@ -202,6 +202,10 @@ def _number(value, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
 
+def _version_cell(record: dict) -> str:
+    return f"{record['version']} ({record['version_id']})"
+
+
 def _when(record: dict, key: str = "created_at") -> str:
     return (record.get(key) or "")[:16].replace("T", " ")
 
@@ -219,6 +223,15 @@ def _catalog():
         yield Catalog(load_settings().catalog)
 
 
+def _ls(records_of, json_out: bool, columns: dict, empty: str, *filters) -> None:
+    with _catalog() as catalog:
+        records = records_of(catalog, *filters)
+    if json_out:
+        emit_json(records)
+    else:
+        list_table(records, columns, empty)
+
+
 def _show(record_of, ident: int, json_out: bool) -> None:
     with _catalog() as catalog:
         record = record_of(catalog, ident)
@@ -233,17 +246,12 @@ def scores_ls(dataset: Optional[str] = DATASET_FILTER, json_out: bool = JSON_OUT
     """List score sets (the ids `curation select --score-set` takes)."""
     from curation.catalog import listing
 
-    with _catalog() as catalog:
-        records = listing.score_sets(catalog, dataset)
-    if json_out:
-        emit_json(records)
-        return
-    list_table(records, {
-        "id": lambda r: str(r["id"]), "version": lambda r: f"{r['version']} ({r['version_id']})",
+    _ls(listing.score_sets, json_out, {
+        "id": lambda r: str(r["id"]), "version": _version_cell,
         "scorer": lambda r: r["scorer"], "columns": lambda r: str(len(r["columns"])),
         "GFLOP": lambda r: _number(r["ledger"].get("total_flops", 0) / 1e9, ".1f"),
         "seconds": lambda r: _number(r["ledger"].get("total_seconds"), ".1f"), "created": _when,
-    }, "no score sets yet: make one with `curation score VERSION`")
+    }, "no score sets yet: make one with `curation score VERSION`", dataset)
 
 
 @scores_app.command("show")
@@ -260,18 +268,13 @@ def plans_ls(dataset: Optional[str] = DATASET_FILTER, json_out: bool = JSON_OUT)
     """List selection plans (the ids `curation train --plan` takes)."""
     from curation.catalog import listing
 
-    with _catalog() as catalog:
-        records = listing.plans(catalog, dataset)
-    if json_out:
-        emit_json(records)
-        return
-    list_table(records, {
-        "id": lambda r: str(r["id"]), "version": lambda r: f"{r['version']} ({r['version_id']})",
+    _ls(listing.plans, json_out, {
+        "id": lambda r: str(r["id"]), "version": _version_cell,
         "method": lambda r: r["method"],
         "size": lambda r: f"{r['budget']:,}" if r["budget"] else f"{_number(r['ratio'], 'g')} per epoch",
         "seed": lambda r: str(r["seed"]), "score set": lambda r: str(r["score_set_id"] or ""),
         "seconds": lambda r: _number(r["ledger"].get("selection_seconds"), ".2f"), "created": _when,
-    }, "no selection plans yet: make one with `curation select VERSION`")
+    }, "no selection plans yet: make one with `curation select VERSION`", dataset)
 
 
 @plans_app.command("show")
@@ -289,25 +292,20 @@ def runs_ls(dataset: Optional[str] = DATASET_FILTER,
     """List training runs (the ids `curation train --baseline` takes)."""
     from curation.catalog import listing
 
-    with _catalog() as catalog:
-        records = listing.runs(catalog, dataset, status and status.value)
-    if json_out:
-        emit_json(records)
-        return
     accuracy = lambda r: r["summary"].get("best_accuracy", r["summary"].get("accuracy"))  # noqa: E731
-    list_table(records, {
-        "id": lambda r: str(r["id"]), "version": lambda r: f"{r['version']} ({r['version_id']})",
+    _ls(listing.runs, json_out, {
+        "id": lambda r: str(r["id"]), "version": _version_cell,
         "arch": lambda r: r["architecture"], "plan": lambda r: str(r["plan_id"] or ""),
         "lineage": lambda r: r["lineage"] or "", "status": lambda r: r["status"],
         "accuracy": lambda r: _number(accuracy(r), ".4f"),
         "GFLOP": lambda r: _number(r["ledger"].get("total_flops", 0) / 1e9, ".1f"),
         "MLflow run": lambda r: r["mlflow_run_id"] or "", "started": lambda r: _when(r, "started_at"),
-    }, "no training runs yet: start one with `curation train VERSION`")
+    }, "no training runs yet: start one with `curation train VERSION`", dataset, status and status.value)
 
 
 @runs_app.command("show")
 def runs_show(run: int = typer.Argument(..., help="Run id (see `curation runs ls`)."), json_out: bool = JSON_OUT):
-    """Show one run: parameters, status, summary, compute ledger, MLflow run and models (--json adds the history)."""
+    """Show one run: parameters, status, summary, compute ledger, MLflow run, models and per-epoch history."""
     from curation.catalog import listing
 
     with _catalog() as catalog:
@@ -333,20 +331,15 @@ def models_ls(dataset: Optional[str] = DATASET_FILTER,
     """List trained model versions (the ids `curation score --model` takes)."""
     from curation.catalog import listing
 
-    with _catalog() as catalog:
-        records = listing.models(catalog, dataset, lineage)
-    if json_out:
-        emit_json(records)
-        return
     accuracy = lambda r: r["metrics"].get("best_accuracy", r["metrics"].get("accuracy"))  # noqa: E731
-    list_table(records, {
-        "id": lambda r: str(r["id"]), "version": lambda r: f"{r['version']} ({r['version_id']})",
+    _ls(listing.models, json_out, {
+        "id": lambda r: str(r["id"]), "version": _version_cell,
         "registered": lambda r: f"{r['name']} v{r['registry_version']}" if r["registry_version"] else r["name"],
         "arch": lambda r: r["architecture"], "run": lambda r: str(r["run_id"]),
         "parent": lambda r: str(r["parent_id"] or ""), "lineage": lambda r: r["lineage"] or "",
         "promoted": lambda r: "yes" if r["promoted"] else "", "accuracy": lambda r: _number(accuracy(r), ".4f"),
         "created": _when,
-    }, "no models yet: train one with `curation train VERSION`")
+    }, "no models yet: train one with `curation train VERSION`", dataset, lineage)
 
 
 @models_app.command("show")

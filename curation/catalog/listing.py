@@ -48,8 +48,13 @@ def _versions(s: Session, dataset: str | None) -> dict[int, DatasetVersion]:
     return {v.id: v for v in s.scalars(query)}
 
 
-def _scope(query, column, versions: dict, dataset: str | None):
-    return query if dataset is None else query.where(column.in_(list(versions)))
+def _rows(s: Session, model, dataset: str | None, *where) -> tuple[list, dict[int, DatasetVersion]]:
+    """``model``'s rows (of ``dataset``'s versions, matching ``where``) by id, and the versions they belong to."""
+    versions = _versions(s, dataset)
+    query = select(model).where(*where)
+    if dataset is not None:
+        query = query.where(model.version_id.in_(list(versions)))
+    return list(s.scalars(query.order_by(model.id))), versions
 
 
 # -- score sets -----------------------------------------------------------------------------------
@@ -62,8 +67,7 @@ def _score_set(row: ScoreSet, version: DatasetVersion) -> dict:
 
 def score_sets(catalog: Catalog, dataset: str | None = None) -> list[dict]:
     with catalog.session() as s:
-        versions = _versions(s, dataset)
-        rows = s.scalars(_scope(select(ScoreSet), ScoreSet.version_id, versions, dataset).order_by(ScoreSet.id))
+        rows, versions = _rows(s, ScoreSet, dataset)
         return [_score_set(r, versions[r.version_id]) for r in rows]
 
 
@@ -87,9 +91,7 @@ def _plan(row: SelectionPlan, version: DatasetVersion) -> dict:
 
 def plans(catalog: Catalog, dataset: str | None = None) -> list[dict]:
     with catalog.session() as s:
-        versions = _versions(s, dataset)
-        query = _scope(select(SelectionPlan), SelectionPlan.version_id, versions, dataset)
-        rows = s.scalars(query.order_by(SelectionPlan.id))
+        rows, versions = _rows(s, SelectionPlan, dataset)
         return [_plan(r, versions[r.version_id]) for r in rows]
 
 
@@ -123,11 +125,7 @@ def _models_of(s: Session, run_ids: list[int]) -> dict[int, list[int]]:
 
 def runs(catalog: Catalog, dataset: str | None = None, status: str | None = None) -> list[dict]:
     with catalog.session() as s:
-        versions = _versions(s, dataset)
-        query = _scope(select(TrainingRun), TrainingRun.version_id, versions, dataset).order_by(TrainingRun.id)
-        if status is not None:
-            query = query.where(TrainingRun.status == status)
-        rows = list(s.scalars(query))
+        rows, versions = _rows(s, TrainingRun, dataset, *([] if status is None else [TrainingRun.status == status]))
         models = _models_of(s, [r.id for r in rows])
         return [_run(r, versions[r.version_id], models.get(r.id, [])) for r in rows]
 
@@ -156,7 +154,9 @@ def models(catalog: Catalog, dataset: str | None = None, lineage_name: str | Non
     with catalog.session() as s:
         versions = _versions(s, dataset)
         query = select(ModelVersion, TrainingRun).join(TrainingRun, ModelVersion.run_id == TrainingRun.id)
-        pairs = s.execute(_scope(query, TrainingRun.version_id, versions, dataset).order_by(ModelVersion.id))
+        if dataset is not None:
+            query = query.where(TrainingRun.version_id.in_(list(versions)))
+        pairs = s.execute(query.order_by(ModelVersion.id))
         return [_model(m, r, versions[r.version_id]) for m, r in pairs
                 if lineage_name is None or lineage(r.params) == lineage_name]
 
