@@ -186,7 +186,8 @@ def show_record(record: dict) -> None:
     """One catalog record as a two-column grid (nested values as JSON)."""
     grid = Table.grid(padding=(0, 2))
     for key, value in record.items():
-        grid.add_row(f"[bold]{key}[/]", json.dumps(value, default=str) if isinstance(value, (dict, list)) else str(value))
+        text = json.dumps(value, default=str) if isinstance(value, (dict, list)) else str(value)
+        grid.add_row(f"[bold]{key}[/]", text)
     out.print(grid)
 
 

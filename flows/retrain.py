@@ -25,9 +25,9 @@ def retrain_task(dataset: str, lineage: str | None, config: dict, train: dict, r
 
 @flow(name="retrain", log_prints=True)
 def retrain(dataset: str = "stream", lineage: str | None = None, mode: Mode = Mode.proactive, new_per_batch: int = 32,
-            strategy: Strategy = Strategy.uniform, passes: int = 4, every: int = 3, min_samples: int = 1000, rho: float = 1e-3,
-            ship: Ship | None = None, arch: str | None = None, epochs: int | None = None, seed: int = 0,
-            device: Device = Device.auto) -> dict:
+            strategy: Strategy = Strategy.uniform, passes: int = 4, every: int = 3, min_samples: int = 1000,
+            rho: float = 1e-3, ship: Ship | None = None, arch: str | None = None, epochs: int | None = None,
+            seed: int = 0, device: Device = Device.auto) -> dict:
     """Bring lineage ``lineage`` up to date with ``dataset``'s chunks; returns what it did."""
     config = {"mode": mode, "new_per_batch": new_per_batch, "strategy": strategy, "passes": passes, "every": every,
               "min_samples": min_samples}

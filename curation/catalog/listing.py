@@ -76,7 +76,8 @@ def score_set(catalog: Catalog, ident: int) -> dict:
         row = s.get(ScoreSet, ident)
         if row is None:
             raise CurationError(f"no score set {ident} in the catalog", "list them with `curation scores ls`")
-        plans = s.scalars(select(SelectionPlan.id).where(SelectionPlan.score_set_id == ident).order_by(SelectionPlan.id))
+        plans = s.scalars(select(SelectionPlan.id).where(SelectionPlan.score_set_id == ident)
+                          .order_by(SelectionPlan.id))
         return {**_score_set(row, s.get(DatasetVersion, row.version_id)), "plans": list(plans)}
 
 
