@@ -8,10 +8,10 @@ from contextlib import contextmanager
 from typing import Optional
 
 import typer
-from typer.core import TyperCommand
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from typer.core import TyperCommand
 
 from curation.choices import Device, Engine, Mode, RunStatus, Ship, Strategy
 from curation.config import load_settings

@@ -11,7 +11,8 @@ from __future__ import annotations
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
-from curation import compare as comparison, reports
+from curation import compare as comparison
+from curation import reports
 from curation.choices import Device
 from curation.config import Settings, load_settings
 from curation.data.versions import open_version

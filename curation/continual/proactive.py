@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+
 import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
