@@ -376,7 +376,8 @@ def select_cmd(
     budget: Optional[str] = typer.Option(None, help="Subset size: a count (500) or a fraction (0.1)."),
     ratio: Optional[float] = typer.Option(None, help="Per-epoch sampling ratio (soft, rs2)."),
     seed: Optional[int] = typer.Option(None, help="Random seed (recorded with the plan)."),
-    score_set: Optional[int] = typer.Option(None, help="Score set id whose scores/embeddings the method uses."),
+    score_set: Optional[int] = typer.Option(None, help="Score set id whose scores/embeddings the method uses "
+                                                       "(see `curation scores ls`)."),
     param: list[str] = typer.Option([], "--param", "-p", help="Method parameter key=value (repeatable)."),
     engine: Engine = typer.Option(Engine.local, help="local: in this process; dask: pairwise on a Dask cluster, for "
                                                      "data larger than memory (see docs/distributed.md)."),
@@ -455,13 +456,13 @@ def train(
     batch_size: Optional[int] = typer.Option(None, help="Batch size (default: the architecture's)."),
     lr: Optional[float] = typer.Option(None, help="Peak learning rate (default: the architecture's)."),
     seed: int = typer.Option(0, help="Seed of initialisation and shuffling."),
-    plan: Optional[str] = typer.Option(None, help="A catalog plan id (from `curation select`) or a Parquet plan "
+    plan: Optional[str] = typer.Option(None, help="A catalog plan id (`curation plans ls`) or a Parquet plan "
                                                   "file (epoch, sample_id[, weight]); default: every train "
                                                   "sample every epoch."),
     resume: bool = typer.Option(False, "--resume", help="Continue the newest interrupted run with these "
                                                         "settings from its last checkpoint."),
     baseline: Optional[int] = typer.Option(None, help="Catalog id of a finished run to compare with "
-                                                      "(target: 99% of its best accuracy)."),
+                                                      "(target: 99% of its best accuracy; `curation runs ls`)."),
     device: Device = typer.Option(Device.auto, help="Where to train (auto: the GPU when one is found)."),
     json_out: bool = typer.Option(False, "--json", help="Print the outcome as JSON."),
 ):
@@ -516,7 +517,8 @@ def score(
     arch: Optional[str] = typer.Option(None, help="Proxy architecture (default: from the feature shape)."),
     epochs: int = typer.Option(3, help="Epochs to train the proxy model."),
     seed: int = typer.Option(0, help="Seed of the proxy model."),
-    model: Optional[int] = typer.Option(None, help="Score with this trained catalog model version instead."),
+    model: Optional[int] = typer.Option(None, help="Score with this trained catalog model version instead "
+                                                   "(see `curation models ls`)."),
     device: Device = typer.Option(Device.auto, help="Where to train (auto: the GPU when one is found)."),
     json_out: bool = typer.Option(False, "--json", help="Print the score set as JSON."),
 ):
@@ -546,8 +548,9 @@ def compare(
     arch: Optional[str] = typer.Option(None, help="Architecture (default: from the feature shape)."),
     epochs: Optional[int] = typer.Option(None, help="Epochs of every run (default: the architecture's)."),
     seed: int = typer.Option(0, help="Seed of every run."),
-    baseline: Optional[int] = typer.Option(None, help="A finished full-data run to compare with (else trained)."),
-    score_set: Optional[int] = typer.Option(None, help="Score set for score-based methods."),
+    baseline: Optional[int] = typer.Option(None, help="A finished full-data run to compare with (else trained; "
+                                                      "see `curation runs ls`)."),
+    score_set: Optional[int] = typer.Option(None, help="Score set for score-based methods (`curation scores ls`)."),
     json_out: bool = typer.Option(False, "--json", help="Print JSON."),
 ):
     """Train the full-data baseline and each method's plan; print accuracy, compute and speedup side by side."""

@@ -195,3 +195,16 @@ def test_choice_options_show_their_choices_and_reject_others_as_usage_errors(opt
     message = " ".join(re.sub(r"[│╭╮╰╯─]", " ", result.stderr).split())
     assert result.exit_code == 2 and "Traceback" not in result.output
     assert f"Invalid value for '{option}'" in message and f"'{bad}' is not one of" in message, result.stderr
+
+
+ID_OPTIONS = {  # an option that takes a catalog id -> the list its help points to
+    ("select", "--score-set"): "scores ls", ("train", "--plan"): "plans ls", ("train", "--baseline"): "runs ls",
+    ("score", "--model"): "models ls", ("compare", "--baseline"): "runs ls", ("compare", "--score-set"): "scores ls",
+}
+
+
+def test_every_id_an_option_takes_can_be_listed(root):
+    for (command, option), ls in ID_OPTIONS.items():
+        [param] = [p for p in root.commands[command].params if option in p.opts]
+        assert f"`curation {ls}`" in param.help, (command, option, param.help)
+        assert problem(root, ls.split()) is None
