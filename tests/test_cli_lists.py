@@ -109,6 +109,8 @@ def test_lists_and_shows_every_record_a_command_asks_for(made, project):
     (["plans", "show", "999"], "no selection plan 999 in the catalog; list them with `curation plans ls`"),
     (["runs", "show", "999"], "no training run 999 in the catalog; list them with `curation runs ls`"),
     (["models", "show", "999"], "no model version 999 in the catalog; list them with `curation models ls`"),
+    (["runs", "show", str(2**70)], f"no training run {2**70} in the catalog"),
+    (["plans", "show", "--", "-3"], "no selection plan -3 in the catalog"),
     (["runs", "ls", "--dataset", "nosuch"], "no data set 'nosuch' in the catalog"),
     (["models", "ls", "--dataset", "nosuch", "--json"], "no data set 'nosuch' in the catalog"),
 ])

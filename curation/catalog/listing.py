@@ -48,6 +48,11 @@ def _versions(s: Session, dataset: str | None) -> dict[int, DatasetVersion]:
     return {v.id: v for v in s.scalars(query)}
 
 
+def _get(s: Session, model, ident: int):
+    """The row with id ``ident``, or None (also for ids no database column can hold)."""
+    return s.get(model, ident) if 0 < ident < 2**63 else None
+
+
 def _rows(s: Session, model, dataset: str | None, *where) -> tuple[list, dict[int, DatasetVersion]]:
     """``model``'s rows (of ``dataset``'s versions, matching ``where``) by id, and the versions they belong to."""
     versions = _versions(s, dataset)
@@ -73,7 +78,7 @@ def score_sets(catalog: Catalog, dataset: str | None = None) -> list[dict]:
 
 def score_set(catalog: Catalog, ident: int) -> dict:
     with catalog.session() as s:
-        row = s.get(ScoreSet, ident)
+        row = _get(s, ScoreSet, ident)
         if row is None:
             raise CurationError(f"no score set {ident} in the catalog", "list them with `curation scores ls`")
         plans = s.scalars(select(SelectionPlan.id).where(SelectionPlan.score_set_id == ident)
@@ -98,7 +103,7 @@ def plans(catalog: Catalog, dataset: str | None = None) -> list[dict]:
 
 def plan(catalog: Catalog, ident: int) -> dict:
     with catalog.session() as s:
-        row = s.get(SelectionPlan, ident)
+        row = _get(s, SelectionPlan, ident)
         if row is None:
             raise CurationError(f"no selection plan {ident} in the catalog", "list them with `curation plans ls`")
         runs = s.scalars(select(TrainingRun.id).where(TrainingRun.plan_id == ident).order_by(TrainingRun.id))
@@ -134,7 +139,7 @@ def runs(catalog: Catalog, dataset: str | None = None, status: str | None = None
 def run(catalog: Catalog, ident: int) -> dict:
     """A run with its full per-evaluation history (``history``)."""
     with catalog.session() as s:
-        row = s.get(TrainingRun, ident)
+        row = _get(s, TrainingRun, ident)
         if row is None:
             raise CurationError(f"no training run {ident} in the catalog", "list them with `curation runs ls`")
         detail = _run(row, s.get(DatasetVersion, row.version_id), _models_of(s, [ident]).get(ident, []))
@@ -165,7 +170,7 @@ def models(catalog: Catalog, dataset: str | None = None, lineage_name: str | Non
 def model(catalog: Catalog, ident: int) -> dict:
     """A model with the sparse updates shipped for it (``shipped_updates``)."""
     with catalog.session() as s:
-        row = s.get(ModelVersion, ident)
+        row = _get(s, ModelVersion, ident)
         if row is None:
             raise CurationError(f"no model version {ident} in the catalog", "list them with `curation models ls`")
         run_row = s.get(TrainingRun, row.run_id)
