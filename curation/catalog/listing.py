@@ -25,7 +25,7 @@ from curation.catalog.models import (
 from curation.errors import CurationError
 
 
-def lineage(params: dict) -> str | None:
+def lineage_of(params: dict) -> str | None:
     """The retraining lineage a run belongs to (runs from before the rename recorded it as 'pipeline')."""
     return params.get("lineage", params.get("pipeline"))
 
@@ -114,7 +114,7 @@ def plan(catalog: Catalog, ident: int) -> dict:
 
 def _run(row: TrainingRun, version: DatasetVersion, models: list[int]) -> dict:
     return {"id": row.id, **_version(version), "plan_id": row.plan_id, "architecture": row.architecture,
-            "status": row.status, "lineage": lineage(row.params), "params": row.params,
+            "status": row.status, "lineage": lineage_of(row.params), "params": row.params,
             "summary": (row.metrics or {}).get("summary", {}), "ledger": row.ledger,
             "mlflow_run_id": row.mlflow_run_id, "model_version_ids": models,
             "started_at": _iso(row.started_at), "ended_at": _iso(row.ended_at)}
@@ -151,7 +151,7 @@ def run(catalog: Catalog, ident: int) -> dict:
 def _model(row: ModelVersion, run_row: TrainingRun, version: DatasetVersion) -> dict:
     return {"id": row.id, **_version(version), "name": row.name, "registry_version": row.registry_version,
             "run_id": row.run_id, "parent_id": row.parent_id, "architecture": run_row.architecture,
-            "lineage": lineage(run_row.params), "promoted": bool(row.metrics.get("promoted")),
+            "lineage": lineage_of(run_row.params), "promoted": bool(row.metrics.get("promoted")),
             "metrics": row.metrics, "path": row.path, "content_hash": row.content_hash,
             "mlflow_run_id": run_row.mlflow_run_id, "created_at": _iso(row.created_at)}
 
@@ -164,7 +164,7 @@ def models(catalog: Catalog, dataset: str | None = None, lineage_name: str | Non
             query = query.where(TrainingRun.version_id.in_(list(versions)))
         pairs = s.execute(query.order_by(ModelVersion.id))
         return [_model(m, r, versions[r.version_id]) for m, r in pairs
-                if lineage_name is None or lineage(r.params) == lineage_name]
+                if lineage_name is None or lineage_of(r.params) == lineage_name]
 
 
 def model(catalog: Catalog, ident: int) -> dict:

@@ -36,6 +36,7 @@ import torch
 from sqlalchemy import select
 
 from curation.catalog import Catalog, ShippedUpdate, ModelVersion, TrainingRun
+from curation.catalog.listing import lineage_of
 from curation.choices import Ship
 from curation.config import Settings
 from curation.continual import triggers
@@ -97,7 +98,7 @@ class _Lineage:
         with catalog.session() as s:
             runs = [r for r in s.scalars(select(TrainingRun).where(TrainingRun.version_id.in_(ids))
                                          .order_by(TrainingRun.id))
-                    if r.params.get("lineage", r.params.get("pipeline")) == name and r.params.get("dataset") == dataset]
+                    if lineage_of(r.params) == name and r.params.get("dataset") == dataset]
             finished = [r.id for r in runs if r.status == records.FINISHED]
             models = list(s.scalars(select(ModelVersion).where(ModelVersion.run_id.in_(finished))
                                     .order_by(ModelVersion.id))) if finished else []
