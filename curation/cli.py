@@ -11,13 +11,34 @@ import typer
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
-from typer.core import TyperCommand
+from typer._click.exceptions import UsageError  # typer 0.29 vendors click; its errors are these classes
+from typer.core import TyperCommand, TyperGroup
 
 from curation.choices import Device, Engine, Mode, RunStatus, Ship, Strategy
 from curation.config import load_settings
 from curation.errors import CurationError
 
-app = typer.Typer(help="Train on less data without losing accuracy: curate, train, prove it.",
+
+
+class OneLineUsageErrors(TyperGroup):
+    """The top-level group: a usage error (a bad choice, a missing argument, an unknown command or option)
+    is one line naming the problem and the help to read, exit code 2, like every other user error."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except UsageError as exc:
+            where = exc.ctx.command_path if exc.ctx is not None else "curation"
+            message = exc.format_message().replace("Value error, ", "").rstrip(".")
+            err.print(f"[bold red]error:[/] {message}; see `{where} --help`", markup=True,
+                      highlight=False, soft_wrap=True)
+            sys.exit(exc.exit_code)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+app = typer.Typer(help="Train on less data without losing accuracy: curate, train, prove it.", cls=OneLineUsageErrors,
                   no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
 data_app = typer.Typer(help="Data set versions: add, list, show.", no_args_is_help=True)
 app.add_typer(data_app, name="data")

@@ -187,14 +187,28 @@ CHOICES = [  # option, a command line that reaches it, a bad value, the choices 
 
 
 @pytest.mark.parametrize("option, args, bad, choices", CHOICES)
-def test_choice_options_show_their_choices_and_reject_others_as_usage_errors(option, args, bad, choices):
+def test_choice_options_show_their_choices_and_reject_others_in_one_line(option, args, bad, choices):
     command = [a for a in args if a != "x"]
     shown = CliRunner().invoke(app, [*command, "--help"], env={"COLUMNS": "200"})
     assert f"<{'|'.join(choices)}>" in shown.stdout, shown.stdout
     result = CliRunner().invoke(app, [*args, option, bad], env={"COLUMNS": "200"})
-    message = " ".join(re.sub(r"[│╭╮╰╯─]", " ", result.stderr).split())
     assert result.exit_code == 2 and "Traceback" not in result.output
-    assert f"Invalid value for '{option}'" in message and f"'{bad}' is not one of" in message, result.stderr
+    [line] = result.stderr.strip().splitlines()
+    assert f"Invalid value for '{option}'" in line and f"'{bad}' is not one of" in line, line
+    assert line.endswith(f" {' '.join(command)} --help`"), line  # names the help to read
+
+
+@pytest.mark.parametrize("args, problem", [
+    (["nosuch"], "No such command 'nosuch'"),
+    (["train"], "Missing argument 'version'"),
+    (["runs", "show"], "Missing argument 'run'"),
+    (["select", "v", "--bogus", "1"], "No such option: --bogus"),
+])
+def test_usage_errors_are_one_line_with_exit_code_2(args, problem):
+    result = CliRunner().invoke(app, args, env={"COLUMNS": "200"})
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith(f"error: {problem}") and "--help`" in line, line
 
 
 ID_OPTIONS = {  # an option that takes a catalog id -> the list its help points to
