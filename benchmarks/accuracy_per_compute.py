@@ -136,6 +136,7 @@ def main() -> None:
     from curation.config import load_settings
     from curation.data import sources
     from curation.data.versions import add_version, open_version
+    from curation.files import write_atomic
     from curation.metrics import efficiency
     from curation.metrics.ledger import BACKWARD_FACTOR, ComputeLedger
     from curation.scoring.run import score_version
@@ -348,9 +349,8 @@ def main() -> None:
 
         def save(these: list[dict]) -> None:
             if args.save_runs:
-                tmp = args.save_runs.with_suffix(".tmp")
-                tmp.write_text(json.dumps({"score_seconds": score_seconds, "runs": these}) + "\n")
-                tmp.replace(args.save_runs)
+                text = json.dumps({"score_seconds": score_seconds, "runs": these}) + "\n"
+                write_atomic(args.save_runs, lambda tmp: tmp.write_text(text))
 
         def stored_plan(method: str, params: dict, score_set: int | None = None):
             """The plan, its recorded cost, and the CPU seconds selecting it took here."""

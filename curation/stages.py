@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
 from typing import Literal
 
@@ -27,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from curation.config import Settings, load_settings
 from curation.errors import CurationError
+from curation.files import write_atomic
 
 PARAMS = Path("params.yaml")
 OUT = Path("pipeline")
@@ -149,10 +149,8 @@ def uses_scores(name: str, params: dict) -> bool:
 
 def write_json(path: Path, payload) -> None:
     """Stable bytes (sorted keys), written atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n")
-    os.replace(tmp, path)
+    text = json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n"
+    write_atomic(path, lambda tmp: tmp.write_text(text))
 
 
 def read_json(path: Path):
