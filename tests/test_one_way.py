@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from curation.compare import equal_compute_epochs
 from curation.errors import CurationError
 from curation.files import write_atomic, write_named
 from curation.locks import locked
@@ -18,6 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SINGLE = {
     r"\bos\.(replace|rename)\(|\.tmp\b[\"']|\.partial\b|\bfsync\(": "curation/files.py",
     r"\bfcntl\b|\bflock\(|\bFileLock\b|\bimport filelock\b|\bfrom filelock\b": "curation/locks.py",
+    r"\b(ceil|round)\([^)]*epochs": "curation/compare.py",  # equal_compute_epochs
 }
 
 
@@ -98,3 +100,16 @@ def test_a_lock_is_freed_when_its_process_dies(tmp_path):
     assert proc.returncode == -9 and lock.exists()
     with locked(lock, "test", timeout=0):
         pass
+
+
+def test_equal_compute_epochs_reach_the_baselines_compute_and_no_more_than_one_epoch_beyond():
+    assert equal_compute_epochs(2, 0.5) == 4 and equal_compute_epochs(10, 0.1) == 100  # exact, float error ignored
+    assert equal_compute_epochs(10, 0.3) == 34  # 33 epochs would be 99% of the baseline's compute
+    assert equal_compute_epochs(7, 2 / 3, warmup=1) == 10  # one full epoch, then 6 / (2/3) = 9
+    assert equal_compute_epochs(1, 1.5) == 1
+    for epochs in range(1, 30):
+        for ratio in (0.07, 0.1, 0.25, 0.3, 1 / 3, 0.5, 0.9, 1.0):
+            got = equal_compute_epochs(epochs, ratio)
+            assert got * ratio >= epochs - 1e-9 and (got - 1) * ratio < epochs - 1e-9
+    with pytest.raises(CurationError):
+        equal_compute_epochs(3, 0)
