@@ -6,8 +6,10 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 LOCK   := requirements.lock
 TORCH  := torch==2.13.0+cpu
-# Where pip finds the CPU build of torch (PyPI has only the CUDA one): PyTorch's page, or a folder of wheels
-TORCH_WHEELS ?= https://download.pytorch.org/whl/torch/
+# Where pip finds the CPU build of torch (PyPI has only the CUDA one): the folder of wheels pip is configured with
+# (pip config get global.find-links), else PyTorch's page
+TORCH_WHEELS ?= $(or $(firstword $(shell $(PYTHON) -m pip config get global.find-links 2>/dev/null)),\
+                     https://download.pytorch.org/whl/torch/)
 
 .PHONY: demo test install lock bench ui clean
 

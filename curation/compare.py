@@ -2,15 +2,15 @@
 
 Each method's plan is selected, then trained with the baseline's configuration for as many epochs
 as give it the baseline's number of training samples (``equal_compute_epochs``: a 30% plan trains
-ceil(1/0.3) times the epochs), so every run spends about the same compute; the runs are nested under
-one MLflow parent run, which also gets the table and the report's PNGs (``publish``).
+ceil(E / 0.3) epochs), so every run spends about the same compute; the runs are nested under one
+MLflow parent run, which also gets the table and the report's PNGs (``publish``). The summaries (best
+accuracy, compute, time, speedup to 99% of the baseline's best) come from the Trainer's ledger,
+selection cost included. Each row also carries the run's evaluation curve (compute, time, accuracy,
+coverage per epoch) and the plan's occupancy histogram, which ``curation.reports`` draws.
 
-The loop is ``run``: set up (``setup``), the baseline, then for each method a select step and a train step
-(``selection.run.select_plan``, ``train_row``). ``compare`` runs it as it is; the Prefect flow passes the same steps wrapped
-as cached tasks; the DVC stages call the steps one per stage. The summaries (best accuracy, compute, time, speedup
-to 99% of the baseline's best) come from the Trainer's ledger, selection cost included. Each row
-also carries the run's evaluation curve (compute, time, accuracy, coverage per epoch) and the plan's
-occupancy histogram, which ``curation.reports`` draws.
+The loop is ``run``: ``setup``, the baseline, then for each method a select step and a train step
+(``selection.run.select_plan``, ``train_row``). ``compare`` runs it as it is; the Prefect flow passes
+the same steps wrapped as cached tasks; the DVC stages call the steps, one stage each.
 """
 
 from __future__ import annotations

@@ -25,8 +25,10 @@ def locked(path: Path, holder: str, timeout: float) -> Iterator[None]:
         lock.acquire()
     except Timeout:
         waited = f" after {timeout:g} s" if timeout > 0 else ""
-        raise CurationError(f"{holder} is still at work in another process (it holds {path}{waited})",
-                            "wait for that process to finish; the lock frees itself when it ends") from None
+        raise CurationError(
+            f"{holder} is still at work in another process (it holds {path}{waited})",
+            "wait for that process to finish; the lock frees itself when it ends",
+        ) from None
     try:
         yield
     finally:

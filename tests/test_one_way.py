@@ -30,9 +30,12 @@ def _sources():
 
 @pytest.mark.parametrize("pattern", SINGLE)
 def test_helpers_have_one_definition(pattern):
-    found = [f"{path.relative_to(ROOT)}:{n}: {line.strip()}" for path in _sources()
-             for n, line in enumerate(path.read_text().splitlines(), 1)
-             if re.search(pattern, line) and str(path.relative_to(ROOT)) != SINGLE[pattern]]
+    found = [
+        f"{path.relative_to(ROOT)}:{n}: {line.strip()}"
+        for path in _sources()
+        for n, line in enumerate(path.read_text().splitlines(), 1)
+        if re.search(pattern, line) and str(path.relative_to(ROOT)) != SINGLE[pattern]
+    ]
     assert not found, f"use {SINGLE[pattern]} instead:\n" + "\n".join(found)
 
 
@@ -77,10 +80,12 @@ def test_a_killed_writer_leaves_the_old_file_whole(tmp_path):
 
 def test_a_held_lock_times_out_with_one_line(tmp_path):
     lock = tmp_path / "lock"
-    with locked(lock, "training run 3", timeout=0):
-        with pytest.raises(CurationError) as caught:
-            with locked(lock, "training run 3", timeout=0.2):
-                pass
+    with (
+        locked(lock, "training run 3", timeout=0),
+        pytest.raises(CurationError) as caught,
+        locked(lock, "training run 3", timeout=0.2),
+    ):
+        pass
     assert "training run 3" in str(caught.value) and str(lock) in str(caught.value) and "\n" not in str(caught.value)
     with locked(lock, "training run 3", timeout=0):  # released after the block, and after the error
         pass
