@@ -47,7 +47,7 @@ test: $(STAMP)
 # The dependencies of pyproject.toml (every extra) and the CPU torch, resolved for Python 3.11 on Linux x86_64, with
 # the hashes of every file. Keeps the locked versions that still fit; LOCK_ARGS=--upgrade takes the newest.
 lock: $(STAMP)
-	echo "$(TORCH)" | $(VENV)/bin/uv pip compile pyproject.toml - --extra dev --extra postgres --extra dask \
+	echo "$(TORCH)" | $(VENV)/bin/uv pip compile --quiet pyproject.toml - --extra dev --extra postgres --extra dask \
 	    --python-version 3.11 --python-platform x86_64-manylinux_2_28 --generate-hashes \
 	    --find-links $(TORCH_WHEELS) --custom-compile-command "make lock" $(LOCK_ARGS) -o $(LOCK)
 
