@@ -257,8 +257,8 @@ def _train(p: Params, folder: Path, plan: dict | None) -> None:
     from curation.training.config import TrainConfig
 
     settings = _settings(folder)
-    setup = compare.setup(settings, _version_ref(read_json(OUT / "prepare" / "version.json")), [],
-                          TrainConfig.make(arch=p.train.model, epochs=p.train.epochs, seed=p.seed, device=p.train.device))
+    config = TrainConfig.make(arch=p.train.model, epochs=p.train.epochs, seed=p.seed, device=p.train.device)
+    setup = compare.setup(settings, _version_ref(read_json(OUT / "prepare" / "version.json")), [], config)
     info, config = setup.info, setup.config
     if plan is None:
         row = compare.train_row(settings, info.id, config)

@@ -1,4 +1,4 @@
-"""Files that tasks write: whole or not at all (``curation.files.write_atomic``), so a rerun task rewrites them safely."""
+"""Files that tasks write: whole or not at all (``curation.files.write_atomic``), so a rerun task rewrites them."""
 
 from __future__ import annotations
 
