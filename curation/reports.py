@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import io
 import math
-import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 
 from curation.errors import CurationError
+from curation.files import write_atomic
 from curation.metrics.coverage import poisson_pmf, rs2_coverage, soft_coverage
 from curation.selection.sampling import per_epoch
 
@@ -44,10 +44,7 @@ def render(rows: Sequence[Mapping], out_dir: Path) -> dict[str, Path]:
     paths = {}
     for name, data in images.items():
         path = out_dir / f"{name}.png"
-        partial = path.with_suffix(".png.partial")
-        partial.write_bytes(data)
-        os.replace(partial, path)
-        paths[name] = path
+        paths[name] = write_atomic(path, lambda tmp, data=data: tmp.write_bytes(data))
     return paths
 
 

@@ -26,7 +26,6 @@ it, step 1 of the next call completes the work.
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -47,9 +46,9 @@ from curation.data.store import file_md5
 from curation.data.stream import chunks
 from curation.data.versions import VersionInfo
 from curation.sparse_updates import Replica, SparseTraining, SparseUpdate, Sparsifier, dense_bytes
-from curation.distributed.files import write_atomic
 from curation.errors import CurationError
 from curation.faults import kill_point
+from curation.files import write_atomic
 from curation.tracking import Tracker
 from curation.training import records
 from curation.training.checkpoint import load_checkpoint, save_checkpoint
@@ -348,13 +347,7 @@ def _publish(settings: Settings, catalog: Catalog, tracker: Tracker, name: str, 
 
 def _write(path: Path, payload: bytes) -> Path:
     """Write ``payload`` to ``path`` atomically and durably: a shipped update cannot be made again."""
-    def write(tmp: Path) -> None:
-        with open(tmp, "wb") as handle:
-            handle.write(payload)
-            handle.flush()
-            os.fsync(handle.fileno())
-
-    return write_atomic(path, write)
+    return write_atomic(path, lambda tmp: tmp.write_bytes(payload))
 
 
 class _SparseTraining(SparseTraining):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import io
 import logging
 import subprocess
@@ -14,6 +13,7 @@ from pathlib import Path
 import yaml
 
 from curation.errors import CurationError
+from curation.locks import locked
 
 log = logging.getLogger(__name__)
 
@@ -75,30 +75,18 @@ def ensure_repo(home: Path, git: bool = True) -> list[str]:
     return done
 
 
-@contextlib.contextmanager
-def _dvc_exclusive(home: Path) -> Iterator[None]:
-    """Serialise our DVC operations on one repository across processes (DVC itself fails fast on its lock)."""
-    lock_dir = home / ".dvc" / "tmp"
-    lock_dir.mkdir(parents=True, exist_ok=True)
-    with open(lock_dir / "curation.lock", "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def dvc_track(home: Path, path: Path, patience_s: float = 120.0) -> str:
     """``dvc add`` one file; returns the md5 DVC recorded for it (from the .dvc file).
 
     Concurrent callers queue on a file lock; a DVC lock held by some other program is retried with
-    backoff for ``patience_s`` seconds before a one-line error.
+    backoff. Both waits together last at most ``patience_s`` seconds before a one-line error.
     """
     from dvc.lock import LockError
     from dvc.repo import Repo
 
     deadline, delay = time.monotonic() + patience_s, 0.05
-    with _dvc_exclusive(home):
+    # DVC itself fails fast on its own lock: our commands on one repository queue here instead
+    with locked(home / ".dvc" / "tmp" / "curation.lock", f"`dvc add` in {home}", patience_s):
         while True:
             try:
                 with _quiet_dvc(), Repo(str(home)) as repo:
