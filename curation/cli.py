@@ -410,17 +410,30 @@ def stage(
 
 
 @app.command()
-def serve(version: str = typer.Option("mnist1d", help="Version the scheduled flows work on.")):
-    """Register the deployments (with schedules) with the Prefect server and run their flows until Ctrl-C."""
+def serve(
+    version: str = typer.Option("mnist1d", help="Version the scheduled flows work on."),
+    work_pool: Optional[str] = typer.Option(None, help="Register the deployments in this process work pool "
+                                                       "(created if missing) and return; `prefect worker start "
+                                                       "--pool NAME` runs them. Default: run them in this process."),
+):
+    """Register the deployments (schedules, the retrain trigger) with the Prefect server and run their flows
+    until Ctrl-C, or leave them to the workers of --work-pool."""
     import os
 
     with user_errors():
         if not os.environ.get("PREFECT_API_URL"):
             raise CurationError("PREFECT_API_URL is not set: there is no Prefect server to register with",
                                 "start one with `make ui` and export PREFECT_API_URL=http://127.0.0.1:4200/api")
-        from flows.deployments import serve_all
+        if work_pool is None:
+            from flows.deployments import serve_all
 
-        serve_all(version)
+            serve_all(version)
+            return
+        from flows.deployments import deploy_all
+
+        ids = deploy_all(version, work_pool)
+    out.print(f"[green]registered[/] {len(ids)} deployments in work pool {work_pool}; run them with "
+              f"`prefect worker start --pool {work_pool}`", soft_wrap=True)
 
 
 @app.command()

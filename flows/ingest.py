@@ -1,4 +1,4 @@
-"""The `ingest` flow: load a source, stage it as Parquet, register it (DVC + catalog)."""
+"""The `ingest` flow: load a source, stage it as Parquet, register it (DVC + catalog), announce a new version."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from curation.data import sources
 from curation.data.versions import VersionInfo, register, stage_version
 from flows._artifacts import record_table
 from flows._tasks import transient
+from flows.events import version_added
 
 
 @task(name="load-source", cache_policy=NO_CACHE)
@@ -45,6 +46,7 @@ def ingest_steps(source: str, name: str | None = None, parent: str | None = None
     loaded = load_source(source, options)
     staged = stage(loaded)
     info = register_version(staged, name or loaded.default_name, loaded.source, parent)
+    version_added(info)
     record_table("ingested-version", info.to_dict(), f"{'Added' if info.created else 'Already had'} {info.ref}")
     print(f"{'added' if info.created else 'unchanged'} {info.ref}: {info.rows} rows")
     return info.to_dict()
