@@ -59,14 +59,18 @@ def emit_json(payload) -> None:
 
 
 @app.command()
-def init(json_out: bool = typer.Option(False, "--json", help="Print a JSON summary.")):
-    """Prepare this directory: git and DVC if missing, the catalog, the MLflow store."""
+def init(
+    remote: Optional[str] = typer.Option(None, help="DVC's default remote (a folder or an object-store URL): "
+                                                    "every new version is pushed there, a missing file pulled."),
+    json_out: bool = typer.Option(False, "--json", help="Print a JSON summary."),
+):
+    """Prepare this directory: git and DVC if missing, the catalog, the MLflow store, a DVC remote."""
     from curation.catalog import redact
     from curation.project import init_project
 
     with user_errors():
         settings = load_settings()
-        done = init_project(settings)
+        done = init_project(settings, remote)
     summary = {"home": str(settings.home), "catalog": redact(settings.catalog),
                "tracking": redact(settings.tracking), "data": str(settings.data_path), "done": done}
     if json_out:
@@ -93,7 +97,7 @@ def data_add(
     from curation.catalog import Catalog
     from curation.data import sources
     from curation.data.contract import check_name
-    from curation.data.versions import register, stage_version
+    from curation.data.versions import push_version, register, stage_version
 
     with user_errors():
         if seed is not None and seed < 0:
@@ -113,6 +117,8 @@ def data_add(
             staged = stage_version(settings, loaded)
             step("tracking with DVC and recording in the catalog")
             info = register(settings, staged, name or loaded.default_name, loaded.source, parent)
+            step("pushing to the DVC remote")
+            push_version(settings, info)
     if json_out:
         emit_json(info.to_dict())
         return

@@ -7,7 +7,7 @@ from prefect.cache_policies import NO_CACHE
 
 from curation.config import load_settings
 from curation.data import sources
-from curation.data.versions import VersionInfo, register, stage_version
+from curation.data.versions import VersionInfo, push_version, register, stage_version
 from flows._artifacts import record_table
 from flows._tasks import transient
 from flows.events import version_added
@@ -29,6 +29,11 @@ def register_version(staged, name: str, source: dict, parent: str | None) -> Ver
     return register(load_settings(), staged, name, source, parent)
 
 
+@task(name="push-version", cache_policy=NO_CACHE)
+def push(info: VersionInfo) -> str | None:
+    return push_version(load_settings(), info)
+
+
 @flow(name="ingest", log_prints=True)
 def ingest(source: str = "mnist1d", name: str | None = None, parent: str | None = None,
            samples: int | None = None, seed: int | None = None, label_column: str | None = None,
@@ -46,6 +51,7 @@ def ingest_steps(source: str, name: str | None = None, parent: str | None = None
     loaded = load_source(source, options)
     staged = stage(loaded)
     info = register_version(staged, name or loaded.default_name, loaded.source, parent)
+    push(info)  # before the event: whoever retrains on it elsewhere can pull it
     version_added(info)
     record_table("ingested-version", info.to_dict(), f"{'Added' if info.created else 'Already had'} {info.ref}")
     print(f"{'added' if info.created else 'unchanged'} {info.ref}: {info.rows} rows")
