@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Optional
 
 import typer
@@ -376,6 +377,7 @@ def compare(
     json_out: bool = typer.Option(False, "--json", help="Print JSON."),
 ):
     """Train the full-data baseline and each method's plan; print accuracy, compute and speedup side by side."""
+    from curation.catalog import redact
     from curation.compare import compare as run_compare
     from curation.training.config import TrainConfig
 
@@ -400,7 +402,9 @@ def compare(
                       f"{r['backward_samples']:,}",
                       fmt(r.get("speedup_compute"), ".2f"), fmt(r.get("speedup_time"), ".2f"))
     out.print(table)
-    out.print("Compare the runs in the MLflow UI: `make ui`, then http://127.0.0.1:5000")
+    tracking = load_settings().tracking
+    where = redact(tracking) if tracking.startswith(("http://", "https://")) else "`make ui`, then http://127.0.0.1:5000"
+    out.print(f"Compare the runs in the MLflow UI: {where}")
 
 
 @app.command()
@@ -453,6 +457,32 @@ def ui(
 
     with user_errors():
         servers.run(load_settings(), host, prefect_port, mlflow_port)
+
+
+@app.command()
+def stack(
+    pg_url: Optional[str] = typer.Option(None, help="A running PostgreSQL (postgresql+psycopg://user@host/db): the "
+                                                    "catalog; MLflow's store goes to database <db>_mlflow. "
+                                                    "Default: CURATION_CATALOG_URL."),
+    host: str = typer.Option("127.0.0.1", help="Address every server binds (127.0.0.1 keeps them local)."),
+    mlflow_port: int = typer.Option(5000, help="MLflow server port."),
+    prefect_port: int = typer.Option(4200, help="Prefect server port."),
+    dask_port: int = typer.Option(8786, help="Dask scheduler port."),
+    dask_workers: int = typer.Option(2, min=0, help="Dask worker processes."),
+    env_file: Optional[Path] = typer.Option(None, help="Also write the environment (password included) here."),
+):
+    """Start MLflow, Prefect (server, deployments, a process worker) and Dask (scheduler, workers) as separate
+    processes on this machine; print what to export; Ctrl-C stops them all."""
+    from curation import stack as services
+
+    with user_errors():
+        settings = load_settings()
+        url = pg_url or settings.catalog_url
+        if not url:
+            raise CurationError("no PostgreSQL to use: --pg-url is not given and CURATION_CATALOG_URL is not set",
+                                "give --pg-url postgresql+psycopg://user@127.0.0.1:5432/curation")
+        services.run(settings, url, host, services.Ports(mlflow_port, prefect_port, dask_port), dask_workers,
+                     env_file)
 
 
 @app.command()

@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
 
+from curation.catalog import redact
 from curation.config import Settings
 from curation.errors import CurationError
 from curation.faults import kill_point
@@ -158,6 +159,9 @@ class Tracker:
         self.uri = settings.tracking
         self.experiment = experiment
         self.local = self.uri.startswith("sqlite:///")
+        # a tracking server keeps the artifacts where it was told (--artifacts-destination); a store this
+        # process writes itself (SQLite, PostgreSQL) keeps them in the project, not in MLflow's ./mlruns
+        self.server = self.uri.split("://", 1)[0] in ("http", "https", "databricks")
         self.artifacts = settings.home / "mlflow" / "artifacts"
 
     def _experiment_id(self) -> str:
@@ -168,7 +172,7 @@ class Tracker:
         found = client.get_experiment_by_name(self.experiment)
         if found is not None:
             return found.experiment_id
-        location = self.artifacts.as_uri() if self.local else None
+        location = None if self.server else self.artifacts.as_uri()
         try:
             return client.create_experiment(self.experiment, artifact_location=location)
         except MlflowException:  # created meanwhile by another process
@@ -201,7 +205,7 @@ class Tracker:
             kill_point("mlflow:after-start")
         except MlflowException as exc:
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-            raise CurationError(f"cannot open an MLflow run at {self.uri}: {first}",
+            raise CurationError(f"cannot open an MLflow run at {redact(self.uri)}: {first}",
                                 "check CURATION_TRACKING_URI (default: sqlite:///<home>/mlflow/mlflow.db)") from None
         status = "FAILED"
         try:
