@@ -149,13 +149,14 @@ class Processes:
             if proc.poll() is not None:
                 raise CurationError(f"{name} exited with code {proc.returncode}", f"read {self.logs / name}.log")
 
-    def stop(self) -> None:
+    def stop(self, patience_s: float = 20.0) -> None:
+        """Ctrl-C to each process group (a Prefect worker fails on SIGTERM), SIGKILL after ``patience_s``."""
         for proc in reversed(list(self.procs.values())):
             if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGTERM)
+                os.killpg(proc.pid, signal.SIGINT)
         for proc in reversed(list(self.procs.values())):
             try:
-                proc.wait(timeout=30)
+                proc.wait(timeout=patience_s)
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()

@@ -11,6 +11,7 @@ it. The rest of the code never sees MLflow.
 from __future__ import annotations
 
 import os
+import re
 import socket
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -22,9 +23,11 @@ from curation.config import Settings
 from curation.errors import CurationError
 from curation.faults import kill_point
 
-# A local tool that must work offline: no usage telemetry, synchronous logging (a user may override).
+# A local tool that must work offline: no usage telemetry, synchronous logging, stdout kept for our output
+# (a user may override).
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
+os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")  # a server's run links would break --json
 
 EPOCH_METRICS = ("accuracy", "loss", "train_loss", "coverage", "forward_samples", "backward_samples",
                  "selection_forward_samples", "flops", "seconds", "selection_seconds", "data_seconds")
@@ -53,6 +56,7 @@ def _dead(owner: str | None) -> bool:
         return True
 
 
+_PASSWORD = re.compile(r"(://[^:/@\s]+):[^@\s]+@")  # user:password@ in a URL MLflow quotes in its errors
 _PARENT: ContextVar[str | None] = ContextVar("curation_parent_run", default=None)  # see Tracker.parent
 
 
@@ -204,7 +208,7 @@ class Tracker:
                 active = mlflow.start_run(run_id=run_id, tags=owner)
             kill_point("mlflow:after-start")
         except MlflowException as exc:
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+            first = _PASSWORD.sub(r"\1:***@", (str(exc).strip().splitlines() or [type(exc).__name__])[0])[:200]
             raise CurationError(f"cannot open an MLflow run at {redact(self.uri)}: {first}",
                                 "check CURATION_TRACKING_URI (default: sqlite:///<home>/mlflow/mlflow.db)") from None
         status = "FAILED"
