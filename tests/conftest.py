@@ -126,9 +126,11 @@ def pg_database():
 
     made = []
 
-    def make(prefix: str) -> str:
-        made.append(f"{prefix}_{uuid.uuid4().hex[:10]}")
-        return ensure_database(PG_URL, made[-1])
+    def make(prefix: str, suffixes: tuple[str, ...] = ("",)) -> str:
+        """Databases <prefix>_<random><suffix>, one per suffix (e.g. the stack's <db>_mlflow); the first's URL."""
+        name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+        made.extend(name + suffix for suffix in suffixes)
+        return [ensure_database(PG_URL, name + suffix) for suffix in suffixes][0]
 
     yield make
     for name in made:
