@@ -11,6 +11,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+from curation.catalog import redact
 from curation.config import Settings
 from curation.errors import CurationError
 
@@ -59,9 +60,12 @@ def run(settings: Settings, host: str = "127.0.0.1", prefect_port: int = 4200, m
     """Start both servers, print their addresses, stop both on Ctrl-C."""
     (settings.home / "mlflow").mkdir(parents=True, exist_ok=True)
     env = environment(host, prefect_port)
+    server = settings.tracking.startswith(("http://", "https://"))  # a tracking server has its own UI
     procs = {name: subprocess.Popen(cmd, cwd=settings.home, env=env, start_new_session=True)
-             for name, cmd in commands(settings, host, prefect_port, mlflow_port).items()}
-    urls = {"prefect": f"http://{host}:{prefect_port}", "mlflow": f"http://{host}:{mlflow_port}"}
+             for name, cmd in commands(settings, host, prefect_port, mlflow_port).items()
+             if not (server and name == "mlflow")}
+    urls = {"prefect": f"http://{host}:{prefect_port}",
+            "mlflow": redact(settings.tracking) if server else f"http://{host}:{mlflow_port}"}
     signal.signal(signal.SIGTERM, _interrupt)  # a plain kill stops both servers too
     try:
         for name, url in urls.items():

@@ -4,6 +4,8 @@ import json
 import shutil
 from pathlib import Path
 
+import pytest
+
 from typer.testing import CliRunner
 
 from curation.cli import app
@@ -71,3 +73,12 @@ def test_remote_needs_dvc(home, monkeypatch):
     monkeypatch.setenv("CURATION_DVC", "false")
     result = runner.invoke(app, ["init", "--remote", "/tmp/x"])
     assert result.exit_code == 2 and "CURATION_DVC" in result.output
+
+
+@pytest.mark.parametrize("url, expected", [("s3://bucket/curation", "dvc-s3"), ("bogus://x", "Unsupported URL")])
+def test_a_remote_dvc_cannot_use_is_refused_at_init(home, url, expected):
+    from curation.data.dvc_repo import default_remote
+
+    result = runner.invoke(app, ["init", "--remote", url])
+    assert result.exit_code == 2 and expected in result.output and "Traceback" not in result.output
+    assert default_remote(home) is None  # nothing written

@@ -29,8 +29,8 @@ def stack(pg_database, tmp_path):
     home.mkdir()
     catalog = pg_database("e2e", ("", "_mlflow"))
     env_file = tmp_path / "stack.env"
-    env = {**os.environ, "CURATION_HOME": str(home)}
-    env.pop("PREFECT_API_URL", None)
+    env = {**os.environ, "CURATION_HOME": str(home), "PREFECT_WORKER_QUERY_SECONDS": "2"}  # the worker asks for
+    env.pop("PREFECT_API_URL", None)                                                     # work every 2 s, not 10
     with open(tmp_path / "stack.log", "w") as log:
         proc = subprocess.Popen([CURATION, "stack", "--pg-url", catalog, "--mlflow-port", str(free_port()),
                                  "--prefect-port", str(free_port()), "--dask-port", str(free_port()),
@@ -98,27 +98,34 @@ def ingest_on_the_worker(env, path: Path):
     return prefect(env, run)
 
 
-def cli(env, home, *args) -> dict | list:
-    done = subprocess.run([CURATION, *args, "--json"], cwd=home, env=env, capture_output=True, text=True,
-                          timeout=300)
-    assert done.returncode == 0, done.stderr[-2000:]
-    return json.loads(done.stdout)
+def cli(*args) -> dict | list:
+    """A `curation` command in this process (the stack's environment is set): saves a start-up per command."""
+    from typer.testing import CliRunner
+
+    from curation.cli import app
+
+    result = CliRunner().invoke(app, [*args, "--json"], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
 
 
 @pytest.mark.postgres
-def test_ingest_select_train_and_event_driven_retrain_across_servers(stack):
+def test_ingest_select_train_and_event_driven_retrain_across_servers(stack, monkeypatch):
     from mlflow import MlflowClient
     from prefect.client.schemas.actions import DeploymentUpdate
 
     from curation.catalog import Catalog, TrainingRun
 
     env, home, tmp = stack
+    for key in ("CURATION_HOME", "CURATION_CATALOG_URL", "CURATION_TRACKING_URI"):
+        monkeypatch.setenv(key, env[key])
+    monkeypatch.chdir(home)
     from distributed import Client
 
     with Client(env["DASK_SCHEDULER_ADDRESS"], timeout=30) as dask:  # the 2 workers have joined the scheduler
         assert len(dask.wait_for_workers(2, timeout=60) or dask.scheduler_info()["workers"]) == 2
     remote = tmp / "dvc-remote"
-    cli(env, home, "init", "--remote", str(remote))
+    cli("init", "--remote", str(remote))
 
     async def fast_retrain(client):  # what a user sets in the deployment's parameters (UI or API)
         deployment = await client.read_deployment_by_name("retrain/retrain")
@@ -138,8 +145,8 @@ def test_ingest_select_train_and_event_driven_retrain_across_servers(stack):
     assert first.state.is_completed() and first.work_pool_name == "curation"
     # scoring on Dask (issue 19, item 3) goes here: `curation score stream --engine dask` on
     # env["DASK_SCHEDULER_ADDRESS"], whose 2 workers the stack runs
-    plan = cli(env, home, "select", "stream", "-m", "uniform", "--budget", "0.5", "--seed", "1")
-    trained = cli(env, home, "train", "stream", "--plan", str(plan["id"]), "--arch", "mlp", "--epochs", "1",
+    plan = cli("select", "stream", "-m", "uniform", "--budget", "0.5", "--seed", "1")
+    trained = cli("train", "stream", "--plan", str(plan["id"]), "--arch", "mlp", "--epochs", "1",
                   "--device", "cpu")  # `--nproc 2` (issue 19, item 4) goes here
     ingest_on_the_worker(env, chunks[1])
 

@@ -121,10 +121,17 @@ def set_remote(home: Path, url: str) -> str:
 
     A folder path is made absolute (DVC would read a relative one against .dvc/). Returns the URL set.
     """
+    from dvc.exceptions import DvcException
+    from dvc.fs import get_cloud_fs
     from dvc.repo import Repo
 
     if "://" not in url:
         url = str(Path(url).expanduser().resolve())
+    try:
+        get_cloud_fs({}, url=url)  # a known scheme whose plugin is installed
+    except (ImportError, DvcException) as exc:
+        raise CurationError(f"DVC cannot use remote {url!r}: {str(exc).splitlines()[0]}",
+                            "install the plugin it names (e.g. pip install dvc-s3) or give a folder") from None
     with _dvc_exclusive(home), _quiet_dvc(), Repo(str(home)) as repo:
         with repo.config.edit() as conf:
             conf["remote"][REMOTE] = {"url": url}
