@@ -59,14 +59,17 @@ def ensure_database(pg_url: str, name: str) -> str:
     from sqlalchemy.exc import OperationalError
 
     url = make_url(pg_url)
-    if not url.drivername.startswith("postgresql"):
-        raise CurationError(f"{redact(pg_url)} is not a PostgreSQL URL",
+    if url.drivername != "postgresql+psycopg":
+        raise CurationError(f"{redact(pg_url)} is not a PostgreSQL URL with the psycopg driver",
                             "give postgresql+psycopg://user@host:5432/database")
+    from psycopg import sql
+
     admin = create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")  # the maintenance database
     try:
         with admin.connect() as conn:
             if conn.execute(text("SELECT 1 FROM pg_database WHERE datname = :n"), {"n": name}).first() is None:
-                conn.execute(text(f'CREATE DATABASE "{name}"'))
+                # a database name cannot be a bound parameter: psycopg quotes it as an identifier
+                conn.connection.driver_connection.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     except OperationalError as exc:
         reason = (str(exc.orig).strip().splitlines() or ["unreachable"])[0]
         raise CurationError(f"cannot reach PostgreSQL at {redact(pg_url)}: {reason}",

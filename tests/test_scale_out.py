@@ -192,4 +192,4 @@ def test_stack_without_postgres_is_a_one_line_error(home):
     result = CliRunner().invoke(app, ["stack"])
     assert result.exit_code == 2 and "--pg-url" in result.output and "Traceback" not in result.output
     result = CliRunner().invoke(app, ["stack", "--pg-url", "sqlite:///x.db"])
-    assert result.exit_code == 2 and "not a PostgreSQL URL" in result.output
+    assert result.exit_code == 2 and "not a PostgreSQL URL with the psycopg driver" in result.output
