@@ -80,10 +80,11 @@ def ensure_database(pg_url: str, name: str) -> str:
 
 
 def mlflow_server(store_uri: str, artifacts: Path, host: str, port: int) -> Service:
-    """An MLflow tracking server; clients send artifacts through it (--artifacts-destination)."""
-    return Service("mlflow", [_tool("mlflow"), "server", "--backend-store-uri", store_uri, "--artifacts-destination",
-                              str(artifacts), "--host", host, "--port", str(port), "--workers", "1"],
-                   f"http://{host}:{port}/health")
+    """An MLflow tracking server; clients send artifacts through it (--artifacts-destination). The store's URI
+    goes by environment, keeping its password out of the process list."""
+    return Service("mlflow", [_tool("mlflow"), "server", "--artifacts-destination", str(artifacts), "--host", host,
+                              "--port", str(port), "--workers", "1"],
+                   f"http://{host}:{port}/health", {"MLFLOW_BACKEND_STORE_URI": store_uri})
 
 
 def prefect_server(home: Path, host: str, port: int) -> Service:
@@ -217,9 +218,9 @@ def run(settings: Settings, pg_url: str, host: str, ports: Ports, dask_workers: 
     signal.signal(signal.SIGTERM, _interrupt)  # a plain kill stops the stack too
     try:
         with running(settings, pg_url, host, ports, dask_workers) as (env, procs):
-            if env_file is not None:
-                env_file.write_text("".join(f"{k}={v}\n" for k, v in env.items()))
-                env_file.chmod(0o600)
+            if env_file is not None:  # readable by its owner only: it holds the password
+                with os.fdopen(os.open(env_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as handle:
+                    handle.write("".join(f"{k}={v}\n" for k, v in env.items()))
             shown = {**env, "CURATION_CATALOG_URL": redact(env["CURATION_CATALOG_URL"])}
             print("".join(f"export {k}={v}\n" for k, v in shown.items()), end="", flush=True)
             print(f"# logs in {settings.home / STACK_DIR / 'logs'}; Ctrl-C stops the stack", file=sys.stderr,

@@ -182,6 +182,7 @@ def test_every_service_binds_loopback_unless_told(tmp_path):
                     prefect_server(tmp_path, "127.0.0.1", 4200), dask_scheduler("127.0.0.1", 8786),
                     dask_worker("tcp://127.0.0.1:8786", "127.0.0.1", 1)):
         assert service.command[service.command.index("--host") + 1] == "127.0.0.1", service.name
+        assert not any("postgresql" in part for part in service.command)  # a store's password stays out of `ps`
 
 
 def test_stack_without_postgres_is_a_one_line_error(home):
