@@ -23,7 +23,7 @@ from pathlib import Path
 from curation.catalog import redact
 from curation.config import Settings
 from curation.errors import CurationError
-from curation.ui import _interrupt, _tool, wait_until_up
+from curation.ui import interrupt, tool, wait_until_up
 
 STACK_DIR = Path(".curation") / "stack"  # under the project home: logs, the Prefect server's home, env file
 WORK_POOL = "curation"
@@ -82,33 +82,33 @@ def ensure_database(pg_url: str, name: str) -> str:
 def mlflow_server(store_uri: str, artifacts: Path, host: str, port: int) -> Service:
     """An MLflow tracking server; clients send artifacts through it (--artifacts-destination). The store's URI
     goes by environment, keeping its password out of the process list."""
-    return Service("mlflow", [_tool("mlflow"), "server", "--artifacts-destination", str(artifacts), "--host", host,
+    return Service("mlflow", [tool("mlflow"), "server", "--artifacts-destination", str(artifacts), "--host", host,
                               "--port", str(port), "--workers", "1"],
                    f"http://{host}:{port}/health", {"MLFLOW_BACKEND_STORE_URI": store_uri})
 
 
 def prefect_server(home: Path, host: str, port: int) -> Service:
     """A Prefect server with its own state in ``home`` (its SQLite database) and no analytics."""
-    return Service("prefect", [_tool("prefect"), "server", "start", "--host", host, "--port", str(port)],
+    return Service("prefect", [tool("prefect"), "server", "start", "--host", host, "--port", str(port)],
                    f"http://{host}:{port}/api/health",
                    {"PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
                     "PREFECT_UI_API_URL": f"http://{host}:{port}/api"})
 
 
 def dask_scheduler(host: str, port: int) -> Service:
-    return Service("dask-scheduler", [_tool("dask"), "scheduler", "--host", host, "--port", str(port),
+    return Service("dask-scheduler", [tool("dask"), "scheduler", "--host", host, "--port", str(port),
                                       "--no-dashboard"], f"tcp://{host}:{port}")
 
 
 def dask_worker(address: str, host: str, index: int) -> Service:
     """One worker process with one thread (scoring and selection use all of a process's cores via torch)."""
-    return Service(f"dask-worker-{index}", [_tool("dask"), "worker", address, "--host", host, "--nworkers", "1",
+    return Service(f"dask-worker-{index}", [tool("dask"), "worker", address, "--host", host, "--nworkers", "1",
                                             "--nthreads", "1", "--name", f"worker-{index}", "--no-dashboard"])
 
 
 def prefect_worker(pool: str) -> Service:
     """A process worker: each flow run of the pool's deployments in a subprocess of this one."""
-    return Service("prefect-worker", [_tool("prefect"), "worker", "start", "--pool", pool, "--type", "process"])
+    return Service("prefect-worker", [tool("prefect"), "worker", "start", "--pool", pool, "--type", "process"])
 
 
 def _up(health: str, timeout_s: float) -> bool:
@@ -192,8 +192,8 @@ def running(settings: Settings, pg_url: str, host: str = "127.0.0.1", ports: Por
         for service in servers:
             procs.start(service, home)
         procs.wait_up(servers, timeout_s)
-        registered = subprocess.run([_tool("curation"), "serve", "--work-pool", work_pool, "--version", version],
-                                    cwd=home, env=env, capture_output=True, text=True)
+        registered = subprocess.run([tool("curation"), "serve", "--work-pool", work_pool, "--version", version],
+                                    cwd=home, env=env, capture_output=True, text=True, check=False)
         if registered.returncode != 0:
             raise CurationError(f"registering the deployments failed: {registered.stderr.strip()[-300:]}",
                                 f"run `curation serve --work-pool {work_pool}` with PREFECT_API_URL set")
@@ -215,7 +215,7 @@ def _database(pg_url: str) -> str:
 
 def run(settings: Settings, pg_url: str, host: str, ports: Ports, dask_workers: int, env_file: Path | None) -> None:
     """`curation stack`: start, print the exports (password hidden), wait for Ctrl-C or a process to die."""
-    signal.signal(signal.SIGTERM, _interrupt)  # a plain kill stops the stack too
+    signal.signal(signal.SIGTERM, interrupt)  # a plain kill stops the stack too
     try:
         with running(settings, pg_url, host, ports, dask_workers) as (env, procs):
             if env_file is not None:  # readable by its owner only: it holds the password

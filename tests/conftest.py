@@ -130,7 +130,8 @@ def pg_database():
         """Databases <prefix>_<random><suffix>, one per suffix (e.g. the stack's <db>_mlflow); the first's URL."""
         name = f"{prefix}_{uuid.uuid4().hex[:10]}"
         made.extend(name + suffix for suffix in suffixes)
-        return [ensure_database(PG_URL, name + suffix) for suffix in suffixes][0]
+        urls = [ensure_database(PG_URL, name + suffix) for suffix in suffixes]
+        return urls[0]
 
     yield make
     for name in made:
@@ -141,7 +142,8 @@ def pg_database():
 def mlflow_server(pg_database, tmp_path_factory):
     """A real `mlflow server` on a free 127.0.0.1 port: its store a fresh PostgreSQL database, its artifacts in
     a temp folder; its URL (for CURATION_TRACKING_URI)."""
-    from curation.stack import Processes, free_port, mlflow_server as server
+    from curation.stack import Processes, free_port
+    from curation.stack import mlflow_server as server
 
     root = tmp_path_factory.mktemp("mlflow-server")
     port = free_port()

@@ -5,7 +5,6 @@ import shutil
 from pathlib import Path
 
 import pytest
-
 from typer.testing import CliRunner
 
 from curation.cli import app

@@ -2,6 +2,7 @@
 read back through MlflowClient: nested runs, data set inputs, the registry and its `champion` alias, pictures."""
 
 import json
+from pathlib import Path
 
 import pytest
 from mlflow import MlflowClient
@@ -12,6 +13,7 @@ from curation.config import load_settings
 from curation.data.stream import add_chunk, drifting_mnist1d
 from curation.errors import CurationError
 from curation.tracking import Tracker
+
 
 def cli(*args):
     result = CliRunner().invoke(app, list(args), catch_exceptions=False)
@@ -48,7 +50,7 @@ def test_comparison_and_retrain_land_in_the_server(served, mlflow_server, tmp_pa
     assert pictures == ["report/accuracy_vs_compute.png", "report/coverage.png", "report/occupancy.png",
                         "report/speedup.png"]
     local = client.download_artifacts(parent.info.run_id, "report/coverage.png", str(tmp_path))
-    assert open(local, "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+    assert Path(local).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     registered = client.search_model_versions("name = 'mnist1d-mlp'")
     assert len(registered) == 2 and {v.status for v in registered} == {"READY"}
 
@@ -67,7 +69,6 @@ def test_a_password_in_the_tracking_uri_stays_out_of_errors(home, monkeypatch):
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")
     settings = load_settings(tracking_uri="http://curation:s3cret@127.0.0.1:9")  # nothing listens on port 9
-    with pytest.raises(CurationError) as caught:
-        with Tracker(settings, "mnist1d").run():
-            pass
+    with pytest.raises(CurationError) as caught, Tracker(settings, "mnist1d").run():
+        pass
     assert "s3cret" not in str(caught.value) and "curation:***@127.0.0.1:9" in str(caught.value)

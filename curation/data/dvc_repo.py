@@ -132,10 +132,9 @@ def set_remote(home: Path, url: str) -> str:
     except (ImportError, DvcException) as exc:
         raise CurationError(f"DVC cannot use remote {url!r}: {str(exc).splitlines()[0]}",
                             "install the plugin it names (e.g. pip install dvc-s3) or give a folder") from None
-    with _dvc_exclusive(home), _quiet_dvc(), Repo(str(home)) as repo:
-        with repo.config.edit() as conf:
-            conf["remote"][REMOTE] = {"url": url}
-            conf["core"]["remote"] = REMOTE
+    with _dvc_exclusive(home), _quiet_dvc(), Repo(str(home)) as repo, repo.config.edit() as conf:
+        conf["remote"][REMOTE] = {"url": url}
+        conf["core"]["remote"] = REMOTE
     return url
 
 
