@@ -54,6 +54,11 @@ lock: $(STAMP)
 ui: $(STAMP)
 	$(VENV)/bin/curation ui
 
+.PHONY: stack
+# Every service as its own process on 127.0.0.1 (docs/operations.md): make stack ARGS="--pg-url postgresql+psycopg://..."
+stack: $(STAMP)
+	$(VENV)/bin/curation stack $(ARGS)
+
 bench: $(STAMP)
 	$(PY) -m benchmarks.$(NAME) $(ARGS)
 

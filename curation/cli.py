@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Optional
 
 import typer
@@ -90,14 +91,18 @@ def emit_json(payload) -> None:
 
 
 @app.command()
-def init(json_out: bool = typer.Option(False, "--json", help="Print a JSON summary.")):
-    """Prepare this directory: git and DVC if missing, the catalog, the MLflow store."""
+def init(
+    remote: Optional[str] = typer.Option(None, help="DVC's default remote (a folder or an object-store URL): "
+                                                    "every new version is pushed there, a missing file pulled."),
+    json_out: bool = typer.Option(False, "--json", help="Print a JSON summary."),
+):
+    """Prepare this directory: git and DVC if missing, the catalog, the MLflow store, a DVC remote."""
     from curation.catalog import redact
     from curation.project import init_project
 
     with user_errors():
         settings = load_settings()
-        done = init_project(settings)
+        done = init_project(settings, remote)
     summary = {"home": str(settings.home), "catalog": redact(settings.catalog),
                "tracking": redact(settings.tracking), "data": str(settings.data_path), "done": done}
     if json_out:
@@ -124,7 +129,7 @@ def data_add(
     from curation.catalog import Catalog
     from curation.data import sources
     from curation.data.contract import check_name
-    from curation.data.versions import register, stage_version
+    from curation.data.versions import push_version, register, stage_version
 
     with user_errors():
         if seed is not None and seed < 0:
@@ -144,6 +149,8 @@ def data_add(
             staged = stage_version(settings, loaded)
             step("tracking with DVC and recording in the catalog")
             info = register(settings, staged, name or loaded.default_name, loaded.source, parent)
+            step("pushing to the DVC remote")
+            push_version(settings, info)
     if json_out:
         emit_json(info.to_dict())
         return
@@ -576,6 +583,7 @@ def compare(
 ):
     """Train the full-data baseline and each method's plan; print accuracy, compute and speedup side by side."""
     from curation import reports
+    from curation.catalog import redact
     from curation.compare import compare as run_compare
     from curation.training.config import TrainConfig
 
@@ -595,7 +603,9 @@ def compare(
     for row in cells:
         table.add_row(*row.values())
     out.print(table)
-    out.print("Compare the runs in the MLflow UI: `make ui`, then http://127.0.0.1:5000")
+    tracking = load_settings().tracking
+    where = redact(tracking) if tracking.startswith(("http://", "https://")) else "`make ui`, then http://127.0.0.1:5000"
+    out.print(f"Compare the runs in the MLflow UI: {where}")
 
 
 @app.command()
@@ -611,17 +621,30 @@ def stage(
 
 
 @app.command()
-def serve(version: str = typer.Option("mnist1d", help="Version the scheduled flows work on.")):
-    """Register the deployments (with schedules) with the Prefect server and run their flows until Ctrl-C."""
+def serve(
+    version: str = typer.Option("mnist1d", help="Version the scheduled flows work on."),
+    work_pool: Optional[str] = typer.Option(None, help="Register the deployments in this process work pool "
+                                                       "(created if missing) and return; `prefect worker start "
+                                                       "--pool NAME` runs them. Default: run them in this process."),
+):
+    """Register the deployments (schedules, the retrain trigger) with the Prefect server and run their flows
+    until Ctrl-C, or leave them to the workers of --work-pool."""
     import os
 
     with user_errors():
         if not os.environ.get("PREFECT_API_URL"):
             raise CurationError("PREFECT_API_URL is not set: there is no Prefect server to register with",
                                 "start one with `make ui` and export PREFECT_API_URL=http://127.0.0.1:4200/api")
-        from flows.deployments import serve_all
+        if work_pool is None:
+            from flows.deployments import serve_all
 
-        serve_all(version)
+            serve_all(version)
+            return
+        from flows.deployments import deploy_all
+
+        ids = deploy_all(version, work_pool)
+    out.print(f"[green]registered[/] {len(ids)} deployments in work pool {work_pool}; run them with "
+              f"`prefect worker start --pool {work_pool}`", soft_wrap=True)
 
 
 @app.command()
@@ -635,6 +658,32 @@ def ui(
 
     with user_errors():
         servers.run(load_settings(), host, prefect_port, mlflow_port)
+
+
+@app.command()
+def stack(
+    pg_url: Optional[str] = typer.Option(None, help="A running PostgreSQL (postgresql+psycopg://user@host/db): the "
+                                                    "catalog; MLflow's store goes to database <db>_mlflow. "
+                                                    "Default: CURATION_CATALOG_URL."),
+    host: str = typer.Option("127.0.0.1", help="Address every server binds (127.0.0.1 keeps them local)."),
+    mlflow_port: int = typer.Option(5000, help="MLflow server port."),
+    prefect_port: int = typer.Option(4200, help="Prefect server port."),
+    dask_port: int = typer.Option(8786, help="Dask scheduler port."),
+    dask_workers: int = typer.Option(2, min=0, help="Dask worker processes."),
+    env_file: Optional[Path] = typer.Option(None, help="Also write the environment (password included) here."),
+):
+    """Start MLflow, Prefect (server, deployments, a process worker) and Dask (scheduler, workers) as separate
+    processes on this machine; print what to export; Ctrl-C stops them all."""
+    from curation import stack as services
+
+    with user_errors():
+        settings = load_settings()
+        url = pg_url or settings.catalog_url
+        if not url:
+            raise CurationError("no PostgreSQL to use: --pg-url is not given and CURATION_CATALOG_URL is not set",
+                                "give --pg-url postgresql+psycopg://user@127.0.0.1:5432/curation")
+        services.run(settings, url, host, services.Ports(mlflow_port, prefect_port, dask_port), dask_workers,
+                     env_file)
 
 
 @app.command(cls=ArchitecturesInHelp)

@@ -221,13 +221,15 @@ def test_bad_input_is_one_line_and_promotes_nothing(fast, monkeypatch):
     assert len(rows(fast, ModelVersion)) == 2 and alias(fast) == second.registry_version
 
 
-def test_retrain_deployment_is_scheduled_on_an_interval(prefect_server):
+def test_retrain_deployment_starts_on_the_new_version_event(prefect_server):
     import anyio
     from prefect.client.orchestration import get_client
 
-    from flows.deployments import RETRAIN_EVERY, deployments
+    from flows.deployments import deployments
+    from flows.events import VERSION_ADDED
 
     [retrain] = [d for d in deployments("stream") if d.name == "retrain"]
+    assert [t.expect for t in retrain.triggers] == [{VERSION_ADDED}]
     deployment_id = retrain.apply()
 
     async def read():
@@ -235,5 +237,5 @@ def test_retrain_deployment_is_scheduled_on_an_interval(prefect_server):
             return await client.read_deployment(deployment_id)
 
     found = anyio.run(read)
-    assert [s.schedule.interval for s in found.schedules] == [RETRAIN_EVERY]
+    assert found.schedules == []  # no polling: the ingest flow's event starts it
     assert found.parameters == {"dataset": "stream"}
