@@ -7,11 +7,17 @@ also gets the table and the report's PNGs (``publish``). The summaries (best acc
 to 99% of the baseline's best) come from the Trainer's ledger, selection cost included. Each row
 also carries the run's evaluation curve (compute, time, accuracy, coverage per epoch) and the plan's
 occupancy histogram, which ``curation.reports`` draws.
+
+Online methods (Selective-Backprop, InfoBatch: ``online`` in the registry) have no plan: they train on
+every sample's candidates and decide inside the Trainer, for the epochs their expected cost allows.
+With ``budgets`` every method instead runs at each budget (a share of the full run's backward samples,
+its learning rate fitted to it: ``TrainConfig.budget``), beside ``full-shortened``: every sample, as
+many epochs as the budget takes, the same fitted schedule (PAPERS.md section 6).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +50,7 @@ class Row:
     plan_kind: str = "full"
     history: list[dict] = field(default_factory=list)
     occupancy: list[int] = field(default_factory=list)
+    budget: float | None = None  # the run's compute budget (share of the full run's backward samples)
 
     def to_dict(self) -> dict:
         return {"method": self.method, "params": self.params, "run_id": self.run_id, "epochs": self.epochs,
@@ -51,11 +58,11 @@ class Row:
                 "backward_samples": self.ledger["backward_samples"],
                 "selection_seconds": self.ledger["selection_seconds"],
                 "ratio": self.ratio, "train_samples": self.train_samples, "plan_kind": self.plan_kind,
-                "history": self.history, "occupancy": self.occupancy}
+                "history": self.history, "occupancy": self.occupancy, "budget": self.budget}
 
 
 CURVE_KEYS = ("epoch", "flops", "seconds", "accuracy", "coverage")
-TABLE_COLUMNS = ("method", "params", "run_id", "epochs", "best_accuracy", "total_flops", "total_seconds",
+TABLE_COLUMNS = ("method", "params", "budget", "run_id", "epochs", "best_accuracy", "total_flops", "total_seconds",
                  "backward_samples", "target_accuracy", "speedup_compute", "speedup_time")
 REPORTS_DIR = Path(".curation") / "reports"  # under the project home: one folder per comparison (parent run id)
 
@@ -99,18 +106,51 @@ def check_methods(methods: list[str]) -> list[tuple[str, dict]]:
 
 def train_row(settings: Settings, version_id: int, config: TrainConfig, method: str = "full",
               params: dict | None = None, plan: PlanInfo | None = None, baseline: int | None = None) -> Row:
-    """Train the full data (no ``plan``) or ``plan`` for as many epochs as match the full run's compute."""
+    """Train the full data (no ``plan``) or ``plan`` for as many epochs as match the full run's compute;
+    with ``config.budget``, each until the budget is spent (no plan: ``full-shortened``)."""
     info, _ = open_version(settings, version_id)
     n = int((info.splits or {}).get("train", 0))
+    budget = config.budget
     if plan is None:
-        outcome = train_version(settings, version_id, config)
-        return Row("full", {}, outcome.run_id, config.epochs, outcome.summary, outcome.ledger, 1.0, n, "full",
-                   curve(outcome.history), outcome.occupancy)
-    epochs = max(1, round(config.epochs / plan.ratio)) if plan.ratio else config.epochs
+        outcome = train_version(settings, version_id, config, baseline=baseline if budget else None)
+        return Row("full" if budget is None else "full-shortened", {}, outcome.run_id, len(outcome.history),
+                   outcome.summary, outcome.ledger, 1.0, n, "full" if budget is None else "other",
+                   curve(outcome.history), outcome.occupancy, budget)
+    epochs = max(1, round(config.epochs / plan.ratio)) if plan.ratio and budget is None else config.epochs
     outcome = train_version(settings, version_id, config.model_copy(update={"epochs": epochs}), plan.id,
                             baseline=baseline)
-    return Row(method, params or {}, outcome.run_id, epochs, outcome.summary, outcome.ledger, plan.ratio or 1.0, n,
-               plan_kind(load_plan(settings, plan.id), epochs), curve(outcome.history), outcome.occupancy)
+    ran = len(outcome.history)
+    return Row(method, params or {}, outcome.run_id, ran, outcome.summary, outcome.ledger, plan.ratio or 1.0, n,
+               plan_kind(load_plan(settings, plan.id), ran) if budget is None else "other", curve(outcome.history),
+               outcome.occupancy, budget)
+
+
+def train_online_row(settings: Settings, version_id: int, config: TrainConfig, method: str, params: dict,
+                     baseline: int | None = None) -> Row:
+    """An online method on every sample: for the epochs its expected cost matches the full run's compute in,
+    or until ``config.budget`` is spent; candidate batches as the method asks, training batches of
+    ``config.batch_size``, seeded from the run's seed unless ``params`` give one."""
+    info, _ = open_version(settings, version_id)
+    selector = make_selector(method, **params)
+    defaults = type(selector).defaults()
+    selector.set_params(**{k: v for k, v in (("seed", config.seed), ("batch_size", config.batch_size))
+                           if k in defaults and k not in params})
+    epochs = config.epochs if config.budget else selector.equal_compute_epochs(config.epochs)
+    run = config.model_copy(update={"epochs": epochs, "candidate_batch_size":
+                                    selector.candidate_batch_size(config.batch_size)})
+    outcome = train_version(settings, version_id, run, baseline=baseline, selector=selector)
+    n = int((info.splits or {}).get("train", 0))
+    return Row(method, params, outcome.run_id, len(outcome.history), outcome.summary, outcome.ledger,
+               outcome.ledger["backward_samples"] / max(1, n * len(outcome.history)), n, "other",
+               curve(outcome.history), outcome.occupancy, config.budget)
+
+
+def is_online(name: str) -> bool:
+    """Whether a registered method decides inside the Trainer (no plan to select first)."""
+    from curation.selection import methods  # noqa: F401 - registers the built-in selectors
+    from curation.selection.base import SELECTORS
+
+    return SELECTORS[name].online
 
 
 @contextmanager
@@ -138,19 +178,29 @@ def publish(settings: Settings, parent: ParentRun, rows: list[dict]) -> dict[str
 
 
 def compare(settings: Settings, ref: str | int, methods: list[str], config: TrainConfig | None = None,
-            baseline: int | None = None, score_set: int | None = None) -> list[Row]:
-    """Train the full-data baseline (unless ``baseline`` names a finished run), then each method, as nested
-    MLflow runs under one parent run that also holds the table and the report's PNGs."""
+            baseline: int | None = None, score_set: int | None = None, budgets: Sequence[float] = ()) -> list[Row]:
+    """Train the full-data baseline (unless ``baseline`` names a finished run), then each method (at each of
+    ``budgets`` beside ``full-shortened``, if given), as nested MLflow runs under one parent run that also
+    holds the table and the report's PNGs."""
     parsed = check_methods(methods)
     info, _ = open_version(settings, ref)
     config = (config or TrainConfig()).resolve(info.feature_shape)
+    budgeted = [config.model_copy(update={"budget": b}) for b in budgets]
+    for run in budgeted:
+        TrainConfig.make(**run.model_dump())  # a bad budget is a one-line error before anything trains
     rows = []
     with parent_run(settings, info, methods, config) as parent:
         if baseline is None:
             rows.append(train_row(settings, info.id, config))
             baseline = rows[0].run_id
-        for name, params in parsed:
-            plan, _ = select_plan(settings, info.id, name, params, score_set)
-            rows.append(train_row(settings, info.id, config, name, params, plan, baseline))
+        for run in budgeted:
+            rows.append(train_row(settings, info.id, run, baseline=baseline))
+        for run in budgeted or [config]:
+            for name, params in parsed:
+                if is_online(name):
+                    rows.append(train_online_row(settings, info.id, run, name, params, baseline))
+                    continue
+                plan, _ = select_plan(settings, info.id, name, params, score_set)
+                rows.append(train_row(settings, info.id, run, name, params, plan, baseline))
         publish(settings, parent, [r.to_dict() for r in rows])
     return rows

@@ -45,6 +45,13 @@ def train_compared(version_id: int, config: dict, method: str = "full", params: 
                                 PlanInfo(**plan) if plan else None, baseline).to_dict()
 
 
+@task(name="train-online-compared", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=1,
+      retry_condition_fn=transient)
+def train_online_compared(version_id: int, config: dict, method: str, params: dict, baseline: int | None) -> dict:
+    return comparison.train_online_row(load_settings(), version_id, TrainConfig(**config), method, params,
+                                       baseline).to_dict()
+
+
 def _select(settings: Settings, key: tuple, name: str, params: dict, score_set: int | None) -> dict:
     """The cached plan, selected afresh when the catalog no longer holds it (e.g. the project was rebuilt)."""
     plan = select_cached(*key, name, params, score_set)
@@ -56,14 +63,17 @@ def _select(settings: Settings, key: tuple, name: str, params: dict, score_set: 
 @flow(name="compare", log_prints=True)
 def compare(version: str = "mnist1d", methods: list[str] | None = None, arch: str | None = None,
             epochs: int | None = None, seed: int = 0, device: str = "auto", baseline: int | None = None,
-            score_set: int | None = None, score_epochs: int | None = None) -> list[dict]:
-    """Train the baseline (unless ``baseline`` is a finished run) and each ``methods`` entry ('soft:ratio=0.3')
-    at equal compute; ``score_epochs`` first scores the version (cached) for score-based methods."""
+            score_set: int | None = None, score_epochs: int | None = None,
+            budgets: list[float] | None = None) -> list[dict]:
+    """Train the baseline (unless ``baseline`` is a finished run) and each ``methods`` entry ('soft:ratio=0.3',
+    'infobatch:prune=0.5') at equal compute, or at each of ``budgets`` beside full-shortened; ``score_epochs``
+    first scores the version (cached) for score-based methods."""
     methods = methods or ["soft:ratio=0.3", "uniform:budget=0.3"]
     parsed = comparison.check_methods(methods)
     settings = load_settings()
     info, _ = open_version(settings, version)
     config = TrainConfig.make(arch=arch, epochs=epochs, seed=seed, device=device).resolve(info.feature_shape)
+    budgeted = [TrainConfig.make(**{**config.model_dump(), "budget": b}) for b in budgets or []]
     key = (_project(settings), info.id, info.content_hash)
     if score_set is None and score_epochs:
         score_set = score_cached(*key, score_epochs, seed)["id"]
@@ -72,9 +82,15 @@ def compare(version: str = "mnist1d", methods: list[str] | None = None, arch: st
         if baseline is None:
             rows.append(train_compared(info.id, config.model_dump()))
             baseline = rows[0]["run_id"]
-        for name, params in parsed:
-            plan = _select(settings, key, name, params, score_set)
-            rows.append(train_compared(info.id, config.model_dump(), name, params, plan, baseline))
+        for run in budgeted:
+            rows.append(train_compared(info.id, run.model_dump(), baseline=baseline))
+        for run in budgeted or [config]:
+            for name, params in parsed:
+                if comparison.is_online(name):
+                    rows.append(train_online_compared(info.id, run.model_dump(), name, params, baseline))
+                    continue
+                plan = _select(settings, key, name, params, score_set)
+                rows.append(train_compared(info.id, run.model_dump(), name, params, plan, baseline))
         paths = comparison.publish(settings, parent, rows)
     where = f"MLflow run {parent.run_id} (experiment {info.dataset})"
     rows_table("comparison", comparison.table(rows),
