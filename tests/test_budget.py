@@ -126,3 +126,17 @@ def test_compare_at_a_budget_adds_full_shortened_and_takes_online_methods_by_nam
     assert sb["epochs"] == 3 and sb["plan_kind"] == "other"  # 1 warm-up + 2 epochs at 2/3 of a full one's cost
     assert ib["epochs"] == 2 and ib["backward_samples"] < 640  # InfoBatch: the full run's epochs, fewer backwards
     assert np.isclose(sum(j * c for j, c in enumerate(ib["occupancy"])), ib["backward_samples"])
+
+
+def test_compare_flow_runs_online_methods_and_full_shortened_at_a_budget(prefect_server, home, monkeypatch):
+    from flows.compare import compare
+
+    monkeypatch.setenv("CURATION_DVC", "false")
+    settings = load_settings()
+    info = add_version(settings, sources.mnist1d(samples=300))  # 240 train samples
+    rows = compare(version=info.ref, methods=["infobatch", "selective-backprop:beta=1"], arch="mlp", epochs=2,
+                   budgets=[0.5])
+    assert [(r["method"], r["budget"]) for r in rows] == [("full", None), ("full-shortened", 0.5),
+                                                          ("infobatch", 0.5), ("selective-backprop", 0.5)]
+    assert [r["backward_samples"] for r in rows] == [480, 240, 240, 240]
+    assert rows[3]["params"] == {"beta": 1} and all("target_accuracy" in r for r in rows[1:])
