@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from curation.config import Settings, load_settings
 from curation.errors import CurationError
+from curation.selection.base import make_selector
 
 PARAMS = Path("params.yaml")
 OUT = Path("pipeline")
@@ -94,10 +95,10 @@ def load_params(path: Path = PARAMS) -> Params:
     from models import get
 
     checks = [("score.model", lambda: get(params.score.model)), ("train.model", lambda: get(params.train.model)),
-              ("select", lambda: _construct(params.select.method, method_params(
+              ("select", lambda: make_selector(params.select.method, **method_params(
                   params.select.method, params.select.ratio, params.seed, params.select.params)))]
-    checks += [("compare.methods", lambda name=name: _construct(name, method_params(name, params.compare.ratio,
-                                                                                     params.seed)))
+    checks += [("compare.methods", lambda name=name: make_selector(name, **method_params(name, params.compare.ratio,
+                                                                                       params.seed)))
                for name in params.compare.methods]
     for key, check in checks:
         try:
@@ -122,12 +123,6 @@ def method_params(name: str, ratio: float, seed: int, extra: dict | None = None)
     Selective-Backprop ``beta``), seeded."""
     cls = _method(name)
     return {**cls.at_ratio(ratio), **({"seed": seed} if "seed" in cls.defaults() else {}), **(extra or {})}
-
-
-def _construct(name: str, params: dict):
-    from curation.selection.base import make_selector
-
-    return make_selector(name, **params)
 
 
 def uses_scores(name: str, params: dict) -> bool:
@@ -202,7 +197,7 @@ def _select(p: Params, folder: Path, name: str, ratio: float, extra: dict) -> No
     params = method_params(name, ratio, p.seed, extra)
     record = {"method": name, "ratio": ratio, "online": _method(name).online}
     if record["online"]:
-        _construct(name, params)  # checked; it is built again, seeded from the run, when it trains
+        make_selector(name, **params)  # checked; it is built again, seeded from the run, when it trains
         write_json(folder / "plan.json", {**record, "params": {k: v for k, v in params.items() if k != "seed"}})
         return
     from curation.selection.run import select_plan
