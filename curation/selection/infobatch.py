@@ -81,8 +81,10 @@ class InfoBatch(OnlineMethod):
     def loss_weights(self, rows: np.ndarray) -> np.ndarray:
         return self.weight_[rows]
 
-    def observe(self, rows: np.ndarray, losses: np.ndarray) -> None:
-        self.scores_[rows] = losses
+    def observe(self, rows: np.ndarray, losses) -> None:
+        import torch
+
+        self.scores_[rows] = torch.as_tensor(losses).float().cpu().numpy()
 
     def state_dict(self) -> dict:
         import torch

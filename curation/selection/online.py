@@ -37,5 +37,6 @@ class OnlineMethod(Method):
         """Per-row loss weights for a chosen batch (None: every row weighs 1)."""
         return None
 
-    def observe(self, rows: np.ndarray, losses: np.ndarray) -> None:
-        """The per-row losses of the training forward pass on ``rows`` (free: no extra pass)."""
+    def observe(self, rows: np.ndarray, losses) -> None:
+        """The per-row losses of the training forward pass on ``rows`` (free: no extra pass), as a detached
+        tensor on the training device (or an array)."""

@@ -44,8 +44,9 @@ class OnlineSelector(Protocol):
     def loss_weights(self, rows: np.ndarray) -> np.ndarray | None:
         """Loss weights of a chosen batch's rows, or None (all 1)."""
 
-    def observe(self, rows: np.ndarray, losses: np.ndarray) -> None:
-        """The per-example losses the training forward pass computed for ``rows`` (no extra pass)."""
+    def observe(self, rows: np.ndarray, losses) -> None:
+        """The per-example losses the training forward pass computed for ``rows`` (no extra pass): a detached
+        tensor on the training device, so a selector that ignores them costs no device sync."""
 
     def state_dict(self) -> dict:
         """Everything needed to resume bit for bit (queue, loss history, RNG): tensors and plain values only,

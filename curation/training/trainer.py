@@ -315,7 +315,7 @@ class Trainer:
             batch, losses = self._train_rows(batch, None if weights is None else np.asarray(weights, np.float32),
                                              epoch, stats)
             if len(batch):
-                self.selector.observe(batch, losses.cpu().numpy())
+                self.selector.observe(batch, losses)
 
     def train_batches(self, batches: Iterable[np.ndarray], lr: Callable[[int, int], float], epoch: int = 0) -> dict:
         """Train on caller-composed batches of train rows, in order, batch i of n at learning rate ``lr(i, n)``;
