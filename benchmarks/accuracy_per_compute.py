@@ -246,7 +246,8 @@ def main() -> None:
         if not any(r["system"] == "full" for r in runs):
             return
         rows, ratios, targets, checks = summarize(runs, budgets, args.noise > 0)
-        RESULTS.mkdir(parents=True, exist_ok=True)
+        folder = args.out.parent if args.out else RESULTS  # plots beside the result file
+        folder.mkdir(parents=True, exist_ok=True)
         first_seed = min(r["seed"] for r in runs)
         curves = {r["system"]: efficiency.Curve(np.array([q["flops"] for q in r["points"]]),
                                                 np.array([q["seconds"] for q in r["points"]]),
@@ -259,11 +260,11 @@ def main() -> None:
             fig = efficiency.plot({k: curves[k] for k in names}, full_final - LOSSLESS)
             fig.suptitle(f"MNIST-1D {setting['train_samples']} train{', noise %g' % args.noise if args.noise else ''}"
                          f", {args.model}, budget {b:g}, seed {first_seed}", fontsize=9)
-            path = RESULTS / f"{stem}.r{round(b * 100)}.png"
+            path = folder / f"{stem}.r{round(b * 100)}.png"
             fig.savefig(path)
             pngs.append(path.name)
             if len(budgets) == 1 or b == 0.3:
-                fig.savefig(RESULTS / f"{stem}.png")
+                fig.savefig(folder / f"{stem}.png")
         wanted = [(m, None) for m in methods if m in OWN_LENGTH] + [
             (m, b) for b in budgets for m in methods if m in AT_BUDGETS]
         done = {(r["method"], r["budget"]) for r in runs}
