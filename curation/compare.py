@@ -27,8 +27,8 @@ import numpy as np
 from curation import reports
 from curation.config import Settings
 from curation.data.versions import VersionInfo, open_version
-from curation.errors import CurationError
 from curation.selection.base import make_selector
+from curation.selection.params import parse_pairs
 from curation.selection.plans import FullPlan, Plan
 from curation.selection.run import PlanInfo, load_plan, select_plan
 from curation.selection.sampling import SampledPlan
@@ -84,16 +84,8 @@ def plan_kind(plan: Plan, epochs: int) -> str:
 
 def parse_method(text: str) -> tuple[str, dict]:
     """'soft:ratio=0.3' -> ('soft', {'ratio': 0.3}); values parsed as YAML scalars."""
-    import yaml
-
     name, _, rest = text.partition(":")
-    params = {}
-    for pair in filter(None, rest.split(",")):
-        key, sep, value = pair.partition("=")
-        if not sep:
-            raise CurationError(f"method option {pair!r} in {text!r} is not key=value", "write e.g. soft:ratio=0.3")
-        params[key.strip()] = yaml.safe_load(value)
-    return name.strip(), params
+    return name.strip(), parse_pairs(filter(None, rest.split(",")), f"method {text!r}", "soft:ratio=0.3")
 
 
 def check_methods(methods: list[str]) -> list[tuple[str, dict]]:

@@ -25,6 +25,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from curation.choices import Device
 from curation.config import Settings, load_settings
 from curation.errors import CurationError
 from curation.selection.base import make_selector
@@ -35,7 +36,7 @@ STAGES = ("prepare", "score", "baseline", "select", "train", "method", "evaluate
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, use_enum_values=True)
 
 
 class DataParams(_Section):
@@ -57,7 +58,7 @@ class SelectParams(_Section):
 class TrainParams(_Section):
     model: str
     epochs: int = Field(ge=1)  # of the full-data run; every method gets the same compute
-    device: Literal["auto", "cpu", "cuda"]
+    device: Device
 
 
 class CompareParams(_Section):
@@ -303,21 +304,12 @@ def evaluate(p: Params) -> None:
 
 def report(p: Params) -> None:
     """The comparison's charts (curation.reports), its table (markdown) and its rows."""
-    from curation.compare import table
-    from curation.reports import label, render
+    from curation.reports import markdown, render, table
 
     rows = list(comparison(p).values())
     render(rows, OUT / "report")
-    fmt = lambda v, spec: "-" if v is None else format(v, spec)  # noqa: E731
-    lines = ["| method | run | epochs | best acc | GFLOP | seconds | backward | coverage | x compute | x time |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    for r, flat in zip(rows, table(rows)):
-        lines.append(f"| {label(r)} | {flat['run_id']} | {flat['epochs']} | {flat['best_accuracy']:.4f} | "
-                     f"{flat['total_flops'] / 1e9:.1f} | {flat['total_seconds']:.1f} | {flat['backward_samples']:,} | "
-                     f"{r['history'][-1]['coverage']:.3f} | {fmt(flat['speedup_compute'], '.2f')} | "
-                     f"{fmt(flat['speedup_time'], '.2f')} |")
     write_json(OUT / "report" / "rows.json", rows)
-    (OUT / "report" / "table.md").write_text("\n".join(lines) + "\n")
+    (OUT / "report" / "table.md").write_text(markdown(table(rows)))
 
 
 def run_stage(name: str, item: str | None = None) -> None:

@@ -12,6 +12,8 @@ from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
 from curation import compare as comparison
+from curation import reports
+from curation.choices import Device
 from curation.config import Settings, load_settings
 from curation.data.versions import open_version
 from curation.scoring.run import score_version
@@ -62,7 +64,7 @@ def _select(settings: Settings, key: tuple, name: str, params: dict, score_set: 
 
 @flow(name="compare", log_prints=True)
 def compare(version: str = "mnist1d", methods: list[str] | None = None, arch: str | None = None,
-            epochs: int | None = None, seed: int = 0, device: str = "auto", baseline: int | None = None,
+            epochs: int | None = None, seed: int = 0, device: Device = Device.auto, baseline: int | None = None,
             score_set: int | None = None, score_epochs: int | None = None,
             budgets: list[float] | None = None) -> list[dict]:
     """Train the baseline (unless ``baseline`` is a finished run) and each ``methods`` entry ('soft:ratio=0.3',
@@ -93,14 +95,12 @@ def compare(version: str = "mnist1d", methods: list[str] | None = None, arch: st
                 rows.append(train_compared(info.id, run.model_dump(), name, params, plan, baseline))
         paths = comparison.publish(settings, parent, rows)
     where = f"MLflow run {parent.run_id} (experiment {info.dataset})"
-    rows_table("comparison", comparison.table(rows),
+    cells = reports.table(rows)
+    rows_table("comparison", cells,
                f"{info.ref}: {len(rows)} runs at equal compute; target 99% of the full run's best; {where}")
     images("comparison-report", paths, f"Accuracy vs compute, coverage, occupancy and speedups; {where}",
            note=f"Comparison of {', '.join(methods)} on {info.ref}; the nested runs are in {where}.")
-    times = lambda v: "target missed" if v is None else f"{v:.2f}x"  # noqa: E731
-    for row in comparison.table(rows):
-        print(f"{row['method']:10} run {row['run_id']}: best {row['best_accuracy']:.4f}, "
-              f"compute {times(row['speedup_compute'])}, time {times(row['speedup_time'])}")
+    print(reports.markdown(cells))
     return rows
 
 

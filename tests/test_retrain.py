@@ -186,11 +186,9 @@ def test_bad_input_is_one_line_and_promotes_nothing(fast, monkeypatch):
     chunk(fast, 0)
     assert cli("retrain", "stream", *FAST).exit_code == 0
     cases = {("nosuch",): "data set 'nosuch' has no versions",
-             ("stream", "--strategy", "newest"): "bad retraining setting 'strategy'",
-             ("stream", "--t", "0"): "bad retraining setting 'new_per_batch'",
+             ("stream", "--new-per-batch", "0"): "bad retraining setting 'new_per_batch'",
              ("stream", "--rho", "0"): "rho 0.0 is outside (0, 1]",
              ("stream", "--lineage", "../x"): "bad data set name",
-             ("stream", "--ship", "often"): "unknown shipping 'often'",
              ("stream", "--mode", "full", "--ship", "batch"): "--ship batch trains the deployed model sparsely",
              ("stream", *FAST, "--ship", "model"): "lineage 'proactive' ships per batch, not per model",
              ("stream", *FAST, "--arch", "cnn1d"): "lineage 'proactive' trains mlp, not cnn1d"}

@@ -36,6 +36,8 @@ import torch
 from sqlalchemy import select
 
 from curation.catalog import Catalog, ShippedUpdate, ModelVersion, TrainingRun
+from curation.catalog.listing import lineage_of
+from curation.choices import Ship
 from curation.config import Settings
 from curation.continual import triggers
 from curation.continual.data import StreamData, load_chunk
@@ -59,7 +61,6 @@ from models import ModelSpec, build
 log = logging.getLogger("curation.retrain")
 
 ALIAS = "champion"
-SHIP = ("batch", "model")
 LOCKS = Path(".curation") / "retrain"
 MODEL_FILE = "model.pt"
 DRIFT_SAMPLE = 1000  # rows per side of the KS drift test
@@ -97,7 +98,7 @@ class _Lineage:
         with catalog.session() as s:
             runs = [r for r in s.scalars(select(TrainingRun).where(TrainingRun.version_id.in_(ids))
                                          .order_by(TrainingRun.id))
-                    if r.params.get("lineage", r.params.get("pipeline")) == name and r.params.get("dataset") == dataset]
+                    if lineage_of(r.params) == name and r.params.get("dataset") == dataset]
             finished = [r.id for r in runs if r.status == records.FINISHED]
             models = list(s.scalars(select(ModelVersion).where(ModelVersion.run_id.in_(finished))
                                     .order_by(ModelVersion.id))) if finished else []
@@ -122,7 +123,7 @@ def retrain(settings: Settings, dataset: str, lineage: str | None = None, config
     check_name(name)
     if not 0 < rho <= 1:
         raise CurationError(f"rho {rho} is outside (0, 1]", "give a fraction like 1e-3")
-    if ship not in (None, *SHIP):
+    if ship is not None and ship not in set(Ship):
         raise CurationError(f"unknown shipping {ship!r}", "use --ship batch or --ship model")
     if ship == "batch" and config.mode != "proactive":
         raise CurationError(f"--ship batch trains the deployed model sparsely, and {config.mode} retraining starts "

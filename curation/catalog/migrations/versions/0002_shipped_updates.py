@@ -12,37 +12,56 @@ down_revision = '0001'
 branch_labels = None
 depends_on = None
 
-# (old, new) names of every object the table owns, PostgreSQL's implicit ones included
-NAMES = {
-    "table": ("deployments", "shipped_updates"),
-    "index": ("ix_deployments_model_version_id", "ix_shipped_updates_model_version_id"),
-    "unique": ("uq_deployment_sequence", "uq_shipped_update_sequence"),
-}
-POSTGRES = [("deployments_pkey", "shipped_updates_pkey"),
-            ("deployments_model_version_id_fkey", "shipped_updates_model_version_id_fkey"),
-            ("deployments_base_model_version_id_fkey", "shipped_updates_base_model_version_id_fkey")]
+# PostgreSQL renames in place, the implicit names (primary key, foreign keys, id sequence) included
+POSTGRES_UP = [
+    "ALTER TABLE deployments RENAME TO shipped_updates",
+    "ALTER INDEX ix_deployments_model_version_id RENAME TO ix_shipped_updates_model_version_id",
+    "ALTER TABLE shipped_updates RENAME CONSTRAINT uq_deployment_sequence TO uq_shipped_update_sequence",
+    "ALTER TABLE shipped_updates RENAME CONSTRAINT deployments_pkey TO shipped_updates_pkey",
+    "ALTER TABLE shipped_updates RENAME CONSTRAINT deployments_model_version_id_fkey "
+    "TO shipped_updates_model_version_id_fkey",
+    "ALTER TABLE shipped_updates RENAME CONSTRAINT deployments_base_model_version_id_fkey "
+    "TO shipped_updates_base_model_version_id_fkey",
+    "ALTER SEQUENCE deployments_id_seq RENAME TO shipped_updates_id_seq",
+]
+POSTGRES_DOWN = [
+    "ALTER SEQUENCE shipped_updates_id_seq RENAME TO deployments_id_seq",
+    "ALTER TABLE shipped_updates RENAME CONSTRAINT shipped_updates_base_model_version_id_fkey "
+    "TO deployments_base_model_version_id_fkey",
+    "ALTER TABLE shipped_updates RENAME CONSTRAINT shipped_updates_model_version_id_fkey "
+    "TO deployments_model_version_id_fkey",
+    "ALTER TABLE shipped_updates RENAME CONSTRAINT shipped_updates_pkey TO deployments_pkey",
+    "ALTER TABLE shipped_updates RENAME CONSTRAINT uq_shipped_update_sequence TO uq_deployment_sequence",
+    "ALTER INDEX ix_shipped_updates_model_version_id RENAME TO ix_deployments_model_version_id",
+    "ALTER TABLE shipped_updates RENAME TO deployments",
+]
 
 
-def _rename(old: int, new: int) -> None:
-    (table, index, unique) = ((names[old], names[new]) for names in NAMES.values())
-    op.rename_table(table[0], table[1])
-    if op.get_context().dialect.name == "postgresql":
-        op.execute(f"ALTER INDEX {index[0]} RENAME TO {index[1]}")
-        for pair in [unique, *POSTGRES]:
-            a, b = pair if old == 0 else pair[::-1]
-            op.execute(f"ALTER TABLE {table[1]} RENAME CONSTRAINT {a} TO {b}")
-        op.execute(f"ALTER SEQUENCE {table[0]}_id_seq RENAME TO {table[1]}_id_seq")
-        return
-    with op.batch_alter_table(table[1], recreate="always") as batch_op:  # SQLite: names change by a copy
-        batch_op.drop_index(index[0])
-        batch_op.create_index(index[1], ["model_version_id"], unique=False)
-        batch_op.drop_constraint(unique[0], type_="unique")
-        batch_op.create_unique_constraint(unique[1], ["model_version_id", "sequence"])
+def _sqlite(old: tuple[str, str, str], new: tuple[str, str, str]) -> None:
+    """SQLite: rename the table, then recreate it by a copy so its index and unique constraint get new names."""
+    op.rename_table(old[0], new[0])
+    with op.batch_alter_table(new[0], recreate="always") as batch_op:
+        batch_op.drop_index(old[1])
+        batch_op.create_index(new[1], ["model_version_id"], unique=False)
+        batch_op.drop_constraint(old[2], type_="unique")
+        batch_op.create_unique_constraint(new[2], ["model_version_id", "sequence"])
+
+
+OLD = ("deployments", "ix_deployments_model_version_id", "uq_deployment_sequence")
+NEW = ("shipped_updates", "ix_shipped_updates_model_version_id", "uq_shipped_update_sequence")
 
 
 def upgrade() -> None:
-    _rename(0, 1)
+    if op.get_context().dialect.name == "postgresql":
+        for statement in POSTGRES_UP:
+            op.execute(statement)
+    else:
+        _sqlite(OLD, NEW)
 
 
 def downgrade() -> None:
-    _rename(1, 0)
+    if op.get_context().dialect.name == "postgresql":
+        for statement in POSTGRES_DOWN:
+            op.execute(statement)
+    else:
+        _sqlite(NEW, OLD)
