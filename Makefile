@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-# The DVC pipeline (dvc.yaml, params.yaml) on MNIST-1D: full data vs soft sampling, k-center and
+# The DVC pipeline (dvc.yaml, params.yaml) on MNIST-1D: full data vs soft sampling, k-center,
 # Selective-Backprop and InfoBatch at equal compute. Its stages call `curation`, hence .venv/bin on PATH.
 demo: $(STAMP)
 	$(VENV)/bin/curation init
