@@ -26,8 +26,8 @@ $(STAMP): pyproject.toml $(LOCK)
 
 install: $(STAMP)
 
-# The DVC pipeline (dvc.yaml, params.yaml) on MNIST-1D: full data vs soft sampling, k-center and
-# Selective-Backprop at equal compute. Its stages call `curation`, hence .venv/bin on PATH.
+# The DVC pipeline (dvc.yaml, params.yaml) on MNIST-1D: full data vs soft sampling, k-center,
+# Selective-Backprop and InfoBatch at equal compute. Its stages call `curation`, hence .venv/bin on PATH.
 demo: $(STAMP)
 	$(VENV)/bin/curation init
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/dvc repro

@@ -448,18 +448,20 @@ def select_cmd(
 
 @app.command("methods")
 def methods_cmd(json_out: bool = typer.Option(False, "--json", help="Print JSON.")):
-    """List the selection methods and their parameters."""
+    """List the selection methods and their parameters (kind: a plan made before training, or online:
+    decided inside training)."""
     from curation.selection import methods  # noqa: F401 - registers them
     from curation.selection.base import SELECTORS
 
-    rows = {name: {"params": cls.defaults(), "doc": (cls.__doc__ or "").strip().splitlines()[0]}
+    rows = {name: {"params": cls.defaults(), "kind": "online" if cls.online else "plan",
+                   "doc": (cls.__doc__ or "").strip().splitlines()[0]}
             for name, cls in sorted(SELECTORS.items())}
     if json_out:
         emit_json(rows)
         return
-    table = Table("method", "parameters (defaults)", "what it does")
+    table = Table("method", "kind", "parameters (defaults)", "what it does")
     for name, row in rows.items():
-        table.add_row(name, ", ".join(f"{k}={v}" for k, v in row["params"].items()), row["doc"])
+        table.add_row(name, row["kind"], ", ".join(f"{k}={v}" for k, v in row["params"].items()), row["doc"])
     out.print(table)
 
 
@@ -483,6 +485,9 @@ def train(
     epochs: Optional[int] = typer.Option(None, help="Epochs (default: the architecture's)."),
     batch_size: Optional[int] = typer.Option(None, help="Batch size (default: the architecture's)."),
     lr: Optional[float] = typer.Option(None, help="Peak learning rate (default: the architecture's)."),
+    budget: Optional[float] = typer.Option(None, help="Compute budget: this share (0, 1] of the backward samples "
+                                                      "of --epochs full epochs; the run stops there, its learning "
+                                                      "rate decaying linearly to 0 at that point."),
     seed: int = typer.Option(0, help="Seed of initialisation and shuffling."),
     plan: Optional[str] = typer.Option(None, help="A catalog plan id (`curation plans ls`) or a Parquet plan "
                                                   "file (epoch, sample_id[, weight]); default: every train "
@@ -518,7 +523,8 @@ def train(
                 err.print(line, highlight=False, soft_wrap=True)
 
     with user_errors():
-        config = TrainConfig.make(arch=arch, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=device)
+        config = TrainConfig.make(arch=arch, epochs=epochs, batch_size=batch_size, lr=lr, budget=budget, seed=seed,
+                                  device=device)
         settings = load_settings()
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                       console=err, disable=not live) as progress:
@@ -579,6 +585,8 @@ def compare(
     baseline: Optional[int] = typer.Option(None, help="A finished full-data run to compare with (else trained; "
                                                       "see `curation runs ls`)."),
     score_set: Optional[int] = typer.Option(None, help="Score set for score-based methods (`curation scores ls`)."),
+    budget: list[float] = typer.Option([], help="Run every method at this share of the full run's backward "
+                                                "samples (schedule fitted), beside full-shortened; repeatable."),
     json_out: bool = typer.Option(False, "--json", help="Print JSON."),
 ):
     """Train the full-data baseline and each method's plan; print accuracy, compute and speedup side by side."""
@@ -592,12 +600,13 @@ def compare(
         settings = load_settings()
         with steps(enabled=not json_out and err.is_terminal) as step:
             step(f"training the baseline and {len(method)} methods")
-            rows = [r.to_dict() for r in run_compare(settings, version, method, config, baseline, score_set)]
+            rows = [r.to_dict() for r in run_compare(settings, version, method, config, baseline, score_set, budget)]
     if json_out:
         emit_json(rows)
         return
     cells = reports.table(rows)
-    table = Table(title=f"version {version} at equal compute; target: 99% of the baseline's best accuracy")
+    where = f"at {', '.join(f'{b:g}' for b in budget)} of the full run's compute" if budget else "at equal compute"
+    table = Table(title=f"version {version} {where}; target: 99% of the baseline's best accuracy")
     for i, header in enumerate(cells[0]):
         table.add_column(header, no_wrap=not i, justify="left" if not i else "right")
     for row in cells:

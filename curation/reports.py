@@ -57,11 +57,13 @@ def figures(rows: Sequence[Mapping]) -> dict:
 
 
 def label(row: Mapping) -> str:
-    """'soft ratio=0.3', 'full data': how a run is named on every chart."""
+    """'soft ratio=0.3', 'full data', 'soft ratio=0.3 @0.3' (at a compute budget): how a run is named on every
+    chart."""
+    at = f" @{row['budget']:g}" if row.get("budget") else ""
     if row["method"] == "full":
-        return "full data"
+        return "full data" + at
     params = ",".join(f"{k}={v}" for k, v in (row.get("params") or {}).items() if k != "seed")
-    return f"{row['method']} {params}".strip()
+    return f"{row['method']} {params}".strip() + at
 
 
 def table(rows: Sequence[Mapping]) -> list[dict[str, str]]:

@@ -10,8 +10,9 @@ stages after it stay cached; the next stage finds the catalog rows by that conte
 name their catalog and MLflow runs.
 
 Every method runs at the full-data run's compute (``compare.equal_compute_epochs``): a method that trains on a
-fraction r of the data per epoch gets ceil(E / r) epochs; Selective-Backprop (beta = 1/r - 1, so about r of each
-candidate batch is backpropagated) gets the epochs whose expected cost matches.
+fraction r of the data per epoch gets ceil(E / r) epochs; an online method (registered as such: Selective-Backprop
+with beta = 1/r - 1, so about r of each candidate batch is backpropagated; InfoBatch, which picks its own share)
+gets the epochs whose expected cost matches.
 """
 
 from __future__ import annotations
@@ -27,10 +28,10 @@ from curation.choices import Device
 from curation.config import Settings, load_settings
 from curation.errors import CurationError
 from curation.files import write_atomic
+from curation.selection.base import make_selector
 
 PARAMS = Path("params.yaml")
 OUT = Path("pipeline")
-SB = "selective-backprop"
 STAGES = ("prepare", "score", "baseline", "select", "train", "method", "evaluate", "report")
 
 
@@ -50,7 +51,7 @@ class ScoreParams(_Section):
 
 class SelectParams(_Section):
     method: str
-    ratio: float = Field(gt=0, le=1)  # per-epoch share of the train split (subset size; SB: backpropagated share)
+    ratio: float = Field(gt=0, le=1)  # per-epoch share of the train split (its meaning per method: at_ratio)
     params: dict = {}
 
 
@@ -95,10 +96,10 @@ def load_params(path: Path = PARAMS) -> Params:
     from models import get
 
     checks = [("score.model", lambda: get(params.score.model)), ("train.model", lambda: get(params.train.model)),
-              ("select", lambda: _construct(params.select.method, method_params(
+              ("select", lambda: make_selector(params.select.method, **method_params(
                   params.select.method, params.select.ratio, params.seed, params.select.params)))]
-    checks += [("compare.methods", lambda name=name: _construct(name, method_params(name, params.compare.ratio,
-                                                                                     params.seed)))
+    checks += [("compare.methods", lambda name=name: make_selector(name, **method_params(name, params.compare.ratio,
+                                                                                       params.seed)))
                for name in params.compare.methods]
     for key, check in checks:
         try:
@@ -108,40 +109,29 @@ def load_params(path: Path = PARAMS) -> Params:
     return params
 
 
-def method_params(name: str, ratio: float, seed: int, extra: dict | None = None) -> dict:
-    """A method's parameters at a per-epoch ratio: soft/rs2 ``ratio``, subsets ``budget``, SB ``beta``."""
-    if name == SB:
-        return {"beta": 1 / ratio - 1, "seed": seed, **(extra or {})}
+def _method(name: str):
+    """The registered method class, or a one-line error."""
     from curation.selection import methods  # noqa: F401 - registers the built-in selectors
     from curation.selection.base import SELECTORS
 
     if name not in SELECTORS:
-        raise CurationError(f"unknown selection method {name!r}", f"choose one of: {', '.join([*sorted(SELECTORS), SB])}")
-    defaults = SELECTORS[name].defaults()
-    sized = {key: ratio for key in ("ratio", "budget") if key in defaults}
-    return {**sized, **({"seed": seed} if "seed" in defaults else {}), **(extra or {})}
+        raise CurationError(f"unknown selection method {name!r}", f"choose one of: {', '.join(sorted(SELECTORS))}")
+    return SELECTORS[name]
 
 
-def _construct(name: str, params: dict):
-    if name != SB:
-        from curation.selection.base import make_selector
-
-        return make_selector(name, **params)
-    from curation.selection.selective_backprop import SelectiveBackprop
-
-    try:
-        return SelectiveBackprop(**params)
-    except TypeError as exc:
-        raise CurationError(f"bad parameters for {SB}: {exc}", "use beta, history, p_min, staleness, seed") from None
+def method_params(name: str, ratio: float, seed: int, extra: dict | None = None) -> dict:
+    """A method's parameters at a per-epoch ratio (its ``at_ratio``: soft/rs2 ``ratio``, subsets ``budget``,
+    Selective-Backprop ``beta``), seeded."""
+    cls = _method(name)
+    return {**cls.at_ratio(ratio), **({"seed": seed} if "seed" in cls.defaults() else {}), **(extra or {})}
 
 
 def uses_scores(name: str, params: dict) -> bool:
     """Whether the method reads the score set (embeddings, gradients or a score column)."""
-    if name == SB:
+    cls = _method(name)
+    if cls.online:
         return False
-    from curation.selection.base import SELECTORS
-
-    defaults = SELECTORS[name].defaults()
+    defaults = cls.defaults()
     return name == "craig" or "score" in defaults or params.get("source", defaults.get("source", "features")) != "features"
 
 
@@ -202,11 +192,12 @@ def score(p: Params) -> None:
 
 
 def _select(p: Params, folder: Path, name: str, ratio: float, extra: dict) -> None:
-    """Select with ``name`` (or, for Selective-Backprop, record the online selector) into ``folder``."""
+    """Select with ``name`` (or, for an online method, record its parameters) into ``folder``."""
     params = method_params(name, ratio, p.seed, extra)
-    record = {"method": name, "ratio": ratio, "online": name == SB}
-    if name == SB:
-        write_json(folder / "plan.json", {**record, "params": _construct(name, params).get_params()})
+    record = {"method": name, "ratio": ratio, "online": _method(name).online}
+    if record["online"]:
+        make_selector(name, **params)  # checked; it is built again, seeded from the run, when it trains
+        write_json(folder / "plan.json", {**record, "params": {k: v for k, v in params.items() if k != "seed"}})
         return
     from curation.selection.run import select_plan
 
@@ -242,15 +233,6 @@ def _plan(settings: Settings, version_id: int, plan: dict):
     raise CurationError(f"the {plan['method']} plan is not in this project's catalog", "re-run it: `dvc repro -f select`")
 
 
-def sb_epochs(epochs: int, beta: float, staleness: int = 0) -> int:
-    """Selective-Backprop epochs costing about ``epochs`` full-data epochs (the first epoch backpropagates all)."""
-    from curation.compare import equal_compute_epochs
-    from curation.metrics.ledger import BACKWARD_FACTOR
-
-    per_epoch = ((1 / staleness if staleness else 1) + (1 + BACKWARD_FACTOR) / (beta + 1)) / (1 + BACKWARD_FACTOR)
-    return equal_compute_epochs(epochs, per_epoch, warmup=1)
-
-
 def _train(p: Params, folder: Path, plan: dict | None) -> None:
     """Train the full data (``plan`` None) or a plan record at the full run's compute; write run.json."""
     from curation import compare
@@ -266,26 +248,11 @@ def _train(p: Params, folder: Path, plan: dict | None) -> None:
         baseline = read_json(OUT / "baseline" / "run.json")["run_id"]
         short = {k: v for k, v in method_params(plan["method"], plan["ratio"], 0).items() if k != "seed"}
         if plan["online"]:
-            row = _train_online(settings, info, config, plan, baseline)
+            row = compare.train_online_row(settings, info.id, config, plan["method"], plan["params"], baseline)
         else:
             row = compare.train_row(settings, info.id, config, plan["method"], short,
                                     _plan(settings, info.id, plan), baseline)
     write_json(folder / "run.json", row.to_dict())
-
-
-def _train_online(settings: Settings, info, config, plan: dict, baseline: int):
-    """Selective-Backprop: candidate batches of (beta + 1) x the batch size, epochs for equal compute."""
-    from curation import compare
-    from curation.training.run import train_version
-
-    selector = _construct(SB, {**plan["params"], "batch_size": config.batch_size})
-    epochs = sb_epochs(config.epochs, selector.beta, selector.staleness)
-    candidates = int(config.batch_size * (selector.beta + 1))
-    outcome = train_version(settings, info.id, config.model_copy(update={"epochs": epochs, "batch_size": candidates}),
-                            baseline=baseline, selector=selector)
-    n = int(info.splits.get("train", 0))
-    return compare.Row(SB, {"beta": round(selector.beta, 4)}, outcome.run_id, epochs, outcome.summary,
-                       outcome.ledger, plan["ratio"], n, "other", compare.curve(outcome.history), outcome.occupancy)
 
 
 def baseline(p: Params) -> None:

@@ -57,19 +57,22 @@ def _select(settings: Settings, key: tuple, name: str, params: dict, score_set: 
 @flow(name="compare", log_prints=True)
 def compare(version: str = "mnist1d", methods: list[str] | None = None, arch: str | None = None,
             epochs: int | None = None, seed: int = 0, device: Device = Device.auto, baseline: int | None = None,
-            score_set: int | None = None, score_epochs: int | None = None) -> list[dict]:
-    """Train the baseline (unless ``baseline`` is a finished run) and each ``methods`` entry ('soft:ratio=0.3')
-    at equal compute; ``score_epochs`` first scores the version (cached) for score-based methods."""
+            score_set: int | None = None, score_epochs: int | None = None,
+            budgets: list[float] | None = None) -> list[dict]:
+    """Train the baseline (unless ``baseline`` is a finished run) and each ``methods`` entry ('soft:ratio=0.3',
+    'infobatch:prune=0.5') at equal compute, or at each of ``budgets`` beside full-shortened; ``score_epochs``
+    first scores the version (cached) for score-based methods."""
     settings = load_settings()
     setup = comparison.setup(settings, version, methods or ["soft:ratio=0.3", "uniform:budget=0.3"],
-                             TrainConfig.make(arch=arch, epochs=epochs, seed=seed, device=device))
-    info, config, methods = setup.info, setup.config.model_dump(), setup.methods
+                             TrainConfig.make(arch=arch, epochs=epochs, seed=seed, device=device), budgets or ())
+    info = setup.info
     key = (_project(settings), info.id, info.content_hash)
     if score_set is None and score_epochs:
         score_set = score_cached(*key, score_epochs, seed)["id"]
     done = comparison.run(
         setup, baseline, select=lambda name, params: _select(settings, key, name, params, score_set),
-        train=lambda name, params, plan, base: train_compared(info.id, config, name, params, plan, base))
+        train=lambda name, params, plan, base, config: train_compared(info.id, config.model_dump(), name, params,
+                                                                      plan, base))
     rows, paths = [r.to_dict() for r in done.rows], done.report
     where = f"MLflow run {done.parent_run_id} (experiment {info.dataset})"
     cells = reports.table(rows)

@@ -95,6 +95,9 @@ def select_plan(settings: Settings, ref: str | int, method: str, params: dict | 
                 score_set_id: int | None = None) -> tuple[PlanInfo, Selector]:
     """Fit ``method`` on the version's train split and record the plan; returns it and the fitted selector."""
     selector = make_selector(method, **(params or {}))
+    if selector.online:
+        raise CurationError(f"{method} is an online method: it decides inside training, so it has no plan",
+                            f"train it beside the others: `curation compare VERSION -m {method}`")
     info, _, data = selection_input(settings, ref, score_set_id)
     selector.fit(data)
     kill_point("select:after-fit")

@@ -27,6 +27,9 @@ class TrainConfig(BaseModel):
     eval_every: float | None = Field(
         None, gt=0, description="evaluate each time this fraction of a full-data epoch's compute is spent "
                                 "(and at the start and end); default: once per epoch")
+    budget: float | None = Field(
+        None, gt=0, le=1, description="compute budget: this share of the full run's backward samples (N x epochs); "
+                                      "the run stops there and its learning rate decays linearly to 0 at that point")
     lr: float | None = Field(None, gt=0)
     weight_decay: float | None = Field(None, ge=0)
     label_smoothing: float | None = Field(None, ge=0, lt=1)
