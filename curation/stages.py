@@ -247,8 +247,8 @@ def _train(p: Params, folder: Path, plan: dict | None) -> None:
     else:
         baseline = read_json(OUT / "baseline" / "run.json")["run_id"]
         short = {k: v for k, v in method_params(plan["method"], plan["ratio"], 0).items() if k != "seed"}
-        if plan["online"]:
-            row = compare.train_online_row(settings, info.id, config, plan["method"], plan["params"], baseline)
+        if plan["online"]:  # no plan: the method decides inside the Trainer
+            row = compare.train_row(settings, info.id, config, plan["method"], plan["params"], None, baseline)
         else:
             row = compare.train_row(settings, info.id, config, plan["method"], short,
                                     _plan(settings, info.id, plan), baseline)

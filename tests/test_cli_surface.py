@@ -23,6 +23,7 @@ WITHOUT_JSON = {
     "stage": "a DVC stage: writes the stage's outputs for dvc.yaml, prints nothing",
     "serve": "serves the Prefect deployments until Ctrl-C",
     "ui": "runs the Prefect server and the MLflow UI until Ctrl-C",
+    "stack": "runs the MLflow, Prefect and Dask servers until Ctrl-C",
 }
 
 

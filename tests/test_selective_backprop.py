@@ -73,8 +73,18 @@ def test_online_protocol_queues_full_batches_and_resumes_bit_for_bit():
                 sb = SelectiveBackprop(beta=2, batch_size=32, seed=4).start(1000)
                 sb.load_state_dict(torch.load(io.BytesIO(buffer.getvalue()), weights_only=True))
             batch = sb.select(np.arange(start, start + 50), 1, score, ComputeLedger())
-            assert len(batch) in (0, 32)
+            assert len(batch) % 32 == 0 and len(sb._queue) < 32  # every full batch leaves the queue at once
             out.append(batch)
         return np.concatenate(out)
 
     assert np.array_equal(run(), run(split_at=7))
+
+
+def test_warm_up_trains_every_candidate_in_its_own_epoch():
+    """A candidate batch of (beta + 1) x B rows in warm-up selects all of them: all of them train now, not
+    one batch now and the rest epochs later."""
+    from curation.metrics.ledger import ComputeLedger
+
+    sb = SelectiveBackprop(beta=2, batch_size=32, seed=0).start(960)
+    chosen = [sb.select(np.arange(lo, lo + 96), 0, None, ComputeLedger()) for lo in range(0, 960, 96)]
+    assert [len(c) for c in chosen] == [96] * 10 and np.array_equal(np.concatenate(chosen), np.arange(960))

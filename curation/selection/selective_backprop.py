@@ -115,7 +115,8 @@ class SelectiveBackprop(OnlineMethod):
     # -- the Trainer's OnlineSelector protocol ----------------------------------------------------
 
     def select(self, candidates: np.ndarray, epoch: int, score, ledger) -> np.ndarray:
-        """Score the candidates that need it, draw, queue; return a full batch when one is ready."""
+        """Score the candidates that need it, draw, queue; return every full batch the queue holds (PAPERS.md:
+        B queued -> train on those B; several at once in warm-up, where a candidate batch selects all)."""
         candidates = np.asarray(candidates, dtype=np.int64)
         if epoch < self.warmup_epochs:  # warm-up selects everything: no selection forward needed
             chosen = candidates
@@ -127,10 +128,9 @@ class SelectiveBackprop(OnlineMethod):
             chosen = candidates[self.decide(candidates, losses, epoch, fresh)]
         self._queue = np.concatenate([self._queue, chosen])
         size = self.batch_size or len(candidates)
-        if len(self._queue) < size:
-            return np.empty(0, dtype=np.int64)
-        batch, self._queue = self._queue[:size], self._queue[size:]
-        return batch
+        ready = len(self._queue) // size * size
+        batches, self._queue = self._queue[:ready], self._queue[ready:]
+        return batches
 
     def state_dict(self) -> dict:
         import torch
