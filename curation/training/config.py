@@ -33,6 +33,10 @@ class TrainConfig(BaseModel):
     schedule: Literal["cosine", "constant"] | None = None  # cosine: per step, down to 0 at the last step
     seed: int = Field(0, ge=0)
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    amp: Literal["off", "bf16", "fp16"] | None = Field(
+        None, description="mixed precision (autocast): bf16, fp16 (with a GradScaler) or off; default: bf16 on a "
+                          "GPU that supports it, else fp16 on a GPU, off on the CPU")
+    compile: bool = Field(False, description="run the model's forward through torch.compile")
 
     @classmethod
     def make(cls, **values) -> TrainConfig:
