@@ -282,6 +282,9 @@ def train(
     baseline: Optional[int] = typer.Option(None, help="Catalog id of a finished run to compare with "
                                                       "(target: 99% of its best accuracy)."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
+    amp: Optional[str] = typer.Option(None, help="Mixed precision: bf16, fp16 or off (default: bf16 on a GPU "
+                                                 "that supports it, else fp16; off on the CPU)."),
+    compile_model: bool = typer.Option(False, "--compile", help="Run the model through torch.compile."),
     json_out: bool = typer.Option(False, "--json", help="Print the outcome as JSON."),
 ):
     """Train on a version (optionally with a selection plan); tracked in MLflow and the catalog."""
@@ -308,7 +311,8 @@ def train(
                 err.print(line, highlight=False, soft_wrap=True)
 
     with user_errors():
-        config = TrainConfig.make(arch=arch, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=device)
+        config = TrainConfig.make(arch=arch, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=device,
+                                  amp=amp, compile=compile_model)
         settings = load_settings()
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                       console=err, disable=not live) as progress:

@@ -257,15 +257,23 @@ class Trainer:
             step = self.config.candidate_batch_size or size
             for lo in range(0, n, step):
                 self._set_lr(epoch + lo / n)
-                tick = time.perf_counter()
+                tick = self._synchronized_clock()
                 chosen = self.selector.select(rows[lo:lo + step], epoch, self._score, self.ledger)
                 self.ledger.book_selection(seconds=time.perf_counter() - tick)
                 self._train_chosen(chosen, epoch, stats)
                 self._maybe_evaluate(epoch + min(lo + step, n) / n)  # selection alone can cross a checkpoint
             self._train_chosen(self.selector.flush(epoch), epoch, stats)
+        self._synchronized_clock()
         self.ledger.train_seconds = self._train_seconds_now()
         self._clock = None
         return stats
+
+    def _synchronized_clock(self) -> float:
+        """``time.perf_counter()`` once the GPU has finished the work queued so far, so that training kernels
+        still running are booked as training, not as the selection or evaluation timed next."""
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        return time.perf_counter()
 
     def _train_seconds_now(self) -> float:
         """Training seconds so far, the running epoch included (its selection and evaluation time left out)."""
@@ -384,7 +392,7 @@ class Trainer:
     @torch.inference_mode()
     def evaluate(self) -> tuple[float, float]:
         """Accuracy and mean cross-entropy on the test split (booked as evaluation, not training)."""
-        tick, test = time.perf_counter(), self.data.test
+        tick, test = self._synchronized_clock(), self.data.test
         self.model.eval()
         correct = torch.zeros((), device=self.device, dtype=torch.long)
         loss = torch.zeros((), device=self.device)
