@@ -39,7 +39,6 @@ target over the method's.
 from __future__ import annotations
 
 import json
-import math
 import tempfile
 import time
 from pathlib import Path
@@ -133,15 +132,18 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     from curation.catalog import Catalog
+    from curation.compare import equal_compute_epochs
     from curation.config import load_settings
     from curation.data import sources
     from curation.data.versions import add_version, open_version
+    from curation.files import write_atomic
     from curation.metrics import efficiency
     from curation.metrics.ledger import BACKWARD_FACTOR, ComputeLedger
     from curation.scoring.run import score_version
     from curation.selection.plans import FullPlan
     from curation.selection.run import load_plan, select_plan
     from curation.selection.selective_backprop import SelectiveBackprop
+    from curation.stages import sb_epochs
     from curation.training import Callback, TrainConfig, Trainer, TrainingData
     from curation.training.records import plan_ledger
     from models import ModelSpec, build
@@ -348,9 +350,8 @@ def main() -> None:
 
         def save(these: list[dict]) -> None:
             if args.save_runs:
-                tmp = args.save_runs.with_suffix(".tmp")
-                tmp.write_text(json.dumps({"score_seconds": score_seconds, "runs": these}) + "\n")
-                tmp.replace(args.save_runs)
+                text = json.dumps({"score_seconds": score_seconds, "runs": these}) + "\n"
+                write_atomic(args.save_runs, lambda tmp: tmp.write_text(text))
 
         def stored_plan(method: str, params: dict, score_set: int | None = None):
             """The plan, its recorded cost, and the CPU seconds selecting it took here."""
@@ -376,16 +377,12 @@ def main() -> None:
         for method, staleness in (("selective-backprop", 0), ("selective-backprop-stale", SB_STALENESS)):
             if method not in methods:
                 continue
-            # expected cost of one epoch after the warm-up, in full-data epochs: selection forwards
-            # (all rows, or 1/staleness of them) + the training forward+backward of 1/(beta+1) of the rows
-            per_epoch = ((1 / staleness if staleness else 1) + (1 + BACKWARD_FACTOR) / (SB_BETA + 1)) / (
-                1 + BACKWARD_FACTOR)
-            sb_epochs = 1 + math.ceil((epochs - 1) / per_epoch - 1e-9)
             selector = SelectiveBackprop(beta=SB_BETA, staleness=staleness, batch_size=base_cfg.batch_size,
                                          seed=args.seed)
-            run(method, method, None, sb_epochs, full_plan, selector=selector, candidate_batch=candidates)
+            run(method, method, None, sb_epochs(epochs, SB_BETA, staleness), full_plan, selector=selector,
+                candidate_batch=candidates)
         for r in budgets:
-            r_epochs = math.ceil(epochs / r - 1e-9)
+            r_epochs = equal_compute_epochs(epochs, r)
             if "soft" in methods:
                 plan, cost, cpu = stored_plan("soft", {"ratio": r, "seed": args.seed})
                 run(f"soft r={r:g}", "soft", r, r_epochs, plan, plan_cost=cost, plan_cpu=cpu)

@@ -1,17 +1,22 @@
 """Compare selection methods against the full-data baseline on one version, at equal compute.
 
 Each method's plan is selected, then trained with the baseline's configuration for as many epochs
-as give it the baseline's number of training samples (a 30% plan trains 1/0.3 times the epochs),
-so every run spends about the same compute; the runs are nested under one MLflow parent run, which
-also gets the table and the report's PNGs (``publish``). The summaries (best accuracy, compute, time, speedup
-to 99% of the baseline's best) come from the Trainer's ledger, selection cost included. Each row
-also carries the run's evaluation curve (compute, time, accuracy, coverage per epoch) and the plan's
-occupancy histogram, which ``curation.reports`` draws.
+as give it the baseline's number of training samples (``equal_compute_epochs``: a 30% plan trains
+ceil(E / 0.3) epochs), so every run spends about the same compute; the runs are nested under one
+MLflow parent run, which also gets the table and the report's PNGs (``publish``). The summaries (best
+accuracy, compute, time, speedup to 99% of the baseline's best) come from the Trainer's ledger,
+selection cost included. Each row also carries the run's evaluation curve (compute, time, accuracy,
+coverage per epoch) and the plan's occupancy histogram, which ``curation.reports`` draws.
+
+The loop is ``run``: ``setup``, the baseline, then for each method a select step and a train step
+(``selection.run.select_plan``, ``train_row``). ``compare`` runs it as it is; the Prefect flow passes
+the same steps wrapped as cached tasks; the DVC stages call the steps, one stage each.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import math
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +28,7 @@ from curation.config import Settings
 from curation.data.versions import VersionInfo, open_version
 from curation.errors import CurationError
 from curation.selection.base import make_selector
+from curation.selection.params import parse_pairs
 from curation.selection.plans import FullPlan, Plan
 from curation.selection.run import PlanInfo, load_plan, select_plan
 from curation.selection.sampling import SampledPlan
@@ -77,16 +83,8 @@ def plan_kind(plan: Plan, epochs: int) -> str:
 
 def parse_method(text: str) -> tuple[str, dict]:
     """'soft:ratio=0.3' -> ('soft', {'ratio': 0.3}); values parsed as YAML scalars."""
-    import yaml
-
     name, _, rest = text.partition(":")
-    params = {}
-    for pair in filter(None, rest.split(",")):
-        key, sep, value = pair.partition("=")
-        if not sep:
-            raise CurationError(f"method option {pair!r} in {text!r} is not key=value", "write e.g. soft:ratio=0.3")
-        params[key.strip()] = yaml.safe_load(value)
-    return name.strip(), params
+    return name.strip(), parse_pairs(filter(None, rest.split(",")), f"method {text!r}", "soft:ratio=0.3")
 
 
 def check_methods(methods: list[str]) -> list[tuple[str, dict]]:
@@ -97,16 +95,31 @@ def check_methods(methods: list[str]) -> list[tuple[str, dict]]:
     return parsed
 
 
+def equal_compute_epochs(epochs: int, ratio: float, warmup: int = 0) -> int:
+    """The epochs a method trains to spend the compute of ``epochs`` full-data epochs.
+
+    One of its epochs costs ``ratio`` of a full-data epoch, after ``warmup`` epochs at full cost (Selective-
+    Backprop's first epoch backpropagates everything). The rule: the fewest epochs that reach the baseline's
+    compute, ``warmup + ceil((epochs - warmup) / ratio)``, at least one; so a method never gets less compute
+    than the baseline, and at most one of its own epochs more. A float error (1 / 0.1 = 10.000000000000002)
+    does not add an epoch.
+    """
+    if ratio <= 0:
+        raise CurationError(f"a method's cost per epoch must be positive, not {ratio}", "give a ratio above 0")
+    warmup = min(warmup, epochs)
+    return max(1, warmup + math.ceil((epochs - warmup) / ratio - 1e-9))
+
+
 def train_row(settings: Settings, version_id: int, config: TrainConfig, method: str = "full",
               params: dict | None = None, plan: PlanInfo | None = None, baseline: int | None = None) -> Row:
-    """Train the full data (no ``plan``) or ``plan`` for as many epochs as match the full run's compute."""
+    """The train step: the full data (no ``plan``), or ``plan`` for the epochs that match the full run's compute."""
     info, _ = open_version(settings, version_id)
     n = int((info.splits or {}).get("train", 0))
     if plan is None:
         outcome = train_version(settings, version_id, config)
         return Row("full", {}, outcome.run_id, config.epochs, outcome.summary, outcome.ledger, 1.0, n, "full",
                    curve(outcome.history), outcome.occupancy)
-    epochs = max(1, round(config.epochs / plan.ratio)) if plan.ratio else config.epochs
+    epochs = equal_compute_epochs(config.epochs, plan.ratio) if plan.ratio else config.epochs
     outcome = train_version(settings, version_id, config.model_copy(update={"epochs": epochs}), plan.id,
                             baseline=baseline)
     return Row(method, params or {}, outcome.run_id, epochs, outcome.summary, outcome.ledger, plan.ratio or 1.0, n,
@@ -137,20 +150,57 @@ def publish(settings: Settings, parent: ParentRun, rows: list[dict]) -> dict[str
     return paths
 
 
-def compare(settings: Settings, ref: str | int, methods: list[str], config: TrainConfig | None = None,
-            baseline: int | None = None, score_set: int | None = None) -> list[Row]:
-    """Train the full-data baseline (unless ``baseline`` names a finished run), then each method, as nested
-    MLflow runs under one parent run that also holds the table and the report's PNGs."""
+@dataclass(frozen=True)
+class Setup:
+    """What every step of one comparison shares: checked methods, the version and the resolved configuration."""
+
+    settings: Settings
+    info: VersionInfo
+    config: TrainConfig
+    methods: list[str]  # as given ('soft:ratio=0.3')
+    parsed: list[tuple[str, dict]]
+
+
+def setup(settings: Settings, ref: str | int, methods: list[str], config: TrainConfig | None = None) -> Setup:
+    """Check every method (a one-line error before anything trains) and resolve the configuration."""
     parsed = check_methods(methods)
     info, _ = open_version(settings, ref)
-    config = (config or TrainConfig()).resolve(info.feature_shape)
+    return Setup(settings, info, (config or TrainConfig()).resolve(info.feature_shape), list(methods), parsed)
+
+
+@dataclass
+class Outcome:
+    rows: list[Row]
+    parent_run_id: str  # MLflow's, holding the table and the report
+    report: dict[str, Path]  # chart name -> PNG
+
+
+Select = Callable[[str, dict], PlanInfo]  # (method, params) -> its plan
+Train = Callable[[str, dict, PlanInfo | None, int | None], Row]  # (method, params, plan, baseline run) -> row
+
+
+def run(setup: Setup, baseline: int | None = None, select: Select | None = None, train: Train | None = None
+        ) -> Outcome:
+    """The comparison loop: the full-data baseline (unless ``baseline`` names a finished run), then each method
+    selected and trained at equal compute, as nested MLflow runs under one parent that gets the table and the
+    report. ``select`` and ``train`` default to ``select_plan`` and ``train_row``; the flow passes them as tasks."""
+    select = select or (lambda method, params: select_plan(setup.settings, setup.info.id, method, params)[0])
+    train = train or (lambda method, params, plan, base: train_row(setup.settings, setup.info.id, setup.config,
+                                                                    method, params, plan, base))
     rows = []
-    with parent_run(settings, info, methods, config) as parent:
+    with parent_run(setup.settings, setup.info, setup.methods, setup.config) as parent:
         if baseline is None:
-            rows.append(train_row(settings, info.id, config))
+            rows.append(train("full", {}, None, None))
             baseline = rows[0].run_id
-        for name, params in parsed:
-            plan, _ = select_plan(settings, info.id, name, params, score_set)
-            rows.append(train_row(settings, info.id, config, name, params, plan, baseline))
-        publish(settings, parent, [r.to_dict() for r in rows])
-    return rows
+        for name, params in setup.parsed:
+            rows.append(train(name, params, select(name, params), baseline))
+        paths = publish(setup.settings, parent, [r.to_dict() for r in rows])
+    return Outcome(rows, parent.run_id, paths)
+
+
+def compare(settings: Settings, ref: str | int, methods: list[str], config: TrainConfig | None = None,
+            baseline: int | None = None, score_set: int | None = None) -> list[Row]:
+    """``run`` with the plain steps: the baseline and every method, trained here and now."""
+    chosen = setup(settings, ref, methods, config)
+    return run(chosen, baseline, lambda method, params: select_plan(settings, chosen.info.id, method, params,
+                                                                    score_set)[0]).rows

@@ -9,24 +9,24 @@ never catalog ids or times, so a stage that re-runs on the same inputs writes th
 stages after it stay cached; the next stage finds the catalog rows by that content. Training records
 name their catalog and MLflow runs.
 
-Every method runs at the full-data run's compute: a method that trains on a fraction r of the data
-per epoch gets E / r epochs; Selective-Backprop (beta = 1/r - 1, so about r of each candidate batch
-is backpropagated) gets the epochs whose expected cost matches.
+Every method runs at the full-data run's compute (``compare.equal_compute_epochs``): a method that trains on a
+fraction r of the data per epoch gets ceil(E / r) epochs; Selective-Backprop (beta = 1/r - 1, so about r of each
+candidate batch is backpropagated) gets the epochs whose expected cost matches.
 """
 
 from __future__ import annotations
 
 import json
-import math
-import os
 from pathlib import Path
 from typing import Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from curation.choices import Device
 from curation.config import Settings, load_settings
 from curation.errors import CurationError
+from curation.files import write_atomic
 
 PARAMS = Path("params.yaml")
 OUT = Path("pipeline")
@@ -35,7 +35,7 @@ STAGES = ("prepare", "score", "baseline", "select", "train", "method", "evaluate
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, use_enum_values=True)
 
 
 class DataParams(_Section):
@@ -57,7 +57,7 @@ class SelectParams(_Section):
 class TrainParams(_Section):
     model: str
     epochs: int = Field(ge=1)  # of the full-data run; every method gets the same compute
-    device: Literal["auto", "cpu", "cuda"]
+    device: Device
 
 
 class CompareParams(_Section):
@@ -149,10 +149,8 @@ def uses_scores(name: str, params: dict) -> bool:
 
 def write_json(path: Path, payload) -> None:
     """Stable bytes (sorted keys), written atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n")
-    os.replace(tmp, path)
+    text = json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n"
+    write_atomic(path, lambda tmp: tmp.write_text(text))
 
 
 def read_json(path: Path):
@@ -246,22 +244,22 @@ def _plan(settings: Settings, version_id: int, plan: dict):
 
 def sb_epochs(epochs: int, beta: float, staleness: int = 0) -> int:
     """Selective-Backprop epochs costing about ``epochs`` full-data epochs (the first epoch backpropagates all)."""
+    from curation.compare import equal_compute_epochs
     from curation.metrics.ledger import BACKWARD_FACTOR
 
     per_epoch = ((1 / staleness if staleness else 1) + (1 + BACKWARD_FACTOR) / (beta + 1)) / (1 + BACKWARD_FACTOR)
-    return 1 + math.ceil((epochs - 1) / per_epoch - 1e-9)
+    return equal_compute_epochs(epochs, per_epoch, warmup=1)
 
 
 def _train(p: Params, folder: Path, plan: dict | None) -> None:
     """Train the full data (``plan`` None) or a plan record at the full run's compute; write run.json."""
     from curation import compare
-    from curation.data.versions import open_version
     from curation.training.config import TrainConfig
 
     settings = _settings(folder)
-    info, _ = open_version(settings, _version_ref(read_json(OUT / "prepare" / "version.json")))
-    config = TrainConfig.make(arch=p.train.model, epochs=p.train.epochs, seed=p.seed,
-                              device=p.train.device).resolve(info.feature_shape)
+    config = TrainConfig.make(arch=p.train.model, epochs=p.train.epochs, seed=p.seed, device=p.train.device)
+    setup = compare.setup(settings, _version_ref(read_json(OUT / "prepare" / "version.json")), [], config)
+    info, config = setup.info, setup.config
     if plan is None:
         row = compare.train_row(settings, info.id, config)
     else:
@@ -336,21 +334,12 @@ def evaluate(p: Params) -> None:
 
 def report(p: Params) -> None:
     """The comparison's charts (curation.reports), its table (markdown) and its rows."""
-    from curation.compare import table
-    from curation.reports import label, render
+    from curation.reports import markdown, render, table
 
     rows = list(comparison(p).values())
     render(rows, OUT / "report")
-    fmt = lambda v, spec: "-" if v is None else format(v, spec)  # noqa: E731
-    lines = ["| method | run | epochs | best acc | GFLOP | seconds | backward | coverage | x compute | x time |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    for r, flat in zip(rows, table(rows)):
-        lines.append(f"| {label(r)} | {flat['run_id']} | {flat['epochs']} | {flat['best_accuracy']:.4f} | "
-                     f"{flat['total_flops'] / 1e9:.1f} | {flat['total_seconds']:.1f} | {flat['backward_samples']:,} | "
-                     f"{r['history'][-1]['coverage']:.3f} | {fmt(flat['speedup_compute'], '.2f')} | "
-                     f"{fmt(flat['speedup_time'], '.2f')} |")
     write_json(OUT / "report" / "rows.json", rows)
-    (OUT / "report" / "table.md").write_text("\n".join(lines) + "\n")
+    (OUT / "report" / "table.md").write_text(markdown(table(rows)))
 
 
 def run_stage(name: str, item: str | None = None) -> None:

@@ -6,6 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from curation.choices import Amp, Device
 from curation.errors import CurationError
 
 # Used where neither the user nor the architecture's registered defaults give a value.
@@ -16,7 +17,7 @@ FALLBACK = {"epochs": 20, "batch_size": 128, "lr": 1e-3, "weight_decay": 0.0, "l
 class TrainConfig(BaseModel):
     """A training run's settings; ``None`` means the architecture's default (see ``resolve``)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, use_enum_values=True)
 
     arch: str | None = Field(None, description="architecture name; default: chosen from the feature shape")
     epochs: int | None = Field(None, ge=1)
@@ -32,8 +33,8 @@ class TrainConfig(BaseModel):
     optimizer: Literal["adamw", "sgd"] | None = None  # sgd uses momentum 0.9
     schedule: Literal["cosine", "constant"] | None = None  # cosine: per step, down to 0 at the last step
     seed: int = Field(0, ge=0)
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    amp: Literal["off", "bf16", "fp16"] | None = Field(
+    device: Device = Device.auto
+    amp: Amp | None = Field(
         None, description="mixed precision (autocast): bf16, fp16 (with a GradScaler) or off; default: bf16 on a "
                           "GPU that supports it, else fp16 on a GPU, off on the CPU")
     compile: bool = Field(False, description="run the model's forward through torch.compile")
