@@ -11,7 +11,7 @@ TORCH  := torch==2.13.0+cpu
 TORCH_WHEELS ?= $(or $(firstword $(shell $(PYTHON) -m pip config get global.find-links 2>/dev/null)),\
                      https://download.pytorch.org/whl/torch/)
 
-.PHONY: demo test install lock bench ui clean
+.PHONY: demo test install lock bench ui clean gpu-check gpu-wheels
 
 # torch first, alone, from TORCH_WHEELS (looked up there for torch only), then the rest of the lock from the index;
 # both with the lock's hashes; then the project itself without dependencies.
@@ -61,6 +61,21 @@ stack: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) -m benchmarks.$(NAME) $(ARGS)
+
+# The GPU check (issue 20, docs/benchmarks.md "GPU check"): cuda tests, throughput, accuracy per compute,
+# in at most 8 minutes on one GPU. It runs on the GPU machine's own python3 (torch, numpy, pyarrow, pytest
+# there), with the wheels of `make gpu-wheels` (pydantic) installed first; no .venv is needed there.
+GPU_PYTHON ?= python3
+gpu-check:
+	PYTHONUNBUFFERED=1 $(GPU_PYTHON) -m benchmarks.gpu_check $(ARGS)
+
+# What the GPU machine lacks and the Trainer imports (pydantic), as Python 3.12 manylinux wheels in .whl/.
+GPU_WHEELS := pydantic==2.14.4 pydantic-core==2.50.5 annotated-types==0.8.0 typing-inspection==0.4.5 \
+	typing-extensions==4.16.0
+gpu-wheels:
+	$(PY) -m pip download --quiet --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+	  --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+	  -d .whl $(GPU_WHEELS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -26,8 +26,11 @@ def machine() -> dict:
 
 
 def git_rev() -> str | None:
-    result = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                            cwd=Path(__file__).parent)
+    try:
+        result = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                                cwd=Path(__file__).parent)
+    except OSError:  # no git (a bare GPU machine)
+        return None
     return result.stdout.strip() or None
 
 

@@ -46,7 +46,10 @@ def main() -> None:
     header = ("# Benchmarks\n\nGenerated from `benchmarks/results/*.json` by `python -m benchmarks.report`; do not edit by "
               "hand. Each benchmark runs our method and its baseline side by side in one process; ratios are what to "
               "compare, absolute seconds are context from a shared, noisy 2-core machine.\n")
-    DOC.write_text(header + "\n" + "\n".join(section(r) for r in results))
+    from benchmarks.gpu_check import PENDING
+
+    pending = [] if (RESULTS / "gpu_check.json").exists() else [PENDING]  # its device command until it has run
+    DOC.write_text(header + "\n" + "\n".join([*(section(r) for r in results), *pending]))
     print(f"wrote {DOC} ({len(results)} benchmarks)")
 
 

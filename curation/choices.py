@@ -20,6 +20,14 @@ class Device(StrEnum):
     cuda = "cuda"
 
 
+class Amp(StrEnum):
+    """Mixed precision of training on a GPU: bfloat16 or float16 autocast (float16 with a gradient scaler), or off."""
+
+    bf16 = "bf16"
+    fp16 = "fp16"
+    off = "off"
+
+
 class Engine(StrEnum):
     """Where a selection runs: in this process, or the pairwise method on a Dask cluster."""
 

@@ -15,7 +15,7 @@ from rich.table import Table
 from typer._click.exceptions import UsageError  # typer 0.29 vendors click; its errors are these classes
 from typer.core import TyperCommand, TyperGroup
 
-from curation.choices import Device, Engine, Mode, RunStatus, Ship, Strategy
+from curation.choices import Amp, Device, Engine, Mode, RunStatus, Ship, Strategy
 from curation.config import load_settings
 from curation.errors import CurationError
 
@@ -497,6 +497,9 @@ def train(
     baseline: Optional[int] = typer.Option(None, help="Catalog id of a finished run to compare with "
                                                       "(target: 99% of its best accuracy; `curation runs ls`)."),
     device: Device = typer.Option(Device.auto, help="Where to train (auto: the GPU when one is found)."),
+    amp: Optional[Amp] = typer.Option(None, help="Mixed precision (default: bf16 on a GPU that supports it, else "
+                                                 "fp16; off on the CPU)."),
+    compile_model: bool = typer.Option(False, "--compile", help="Run the model through torch.compile."),
     json_out: bool = typer.Option(False, "--json", help="Print the outcome as JSON."),
 ):
     """Train on a version (optionally with a selection plan); tracked in MLflow and the catalog."""
@@ -524,7 +527,7 @@ def train(
 
     with user_errors():
         config = TrainConfig.make(arch=arch, epochs=epochs, batch_size=batch_size, lr=lr, budget=budget, seed=seed,
-                                  device=device)
+                                  device=device, amp=amp, compile=compile_model)
         settings = load_settings()
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                       console=err, disable=not live) as progress:

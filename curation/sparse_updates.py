@@ -20,6 +20,11 @@ count, their index bytes], ``w`` per whole tensor [name, dtype, shape]), then th
 to back: per tensor the sorted indices as LEB128 varints of their gaps (index[j] - index[j-1] - 1)
 and their values, then the assignments likewise, then whole non-float tensors as raw bytes. At
 rho = 1e-3 an entry costs about 2 + 2 bytes; the header about 30 bytes per tensor.
+
+Devices: the sender's mirror and residual live on the device of the weights they start from (or
+``Sparsifier.to``): the gap, the top-k and the mirror's update run there, and only the shipped
+(index, value) pairs come to the CPU to be serialised. The replica is on the CPU; both add the same
+float32 values at distinct indices, so a GPU mirror equals a CPU replica bit for bit.
 """
 
 from __future__ import annotations
@@ -202,9 +207,18 @@ class Sparsifier:
         self.residual: dict[str, torch.Tensor] | None = {} if carry else None
 
     def start(self, state: dict[str, torch.Tensor], sequence: int = 0) -> Sparsifier:
-        """The weights the replica holds after ``sequence`` updates (0: the base, deployed in full once)."""
-        self.mirror = {k: v.detach().to("cpu", copy=True) for k, v in state.items()}
+        """The weights the replica holds after ``sequence`` updates (0: the base, deployed in full once);
+        the mirror stays on their device."""
+        self.mirror = {k: _own(v) for k, v in state.items()}
         self.sequence = sequence
+        return self
+
+    def to(self, device: torch.device | str) -> Sparsifier:
+        """Keep the mirror and the residual on ``device`` (the training model's: no per-update copies)."""
+        if self.mirror is not None:
+            self.mirror = {k: v.to(device) for k, v in self.mirror.items()}
+        if self.residual is not None:
+            self.residual = {k: v.to(device) for k, v in self.residual.items()}
         return self
 
     @classmethod
@@ -220,20 +234,21 @@ class Sparsifier:
         update = SparseUpdate(model_version, self.base_version, self.sequence, self.rho)
         gaps = {}
         for name, value in state.items():
-            trained, deployed = value.detach().to("cpu"), self.mirror[name]
+            deployed = self.mirror[name]
+            trained = value.detach().to(deployed.device)
             if trained.is_floating_point():
                 gaps[name] = trained.reshape(-1).float() - deployed.view(-1).float()
                 if self.residual is not None and name in self.residual:
-                    gaps[name] += self.residual[name]
+                    gaps[name] += self.residual[name].to(deployed.device)
             elif not torch.equal(trained, deployed):
-                update.dense[name] = trained.numpy().copy()
+                update.dense[name] = trained.cpu().numpy().copy()
                 deployed.copy_(trained)
         if self.residual is not None:  # the whole gap stays behind but what the mirror takes (below)
             self.residual = gaps
         for name, idx in self._choose(gaps).items():
             flat, values = self.mirror[name].view(-1), gaps[name][idx]
             before = flat[idx]
-            goal = (state[name].detach().to("cpu").reshape(-1)[idx] if self.residual is None  # what they become
+            goal = (state[name].detach().to(flat.device).reshape(-1)[idx] if self.residual is None  # what they become
                     else (before.float() + values).to(flat.dtype))
             if self.half:
                 miss = (values.abs() < HALF_MIN) | (values.abs() > HALF_MAX)  # float16 cannot carry them
@@ -241,11 +256,11 @@ class Sparsifier:
             else:
                 miss = (before + values.to(flat.dtype)) != goal  # a float32 add would not land exactly
                 added = values[~miss]
-            if (~miss).any():
-                update.sparse[name] = (idx[~miss].numpy(), added.numpy().copy())
-            if miss.any():
-                update.exact[name] = (idx[miss].numpy(), goal[miss].float().numpy().copy())
-            _apply(flat, update.sparse.get(name), update.exact.get(name))
+            add, assign = (idx[~miss], added), (idx[miss], goal[miss].float())
+            _apply(flat, add, assign)  # on the mirror's device; only the shipped pairs go to the CPU
+            for target, (i, v) in ((update.sparse, add), (update.exact, assign)):
+                if len(i):
+                    target[name] = (i.cpu().numpy(), v.cpu().numpy())
             if self.residual is not None:
                 self.residual[name][idx] -= flat[idx].float() - before.float()
         return update
@@ -256,25 +271,26 @@ class Sparsifier:
         if self.scope == "model" and gaps:
             flat = torch.cat(list(gaps.values()))
             k = _k(self.rho, flat.numel())
-            top = torch.topk(flat.abs(), k, sorted=False).indices if k < flat.numel() else torch.arange(flat.numel())
+            top = (torch.topk(flat.abs(), k, sorted=False).indices if k < flat.numel()
+                   else torch.arange(flat.numel(), device=flat.device))
             top, bounds = top.sort().values, np.cumsum([0] + [g.numel() for g in gaps.values()])
-            cut = torch.searchsorted(top, torch.as_tensor(bounds))
+            cut = torch.searchsorted(top, torch.as_tensor(bounds, device=top.device)).tolist()
             chosen = {name: top[cut[i]:cut[i + 1]] - int(bounds[i]) for i, name in enumerate(gaps)}
         else:
             chosen = {}
             for name, gap in gaps.items():
                 k = _k(self.rho, gap.numel())
                 chosen[name] = (torch.topk(gap.abs(), k, sorted=False).indices.sort().values if k < gap.numel()
-                                else torch.arange(gap.numel()))
+                                else torch.arange(gap.numel(), device=gap.device))
         chosen = {name: idx[gaps[name][idx] != 0] for name, idx in chosen.items()}
         return {name: idx for name, idx in chosen.items() if len(idx)}
 
     def gap(self, state: dict[str, torch.Tensor]) -> float:
         """max |trained + residual - deployed| over all float tensors: what has not been shipped yet."""
         residual = self.residual or {}
-        return max((float((v.detach().cpu().float().reshape(-1) - self.mirror[k].float().view(-1)
-                           + residual.get(k, 0)).abs().max())
-                    for k, v in state.items() if v.is_floating_point() and v.numel()), default=0.0)
+        gaps = [(v.detach().to(self.mirror[k].device).float().reshape(-1) - self.mirror[k].float().view(-1)
+                 + residual.get(k, 0)).abs().max() for k, v in state.items() if v.is_floating_point() and v.numel()]
+        return float(torch.stack(gaps).max()) if gaps else 0.0  # one device sync
 
 
 class SparseTraining(Callback):
@@ -297,7 +313,9 @@ class SparseTraining(Callback):
     def flush(self) -> None:
         self.pending = 0
         model = self.trainer.model
-        self.ship(self.sender.update(model.state_dict(), self.model_version))
+        state = model.state_dict()
+        self.sender.to(next(iter(state.values())).device)  # mirror and residual beside the model (no-op once there)
+        self.ship(self.sender.update(state, self.model_version))
         model.load_state_dict(self.sender.mirror)
 
 
@@ -305,7 +323,7 @@ class Replica:
     """The deployed side: starts from the full weights, then applies sparse updates in sequence."""
 
     def __init__(self, state: dict[str, torch.Tensor], base_version: str):
-        self.state = {k: v.detach().to("cpu", copy=True) for k, v in state.items()}
+        self.state = {k: _own(v, "cpu") for k, v in state.items()}
         self.base_version = base_version
         self.sequence = 0
 
@@ -336,13 +354,20 @@ class Replica:
         self.sequence = update.sequence
 
 
+def _own(value: torch.Tensor, device: torch.device | str | None = None) -> torch.Tensor:
+    """A contiguous copy (flat views index it in logical order, whatever the source's memory format)."""
+    return value.detach().to(device or value.device).clone(memory_format=torch.contiguous_format)
+
+
 def _apply(flat: torch.Tensor, added: Pairs | None, assigned: Pairs | None) -> None:
-    """Add the shipped values (as float32), then assign the exact entries (sender and replica run this same code)."""
+    """Add the shipped values (as float32), then assign the exact entries (sender and replica run this same code,
+    the sender on its mirror's device, the replica on the CPU; indices are distinct, so the adds are exact)."""
+    on = {"device": flat.device}
     if added is not None:
-        flat.index_add_(0, torch.as_tensor(added[0], dtype=torch.int64),
-                        torch.as_tensor(added[1]).to(torch.float32).to(flat.dtype))
+        flat.index_add_(0, torch.as_tensor(added[0], dtype=torch.int64, **on),
+                        torch.as_tensor(added[1], **on).to(torch.float32).to(flat.dtype))
     if assigned is not None:
-        flat[torch.as_tensor(assigned[0], dtype=torch.int64)] = torch.as_tensor(assigned[1]).to(flat.dtype)
+        flat[torch.as_tensor(assigned[0], dtype=torch.int64, **on)] = torch.as_tensor(assigned[1], **on).to(flat.dtype)
 
 
 def dense_bytes(state: dict[str, torch.Tensor]) -> int:

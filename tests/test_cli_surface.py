@@ -178,6 +178,7 @@ def test_train_help_lists_every_registered_architecture():
 CHOICES = [  # option, a command line that reaches it, a bad value, the choices its --help shows
     ("--engine", ["select", "x"], "spark", ["local", "dask"]),
     ("--device", ["train", "x"], "tpu", ["auto", "cpu", "cuda"]),
+    ("--amp", ["train", "x"], "fp8", ["bf16", "fp16", "off"]),
     ("--device", ["score", "x"], "tpu", ["auto", "cpu", "cuda"]),
     ("--device", ["retrain", "x"], "tpu", ["auto", "cpu", "cuda"]),
     ("--mode", ["retrain", "x"], "often", ["proactive", "full", "periodic"]),

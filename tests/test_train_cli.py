@@ -122,6 +122,7 @@ def test_bad_input_is_one_line_and_nothing_finishes(project, tmp_path):
     user_error(cli(info.ref, *SMALL, "--resume"), "no interrupted cnn1d run")
     if not torch.cuda.is_available():
         user_error(cli(info.ref, "--device", "cuda"), "no CUDA device is available")
+        user_error(cli(info.ref, "--amp", "fp16"), "--amp fp16 needs a CUDA device")
     assert statuses(settings) == [] and mlflow_statuses(settings) == []  # nothing was even started
 
 

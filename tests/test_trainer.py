@@ -290,3 +290,38 @@ def test_occupancy_counts_every_backward_pass_per_row(data):
     assert measured[:len(exact)] == exact and not any(measured[len(exact):])
     subset = StaticPlan(data.version_id, data.train.sample_ids[:100])
     assert make(data, arch="mlp", epochs=3).fit(subset).occupancy == [n - 100, 0, 0, 100]
+
+
+def test_amp_settings_on_the_cpu(data):
+    assert make(data, arch="mlp").amp is None  # unset: full float32 on the CPU
+    bf16 = make(data, arch="mlp", epochs=1, amp="bf16")
+    assert bf16.amp == torch.bfloat16 and not bf16.scaler.is_enabled()
+    seen = []
+    bf16.model.net[1].register_forward_hook(lambda m, i, out: seen.append(out.dtype))
+    assert bf16.fit(full(data)).history[-1]["accuracy"] > 0.15 and set(seen) == {torch.bfloat16}
+    with pytest.raises(CurationError, match="--amp fp16 needs a CUDA device"):
+        make(data, arch="mlp", amp="fp16")
+    with pytest.raises(CurationError, match="bad training setting 'amp'"):
+        TrainConfig.make(amp="fp8")
+
+
+def test_compile_trains_like_eager_and_checkpoints_plain_weights(data, tmp_path):
+    import shutil
+
+    if not (shutil.which("g++") or shutil.which("clang++")):
+        pytest.skip("torch.compile on the CPU needs a C++ compiler (g++ or clang++); none is installed here")
+    checkpoint = tmp_path / "checkpoint.pt"
+    eager = make(data, arch="mlp", epochs=1).fit(full(data))
+    compiled = make(data, arch="mlp", epochs=1, compile=True, checkpoint=checkpoint)
+    assert compiled._forward is not compiled.model  # the compiled wrapper shares the model's parameters
+    result = compiled.fit(full(data))
+    saved = torch.load(checkpoint, weights_only=True)["model"]
+    assert saved.keys() == eager.model.state_dict().keys()  # no "_orig_mod." prefixes
+    for name, value in eager.model.state_dict().items():
+        assert torch.allclose(value, result.model.state_dict()[name], atol=1e-4), name
+    assert result.history[-1]["accuracy"] == pytest.approx(eager.history[-1]["accuracy"], abs=0.02)
+    # compile is not part of a run's identity: an eager trainer resumes a compiled run's checkpoint
+    resumed = make(data, arch="mlp", epochs=2, checkpoint=checkpoint)
+    with pytest.raises(CurationError, match="different config"):  # epochs differ: the identity still guards
+        resumed.fit(full(data), resume=True)
+    make(data, arch="mlp", epochs=1, checkpoint=checkpoint).fit(full(data), resume=True)

@@ -380,4 +380,4 @@ class _SparseTraining(SparseTraining):
         """Write the updates into ``folder``/updates; the checkpoint entries that point to them and the residual."""
         staged = [{"path": str(_write(folder / "updates" / f"{sequence:06d}.csu", payload).relative_to(settings.home)),
                    "gap": gap} for sequence, payload, gap in self.updates]
-        return {"updates": staged, "residual": self.sender.residual}
+        return {"updates": staged, "residual": {k: v.cpu() for k, v in self.sender.residual.items()}}

@@ -1,6 +1,7 @@
 """Scoring a version: train a proxy model for a few epochs (or load a trained one), then stream the
-train split through it in batches and write every score, the penultimate embedding and the
-last-layer gradient as a score set (Parquet + catalog row, with the scoring cost in its ledger)."""
+train split through it in batches (``scores.score_table``) and write every score, the penultimate
+embedding and the last-layer gradient as a score set (Parquet + catalog row, with the scoring cost in
+its ledger)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
-from torch import nn
 
 from curation.catalog import Catalog, ModelVersion, ScoreSet
 from curation.config import Settings
@@ -20,14 +20,12 @@ from curation.errors import CurationError
 from curation.faults import kill_point
 from curation.files import write_named
 from curation.metrics.ledger import ComputeLedger
-from curation.scoring.scores import SCORES, batch_scores, forgetting_events
+from curation.scoring.scores import forgetting_events, predict, score_table
 from curation.selection.plans import FullPlan
 from curation.training.checkpoint import load_checkpoint
 from curation.training.config import TrainConfig
-from curation.training.data import Split, TrainingData
-from curation.training.trainer import Callback, Trainer, resolve_device
-
-BATCH = 1024
+from curation.training.data import TrainingData
+from curation.training.trainer import Callback, Trainer, inference_batch, resolve_device
 
 
 @dataclass
@@ -45,42 +43,19 @@ class ScoreInfo:
         return asdict(self)
 
 
-def _last_linear(model: nn.Module) -> nn.Linear:
-    layers = [m for m in model.modules() if isinstance(m, nn.Linear)]
-    if not layers:
-        raise CurationError(f"{type(model).__name__} has no final nn.Linear layer to score with",
-                            "score with an architecture that ends in a linear classifier")
-    return layers[-1]
-
-
-@torch.no_grad()
-def _predict(model: nn.Module, split: Split, rows: np.ndarray):
-    """Logits and penultimate activations of ``rows`` (eval mode, training mode restored)."""
-    captured = {}
-    hook = _last_linear(model).register_forward_hook(lambda m, inputs, out: captured.update(h=inputs[0]))
-    was_training = model.training
-    model.eval()
-    try:
-        x, y = split.batch(rows)
-        logits = model(x).float()
-    finally:
-        hook.remove()
-        model.train(was_training)
-    return logits, y, captured["h"]
-
-
 class _Forgetting(Callback):
     """After every proxy epoch, record which train examples the model gets right (booked as scoring forwards)."""
 
-    def __init__(self, model: nn.Module, data: TrainingData, ledger_of):
+    def __init__(self, model: torch.nn.Module, data: TrainingData, ledger_of):
         self.model, self.data, self.ledger_of, self.correct = model, data, ledger_of, []
 
     def on_epoch_end(self, record: dict) -> None:
         split = self.data.train
         right = np.empty(len(split), dtype=bool)
-        for lo in range(0, len(split), BATCH):
-            rows = np.arange(lo, min(lo + BATCH, len(split)))
-            logits, y, _ = _predict(self.model, split, rows)
+        size = inference_batch(split.device)
+        for lo in range(0, len(split), size):
+            rows = np.arange(lo, min(lo + size, len(split)))
+            logits, y, _ = predict(self.model, split, rows)
             right[rows] = (logits.argmax(1) == y).cpu().numpy()
         self.ledger_of().book_selection(forwards=len(split))
         self.correct.append(right)
@@ -124,7 +99,8 @@ def score_version(settings: Settings, ref: str | int, arch: str | None = None, e
         trainer.fit(FullPlan(info.id, data.train.sample_ids))
         forgetting = forgetting_events(np.stack(tracker.correct))
     ledger = trainer.ledger
-    table = _score_table(model, data, ledger, forgetting)
+    table = score_table(model, data.train, forgetting)
+    ledger.book_selection(forwards=len(data.train))
     kill_point("score:before-write")
     path, digest = _write(settings, table)
     params = {"arch": cfg.arch, "epochs": 0 if checkpoint is not None else cfg.epochs, "seed": cfg.seed,
@@ -138,29 +114,6 @@ def score_version(settings: Settings, ref: str | int, arch: str | None = None, e
         kill_point("score:before-commit")
     return ScoreInfo(row.id, row.version_id, row.scorer, row.params, row.columns, row.path, row.content_hash,
                      row.ledger)
-
-
-def _score_table(model: nn.Module, data: TrainingData, ledger: ComputeLedger, forgetting) -> pa.Table:
-    split = data.train
-    parts: dict[str, list] = {name: [] for name in SCORES}
-    embeddings, gradients = [], []
-    for lo in range(0, len(split), BATCH):
-        rows = np.arange(lo, min(lo + BATCH, len(split)))
-        logits, y, h = _predict(model, split, rows)
-        for name, values in batch_scores(logits, y, h).items():
-            parts[name].append(values)
-        embeddings.append(h.flatten(1).float().cpu().numpy())
-        kill_point(f"score:batch-{lo // BATCH}")
-        gradients.append((torch.softmax(logits, 1) - nn.functional.one_hot(y, logits.shape[1])).cpu().numpy())
-    ledger.book_selection(forwards=len(split))
-    columns = {"sample_id": pa.array(split.sample_ids, pa.int64())}
-    columns |= {name: pa.array(np.concatenate(v), pa.float32()) for name, v in parts.items()}
-    if forgetting is not None:
-        columns["forgetting"] = pa.array(forgetting.astype(np.float32), pa.float32())
-    for name, blocks in (("embedding", embeddings), ("gradient", gradients)):
-        matrix = np.concatenate(blocks).astype(np.float32)
-        columns[name] = pa.FixedSizeListArray.from_arrays(pa.array(matrix.reshape(-1), pa.float32()), matrix.shape[1])
-    return pa.table(columns)
 
 
 def _as_scoring_cost(ledger: ComputeLedger) -> dict:

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from curation.choices import Device
+from curation.choices import Amp, Device
 from curation.errors import CurationError
 
 # Used where neither the user nor the architecture's registered defaults give a value.
@@ -37,6 +37,10 @@ class TrainConfig(BaseModel):
     schedule: Literal["cosine", "constant"] | None = None  # cosine: per step, down to 0 at the last step
     seed: int = Field(0, ge=0)
     device: Device = Device.auto
+    amp: Amp | None = Field(
+        None, description="mixed precision (autocast): bf16, fp16 (with a GradScaler) or off; default: bf16 on a "
+                          "GPU that supports it, else fp16 on a GPU, off on the CPU")
+    compile: bool = Field(False, description="run the model's forward through torch.compile")
 
     @classmethod
     def make(cls, **values) -> TrainConfig:

@@ -32,10 +32,14 @@ class Split:
     def batch(self, rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         """Features and labels of these rows, on the training device."""
         index = torch.from_numpy(rows).to(self.features.device)
-        x, y = self.features.index_select(0, index), self.labels.index_select(0, index)
-        if x.device != self.device:  # too big for the GPU: pinned copy, transferred asynchronously
-            x, y = x.pin_memory().to(self.device, non_blocking=True), y.pin_memory().to(self.device, non_blocking=True)
-        return x, y
+        if self.features.device == self.device:
+            return self.features.index_select(0, index), self.labels.index_select(0, index)
+        # too big for the GPU: gathered straight into pinned memory, then copied asynchronously
+        x = torch.empty((len(rows), *self.features.shape[1:]), dtype=self.features.dtype, pin_memory=True)
+        y = torch.empty(len(rows), dtype=self.labels.dtype, pin_memory=True)
+        torch.index_select(self.features, 0, index, out=x)
+        torch.index_select(self.labels, 0, index, out=y)
+        return x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
 
 
 @dataclass
@@ -62,6 +66,17 @@ class TrainingData:
                                 "free memory or train on a smaller version")
         return cls(reader, version_id, shape, *(_load_split(reader, n, shape, device) for n in ("train", "test")))
 
+    @classmethod
+    def of_arrays(cls, train: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, np.ndarray],
+                  device: torch.device, version_id: int = 0) -> TrainingData:
+        """In-memory data, no store: (features, labels) per split, sample ids 0..N-1 (train) and N.. (test).
+        Benchmarks and device checks use it; ``train_rows`` then refuses unknown ids without naming the version."""
+        (xtr, ytr), (xte, yte) = train, test
+        shape = tuple(int(s) for s in np.shape(xtr)[1:])
+        splits = [_in_memory(n, np.arange(lo, lo + len(y)), x, y, device)
+                  for n, lo, x, y in (("train", 0, xtr, ytr), ("test", len(ytr), xte, yte))]
+        return cls(None, version_id, shape, *splits)
+
     def train_rows(self, sample_ids: np.ndarray) -> np.ndarray:
         """Rows in the train split of these ids; a one-line error for ids outside the version or its train split."""
         ids = np.asarray(sample_ids, dtype=np.int64)
@@ -70,6 +85,9 @@ class TrainingData:
         outside = known[pos] != ids
         if outside.any():
             bad = ids[outside]
+            if self.reader is None:
+                raise CurationError(f"{len(bad)} sample ids are not in the train split (first: {int(bad[0])})",
+                                    "train only on ids of the train split")
             self.reader.rows_of(bad)  # raises for ids that are not in the version at all
             raise CurationError(f"{len(bad)} sample ids are in the test split of version {self.version_id} "
                                 f"(first: {int(bad[0])})", "train only on ids of the train split")
@@ -82,8 +100,14 @@ def _load_split(reader: VersionReader, name: str, shape: tuple[int, ...], device
     if len(ids) > 1 and (np.diff(ids) <= 0).any():
         raise CurationError(f"sample ids of {reader.path} are not sorted",
                             "re-add the version with `curation data add`")
-    features = torch.from_numpy(np.require(features_numpy(table), requirements="W")).reshape(len(ids), *shape)
-    labels = torch.from_numpy(table.column("label").to_numpy().astype(np.int64))
+    return _in_memory(name, ids, features_numpy(table).reshape(len(ids), *shape), table.column("label").to_numpy(),
+                      device)
+
+
+def _in_memory(name: str, ids: np.ndarray, features: np.ndarray, labels: np.ndarray, device: torch.device) -> Split:
+    """A split from arrays: float32 features and int64 labels, on the GPU when they fit its share of free memory."""
+    features = torch.from_numpy(np.require(features, dtype=np.float32, requirements="CW"))
+    labels = torch.from_numpy(np.asarray(labels).astype(np.int64))
     if device.type == "cuda" and features.nbytes <= DEVICE_SHARE * torch.cuda.mem_get_info(device)[0]:
         features, labels = features.to(device), labels.to(device)
     return Split(name, ids, features, labels, device)

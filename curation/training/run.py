@@ -30,7 +30,7 @@ from curation.training import records
 from curation.training.config import TrainConfig
 from curation.training.data import TrainingData
 from curation.training.selector import OnlineSelector
-from curation.training.trainer import Callback, Trainer, check_plan, resolve_device
+from curation.training.trainer import Callback, Trainer, amp_dtype, check_plan, resolve_device
 from models import ModelSpec, build
 
 RUNS_DIR = Path(".curation") / "runs"  # under the project home: one folder per catalog run
@@ -126,6 +126,7 @@ def train_version(settings: Settings, ref: str | int, config: TrainConfig | None
     spec = ModelSpec.of(info)
     cfg = (config or TrainConfig()).resolve(info.feature_shape)
     data = TrainingData.load(reader, info.id, info.feature_shape, resolve_device(cfg.device))
+    amp_dtype(cfg.amp, data.train.device)  # a bad --amp for this device is an error before anything is recorded
     catalog = Catalog(settings.catalog)
     plan_id, plan_ledger = None, {}
     if plan is None:

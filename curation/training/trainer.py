@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
+import shutil
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -39,9 +41,9 @@ from curation.training.config import TrainConfig
 from curation.training.data import TrainingData
 from curation.training.selector import OnlineSelector
 
-EVAL_BATCH = 1024
+EVAL_BATCH = {"cpu": 1024, "cuda": 8192}  # rows per inference forward (evaluation, selection), per device type
 SGD_MOMENTUM = 0.9
-RESUME_IGNORES = {"device"}  # settings a resumed run may change
+RESUME_IGNORES = {"device", "compile"}  # settings a resumed run may change
 
 
 class Callback:
@@ -77,6 +79,41 @@ def resolve_device(name: str) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         raise CurationError("--device cuda but no CUDA device is available", "use --device auto or cpu")
     return torch.device("cuda" if name in ("auto", "cuda") and torch.cuda.is_available() else "cpu")
+
+
+def amp_dtype(setting: str | None, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype of ``TrainConfig.amp`` on ``device`` (None: float32 throughout). Unset: bf16 on a GPU
+    that supports it, else fp16; off on the CPU."""
+    cuda = device.type == "cuda"
+    if setting == "fp16" and not cuda:
+        raise CurationError("--amp fp16 needs a CUDA device", "use --amp bf16 or --amp off on the CPU")
+    if setting == "bf16" and cuda and not torch.cuda.is_bf16_supported():
+        raise CurationError(f"--amp bf16 is not supported by {torch.cuda.get_device_name(device)}",
+                            "use --amp fp16 or --amp off")
+    if setting is None:
+        setting = ("bf16" if torch.cuda.is_bf16_supported() else "fp16") if cuda else "off"
+    return {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}[setting]
+
+
+def memory_format(model: nn.Module, feature_shape: Sequence[int], device: torch.device) -> torch.memory_format:
+    """channels_last for image batches (N, C, H, W) into a model with 2D convolutions on a GPU (cuDNN's NHWC
+    kernels run on the tensor cores without layout transposes); else the default contiguous layout."""
+    if device.type == "cuda" and len(feature_shape) == 3 and any(isinstance(m, nn.Conv2d) for m in model.modules()):
+        return torch.channels_last
+    return torch.contiguous_format
+
+
+def inference_batch(device: torch.device) -> int:
+    """Rows per inference forward (evaluation, selection, scoring): large on a GPU."""
+    return EVAL_BATCH.get(device.type, EVAL_BATCH["cpu"])
+
+
+def compiled(model: nn.Module, device: torch.device) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``torch.compile(model)``, sharing its parameters; inductor on the CPU needs a C++ compiler."""
+    if device.type == "cpu" and not any(shutil.which(c) for c in (os.environ.get("CXX", "g++"), "g++", "clang++")):
+        raise CurationError("--compile on the CPU needs a C++ compiler (g++ or clang++, or $CXX)",
+                            "install one, or train without --compile")
+    return torch.compile(model)
 
 
 def epoch_rows(plan: Plan, data: TrainingData, epoch: int) -> tuple[np.ndarray, np.ndarray | None]:
@@ -126,7 +163,9 @@ class Trainer:
         self.config = config.resolve(data.feature_shape)
         self.data = data
         self.device = data.train.device
-        self.model = model.to(self.device)
+        self.memory_format = memory_format(model, data.feature_shape, self.device)
+        self.model = model.to(self.device, memory_format=self.memory_format)
+        self._forward = compiled(self.model, self.device) if self.config.compile else self.model
         self.selector = selector
         if selector is not None:
             selector.start(len(data.train))
@@ -136,9 +175,7 @@ class Trainer:
             self.add_callback(cb)
         self.ledger = ComputeLedger(flops_per_sample=forward_flops_per_sample(self.model, data.feature_shape))
         self.optimizer = self._optimizer()
-        self.amp = None
-        if self.device.type == "cuda":
-            self.amp = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        self.amp = amp_dtype(self.config.amp, self.device)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp == torch.float16)
         self.history: list[dict] = []
         self.evaluations: list[dict] = []  # the compute-scheduled evaluations (eval_every)
@@ -252,15 +289,23 @@ class Trainer:
                 if self._spent():
                     break
                 self._set_lr(epoch + lo / n)
-                tick = time.perf_counter()
+                tick = self._synchronized_clock()
                 chosen = self.selector.select(rows[lo:lo + step], epoch, self._score, self.ledger)
                 self.ledger.book_selection(seconds=time.perf_counter() - tick)
                 self._train_chosen(chosen, epoch, stats)
                 self._maybe_evaluate(epoch + min(lo + step, n) / n)  # selection alone can cross a checkpoint
             self._train_chosen(self.selector.flush(epoch), epoch, stats)
+        self._synchronized_clock()
         self.ledger.train_seconds = self._train_seconds_now()
         self._clock = None
         return stats
+
+    def _synchronized_clock(self) -> float:
+        """``time.perf_counter()`` once the GPU has finished the work queued so far, so that training kernels
+        still running are booked as training, not as the selection or evaluation timed next."""
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        return time.perf_counter()
 
     def _train_seconds_now(self) -> float:
         """Training seconds so far, the running epoch included (its selection and evaluation time left out)."""
@@ -348,9 +393,7 @@ class Trainer:
         x, y = self.data.train.batch(rows)
         w = None if weights is None else torch.from_numpy(weights).to(self.device, non_blocking=True)
         stats["data_seconds"] += time.perf_counter() - tick
-        with torch.autocast(self.device.type, dtype=self.amp, enabled=self.amp is not None):
-            losses = F.cross_entropy(self.model(x).float(), y, reduction="none",
-                                     label_smoothing=self.config.label_smoothing)
+        losses = F.cross_entropy(self._logits(x), y, reduction="none", label_smoothing=self.config.label_smoothing)
         loss = (losses * w).mean() if w is not None else losses.mean()
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
@@ -367,22 +410,30 @@ class Trainer:
         stats["batches"] += 1
         return rows, losses.detach()
 
-    @torch.no_grad()
+    def _logits(self, x: torch.Tensor) -> torch.Tensor:
+        """The model's float32 logits: ``x`` in the model's memory format, under autocast when AMP is on."""
+        x = x.contiguous(memory_format=self.memory_format)
+        with torch.autocast(self.device.type, dtype=self.amp, enabled=self.amp is not None):
+            return self._forward(x).float()
+
+    @torch.inference_mode()
     def _score(self, rows: np.ndarray) -> np.ndarray:
-        """Per-example training losses of train ``rows`` without grad (eval mode): a selector's forward pass."""
+        """Per-example training losses of train ``rows`` in inference mode (eval mode): a selector's forward pass."""
         rows = np.asarray(rows, dtype=np.int64)
         if len(rows) == 0:
             return np.empty(0, dtype=np.float32)
-        x, y = self.data.train.batch(rows)
         self.model.eval()
+        parts = []
         try:
-            with torch.autocast(self.device.type, dtype=self.amp, enabled=self.amp is not None):
-                losses = F.cross_entropy(self.model(x).float(), y, reduction="none",
-                                         label_smoothing=self.config.label_smoothing)
+            size = inference_batch(self.device)
+            for lo in range(0, len(rows), size):
+                x, y = self.data.train.batch(rows[lo:lo + size])
+                parts.append(F.cross_entropy(self._logits(x), y, reduction="none",
+                                             label_smoothing=self.config.label_smoothing))
         finally:
             self.model.train()
         self.ledger.book_selection(forwards=len(rows))
-        return losses.cpu().numpy()
+        return torch.cat(parts).cpu().numpy()
 
     def _set_budget_lr(self, rows: int) -> None:
         """A budgeted run's learning rate for a step on ``rows`` samples: linear decay that reaches 0 at the
@@ -402,17 +453,17 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = lr
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def evaluate(self) -> tuple[float, float]:
         """Accuracy and mean cross-entropy on the test split (booked as evaluation, not training)."""
-        tick, test = time.perf_counter(), self.data.test
+        tick, test = self._synchronized_clock(), self.data.test
         self.model.eval()
         correct = torch.zeros((), device=self.device, dtype=torch.long)
         loss = torch.zeros((), device=self.device)
-        for lo in range(0, len(test), EVAL_BATCH):
-            x, y = test.batch(np.arange(lo, min(lo + EVAL_BATCH, len(test))))
-            with torch.autocast(self.device.type, dtype=self.amp, enabled=self.amp is not None):
-                out = self.model(x).float()
+        size = inference_batch(self.device)
+        for lo in range(0, len(test), size):
+            x, y = test.batch(np.arange(lo, min(lo + size, len(test))))
+            out = self._logits(x)
             loss += F.cross_entropy(out, y, reduction="sum")
             correct += (out.argmax(1) == y).sum()
         self.model.train()
