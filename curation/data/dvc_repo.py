@@ -75,7 +75,15 @@ def ensure_repo(home: Path, git: bool = True) -> list[str]:
     return done
 
 
-def dvc_track(home: Path, path: Path, patience_s: float = 120.0) -> str:
+PATIENCE_S = 120.0  # how long our DVC commands on one repository wait for each other
+
+
+def _dvc_queue(home: Path, what: str, patience_s: float = PATIENCE_S):
+    """Our DVC commands on one repository queue here (DVC itself fails fast on its own lock)."""
+    return locked(home / ".dvc" / "tmp" / "curation.lock", f"`dvc {what}` in {home}", patience_s)
+
+
+def dvc_track(home: Path, path: Path, patience_s: float = PATIENCE_S) -> str:
     """``dvc add`` one file; returns the md5 DVC recorded for it (from the .dvc file).
 
     Concurrent callers queue on a file lock; a DVC lock held by some other program is retried with
@@ -85,8 +93,7 @@ def dvc_track(home: Path, path: Path, patience_s: float = 120.0) -> str:
     from dvc.repo import Repo
 
     deadline, delay = time.monotonic() + patience_s, 0.05
-    # DVC itself fails fast on its own lock: our commands on one repository queue here instead
-    with locked(home / ".dvc" / "tmp" / "curation.lock", f"`dvc add` in {home}", patience_s):
+    with _dvc_queue(home, "add", patience_s):
         while True:
             try:
                 with _quiet_dvc(), Repo(str(home)) as repo:
@@ -120,7 +127,7 @@ def set_remote(home: Path, url: str) -> str:
     except (ImportError, DvcException) as exc:
         raise CurationError(f"DVC cannot use remote {url!r}: {str(exc).splitlines()[0]}",
                             "install the plugin it names (e.g. pip install dvc-s3) or give a folder") from None
-    with _dvc_exclusive(home), _quiet_dvc(), Repo(str(home)) as repo, repo.config.edit() as conf:
+    with _dvc_queue(home, "remote add"), _quiet_dvc(), Repo(str(home)) as repo, repo.config.edit() as conf:
         conf["remote"][REMOTE] = {"url": url}
         conf["core"]["remote"] = REMOTE
     return url
@@ -142,7 +149,7 @@ def _transfer(home: Path, path: Path, verb: str) -> None:
     from dvc.exceptions import DvcException
     from dvc.repo import Repo
 
-    with _dvc_exclusive(home):
+    with _dvc_queue(home, verb):
         try:
             with _quiet_dvc(), Repo(str(home)) as repo:
                 getattr(repo, verb)(targets=[str(path)])
