@@ -24,12 +24,13 @@ def retrain_task(dataset: str, lineage: str | None, config: dict, train: dict, r
 
 @flow(name="retrain", log_prints=True)
 def retrain(dataset: str = "stream", lineage: str | None = None, mode: str = "proactive", new_per_batch: int = 32,
-            strategy: str = "uniform", passes: int = 4, every: int = 3, min_samples: int = 1000, rho: float = 1e-3,
+            strategy: str = "uniform", passes: int = 4, policy: str = "reactive", every: int = 3,
+            min_samples: int = 1000, rho: float = 1e-3,
             ship: str | None = None, arch: str | None = None, epochs: int | None = None, seed: int = 0,
             device: str = "auto") -> dict:
     """Bring lineage ``lineage`` up to date with ``dataset``'s chunks; returns what it did."""
-    config = {"mode": mode, "new_per_batch": new_per_batch, "strategy": strategy, "passes": passes, "every": every,
-              "min_samples": min_samples}
+    config = {"mode": mode, "new_per_batch": new_per_batch, "strategy": strategy, "passes": passes, "policy": policy,
+              "every": every, "min_samples": min_samples}
     outcome = retrain_task(dataset, lineage, config, {"arch": arch, "epochs": epochs, "seed": seed,
                                                        "device": device}, rho, ship)
     for d in outcome["decisions"]:
