@@ -8,7 +8,9 @@ One call, under the lineage's lock:
    params list the chunk versions it consumed); none: nothing to do.
 3. Triggers decide (amount, time, KS drift, champion accuracy drop; a periodic lineage waits for
    ``every`` chunks); each decision is logged with its reason. No fire: the chunks wait.
-4. ``train_step`` from the champion (or from scratch); the model is registered in MLflow with its
+4. ``train_step`` from the champion (or from scratch), a proactive step for as many passes as its policy
+   decides (``policy.decide``: fixed or drift-reactive, its bank summed from the finished runs' ``spend``
+   params, so a killed call changes nothing); the model is registered in MLflow with its
    parent, then the FINISHED run and the ModelVersion (parent = the champion; promoted when at
    least as accurate as the champion on the newest test chunk) commit in one transaction.
    ``ship="batch"`` (proactive lineages' default) is sparse training: the step starts from the
