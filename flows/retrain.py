@@ -24,7 +24,7 @@ def retrain_task(dataset: str, lineage: str | None, config: dict, train: dict, r
 
 @flow(name="retrain", log_prints=True)
 def retrain(dataset: str = "stream", lineage: str | None = None, mode: str = "proactive", new_per_batch: int = 32,
-            strategy: str = "uniform", passes: int = 4, policy: str = "reactive", every: int = 3,
+            strategy: str = "uniform", passes: int = 4, policy: str = "fixed", every: int = 3,
             min_samples: int = 1000, rho: float = 1e-3,
             ship: str | None = None, arch: str | None = None, epochs: int | None = None, seed: int = 0,
             device: str = "auto") -> dict:

@@ -65,7 +65,7 @@ def test_three_colliding_chunks_added_and_retrained_through_the_cli(fast, tmp_pa
     assert status.exit_code == 0, status.stderr
     st = json.loads(status.stdout)
     assert st["consumed"] == [v.id for v in versions] and st["waiting"] == [] and st["runs"] == 3
-    assert st["champion"]["model_version_id"] and st["policy"] == "reactive"
+    assert st["champion"]["model_version_id"] and st["policy"] == "fixed"
     assert st["last_update"] is None or st["last_update"]["sequence"] >= 1
     table = cli("retrain", "s", "--status")
     assert table.exit_code == 0 and "champion" in table.stdout and "waiting" in table.stdout

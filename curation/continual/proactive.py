@@ -45,10 +45,10 @@ class ContinualConfig(BaseModel):
     window: int = Field(3, ge=1, description="chunks of history the window strategy draws from")
     passes: int = Field(4, ge=1, description="passes over the new rows per proactive step (the reactive "
                                              "policy's budget per step)")
-    policy: Literal["fixed", "reactive"] = Field("reactive", description="fixed: passes at every step; reactive: "
-                                                 "fewer on quiet steps, more after a drift, same budget")
+    policy: Literal["fixed", "reactive"] = Field("fixed", description="fixed: passes at every step; reactive: "
+                                              "fewer on quiet steps, more after a drift, same budget")
     quiet_passes: int | None = Field(None, ge=1, description="reactive: passes of a step without drift "
-                                                             "(default: half of passes, at least 1)")
+                                                             "(default: passes - 1, at least 1)")
     max_passes: int | None = Field(None, ge=1, description="reactive: the most passes of a step after a drift "
                                                            "(default: twice passes)")
     lr_scale: float = Field(1.0, gt=0, le=1, description="proactive steps train at this share of the training lr")
@@ -67,7 +67,7 @@ class ContinualConfig(BaseModel):
     @property
     def quiet(self) -> int:
         """The reactive policy's passes on a quiet step."""
-        return self.quiet_passes or max(1, self.passes // 2)
+        return self.quiet_passes or max(1, self.passes - 1)
 
     @property
     def cap(self) -> int:
