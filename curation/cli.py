@@ -5,20 +5,52 @@ from __future__ import annotations
 import json
 import sys
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Optional
 
 import typer
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from typer._click.exceptions import UsageError  # typer 0.29 vendors click; its errors are these classes
+from typer.core import TyperCommand, TyperGroup
 
+from curation.choices import Device, Engine, Mode, RunStatus, Ship, Strategy
 from curation.config import load_settings
 from curation.errors import CurationError
 
-app = typer.Typer(help="Train on less data without losing accuracy: curate, train, prove it.",
+
+
+class OneLineUsageErrors(TyperGroup):
+    """The top-level group: a usage error (a bad choice, a missing argument, an unknown command or option)
+    is one line naming the problem and the help to read, exit code 2, like every other user error."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except UsageError as exc:
+            where = exc.ctx.command_path if exc.ctx is not None else "curation"
+            message = exc.format_message().replace("Value error, ", "").rstrip(".")
+            err.print(f"[bold red]error:[/] {message}; see `{where} --help`", markup=True,
+                      highlight=False, soft_wrap=True)
+            sys.exit(exc.exit_code)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+app = typer.Typer(help="Train on less data without losing accuracy: curate, train, prove it.", cls=OneLineUsageErrors,
                   no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
 data_app = typer.Typer(help="Data set versions: add, list, show.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
+scores_app = typer.Typer(help="Score sets: list, show.", no_args_is_help=True)
+plans_app = typer.Typer(help="Selection plans: list, show.", no_args_is_help=True)
+runs_app = typer.Typer(help="Training runs: list, show.", no_args_is_help=True)
+models_app = typer.Typer(help="Trained model versions: list, show.", no_args_is_help=True)
+app.add_typer(scores_app, name="scores")
+app.add_typer(plans_app, name="plans")
+app.add_typer(runs_app, name="runs")
+app.add_typer(models_app, name="models")
 
 PIPED_WIDTH = 140  # rich would wrap tables at 80 columns when output goes to a file or a pipe
 out = Console(width=None if sys.stdout.isatty() else PIPED_WIDTH)
@@ -59,14 +91,18 @@ def emit_json(payload) -> None:
 
 
 @app.command()
-def init(json_out: bool = typer.Option(False, "--json", help="Print a JSON summary.")):
-    """Prepare this directory: git and DVC if missing, the catalog, the MLflow store."""
+def init(
+    remote: Optional[str] = typer.Option(None, help="DVC's default remote (a folder or an object-store URL): "
+                                                    "every new version is pushed there, a missing file pulled."),
+    json_out: bool = typer.Option(False, "--json", help="Print a JSON summary."),
+):
+    """Prepare this directory: git and DVC if missing, the catalog, the MLflow store, a DVC remote."""
     from curation.catalog import redact
     from curation.project import init_project
 
     with user_errors():
         settings = load_settings()
-        done = init_project(settings)
+        done = init_project(settings, remote)
     summary = {"home": str(settings.home), "catalog": redact(settings.catalog),
                "tracking": redact(settings.tracking), "data": str(settings.data_path), "done": done}
     if json_out:
@@ -100,7 +136,7 @@ def data_add(
     from curation.data import sources
     from curation.data.contract import check_name
     from curation.data.stream import ORIGINAL_ID, add_chunk, chunks
-    from curation.data.versions import register, stage_version
+    from curation.data.versions import push_version, register, stage_version
 
     with user_errors():
         if seed is not None and seed < 0:
@@ -133,6 +169,8 @@ def data_add(
                 staged = stage_version(settings, loaded)
                 step("tracking with DVC and recording in the catalog")
                 info = register(settings, staged, name or loaded.default_name, loaded.source, parent)
+            step("pushing to the DVC remote")
+            push_version(settings, info)
     if json_out:
         emit_json(info.to_dict())
         return
@@ -187,11 +225,7 @@ def data_show(
     if json_out:
         emit_json(info.to_dict())
         return
-    grid = Table.grid(padding=(0, 2))
-    for key, value in info.to_dict().items():
-        if key != "created":
-            grid.add_row(f"[bold]{key}[/]", json.dumps(value) if isinstance(value, (dict, list)) else str(value))
-    out.print(grid)
+    show_record({k: v for k, v in info.to_dict().items() if k != "created"})
     if preview.num_rows:
         feats = features_numpy(preview)
         rows = Table("sample_id", "label", "features")
@@ -200,16 +234,181 @@ def data_show(
         out.print(rows)
 
 
+def show_record(record: dict) -> None:
+    """One catalog record as a two-column grid (nested values as JSON)."""
+    grid = Table.grid(padding=(0, 2))
+    for key, value in record.items():
+        text = json.dumps(value, default=str) if isinstance(value, (dict, list)) else str(value)
+        grid.add_row(f"[bold]{key}[/]", text)
+    out.print(grid)
+
+
+def list_table(records: list[dict], columns: dict, empty: str) -> None:
+    """Records as a table: ``columns`` maps a header to a function of a record giving its cell."""
+    table = Table(*columns)
+    for record in records:
+        table.add_row(*(columns[header](record) for header in columns))
+    out.print(table if records else empty)
+
+
+def _number(value, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def _version_cell(record: dict) -> str:
+    return f"{record['version']} ({record['version_id']})"
+
+
+def _when(record: dict, key: str = "created_at") -> str:
+    return (record.get(key) or "")[:16].replace("T", " ")
+
+
+DATASET_FILTER = typer.Option(None, "--dataset", "-d", help="Only this data set's records.")
+JSON_OUT = typer.Option(False, "--json", help="Print JSON.")
+
+
+@contextmanager
+def _catalog():
+    """The project's catalog, with user errors as one line."""
+    from curation.catalog import Catalog
+
+    with user_errors():
+        yield Catalog(load_settings().catalog)
+
+
+def _ls(records_of, json_out: bool, columns: dict, empty: str, *filters) -> None:
+    with _catalog() as catalog:
+        records = records_of(catalog, *filters)
+    if json_out:
+        emit_json(records)
+    else:
+        list_table(records, columns, empty)
+
+
+def _show(record_of, ident: int, json_out: bool) -> None:
+    with _catalog() as catalog:
+        record = record_of(catalog, ident)
+    if json_out:
+        emit_json(record)
+    else:
+        show_record(record)
+
+
+@scores_app.command("ls")
+def scores_ls(dataset: Optional[str] = DATASET_FILTER, json_out: bool = JSON_OUT):
+    """List score sets (the ids `curation select --score-set` takes)."""
+    from curation.catalog import listing
+
+    _ls(listing.score_sets, json_out, {
+        "id": lambda r: str(r["id"]), "version": _version_cell,
+        "scorer": lambda r: r["scorer"], "columns": lambda r: str(len(r["columns"])),
+        "GFLOP": lambda r: _number(r["ledger"].get("total_flops", 0) / 1e9, ".1f"),
+        "seconds": lambda r: _number(r["ledger"].get("total_seconds"), ".1f"), "created": _when,
+    }, "no score sets yet: make one with `curation score VERSION`", dataset)
+
+
+@scores_app.command("show")
+def scores_show(score_set: int = typer.Argument(..., help="Score set id (see `curation scores ls`)."),
+                json_out: bool = JSON_OUT):
+    """Show one score set: its scorer, parameters, columns, cost, file and the plans that used it."""
+    from curation.catalog import listing
+
+    _show(listing.score_set, score_set, json_out)
+
+
+@plans_app.command("ls")
+def plans_ls(dataset: Optional[str] = DATASET_FILTER, json_out: bool = JSON_OUT):
+    """List selection plans (the ids `curation train --plan` takes)."""
+    from curation.catalog import listing
+
+    _ls(listing.plans, json_out, {
+        "id": lambda r: str(r["id"]), "version": _version_cell,
+        "method": lambda r: r["method"],
+        "size": lambda r: f"{r['budget']:,}" if r["budget"] else f"{_number(r['ratio'], 'g')} per epoch",
+        "seed": lambda r: str(r["seed"]), "score set": lambda r: str(r["score_set_id"] or ""),
+        "seconds": lambda r: _number(r["ledger"].get("selection_seconds"), ".2f"), "created": _when,
+    }, "no selection plans yet: make one with `curation select VERSION`", dataset)
+
+
+@plans_app.command("show")
+def plans_show(plan: int = typer.Argument(..., help="Plan id (see `curation plans ls`)."), json_out: bool = JSON_OUT):
+    """Show one plan: method, parameters, size, seed, score set, cost, file, hash and the runs trained on it."""
+    from curation.catalog import listing
+
+    _show(listing.plan, plan, json_out)
+
+
+@runs_app.command("ls")
+def runs_ls(dataset: Optional[str] = DATASET_FILTER,
+            status: Optional[RunStatus] = typer.Option(None, case_sensitive=False, help="Only runs with this status."),
+            json_out: bool = JSON_OUT):
+    """List training runs (the ids `curation train --baseline` takes)."""
+    from curation.catalog import listing
+
+    accuracy = lambda r: r["summary"].get("best_accuracy", r["summary"].get("accuracy"))  # noqa: E731
+    _ls(listing.runs, json_out, {
+        "id": lambda r: str(r["id"]), "version": _version_cell,
+        "arch": lambda r: r["architecture"], "plan": lambda r: str(r["plan_id"] or ""),
+        "lineage": lambda r: r["lineage"] or "", "status": lambda r: r["status"],
+        "accuracy": lambda r: _number(accuracy(r), ".4f"),
+        "GFLOP": lambda r: _number(r["ledger"].get("total_flops", 0) / 1e9, ".1f"),
+        "MLflow run": lambda r: r["mlflow_run_id"] or "", "started": lambda r: _when(r, "started_at"),
+    }, "no training runs yet: start one with `curation train VERSION`", dataset, status and status.value)
+
+
+@runs_app.command("show")
+def runs_show(run: int = typer.Argument(..., help="Run id (see `curation runs ls`)."), json_out: bool = JSON_OUT):
+    """Show one run: parameters, status, summary, compute ledger, MLflow run, models and per-epoch history."""
+    from curation.catalog import listing
+
+    with _catalog() as catalog:
+        record = listing.run(catalog, run)
+    if json_out:
+        emit_json(record)
+        return
+    history = record.pop("history")
+    show_record(record)
+    if history:
+        table = Table("epoch", "accuracy", "loss", "coverage", "GFLOP", "seconds")
+        for h in history:
+            table.add_row(str(h["epoch"]), _number(h.get("accuracy"), ".4f"), _number(h.get("loss"), ".4f"),
+                          _number(h.get("coverage"), ".3f"), _number(h.get("flops", 0) / 1e9, ".2f"),
+                          _number(h.get("seconds"), ".1f"))
+        out.print(table)
+
+
+@models_app.command("ls")
+def models_ls(dataset: Optional[str] = DATASET_FILTER,
+              lineage: Optional[str] = typer.Option(None, help="Only this retraining lineage's models."),
+              json_out: bool = JSON_OUT):
+    """List trained model versions (the ids `curation score --model` takes)."""
+    from curation.catalog import listing
+
+    accuracy = lambda r: r["metrics"].get("best_accuracy", r["metrics"].get("accuracy"))  # noqa: E731
+    _ls(listing.models, json_out, {
+        "id": lambda r: str(r["id"]), "version": _version_cell,
+        "registered": lambda r: f"{r['name']} v{r['registry_version']}" if r["registry_version"] else r["name"],
+        "arch": lambda r: r["architecture"], "run": lambda r: str(r["run_id"]),
+        "parent": lambda r: str(r["parent_id"] or ""), "lineage": lambda r: r["lineage"] or "",
+        "promoted": lambda r: "yes" if r["promoted"] else "", "accuracy": lambda r: _number(accuracy(r), ".4f"),
+        "created": _when,
+    }, "no models yet: train one with `curation train VERSION`", dataset, lineage)
+
+
+@models_app.command("show")
+def models_show(model: int = typer.Argument(..., help="Model version id (see `curation models ls`)."),
+                json_out: bool = JSON_OUT):
+    """Show one model: its run, parent, lineage, metrics, checkpoint, hash, registry version and shipped updates."""
+    from curation.catalog import listing
+
+    _show(listing.model, model, json_out)
+
+
 def _parse_params(pairs: list[str], budget: Optional[str], ratio: Optional[float], seed: Optional[int]) -> dict:
     """--param key=value (YAML-typed) plus the common options, as selector parameters."""
-    import yaml
+    from curation.selection.params import parse_pairs
 
-    params = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
-            raise CurationError(f"--param {pair!r} is not key=value", "write e.g. --param optimizer=lazy")
-        params[key.strip()] = yaml.safe_load(value)
+    params = parse_pairs(pairs, "--param", "--param optimizer=lazy")
     if budget is not None:
         try:
             params["budget"] = float(budget) if any(c in budget for c in ".eE") else int(budget)
@@ -229,10 +428,11 @@ def select_cmd(
     budget: Optional[str] = typer.Option(None, help="Subset size: a count (500) or a fraction (0.1)."),
     ratio: Optional[float] = typer.Option(None, help="Per-epoch sampling ratio (soft, rs2)."),
     seed: Optional[int] = typer.Option(None, help="Random seed (recorded with the plan)."),
-    score_set: Optional[int] = typer.Option(None, help="Score set id whose scores/embeddings the method uses."),
+    score_set: Optional[int] = typer.Option(None, help="Score set id whose scores/embeddings the method uses "
+                                                       "(see `curation scores ls`)."),
     param: list[str] = typer.Option([], "--param", "-p", help="Method parameter key=value (repeatable)."),
-    engine: str = typer.Option("local", help="local: in this process; dask: pairwise on a Dask cluster, for data "
-                                             "larger than memory (see docs/distributed.md)."),
+    engine: Engine = typer.Option(Engine.local, help="local: in this process; dask: pairwise on a Dask cluster, for "
+                                                     "data larger than memory (see docs/distributed.md)."),
     scheduler: Optional[str] = typer.Option(None, help="With --engine dask: an existing scheduler, tcp://host:port "
                                                        "(default: a LocalCluster of this machine)."),
     json_out: bool = typer.Option(False, "--json", help="Print the plan as JSON."),
@@ -242,8 +442,6 @@ def select_cmd(
 
     with user_errors():
         params = _parse_params(param, budget, ratio, seed)
-        if engine not in ("local", "dask"):
-            raise CurationError(f"--engine {engine!r} is not local or dask", "give --engine local or --engine dask")
         if scheduler is not None and engine != "dask":
             raise CurationError("--scheduler needs --engine dask", "add --engine dask")
         if engine == "dask" and method not in ("pairwise", "pairwise-distributed"):
@@ -274,38 +472,55 @@ def select_cmd(
 
 @app.command("methods")
 def methods_cmd(json_out: bool = typer.Option(False, "--json", help="Print JSON.")):
-    """List the selection methods and their parameters."""
+    """List the selection methods and their parameters (kind: a plan made before training, or online:
+    decided inside training)."""
     from curation.selection import methods  # noqa: F401 - registers them
     from curation.selection.base import SELECTORS
 
-    rows = {name: {"params": cls.defaults(), "doc": (cls.__doc__ or "").strip().splitlines()[0]}
+    rows = {name: {"params": cls.defaults(), "kind": "online" if cls.online else "plan",
+                   "doc": (cls.__doc__ or "").strip().splitlines()[0]}
             for name, cls in sorted(SELECTORS.items())}
     if json_out:
         emit_json(rows)
         return
-    table = Table("method", "parameters (defaults)", "what it does")
+    table = Table("method", "kind", "parameters (defaults)", "what it does")
     for name, row in rows.items():
-        table.add_row(name, ", ".join(f"{k}={v}" for k, v in row["params"].items()), row["doc"])
+        table.add_row(name, row["kind"], ", ".join(f"{k}={v}" for k, v in row["params"].items()), row["doc"])
     out.print(table)
 
 
-@app.command()
+class ArchitecturesInHelp(TyperCommand):
+    """A command whose --help lists the registered architectures under --arch, read from the models registry
+    when the help is shown (so torch is imported then, not on every command)."""
+
+    def format_help(self, ctx, formatter) -> None:
+        from models import names
+
+        for param in self.params:
+            if param.name == "arch" and "Registered:" not in (param.help or ""):
+                param.help = f"{param.help} Registered: {', '.join(names())}."
+        super().format_help(ctx, formatter)
+
+
+@app.command(cls=ArchitecturesInHelp)
 def train(
     version: str = typer.Argument(..., help="Version id, data set name (newest) or name@hash."),
-    arch: Optional[str] = typer.Option(None, help="Architecture: mlp, cnn1d, lenet5 or a registered one "
-                                                  "(default: from the feature shape)."),
+    arch: Optional[str] = typer.Option(None, help="Architecture (default: from the feature shape)."),
     epochs: Optional[int] = typer.Option(None, help="Epochs (default: the architecture's)."),
     batch_size: Optional[int] = typer.Option(None, help="Batch size (default: the architecture's)."),
     lr: Optional[float] = typer.Option(None, help="Peak learning rate (default: the architecture's)."),
+    budget: Optional[float] = typer.Option(None, help="Compute budget: this share (0, 1] of the backward samples "
+                                                      "of --epochs full epochs; the run stops there, its learning "
+                                                      "rate decaying linearly to 0 at that point."),
     seed: int = typer.Option(0, help="Seed of initialisation and shuffling."),
-    plan: Optional[str] = typer.Option(None, help="A catalog plan id (from `curation select`) or a Parquet plan "
+    plan: Optional[str] = typer.Option(None, help="A catalog plan id (`curation plans ls`) or a Parquet plan "
                                                   "file (epoch, sample_id[, weight]); default: every train "
                                                   "sample every epoch."),
     resume: bool = typer.Option(False, "--resume", help="Continue the newest interrupted run with these "
                                                         "settings from its last checkpoint."),
     baseline: Optional[int] = typer.Option(None, help="Catalog id of a finished run to compare with "
-                                                      "(target: 99% of its best accuracy)."),
-    device: str = typer.Option("auto", help="auto, cpu or cuda."),
+                                                      "(target: 99% of its best accuracy; `curation runs ls`)."),
+    device: Device = typer.Option(Device.auto, help="Where to train (auto: the GPU when one is found)."),
     json_out: bool = typer.Option(False, "--json", help="Print the outcome as JSON."),
 ):
     """Train on a version (optionally with a selection plan); tracked in MLflow and the catalog."""
@@ -332,7 +547,8 @@ def train(
                 err.print(line, highlight=False, soft_wrap=True)
 
     with user_errors():
-        config = TrainConfig.make(arch=arch, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=device)
+        config = TrainConfig.make(arch=arch, epochs=epochs, batch_size=batch_size, lr=lr, budget=budget, seed=seed,
+                                  device=device)
         settings = load_settings()
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                       console=err, disable=not live) as progress:
@@ -353,14 +569,15 @@ def train(
               f"{outcome.model_version_id}), checkpoint {outcome.checkpoint}", soft_wrap=True)
 
 
-@app.command()
+@app.command(cls=ArchitecturesInHelp)
 def score(
     version: str = typer.Argument(..., help="Version id, data set name (newest) or name@hash."),
     arch: Optional[str] = typer.Option(None, help="Proxy architecture (default: from the feature shape)."),
     epochs: int = typer.Option(3, help="Epochs to train the proxy model."),
     seed: int = typer.Option(0, help="Seed of the proxy model."),
-    model: Optional[int] = typer.Option(None, help="Score with this trained catalog model version instead."),
-    device: str = typer.Option("auto", help="auto, cpu or cuda."),
+    model: Optional[int] = typer.Option(None, help="Score with this trained catalog model version instead "
+                                                   "(see `curation models ls`)."),
+    device: Device = typer.Option(Device.auto, help="Where to train (auto: the GPU when one is found)."),
     json_out: bool = typer.Option(False, "--json", help="Print the score set as JSON."),
 ):
     """Score every train sample (loss, EL2N, gradient norm, entropy, margin, forgetting, embeddings)."""
@@ -381,7 +598,7 @@ def score(
               f"{info.ledger['total_seconds']:.1f} s -> use with `curation select --score-set {info.id}`")
 
 
-@app.command()
+@app.command(cls=ArchitecturesInHelp)
 def compare(
     version: str = typer.Argument(..., help="Version id, data set name (newest) or name@hash."),
     method: list[str] = typer.Option(["soft:ratio=0.3", "uniform:budget=0.3"], "--method", "-m",
@@ -389,11 +606,16 @@ def compare(
     arch: Optional[str] = typer.Option(None, help="Architecture (default: from the feature shape)."),
     epochs: Optional[int] = typer.Option(None, help="Epochs of every run (default: the architecture's)."),
     seed: int = typer.Option(0, help="Seed of every run."),
-    baseline: Optional[int] = typer.Option(None, help="A finished full-data run to compare with (else trained)."),
-    score_set: Optional[int] = typer.Option(None, help="Score set for score-based methods."),
+    baseline: Optional[int] = typer.Option(None, help="A finished full-data run to compare with (else trained; "
+                                                      "see `curation runs ls`)."),
+    score_set: Optional[int] = typer.Option(None, help="Score set for score-based methods (`curation scores ls`)."),
+    budget: list[float] = typer.Option([], help="Run every method at this share of the full run's backward "
+                                                "samples (schedule fitted), beside full-shortened; repeatable."),
     json_out: bool = typer.Option(False, "--json", help="Print JSON."),
 ):
     """Train the full-data baseline and each method's plan; print accuracy, compute and speedup side by side."""
+    from curation import reports
+    from curation.catalog import redact
     from curation.compare import compare as run_compare
     from curation.training.config import TrainConfig
 
@@ -402,23 +624,21 @@ def compare(
         settings = load_settings()
         with steps(enabled=not json_out and err.is_terminal) as step:
             step(f"training the baseline and {len(method)} methods")
-            rows = [r.to_dict() for r in run_compare(settings, version, method, config, baseline, score_set)]
+            rows = [r.to_dict() for r in run_compare(settings, version, method, config, baseline, score_set, budget)]
     if json_out:
         emit_json(rows)
         return
-    table = Table(title=f"version {version} at equal compute; target: 99% of the baseline's best accuracy")
-    table.add_column("method", no_wrap=True)
-    for header in ("run", "epochs", "best acc", "GFLOP", "seconds", "backward", "x compute", "x time"):
-        table.add_column(header, justify="right")
-    fmt = lambda v, spec: "-" if v is None else format(v, spec)  # noqa: E731
-    for r in rows:
-        params = ",".join(f"{v}" for v in r["params"].values())
-        table.add_row(f"{r['method']} {params}".strip(), str(r["run_id"]), str(r["epochs"]),
-                      f"{r['best_accuracy']:.4f}", f"{r['total_flops'] / 1e9:.1f}", f"{r['total_seconds']:.1f}",
-                      f"{r['backward_samples']:,}",
-                      fmt(r.get("speedup_compute"), ".2f"), fmt(r.get("speedup_time"), ".2f"))
+    cells = reports.table(rows)
+    where = f"at {', '.join(f'{b:g}' for b in budget)} of the full run's compute" if budget else "at equal compute"
+    table = Table(title=f"version {version} {where}; target: 99% of the baseline's best accuracy")
+    for i, header in enumerate(cells[0]):
+        table.add_column(header, no_wrap=not i, justify="left" if not i else "right")
+    for row in cells:
+        table.add_row(*row.values())
     out.print(table)
-    out.print("Compare the runs in the MLflow UI: `make ui`, then http://127.0.0.1:5000")
+    tracking = load_settings().tracking
+    where = redact(tracking) if tracking.startswith(("http://", "https://")) else "`make ui`, then http://127.0.0.1:5000"
+    out.print(f"Compare the runs in the MLflow UI: {where}")
 
 
 @app.command()
@@ -434,17 +654,30 @@ def stage(
 
 
 @app.command()
-def serve(version: str = typer.Option("mnist1d", help="Version the scheduled flows work on.")):
-    """Register the deployments (with schedules) with the Prefect server and run their flows until Ctrl-C."""
+def serve(
+    version: str = typer.Option("mnist1d", help="Version the scheduled flows work on."),
+    work_pool: Optional[str] = typer.Option(None, help="Register the deployments in this process work pool "
+                                                       "(created if missing) and return; `prefect worker start "
+                                                       "--pool NAME` runs them. Default: run them in this process."),
+):
+    """Register the deployments (schedules, the retrain trigger) with the Prefect server and run their flows
+    until Ctrl-C, or leave them to the workers of --work-pool."""
     import os
 
     with user_errors():
         if not os.environ.get("PREFECT_API_URL"):
             raise CurationError("PREFECT_API_URL is not set: there is no Prefect server to register with",
                                 "start one with `make ui` and export PREFECT_API_URL=http://127.0.0.1:4200/api")
-        from flows.deployments import serve_all
+        if work_pool is None:
+            from flows.deployments import serve_all
 
-        serve_all(version)
+            serve_all(version)
+            return
+        from flows.deployments import deploy_all
+
+        ids = deploy_all(version, work_pool)
+    out.print(f"[green]registered[/] {len(ids)} deployments in work pool {work_pool}; run them with "
+              f"`prefect worker start --pool {work_pool}`", soft_wrap=True)
 
 
 @app.command()
@@ -461,13 +694,42 @@ def ui(
 
 
 @app.command()
+def stack(
+    pg_url: Optional[str] = typer.Option(None, help="A running PostgreSQL (postgresql+psycopg://user@host/db): the "
+                                                    "catalog; MLflow's store goes to database <db>_mlflow. "
+                                                    "Default: CURATION_CATALOG_URL."),
+    host: str = typer.Option("127.0.0.1", help="Address every server binds (127.0.0.1 keeps them local)."),
+    mlflow_port: int = typer.Option(5000, help="MLflow server port."),
+    prefect_port: int = typer.Option(4200, help="Prefect server port."),
+    dask_port: int = typer.Option(8786, help="Dask scheduler port."),
+    dask_workers: int = typer.Option(2, min=0, help="Dask worker processes."),
+    env_file: Optional[Path] = typer.Option(None, help="Also write the environment (password included) here."),
+):
+    """Start MLflow, Prefect (server, deployments, a process worker) and Dask (scheduler, workers) as separate
+    processes on this machine; print what to export; Ctrl-C stops them all."""
+    from curation import stack as services
+
+    with user_errors():
+        settings = load_settings()
+        url = pg_url or settings.catalog_url
+        if not url:
+            raise CurationError("no PostgreSQL to use: --pg-url is not given and CURATION_CATALOG_URL is not set",
+                                "give --pg-url postgresql+psycopg://user@127.0.0.1:5432/curation")
+        services.run(settings, url, host, services.Ports(mlflow_port, prefect_port, dask_port), dask_workers,
+                     env_file)
+
+
+@app.command(cls=ArchitecturesInHelp)
 def retrain(
     dataset: str = typer.Argument(..., help="Data set whose chunks (versions) the lineage follows."),
     lineage: Optional[str] = typer.Option(None, help="Lineage name (default: the mode); each lineage keeps "
                                                     "its own champion and consumed chunks."),
-    mode: str = typer.Option("proactive", help="proactive, full (retrain from scratch) or periodic."),
-    new_per_batch: int = typer.Option(32, "--t", help="New samples per batch (the rest from history)."),
-    strategy: str = typer.Option("uniform", help="History sampling: uniform, window or time."),
+    mode: Mode = typer.Option(Mode.proactive, help="proactive steps, full (retrain from scratch) or periodic "
+                                                   "(full, every --every chunks)."),
+    new_per_batch: int = typer.Option(32, "--new-per-batch", "-t", help="New samples per batch, t (the rest from "
+                                                                        "history)."),
+    strategy: Strategy = typer.Option(Strategy.uniform, help="History sampling: uniform, the last --window chunks, "
+                                                             "or recent chunks favoured (time)."),
     window: int = typer.Option(3, help="Chunks of history for --strategy window."),
     passes: int = typer.Option(4, help="Passes over the new chunks per proactive step (reactive: the budget per "
                                         "step)."),
@@ -481,13 +743,13 @@ def retrain(
     every: int = typer.Option(3, help="Periodic mode: retrain every this many chunks."),
     min_samples: int = typer.Option(1000, help="Amount trigger: new train samples that call for training."),
     rho: float = typer.Option(1e-3, help="Share of each tensor shipped per sparse update."),
-    ship: Optional[str] = typer.Option(None, help="batch: sparse training, an update after every training batch "
+    ship: Optional[Ship] = typer.Option(None, help="batch: sparse training, an update after every training batch "
                                                   "(proactive's default; about 1.5x the --passes of dense training "
                                                   "match its accuracy); model: one update per promoted model."),
     arch: Optional[str] = typer.Option(None, help="Architecture (default: from the feature shape)."),
     epochs: Optional[int] = typer.Option(None, help="Epochs of a from-scratch training (default: the arch's)."),
     seed: int = typer.Option(0, help="Seed of initialisation and sampling."),
-    device: str = typer.Option("auto", help="auto, cpu or cuda."),
+    device: Device = typer.Option(Device.auto, help="Where to train (auto: the GPU when one is found)."),
     status: bool = typer.Option(False, "--status", help="Train nothing: show the lineage's champion, consumed "
                                                         "and waiting chunks and the replica's last update."),
     json_out: bool = typer.Option(False, "--json", help="Print the outcome as JSON."),
@@ -498,7 +760,7 @@ def retrain(
     from curation.training.config import TrainConfig
 
     if status:
-        return _retrain_status(dataset, lineage or mode, json_out)
+        return _retrain_status(dataset, lineage or str(mode), json_out)
     with user_errors():
         config = ContinualConfig.make(mode=mode, new_per_batch=new_per_batch, strategy=strategy, window=window,
                                       passes=passes, policy=policy, quiet_passes=quiet_passes, max_passes=max_passes,

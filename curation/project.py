@@ -6,15 +6,21 @@ from pathlib import Path
 
 from curation.catalog import Catalog
 from curation.config import Settings
-from curation.data.dvc_repo import ensure_repo
+from curation.data.dvc_repo import ensure_repo, set_remote
+from curation.errors import CurationError
 
 IGNORED = ["/catalog.db*", "/mlflow/mlflow.db", "/mlflow/artifacts/", "/data/.staging/", "/data/plans/", "/data/scores/",
            "/.curation/"]
 
 
-def init_project(settings: Settings) -> list[str]:
-    """Prepare ``settings.home``; safe to run again. Returns what was done."""
+def init_project(settings: Settings, remote: str | None = None) -> list[str]:
+    """Prepare ``settings.home``; safe to run again. ``remote``: DVC's default remote (a folder or an
+    object-store URL) that every new version is pushed to. Returns what was done."""
+    if remote is not None and not settings.dvc:
+        raise CurationError("--remote needs DVC, but CURATION_DVC is false", "drop --remote or enable DVC")
     done = ensure_repo(settings.home, git=True) if settings.dvc else []
+    if remote is not None:
+        done.append(f"DVC remote {set_remote(settings.home, remote)}")
     Catalog(settings.catalog)
     (settings.home / "mlflow").mkdir(parents=True, exist_ok=True)
     settings.data_path.mkdir(parents=True, exist_ok=True)

@@ -1,21 +1,23 @@
-"""Pictures of a comparison: accuracy vs compute, coverage and occupancy against theory, speedup bars.
+"""A comparison as pictures and as a table: accuracy vs compute, coverage and occupancy against theory,
+speedup bars; and the one table the CLI, the DVC report and the compare flow print.
 
 ``render`` takes the rows of ``curation.compare`` (``Row.to_dict()``, also as read back from JSON) and
 writes PNGs with matplotlib's Agg canvas (no display, no pyplot state). Every method keeps one colour
 across the charts; the theory (PAPERS.md section 1) is drawn dashed beside what was measured.
+``table`` formats the same rows as text cells, ``markdown`` writes them as a markdown table.
 """
 
 from __future__ import annotations
 
 import io
 import math
-import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 
 from curation.errors import CurationError
+from curation.files import write_atomic
 from curation.metrics.coverage import poisson_pmf, rs2_coverage, soft_coverage
 from curation.selection.sampling import per_epoch
 
@@ -42,10 +44,7 @@ def render(rows: Sequence[Mapping], out_dir: Path) -> dict[str, Path]:
     paths = {}
     for name, data in images.items():
         path = out_dir / f"{name}.png"
-        partial = path.with_suffix(".png.partial")
-        partial.write_bytes(data)
-        os.replace(partial, path)
-        paths[name] = path
+        paths[name] = write_atomic(path, lambda tmp, data=data: tmp.write_bytes(data))
     return paths
 
 
@@ -58,11 +57,33 @@ def figures(rows: Sequence[Mapping]) -> dict:
 
 
 def label(row: Mapping) -> str:
-    """'soft ratio=0.3', 'full data': how a run is named on every chart."""
+    """'soft ratio=0.3', 'full data', 'soft ratio=0.3 @0.3' (at a compute budget): how a run is named on every
+    chart."""
+    at = f" @{row['budget']:g}" if row.get("budget") else ""
     if row["method"] == "full":
-        return "full data"
+        return "full data" + at
     params = ",".join(f"{k}={v}" for k, v in (row.get("params") or {}).items() if k != "seed")
-    return f"{row['method']} {params}".strip()
+    return f"{row['method']} {params}".strip() + at
+
+
+def table(rows: Sequence[Mapping]) -> list[dict[str, str]]:
+    """The comparison as text cells, one dict per run (column -> cell, columns in order): what every
+    table of a comparison shows (a rich table, markdown, a Prefect table artifact)."""
+    fmt = lambda v, spec: "-" if v is None else format(v, spec)  # noqa: E731
+    return [{"method": label(r), "run": str(r["run_id"]), "epochs": str(r["epochs"]),
+             "best acc": f"{r['best_accuracy']:.4f}", "GFLOP": f"{r['total_flops'] / 1e9:.1f}",
+             "seconds": f"{r['total_seconds']:.1f}", "backward": f"{r['backward_samples']:,}",
+             "coverage": fmt(r["history"][-1]["coverage"] if r.get("history") else None, ".3f"),
+             "x compute": fmt(r.get("speedup_compute"), ".2f"), "x time": fmt(r.get("speedup_time"), ".2f")}
+            for r in rows]
+
+
+def markdown(cells: Sequence[Mapping[str, str]]) -> str:
+    """``table``'s cells as a markdown table (the first column left-aligned, the numbers right-aligned)."""
+    columns = list(cells[0]) if cells else []
+    lines = ["| " + " | ".join(columns) + " |", "|" + "|".join(["---"] + ["---:"] * (len(columns) - 1)) + "|"]
+    lines += ["| " + " | ".join(row[c] for c in columns) + " |" for row in cells]
+    return "\n".join(lines) + "\n"
 
 
 def coverage_theory(kind: str, ratio: float, epochs: int, n: int) -> list[float] | None:

@@ -9,33 +9,34 @@ never catalog ids or times, so a stage that re-runs on the same inputs writes th
 stages after it stay cached; the next stage finds the catalog rows by that content. Training records
 name their catalog and MLflow runs.
 
-Every method runs at the full-data run's compute: a method that trains on a fraction r of the data
-per epoch gets E / r epochs; Selective-Backprop (beta = 1/r - 1, so about r of each candidate batch
-is backpropagated) gets the epochs whose expected cost matches.
+Every method runs at the full-data run's compute (``compare.equal_compute_epochs``): a method that trains on a
+fraction r of the data per epoch gets ceil(E / r) epochs; an online method (registered as such: Selective-Backprop
+with beta = 1/r - 1, so about r of each candidate batch is backpropagated; InfoBatch, which picks its own share)
+gets the epochs whose expected cost matches.
 """
 
 from __future__ import annotations
 
 import json
-import math
-import os
 from pathlib import Path
 from typing import Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from curation.choices import Device
 from curation.config import Settings, load_settings
 from curation.errors import CurationError
+from curation.files import write_atomic
+from curation.selection.base import make_selector
 
 PARAMS = Path("params.yaml")
 OUT = Path("pipeline")
-SB = "selective-backprop"
 STAGES = ("prepare", "score", "baseline", "select", "train", "method", "evaluate", "report")
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, use_enum_values=True)
 
 
 class DataParams(_Section):
@@ -50,14 +51,14 @@ class ScoreParams(_Section):
 
 class SelectParams(_Section):
     method: str
-    ratio: float = Field(gt=0, le=1)  # per-epoch share of the train split (subset size; SB: backpropagated share)
+    ratio: float = Field(gt=0, le=1)  # per-epoch share of the train split (its meaning per method: at_ratio)
     params: dict = {}
 
 
 class TrainParams(_Section):
     model: str
     epochs: int = Field(ge=1)  # of the full-data run; every method gets the same compute
-    device: Literal["auto", "cpu", "cuda"]
+    device: Device
 
 
 class CompareParams(_Section):
@@ -95,10 +96,10 @@ def load_params(path: Path = PARAMS) -> Params:
     from models import get
 
     checks = [("score.model", lambda: get(params.score.model)), ("train.model", lambda: get(params.train.model)),
-              ("select", lambda: _construct(params.select.method, method_params(
+              ("select", lambda: make_selector(params.select.method, **method_params(
                   params.select.method, params.select.ratio, params.seed, params.select.params)))]
-    checks += [("compare.methods", lambda name=name: _construct(name, method_params(name, params.compare.ratio,
-                                                                                     params.seed)))
+    checks += [("compare.methods", lambda name=name: make_selector(name, **method_params(name, params.compare.ratio,
+                                                                                       params.seed)))
                for name in params.compare.methods]
     for key, check in checks:
         try:
@@ -108,40 +109,29 @@ def load_params(path: Path = PARAMS) -> Params:
     return params
 
 
-def method_params(name: str, ratio: float, seed: int, extra: dict | None = None) -> dict:
-    """A method's parameters at a per-epoch ratio: soft/rs2 ``ratio``, subsets ``budget``, SB ``beta``."""
-    if name == SB:
-        return {"beta": 1 / ratio - 1, "seed": seed, **(extra or {})}
+def _method(name: str):
+    """The registered method class, or a one-line error."""
     from curation.selection import methods  # noqa: F401 - registers the built-in selectors
     from curation.selection.base import SELECTORS
 
     if name not in SELECTORS:
-        raise CurationError(f"unknown selection method {name!r}", f"choose one of: {', '.join([*sorted(SELECTORS), SB])}")
-    defaults = SELECTORS[name].defaults()
-    sized = {key: ratio for key in ("ratio", "budget") if key in defaults}
-    return {**sized, **({"seed": seed} if "seed" in defaults else {}), **(extra or {})}
+        raise CurationError(f"unknown selection method {name!r}", f"choose one of: {', '.join(sorted(SELECTORS))}")
+    return SELECTORS[name]
 
 
-def _construct(name: str, params: dict):
-    if name != SB:
-        from curation.selection.base import make_selector
-
-        return make_selector(name, **params)
-    from curation.selection.selective_backprop import SelectiveBackprop
-
-    try:
-        return SelectiveBackprop(**params)
-    except TypeError as exc:
-        raise CurationError(f"bad parameters for {SB}: {exc}", "use beta, history, p_min, staleness, seed") from None
+def method_params(name: str, ratio: float, seed: int, extra: dict | None = None) -> dict:
+    """A method's parameters at a per-epoch ratio (its ``at_ratio``: soft/rs2 ``ratio``, subsets ``budget``,
+    Selective-Backprop ``beta``), seeded."""
+    cls = _method(name)
+    return {**cls.at_ratio(ratio), **({"seed": seed} if "seed" in cls.defaults() else {}), **(extra or {})}
 
 
 def uses_scores(name: str, params: dict) -> bool:
     """Whether the method reads the score set (embeddings, gradients or a score column)."""
-    if name == SB:
+    cls = _method(name)
+    if cls.online:
         return False
-    from curation.selection.base import SELECTORS
-
-    defaults = SELECTORS[name].defaults()
+    defaults = cls.defaults()
     return name == "craig" or "score" in defaults or params.get("source", defaults.get("source", "features")) != "features"
 
 
@@ -149,10 +139,8 @@ def uses_scores(name: str, params: dict) -> bool:
 
 def write_json(path: Path, payload) -> None:
     """Stable bytes (sorted keys), written atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n")
-    os.replace(tmp, path)
+    text = json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n"
+    write_atomic(path, lambda tmp: tmp.write_text(text))
 
 
 def read_json(path: Path):
@@ -204,11 +192,12 @@ def score(p: Params) -> None:
 
 
 def _select(p: Params, folder: Path, name: str, ratio: float, extra: dict) -> None:
-    """Select with ``name`` (or, for Selective-Backprop, record the online selector) into ``folder``."""
+    """Select with ``name`` (or, for an online method, record its parameters) into ``folder``."""
     params = method_params(name, ratio, p.seed, extra)
-    record = {"method": name, "ratio": ratio, "online": name == SB}
-    if name == SB:
-        write_json(folder / "plan.json", {**record, "params": _construct(name, params).get_params()})
+    record = {"method": name, "ratio": ratio, "online": _method(name).online}
+    if record["online"]:
+        make_selector(name, **params)  # checked; it is built again, seeded from the run, when it trains
+        write_json(folder / "plan.json", {**record, "params": {k: v for k, v in params.items() if k != "seed"}})
         return
     from curation.selection.run import select_plan
 
@@ -244,50 +233,26 @@ def _plan(settings: Settings, version_id: int, plan: dict):
     raise CurationError(f"the {plan['method']} plan is not in this project's catalog", "re-run it: `dvc repro -f select`")
 
 
-def sb_epochs(epochs: int, beta: float, staleness: int = 0) -> int:
-    """Selective-Backprop epochs costing about ``epochs`` full-data epochs (the first epoch backpropagates all)."""
-    from curation.metrics.ledger import BACKWARD_FACTOR
-
-    per_epoch = ((1 / staleness if staleness else 1) + (1 + BACKWARD_FACTOR) / (beta + 1)) / (1 + BACKWARD_FACTOR)
-    return 1 + math.ceil((epochs - 1) / per_epoch - 1e-9)
-
-
 def _train(p: Params, folder: Path, plan: dict | None) -> None:
     """Train the full data (``plan`` None) or a plan record at the full run's compute; write run.json."""
     from curation import compare
-    from curation.data.versions import open_version
     from curation.training.config import TrainConfig
 
     settings = _settings(folder)
-    info, _ = open_version(settings, _version_ref(read_json(OUT / "prepare" / "version.json")))
-    config = TrainConfig.make(arch=p.train.model, epochs=p.train.epochs, seed=p.seed,
-                              device=p.train.device).resolve(info.feature_shape)
+    config = TrainConfig.make(arch=p.train.model, epochs=p.train.epochs, seed=p.seed, device=p.train.device)
+    setup = compare.setup(settings, _version_ref(read_json(OUT / "prepare" / "version.json")), [], config)
+    info, config = setup.info, setup.config
     if plan is None:
         row = compare.train_row(settings, info.id, config)
     else:
         baseline = read_json(OUT / "baseline" / "run.json")["run_id"]
         short = {k: v for k, v in method_params(plan["method"], plan["ratio"], 0).items() if k != "seed"}
         if plan["online"]:
-            row = _train_online(settings, info, config, plan, baseline)
+            row = compare.train_online_row(settings, info.id, config, plan["method"], plan["params"], baseline)
         else:
             row = compare.train_row(settings, info.id, config, plan["method"], short,
                                     _plan(settings, info.id, plan), baseline)
     write_json(folder / "run.json", row.to_dict())
-
-
-def _train_online(settings: Settings, info, config, plan: dict, baseline: int):
-    """Selective-Backprop: candidate batches of (beta + 1) x the batch size, epochs for equal compute."""
-    from curation import compare
-    from curation.training.run import train_version
-
-    selector = _construct(SB, {**plan["params"], "batch_size": config.batch_size})
-    epochs = sb_epochs(config.epochs, selector.beta, selector.staleness)
-    candidates = int(config.batch_size * (selector.beta + 1))
-    outcome = train_version(settings, info.id, config.model_copy(update={"epochs": epochs, "batch_size": candidates}),
-                            baseline=baseline, selector=selector)
-    n = int(info.splits.get("train", 0))
-    return compare.Row(SB, {"beta": round(selector.beta, 4)}, outcome.run_id, epochs, outcome.summary,
-                       outcome.ledger, plan["ratio"], n, "other", compare.curve(outcome.history), outcome.occupancy)
 
 
 def baseline(p: Params) -> None:
@@ -336,21 +301,12 @@ def evaluate(p: Params) -> None:
 
 def report(p: Params) -> None:
     """The comparison's charts (curation.reports), its table (markdown) and its rows."""
-    from curation.compare import table
-    from curation.reports import label, render
+    from curation.reports import markdown, render, table
 
     rows = list(comparison(p).values())
     render(rows, OUT / "report")
-    fmt = lambda v, spec: "-" if v is None else format(v, spec)  # noqa: E731
-    lines = ["| method | run | epochs | best acc | GFLOP | seconds | backward | coverage | x compute | x time |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    for r, flat in zip(rows, table(rows)):
-        lines.append(f"| {label(r)} | {flat['run_id']} | {flat['epochs']} | {flat['best_accuracy']:.4f} | "
-                     f"{flat['total_flops'] / 1e9:.1f} | {flat['total_seconds']:.1f} | {flat['backward_samples']:,} | "
-                     f"{r['history'][-1]['coverage']:.3f} | {fmt(flat['speedup_compute'], '.2f')} | "
-                     f"{fmt(flat['speedup_time'], '.2f')} |")
     write_json(OUT / "report" / "rows.json", rows)
-    (OUT / "report" / "table.md").write_text("\n".join(lines) + "\n")
+    (OUT / "report" / "table.md").write_text(markdown(table(rows)))
 
 
 def run_stage(name: str, item: str | None = None) -> None:

@@ -11,19 +11,23 @@ it. The rest of the code never sees MLflow.
 from __future__ import annotations
 
 import os
+import re
 import socket
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from contextvars import ContextVar
 from pathlib import Path
 
+from curation.catalog import redact
 from curation.config import Settings
 from curation.errors import CurationError
 from curation.faults import kill_point
 
-# A local tool that must work offline: no usage telemetry, synchronous logging (a user may override).
+# A local tool that must work offline: no usage telemetry, synchronous logging, stdout kept for our output
+# (a user may override).
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
+os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")  # a server's run links would break --json
 
 EPOCH_METRICS = ("accuracy", "loss", "train_loss", "coverage", "forward_samples", "backward_samples",
                  "selection_forward_samples", "flops", "seconds", "selection_seconds", "data_seconds")
@@ -52,6 +56,7 @@ def _dead(owner: str | None) -> bool:
         return True
 
 
+_PASSWORD = re.compile(r"(://[^:/@\s]+):[^@\s]+@")  # user:password@ in a URL MLflow quotes in its errors
 _PARENT: ContextVar[str | None] = ContextVar("curation_parent_run", default=None)  # see Tracker.parent
 
 
@@ -158,6 +163,9 @@ class Tracker:
         self.uri = settings.tracking
         self.experiment = experiment
         self.local = self.uri.startswith("sqlite:///")
+        # a tracking server keeps the artifacts where it was told (--artifacts-destination); a store this
+        # process writes itself (SQLite, PostgreSQL) keeps them in the project, not in MLflow's ./mlruns
+        self.server = self.uri.split("://", 1)[0] in ("http", "https", "databricks")
         self.artifacts = settings.home / "mlflow" / "artifacts"
 
     def _experiment_id(self) -> str:
@@ -168,7 +176,7 @@ class Tracker:
         found = client.get_experiment_by_name(self.experiment)
         if found is not None:
             return found.experiment_id
-        location = self.artifacts.as_uri() if self.local else None
+        location = None if self.server else self.artifacts.as_uri()
         try:
             return client.create_experiment(self.experiment, artifact_location=location)
         except MlflowException:  # created meanwhile by another process
@@ -200,8 +208,8 @@ class Tracker:
                 active = mlflow.start_run(run_id=run_id, tags=owner)
             kill_point("mlflow:after-start")
         except MlflowException as exc:
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-            raise CurationError(f"cannot open an MLflow run at {self.uri}: {first}",
+            first = _PASSWORD.sub(r"\1:***@", (str(exc).strip().splitlines() or [type(exc).__name__])[0])[:200]
+            raise CurationError(f"cannot open an MLflow run at {redact(self.uri)}: {first}",
                                 "check CURATION_TRACKING_URI (default: sqlite:///<home>/mlflow/mlflow.db)") from None
         status = "FAILED"
         try:

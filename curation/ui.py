@@ -11,11 +11,13 @@ import time
 import urllib.request
 from pathlib import Path
 
+from curation.catalog import redact
 from curation.config import Settings
 from curation.errors import CurationError
 
 
-def _tool(name: str) -> str:
+def tool(name: str) -> str:
+    """The path of a command of this environment (MLflow, Prefect, Dask, curation), else the one on PATH."""
     path = Path(sys.executable).parent / name
     found = str(path) if path.exists() else shutil.which(name)
     if not found:
@@ -28,8 +30,8 @@ def commands(settings: Settings, host: str = "127.0.0.1", prefect_port: int = 42
     """The two server commands (exposed for tests and for users who run them by hand)."""
     artifacts = settings.home / "mlflow" / "artifacts"
     return {
-        "prefect": [_tool("prefect"), "server", "start", "--host", host, "--port", str(prefect_port)],
-        "mlflow": [_tool("mlflow"), "ui", "--backend-store-uri", settings.tracking, "--default-artifact-root",
+        "prefect": [tool("prefect"), "server", "start", "--host", host, "--port", str(prefect_port)],
+        "mlflow": [tool("mlflow"), "ui", "--backend-store-uri", settings.tracking, "--default-artifact-root",
                    str(artifacts), "--host", host, "--port", str(mlflow_port), "--workers", "1"],
     }
 
@@ -51,7 +53,8 @@ def wait_until_up(url: str, timeout_s: float = 60.0) -> bool:
     return False
 
 
-def _interrupt(signum, frame) -> None:
+def interrupt(signum, frame) -> None:
+    """A signal handler that turns SIGTERM into Ctrl-C, so a plain kill stops the servers too."""
     raise KeyboardInterrupt
 
 
@@ -59,10 +62,13 @@ def run(settings: Settings, host: str = "127.0.0.1", prefect_port: int = 4200, m
     """Start both servers, print their addresses, stop both on Ctrl-C."""
     (settings.home / "mlflow").mkdir(parents=True, exist_ok=True)
     env = environment(host, prefect_port)
+    server = settings.tracking.startswith(("http://", "https://"))  # a tracking server has its own UI
     procs = {name: subprocess.Popen(cmd, cwd=settings.home, env=env, start_new_session=True)
-             for name, cmd in commands(settings, host, prefect_port, mlflow_port).items()}
-    urls = {"prefect": f"http://{host}:{prefect_port}", "mlflow": f"http://{host}:{mlflow_port}"}
-    signal.signal(signal.SIGTERM, _interrupt)  # a plain kill stops both servers too
+             for name, cmd in commands(settings, host, prefect_port, mlflow_port).items()
+             if not (server and name == "mlflow")}
+    urls = {"prefect": f"http://{host}:{prefect_port}",
+            "mlflow": redact(settings.tracking) if server else f"http://{host}:{mlflow_port}"}
+    signal.signal(signal.SIGTERM, interrupt)  # a plain kill stops both servers too
     try:
         for name, url in urls.items():
             health = f"{url}/api/health" if name == "prefect" else f"{url}/health"

@@ -5,6 +5,7 @@ from __future__ import annotations
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
+from curation.choices import Engine
 from curation.config import load_settings
 from curation.errors import CurationError
 from curation.selection.run import select_plan
@@ -48,7 +49,7 @@ def curate_on_dask(settings, version: str, params: dict, score_set: int | None) 
 
 @flow(name="curate", log_prints=True)
 def curate(version: str = "mnist1d", method: str = "soft", params: dict | None = None,
-           score_set: int | None = None, engine: str = "local", scheduler: str | None = None) -> dict:
+           score_set: int | None = None, engine: Engine = Engine.local, scheduler: str | None = None) -> dict:
     """Select with ``method`` (see `curation methods`) on ``version``'s train split; returns the plan record.
 
     ``engine="dask"`` runs the pairwise method on a Dask cluster (prefect-dask's DaskTaskRunner): a

@@ -1,44 +1,94 @@
-"""Every deployment with its schedule, in one place; `curation serve` serves them (flows run in-process)."""
+"""Every deployment with its schedule or trigger, in one place.
+
+`curation serve` serves them in its own process; `curation serve --work-pool NAME` registers them in a
+process work pool instead (the flows loaded from this checkout, no image, no remote storage), and
+`prefect worker start --pool NAME` runs each flow run in a subprocess. Retraining is started by the
+`curation.version.added` event the ingest flow emits (flows/events.py), not by polling.
+"""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from pathlib import Path
 
-from prefect import serve
+from prefect import Flow, serve
+from prefect.client.schemas.objects import ConcurrencyLimitConfig, ConcurrencyLimitStrategy
 from prefect.deployments.runner import RunnerDeployment
+from prefect.events import DeploymentEventTrigger
 
 from flows.compare import compare
 from flows.curate import curate
-from flows.ingest import ingest
 from flows.end_to_end import end_to_end
+from flows.events import DATASET_RESOURCE, VERSION_ADDED
+from flows.ingest import ingest
 from flows.retrain import retrain
 
 NIGHTLY = "0 2 * * *"  # 02:00 every night
-RETRAIN_EVERY = timedelta(minutes=5)  # retrain checks for new chunks this often (it does nothing without any)
+SOURCE_ROOT = Path(__file__).resolve().parent.parent  # the checkout a worker loads the flows from
 
 
-def deployments(version: str = "mnist1d") -> list[RunnerDeployment]:
+def retrain_trigger() -> DeploymentEventTrigger:
+    """Start a retrain run for the data set that just got a new version (one event, one run)."""
+    return DeploymentEventTrigger(
+        name="retrain on a new version", expect={VERSION_ADDED},
+        match={"prefect.resource.id": f"{DATASET_RESOURCE}.*"},
+        parameters={"dataset": "{{ event.payload.dataset }}"})
+
+
+def _deployment(flow: Flow, entrypoint: str, name: str, work_pool: str | None, **options) -> RunnerDeployment:
+    if work_pool is None:
+        return flow.to_deployment(name, **options)
+    return flow.from_source(str(SOURCE_ROOT), entrypoint).to_deployment(name, work_pool_name=work_pool, **options)
+
+
+def deployments(version: str = "mnist1d", work_pool: str | None = None) -> list[RunnerDeployment]:
     """The deployments `curation serve` registers: nightly curation, ingest, end-to-end and compare on
-    demand, retraining on new chunks."""
+    demand, retraining on every new version (one run at a time; the others wait their turn)."""
     return [
-        curate.to_deployment("nightly-curate", cron=NIGHTLY, parameters={"version": version},
-                             description="Select a fresh soft-sampling plan for the newest version every night.",
-                             tags=["curation"]),
-        ingest.to_deployment("ingest", description="Add a data set version (run on demand from the UI).",
-                             tags=["curation"]),
-        end_to_end.to_deployment("end-to-end",
-                                 description="Ingest, score, curate and train in one flow run (the chain dvc repro "
-                                             "runs), on demand.", tags=["curation"]),
-        compare.to_deployment("compare", parameters={"version": version},
-                              description="Compare selection methods with the full-data baseline at equal compute "
-                                          "(nested MLflow runs, a table and report pictures).",
-                              tags=["curation"]),
-        retrain.to_deployment("retrain", interval=RETRAIN_EVERY, parameters={"dataset": version},
-                              description="Train the proactive lineage on chunks that landed since its last run.",
-                              tags=["curation"]),
+        _deployment(curate, "flows/curate.py:curate", "nightly-curate", work_pool, cron=NIGHTLY,
+                    parameters={"version": version},
+                    description="Select a fresh soft-sampling plan for the newest version every night.",
+                    tags=["curation"]),
+        _deployment(ingest, "flows/ingest.py:ingest", "ingest", work_pool,
+                    description="Add a data set version (run on demand from the UI); a new version emits "
+                                f"{VERSION_ADDED}.", tags=["curation"]),
+        _deployment(end_to_end, "flows/end_to_end.py:end_to_end", "end-to-end", work_pool,
+                    description="Ingest, score, curate and train in one flow run (the chain dvc repro "
+                                "runs), on demand.", tags=["curation"]),
+        _deployment(compare, "flows/compare.py:compare", "compare", work_pool, parameters={"version": version},
+                    description="Compare selection methods with the full-data baseline at equal compute "
+                                "(nested MLflow runs, a table and report pictures).", tags=["curation"]),
+        _deployment(retrain, "flows/retrain.py:retrain", "retrain", work_pool, parameters={"dataset": version},
+                    triggers=[retrain_trigger()],
+                    concurrency_limit=ConcurrencyLimitConfig(limit=1,
+                                                             collision_strategy=ConcurrencyLimitStrategy.ENQUEUE),
+                    description=f"Train the lineage on the chunks that landed since its last run; started by "
+                                f"{VERSION_ADDED} for that data set.", tags=["curation"]),
     ]
 
 
 def serve_all(version: str = "mnist1d") -> None:
     """Register the deployments with the Prefect server (PREFECT_API_URL) and run their flows until stopped."""
     serve(*deployments(version))
+
+
+def deploy_all(version: str, work_pool: str) -> list[str]:
+    """Create the process work pool ``work_pool`` if missing and register the deployments in it; their ids.
+
+    `prefect worker start --pool <work_pool>` (started with the project's CURATION_* environment) runs them.
+    """
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import WorkPoolCreate
+    from prefect.exceptions import ObjectAlreadyExists
+    from prefect.utilities.asyncutils import run_coro_as_sync
+
+    async def ensure_pool() -> None:
+        async with get_client() as client:
+            try:
+                await client.create_work_pool(WorkPoolCreate(name=work_pool, type="process"))
+            except ObjectAlreadyExists:
+                pass
+
+    run_coro_as_sync(ensure_pool())
+    # each deployment's apply() is what prefect.deploy() ends with; deploy() itself is not used: in Prefect
+    # 3.8 it first lists the pool's workers with limit=None, which the server rejects (422)
+    return [str(d.apply(work_pool_name=work_pool)) for d in deployments(version, work_pool)]

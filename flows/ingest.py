@@ -1,4 +1,4 @@
-"""The `ingest` flow: load a source, stage it as Parquet, register it (DVC + catalog)."""
+"""The `ingest` flow: load a source, stage it as Parquet, register it (DVC + catalog), announce a new version."""
 
 from __future__ import annotations
 
@@ -7,9 +7,10 @@ from prefect.cache_policies import NO_CACHE
 
 from curation.config import load_settings
 from curation.data import sources
-from curation.data.versions import VersionInfo, register, stage_version
+from curation.data.versions import VersionInfo, push_version, register, stage_version
 from flows._artifacts import record_table
 from flows._tasks import transient
+from flows.events import version_added
 
 
 @task(name="load-source", cache_policy=NO_CACHE)
@@ -26,6 +27,11 @@ def stage(loaded: sources.Loaded):
       retry_condition_fn=transient)
 def register_version(staged, name: str, source: dict, parent: str | None) -> VersionInfo:
     return register(load_settings(), staged, name, source, parent)
+
+
+@task(name="push-version", cache_policy=NO_CACHE)
+def push(info: VersionInfo) -> str | None:
+    return push_version(load_settings(), info)
 
 
 @flow(name="ingest", log_prints=True)
@@ -45,6 +51,8 @@ def ingest_steps(source: str, name: str | None = None, parent: str | None = None
     loaded = load_source(source, options)
     staged = stage(loaded)
     info = register_version(staged, name or loaded.default_name, loaded.source, parent)
+    push(info)  # before the event: whoever retrains on it elsewhere can pull it
+    version_added(info)
     record_table("ingested-version", info.to_dict(), f"{'Added' if info.created else 'Already had'} {info.ref}")
     print(f"{'added' if info.created else 'unchanged'} {info.ref}: {info.rows} rows")
     return info.to_dict()

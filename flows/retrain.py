@@ -10,6 +10,7 @@ from prefect import flow, task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
+from curation.choices import Device, Mode, Ship, Strategy
 from curation.config import load_settings
 from curation.continual.proactive import ContinualConfig
 from curation.continual.retrain import retrain as retrain_pipeline
@@ -17,17 +18,16 @@ from curation.training.config import TrainConfig
 
 
 @task(name="retrain-lineage", cache_policy=NO_CACHE)
-def retrain_task(dataset: str, lineage: str | None, config: dict, train: dict, rho: float, ship: str | None) -> dict:
+def retrain_task(dataset: str, lineage: str | None, config: dict, train: dict, rho: float, ship: Ship | None) -> dict:
     return retrain_pipeline(load_settings(), dataset, lineage, ContinualConfig.make(**config),
                             TrainConfig.make(**train), rho, ship).to_dict()
 
 
 @flow(name="retrain", log_prints=True)
-def retrain(dataset: str = "stream", lineage: str | None = None, mode: str = "proactive", new_per_batch: int = 32,
-            strategy: str = "uniform", passes: int = 4, policy: str = "fixed", every: int = 3,
-            min_samples: int = 1000, rho: float = 1e-3,
-            ship: str | None = None, arch: str | None = None, epochs: int | None = None, seed: int = 0,
-            device: str = "auto") -> dict:
+def retrain(dataset: str = "stream", lineage: str | None = None, mode: Mode = Mode.proactive, new_per_batch: int = 32,
+            strategy: Strategy = Strategy.uniform, passes: int = 4, policy: str = "fixed", every: int = 3,
+            min_samples: int = 1000, rho: float = 1e-3, ship: Ship | None = None, arch: str | None = None,
+            epochs: int | None = None, seed: int = 0, device: Device = Device.auto) -> dict:
     """Bring lineage ``lineage`` up to date with ``dataset``'s chunks; returns what it did."""
     config = {"mode": mode, "new_per_batch": new_per_batch, "strategy": strategy, "passes": passes, "policy": policy,
               "every": every, "min_samples": min_samples}

@@ -5,6 +5,7 @@ from __future__ import annotations
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
+from curation.choices import Device
 from curation.config import load_settings
 from curation.training.config import TrainConfig
 from curation.training.run import train_version
@@ -22,7 +23,7 @@ def train_model(version: str, config: dict, plan: str | int | None, resume: bool
 
 @flow(name="train", log_prints=True)
 def train(version: str = "mnist1d", arch: str | None = None, epochs: int | None = None,
-          batch_size: int | None = None, lr: float | None = None, seed: int = 0, device: str = "auto",
+          batch_size: int | None = None, lr: float | None = None, seed: int = 0, device: Device = Device.auto,
           plan: str | int | None = None, resume: bool = False, baseline: int | None = None) -> dict:
     """Train ``arch`` on ``version`` with an optional plan (catalog id or Parquet file); returns the outcome."""
     config = {"arch": arch, "epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed, "device": device}

@@ -103,3 +103,55 @@ def prefect_server():
 
     with prefect_test_harness(server_startup_timeout=600):
         yield
+
+
+def _drop_database(base: str, name: str) -> None:
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    admin = create_engine(make_url(base).set(database="postgres"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def pg_database():
+    """Make fresh databases on the test server (dropped at the end of the session): ``make(prefix) -> URL``.
+    Skipped with a reason when no server is named; an unreachable one fails."""
+    if not PG_URL:
+        pytest.skip("CURATION_TEST_PG_URL is not set: no PostgreSQL server to test against "
+                    "(.ci/run sets it to this machine's server)")
+    from curation.stack import ensure_database
+
+    made = []
+
+    def make(prefix: str, suffixes: tuple[str, ...] = ("",)) -> str:
+        """Databases <prefix>_<random><suffix>, one per suffix (e.g. the stack's <db>_mlflow); the first's URL."""
+        name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+        made.extend(name + suffix for suffix in suffixes)
+        urls = [ensure_database(PG_URL, name + suffix) for suffix in suffixes]
+        return urls[0]
+
+    yield make
+    for name in made:
+        _drop_database(PG_URL, name)
+
+
+@pytest.fixture(scope="session")
+def mlflow_server(pg_database, tmp_path_factory):
+    """A real `mlflow server` on a free 127.0.0.1 port: its store a fresh PostgreSQL database, its artifacts in
+    a temp folder; its URL (for CURATION_TRACKING_URI)."""
+    from curation.stack import Processes, free_port
+    from curation.stack import mlflow_server as server
+
+    root = tmp_path_factory.mktemp("mlflow-server")
+    port = free_port()
+    service = server(pg_database("mlflow"), root / "artifacts", "127.0.0.1", port)
+    procs = Processes(root / "logs", dict(os.environ))
+    try:
+        procs.start(service, root)
+        procs.wait_up([service], 300)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        procs.stop()

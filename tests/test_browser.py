@@ -139,7 +139,9 @@ def test_prefect_ui_lists_the_served_deployments_and_shows_the_report(uis):
     dom = _open(uis, f"{uis['prefect']}/deployments", "prefect-deployments")
     for name in DEPLOYMENTS:
         assert f">{name}<" in dom, name
-    assert "At 02:00 AM every day" in dom and "Every 5 minutes" in dom  # the schedules
+    assert "At 02:00 AM every day" in dom  # the nightly schedule; retrain has a trigger instead
+    automations = _post(f"{uis['prefect']}/api/automations/filter", {"limit": 10, "offset": 0, "sort": "NAME_ASC"})
+    assert [a["name"] for a in automations] == ["retrain on a new version"]
     assert "Ready" in dom  # the deployments are being served
 
     [report] = _post(f"{uis['prefect']}/api/artifacts/filter", {

@@ -22,6 +22,60 @@ def test_deployments_and_schedules_are_registered(prefect_server):
     assert found["ingest"].schedules == [] and found["compare"].schedules == []
     assert found["compare"].parameters == {"version": "digits"}
     assert found["end-to-end"].schedules == [] and found["end-to-end"].parameters == {}
+    assert found["retrain"].schedules == []  # started by the new-version event, not by polling
+    assert found["retrain"].concurrency_options.collision_strategy == "ENQUEUE"
+
+
+def _automations(deployment_id):
+    from prefect.client.orchestration import get_client
+
+    async def read():
+        async with get_client() as client:
+            return [a for a in await client.read_automations_by_name("retrain on a new version")
+                    if any(getattr(x, "deployment_id", None) == deployment_id for x in a.actions)]
+
+    return anyio.run(read)
+
+
+def test_work_pool_deployments_load_this_checkout_and_retrain_on_the_event(prefect_server):
+    from prefect.client.orchestration import get_client
+
+    from flows.deployments import SOURCE_ROOT, deploy_all
+    from flows.events import VERSION_ADDED
+
+    ids = deploy_all("digits", "test-pool")
+    assert deploy_all("digits", "test-pool") == ids  # again: the pool and the deployments are updated, not doubled
+
+    async def read():
+        async with get_client() as client:
+            return await client.read_work_pool("test-pool"), [await client.read_deployment(i) for i in ids]
+
+    pool, found = anyio.run(read)
+    assert pool.type == "process"
+    assert {d.work_pool_name for d in found} == {"test-pool"}
+    for d in found:  # a process worker runs the flow from this checkout: no image, no remote storage
+        assert d.pull_steps == [{"prefect.deployments.steps.set_working_directory": {"directory": str(SOURCE_ROOT)}}]
+        assert (SOURCE_ROOT / d.entrypoint.split(":")[0]).is_file()
+    [retrain] = [d for d in found if d.name == "retrain"]
+    [automation] = _automations(retrain.id)
+    assert automation.trigger.expect == {VERSION_ADDED} and automation.enabled
+    assert automation.trigger.match.root == {"prefect.resource.id": "curation.dataset.*"}
+    assert automation.actions[0].parameters == {"dataset": "{{ event.payload.dataset }}"}
+
+
+def test_ingest_emits_the_new_version_event_once(prefect_server, settings, monkeypatch):
+    import flows.events
+    from flows.ingest import ingest
+
+    sent = []
+    real = flows.events.emit_event
+    monkeypatch.setattr(flows.events, "emit_event", lambda *a, **kw: sent.append(kw) or real(*a, **kw))
+    monkeypatch.setenv("CURATION_DVC", "false")
+    first = ingest(source="mnist1d", name="stream", samples=200, seed=1)
+    ingest(source="mnist1d", name="stream", samples=200, seed=1)  # the same bytes: no new version, no event
+    [event] = sent
+    assert event["resource"]["prefect.resource.id"] == "curation.dataset.stream"
+    assert event["payload"]["dataset"] == "stream" and event["payload"]["version_id"] == first["id"]
 
 
 def test_curate_flow_records_a_plan(prefect_server, settings):

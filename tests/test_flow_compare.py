@@ -72,7 +72,10 @@ def test_compare_flow_nests_runs_publishes_and_caches_selection(prefect_server, 
 
     # Prefect: the comparison table and the pictures inline
     table = _artifact("comparison")
-    assert [r["method"] for r in json.loads(table["data"])] == ["full", "soft", "uniform"]
+    from curation.reports import table as cells
+
+    assert json.loads(table["data"]) == cells(again)  # the same cells as the CLI's and the DVC report's tables
+    assert [r["method"] for r in json.loads(table["data"])] == ["full data", "soft ratio=0.5", "uniform budget=0.5"]
     assert parents[1].info.run_id in table["description"]
     report = _artifact("comparison-report")
     assert report["data"].count("data:image/png;base64,") == 4

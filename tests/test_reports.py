@@ -116,3 +116,20 @@ def test_plan_kind_names_the_theory_that_applies():
     assert plan_kind(SampledPlan(1, ids, "soft", 0.3, seed=4), 5) == "soft"
     assert plan_kind(StaticPlan(1, ids[:250]), 3) == "static"
     assert plan_kind(FullPlan(1, ids), 2) == "full"
+
+
+def test_one_table_of_a_comparison_as_cells_and_markdown(rows):
+    for row in rows:
+        row.update(total_flops=row["history"][-1]["flops"], total_seconds=3.0, backward_samples=3000)
+    cells = reports.table(rows)
+    assert list(cells[0]) == ["method", "run", "epochs", "best acc", "GFLOP", "seconds", "backward", "coverage",
+                              "x compute", "x time"]
+    assert [c["method"] for c in cells] == ["full data", "soft ratio=0.5", "uniform budget=0.5"]
+    assert cells[1] == {"method": "soft ratio=0.5", "run": "1", "epochs": "6", "best acc": "0.9200",
+                             "GFLOP": "3.0", "seconds": "3.0", "backward": "3,000", "coverage": "1.000",
+                             "x compute": "1.60", "x time": "1.30"}
+    assert cells[2]["x compute"] == "-" and cells[0]["coverage"] == "1.000"
+    lines = reports.markdown(cells).splitlines()
+    assert lines[0] == "| " + " | ".join(cells[0]) + " |" and lines[1] == "|---|" + "---:|" * 9
+    assert lines[3] == "| soft ratio=0.5 | 1 | 6 | 0.9200 | 3.0 | 3.0 | 3,000 | 1.000 | 1.60 | 1.30 |"
+    assert len(lines) == 2 + len(rows)

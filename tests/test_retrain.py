@@ -186,11 +186,9 @@ def test_bad_input_is_one_line_and_promotes_nothing(fast, monkeypatch):
     chunk(fast, 0)
     assert cli("retrain", "stream", *FAST).exit_code == 0
     cases = {("nosuch",): "data set 'nosuch' has no versions",
-             ("stream", "--strategy", "newest"): "bad retraining setting 'strategy'",
-             ("stream", "--t", "0"): "bad retraining setting 'new_per_batch'",
+             ("stream", "--new-per-batch", "0"): "bad retraining setting 'new_per_batch'",
              ("stream", "--rho", "0"): "rho 0.0 is outside (0, 1]",
              ("stream", "--lineage", "../x"): "bad data set name",
-             ("stream", "--ship", "often"): "unknown shipping 'often'",
              ("stream", "--mode", "full", "--ship", "batch"): "--ship batch trains the deployed model sparsely",
              ("stream", *FAST, "--ship", "model"): "lineage 'proactive' ships per batch, not per model",
              ("stream", *FAST, "--arch", "cnn1d"): "lineage 'proactive' trains mlp, not cnn1d"}
@@ -223,13 +221,15 @@ def test_bad_input_is_one_line_and_promotes_nothing(fast, monkeypatch):
     assert len(rows(fast, ModelVersion)) == 2 and alias(fast) == second.registry_version
 
 
-def test_retrain_deployment_is_scheduled_on_an_interval(prefect_server):
+def test_retrain_deployment_starts_on_the_new_version_event(prefect_server):
     import anyio
     from prefect.client.orchestration import get_client
 
-    from flows.deployments import RETRAIN_EVERY, deployments
+    from flows.deployments import deployments
+    from flows.events import VERSION_ADDED
 
     [retrain] = [d for d in deployments("stream") if d.name == "retrain"]
+    assert [t.expect for t in retrain.triggers] == [{VERSION_ADDED}]
     deployment_id = retrain.apply()
 
     async def read():
@@ -237,5 +237,5 @@ def test_retrain_deployment_is_scheduled_on_an_interval(prefect_server):
             return await client.read_deployment(deployment_id)
 
     found = anyio.run(read)
-    assert [s.schedule.interval for s in found.schedules] == [RETRAIN_EVERY]
+    assert found.schedules == []  # no polling: the ingest flow's event starts it
     assert found.parameters == {"dataset": "stream"}

@@ -145,7 +145,8 @@ def test_dvc_repro_stops_on_an_unknown_key_before_any_output(tmp_path):
 
 
 def test_the_shipped_params_are_valid_and_methods_get_equal_compute(monkeypatch):
-    from curation.stages import load_params, method_params, sb_epochs
+    from curation.selection.selective_backprop import SelectiveBackprop
+    from curation.stages import load_params, method_params
 
     params = load_params(ROOT / "params.yaml")
     assert {params.select.method, *params.compare.methods} >= {"soft", "selective-backprop"}
@@ -153,4 +154,5 @@ def test_the_shipped_params_are_valid_and_methods_get_equal_compute(monkeypatch)
     assert method_params("kcenter", 0.3, 1, {"source": "features"}) == {"budget": 0.3, "seed": 1, "source": "features"}
     assert method_params("selective-backprop", 0.25, 0)["beta"] == pytest.approx(3.0)
     # beta 2: an epoch after the warm-up costs (1 + 3/3) / 3 = 2/3 of a full epoch, so 9 more epochs for 6
-    assert sb_epochs(7, 2.0) == 10
+    assert SelectiveBackprop(beta=2.0).equal_compute_epochs(7) == 10
+    assert method_params("infobatch", 0.3, 2) == {"seed": 2}  # InfoBatch picks its own share

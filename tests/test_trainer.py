@@ -10,6 +10,7 @@ from curation.data import sources
 from curation.data.versions import add_version, open_version
 from curation.errors import CurationError
 from curation.metrics.coverage import plan_statistics
+from curation.selection.online import OnlineMethod
 from curation.selection.plans import FullPlan, StaticPlan, TablePlan
 from curation.selection.sampling import SampledPlan
 from curation.training import Callback, OnlineSelector, TrainConfig, Trainer, TrainingData
@@ -105,7 +106,7 @@ def test_plan_weights_scale_each_samples_loss(data):
     assert not all(torch.equal(before[k], v) for k, v in moved.model.state_dict().items())
 
 
-class TopHalf:
+class TopHalf(OnlineMethod):
     """A test selector: keeps the higher-loss half of each candidate batch, queues until a batch is full."""
 
     def __init__(self, batch_size):

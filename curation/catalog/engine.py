@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import fcntl
 from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
@@ -16,9 +15,11 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from curation.errors import CurationError
+from curation.locks import locked
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+MIGRATION_TIMEOUT_S = 600  # how long a process waits for another one's migration
 
 
 def redact(url: str) -> str:
@@ -56,12 +57,8 @@ def _one_line(exc: BaseException, url: str) -> str:
 def _migration_lock(engine: Engine):
     """Serialise migrations between processes: a file lock for SQLite, an advisory lock for PostgreSQL."""
     if engine.dialect.name == "sqlite" and engine.url.database not in (None, "", ":memory:"):
-        with open(f"{engine.url.database}.migrate.lock", "w") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+        with locked(Path(f"{engine.url.database}.migrate.lock"), "a catalog migration", MIGRATION_TIMEOUT_S):
+            yield
     elif engine.dialect.name == "postgresql":
         with engine.connect() as conn:
             conn.execute(text("SELECT pg_advisory_lock(727274)"))

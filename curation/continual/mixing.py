@@ -11,15 +11,14 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 
+from curation.choices import Strategy
 from curation.errors import CurationError
-
-STRATEGIES = ("uniform", "window", "time")
 
 
 def _history_pool(history: Sequence[np.ndarray], strategy: str, window: int) -> tuple[np.ndarray, np.ndarray | None]:
     """All eligible history rows and, for the time strategy, each row's sampling probability."""
-    if strategy not in STRATEGIES:
-        raise CurationError(f"unknown history strategy {strategy!r}", f"use one of: {', '.join(STRATEGIES)}")
+    if strategy not in set(Strategy):
+        raise CurationError(f"unknown history strategy {strategy!r}", f"use one of: {', '.join(Strategy)}")
     chunks = list(history)[-window:] if strategy == "window" else list(history)
     chunks_with_rows = [(c, rows) for c, rows in enumerate(chunks) if len(rows)]
     if not chunks_with_rows:

@@ -16,13 +16,13 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from torch import nn
 
+from curation.choices import Mode, Strategy
 from curation.continual.data import StreamData
 from curation.continual.mixing import mixed_batches
 from curation.errors import CurationError
@@ -36,12 +36,12 @@ from models import ModelSpec, build
 class ContinualConfig(BaseModel):
     """How a lineage keeps its model current; the fields are its MLflow params."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, use_enum_values=True)
 
-    mode: Literal["proactive", "full", "periodic"] = "proactive"
+    mode: Mode = Mode.proactive
     new_per_batch: int = Field(32, ge=1, description="t: new rows in each batch of B")
     batch_size: int | None = Field(None, ge=1, description="B of a proactive batch (default: the training batch size)")
-    strategy: Literal["uniform", "window", "time"] = "uniform"
+    strategy: Strategy = Strategy.uniform
     window: int = Field(3, ge=1, description="chunks of history the window strategy draws from")
     passes: int = Field(4, ge=1, description="passes over the new rows per proactive step (the reactive "
                                              "policy's budget per step)")

@@ -28,7 +28,6 @@ it, step 1 of the next call completes the work.
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -37,6 +36,8 @@ import torch
 from sqlalchemy import select
 
 from curation.catalog import Catalog, ShippedUpdate, ModelVersion, TrainingRun
+from curation.catalog.listing import lineage_of
+from curation.choices import Ship
 from curation.config import Settings
 from curation.continual import policy, triggers
 from curation.continual.data import StreamData, load_chunk
@@ -46,9 +47,9 @@ from curation.data.store import file_md5
 from curation.data.stream import chunks
 from curation.data.versions import VersionInfo
 from curation.sparse_updates import Replica, SparseTraining, SparseUpdate, Sparsifier, dense_bytes
-from curation.distributed.files import write_atomic
 from curation.errors import CurationError
 from curation.faults import kill_point
+from curation.files import write_atomic
 from curation.tracking import Tracker
 from curation.training import records
 from curation.training.checkpoint import load_checkpoint, save_checkpoint
@@ -60,7 +61,6 @@ from models import ModelSpec, build
 log = logging.getLogger("curation.retrain")
 
 ALIAS = "champion"
-SHIP = ("batch", "model")
 LOCKS = Path(".curation") / "retrain"
 MODEL_FILE = "model.pt"
 
@@ -98,7 +98,7 @@ class _Lineage:
         with catalog.session() as s:
             runs = [r for r in s.scalars(select(TrainingRun).where(TrainingRun.version_id.in_(ids))
                                          .order_by(TrainingRun.id))
-                    if r.params.get("lineage", r.params.get("pipeline")) == name and r.params.get("dataset") == dataset]
+                    if lineage_of(r.params) == name and r.params.get("dataset") == dataset]
             finished = [r.id for r in runs if r.status == records.FINISHED]
             models = list(s.scalars(select(ModelVersion).where(ModelVersion.run_id.in_(finished))
                                     .order_by(ModelVersion.id))) if finished else []
@@ -123,7 +123,7 @@ def retrain(settings: Settings, dataset: str, lineage: str | None = None, config
     check_name(name)
     if not 0 < rho <= 1:
         raise CurationError(f"rho {rho} is outside (0, 1]", "give a fraction like 1e-3")
-    if ship not in (None, *SHIP):
+    if ship is not None and ship not in set(Ship):
         raise CurationError(f"unknown shipping {ship!r}", "use --ship batch or --ship model")
     if ship == "batch" and config.mode != "proactive":
         raise CurationError(f"--ship batch trains the deployed model sparsely, and {config.mode} retraining starts "
@@ -390,13 +390,7 @@ def _publish(settings: Settings, catalog: Catalog, tracker: Tracker, name: str, 
 
 def _write(path: Path, payload: bytes) -> Path:
     """Write ``payload`` to ``path`` atomically and durably: a shipped update cannot be made again."""
-    def write(tmp: Path) -> None:
-        with open(tmp, "wb") as handle:
-            handle.write(payload)
-            handle.flush()
-            os.fsync(handle.fileno())
-
-    return write_atomic(path, write)
+    return write_atomic(path, lambda tmp: tmp.write_bytes(payload))
 
 
 class _SparseTraining(SparseTraining):

@@ -1,9 +1,8 @@
-"""Versioning with DVC (and git when present): the project set-up and tracking one file."""
+"""Versioning with DVC (and git when present): the project set-up, tracking one file, the default remote."""
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import io
 import logging
 import subprocess
@@ -14,6 +13,7 @@ from pathlib import Path
 import yaml
 
 from curation.errors import CurationError
+from curation.locks import locked
 
 log = logging.getLogger(__name__)
 
@@ -75,30 +75,18 @@ def ensure_repo(home: Path, git: bool = True) -> list[str]:
     return done
 
 
-@contextlib.contextmanager
-def _dvc_exclusive(home: Path) -> Iterator[None]:
-    """Serialise our DVC operations on one repository across processes (DVC itself fails fast on its lock)."""
-    lock_dir = home / ".dvc" / "tmp"
-    lock_dir.mkdir(parents=True, exist_ok=True)
-    with open(lock_dir / "curation.lock", "w") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def dvc_track(home: Path, path: Path, patience_s: float = 120.0) -> str:
     """``dvc add`` one file; returns the md5 DVC recorded for it (from the .dvc file).
 
     Concurrent callers queue on a file lock; a DVC lock held by some other program is retried with
-    backoff for ``patience_s`` seconds before a one-line error.
+    backoff. Both waits together last at most ``patience_s`` seconds before a one-line error.
     """
     from dvc.lock import LockError
     from dvc.repo import Repo
 
     deadline, delay = time.monotonic() + patience_s, 0.05
-    with _dvc_exclusive(home):
+    # DVC itself fails fast on its own lock: our commands on one repository queue here instead
+    with locked(home / ".dvc" / "tmp" / "curation.lock", f"`dvc add` in {home}", patience_s):
         while True:
             try:
                 with _quiet_dvc(), Repo(str(home)) as repo:
@@ -111,6 +99,67 @@ def dvc_track(home: Path, path: Path, patience_s: float = 120.0) -> str:
                                         "if no DVC process is running") from None
                 time.sleep(delay)
                 delay = min(delay * 2, 2.0)
+
+
+REMOTE = "storage"  # the name `curation init --remote` gives DVC's default remote
+
+
+def set_remote(home: Path, url: str) -> str:
+    """Make ``url`` (a folder, or an object-store URL whose DVC plugin is installed) DVC's default remote.
+
+    A folder path is made absolute (DVC would read a relative one against .dvc/). Returns the URL set.
+    """
+    from dvc.exceptions import DvcException
+    from dvc.fs import get_cloud_fs
+    from dvc.repo import Repo
+
+    if "://" not in url:
+        url = str(Path(url).expanduser().resolve())
+    try:
+        get_cloud_fs({}, url=url)  # a known scheme whose plugin is installed
+    except (ImportError, DvcException) as exc:
+        raise CurationError(f"DVC cannot use remote {url!r}: {str(exc).splitlines()[0]}",
+                            "install the plugin it names (e.g. pip install dvc-s3) or give a folder") from None
+    with _dvc_exclusive(home), _quiet_dvc(), Repo(str(home)) as repo, repo.config.edit() as conf:
+        conf["remote"][REMOTE] = {"url": url}
+        conf["core"]["remote"] = REMOTE
+    return url
+
+
+def default_remote(home: Path) -> str | None:
+    """The URL of DVC's default remote in ``home``, or None when there is none (or no DVC repository)."""
+    if not (home / ".dvc").is_dir():
+        return None
+    from dvc.repo import Repo
+
+    with _quiet_dvc(), Repo(str(home)) as repo:
+        name = repo.config["core"].get("remote")
+        return repo.config["remote"].get(name, {}).get("url") if name else None
+
+
+def _transfer(home: Path, path: Path, verb: str) -> None:
+    """``dvc push`` or ``dvc pull`` of one tracked file, against the default remote."""
+    from dvc.exceptions import DvcException
+    from dvc.repo import Repo
+
+    with _dvc_exclusive(home):
+        try:
+            with _quiet_dvc(), Repo(str(home)) as repo:
+                getattr(repo, verb)(targets=[str(path)])
+        except (DvcException, OSError) as exc:  # OSError: a local remote that is not a writable folder
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+            raise CurationError(f"dvc {verb} of {path.name} to/from remote {default_remote(home)!r} failed: {first}",
+                                f"check the remote (`dvc remote list`), then run `dvc {verb} {path}.dvc`") from None
+
+
+def dvc_push(home: Path, path: Path) -> None:
+    """Copy one tracked file's object to the default remote (a no-op when it is there already)."""
+    _transfer(home, path, "push")
+
+
+def dvc_pull(home: Path, path: Path) -> None:
+    """Fetch one tracked file from the default remote into the cache and the workspace."""
+    _transfer(home, path, "pull")
 
 
 def dvc_hash(path: Path) -> str | None:

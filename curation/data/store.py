@@ -7,8 +7,6 @@ Layout: ``<data_dir>/<name>/<md5>.parquet``. A file is first written under
 from __future__ import annotations
 
 import hashlib
-import os
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +17,7 @@ import pyarrow.parquet as pq
 
 from curation.data.contract import check_name, read_manifest
 from curation.errors import CurationError
+from curation.files import move_into_place, temporary_path
 
 ROW_GROUP_SIZE = 65_536
 STAGING = ".staging"
@@ -65,18 +64,17 @@ class Staged:
 
 
 def stage(table: pa.Table, data_dir: Path) -> Staged:
-    """Write the table as Parquet to the staging area (deterministic bytes) and hash it."""
+    """Write the table as Parquet to the staging area (deterministic bytes) and hash it; ``publish`` flushes
+    it to disk as it moves it into place."""
     staging = data_dir / STAGING
     staging.mkdir(parents=True, exist_ok=True)
-    path = staging / f"{uuid.uuid4().hex}.parquet"
+    path = temporary_path(staging, "version")
     try:
         with open(path, "wb") as raw:
             sink = _HashingSink(raw)
             # lz4: reads ~4x faster than zstd at ~10% more bytes; training reads far more often than it writes
             pq.write_table(table, sink, row_group_size=ROW_GROUP_SIZE, compression="lz4",
                            use_dictionary=["split"], write_statistics=["sample_id"])
-            raw.flush()
-            os.fsync(raw.fileno())
         return Staged(path, sink.digest.hexdigest(), read_manifest(table.schema))
     except BaseException:
         path.unlink(missing_ok=True)
@@ -88,9 +86,8 @@ def final_path(data_dir: Path, name: str, content_hash: str) -> Path:
 
 
 def publish(staged: Staged, target: Path) -> None:
-    """Move a staged file to its final place (atomic rename; same bytes may already be there)."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    os.replace(staged.path, target)
+    """Move a staged file to its final place (atomic, durable rename; same bytes may already be there)."""
+    move_into_place(staged.path, target)
 
 
 class VersionReader:

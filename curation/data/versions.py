@@ -15,7 +15,8 @@ from curation.config import Settings
 from curation.data.contract import check_name
 from curation.data.sources import Loaded
 from curation.data.store import Staged, VersionReader, final_path, publish, stage
-from curation.data.dvc_repo import dvc_track, dvc_untrack, ensure_repo, git_revision
+from curation.data.dvc_repo import (default_remote, dvc_hash, dvc_pull, dvc_push, dvc_track, dvc_untrack, ensure_repo,
+                                    git_revision)
 from curation.errors import CurationError
 from curation.faults import kill_point
 
@@ -109,13 +110,30 @@ def add_version(settings: Settings, loaded: Loaded, name: str | None = None, par
     """The whole of ``curation data add``: stage, then register."""
     name = check_name(name or loaded.default_name)
     Catalog(settings.catalog)  # fail on an unreachable catalog before writing anything
-    return register(settings, stage_version(settings, loaded), name, loaded.source, parent)
+    info = register(settings, stage_version(settings, loaded), name, loaded.source, parent)
+    push_version(settings, info)
+    return info
+
+
+def push_version(settings: Settings, info: VersionInfo) -> str | None:
+    """``dvc push`` a version's file when the project has a default DVC remote; the remote's URL, or None.
+
+    Idempotent (an object the remote holds is not sent again), so a failed push is mended by running it again.
+    """
+    remote = default_remote(settings.home) if settings.dvc else None
+    if remote is not None:
+        dvc_push(settings.home, settings.home / info.path)
+    return remote
 
 
 def open_version(settings: Settings, ref: str | int) -> tuple[VersionInfo, VersionReader]:
-    """A version's catalog record and a lazy reader of its file."""
+    """A version's catalog record and a lazy reader of its file; a file this machine lacks is pulled from
+    the DVC remote first (its .dvc file is in the repository, its bytes in the remote)."""
     info = VersionInfo.of(Catalog(settings.catalog).version(ref))
-    return info, VersionReader(settings.home / info.path)
+    path = settings.home / info.path
+    if not path.exists() and dvc_hash(path) is not None and default_remote(settings.home) is not None:
+        dvc_pull(settings.home, path)
+    return info, VersionReader(path)
 
 
 def _relative(path: Path, home: Path) -> Path:

@@ -1,9 +1,7 @@
-"""Files that tasks write: whole or not at all (temporary name, then rename), so a rerun task rewrites them safely."""
+"""Files that tasks write: whole or not at all (``curation.files.write_atomic``), so a rerun task rewrites them."""
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 
@@ -11,21 +9,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from curation.files import write_atomic
+
 
 def part_name(part: int, suffix: str = ".parquet") -> str:
     return f"part-{part:05d}{suffix}"
-
-
-def write_atomic(path: Path, write: Callable[[Path], None]) -> Path:
-    """Call ``write(temporary path)`` next to ``path``, then rename it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
 
 
 def write_parquet(table: pa.Table, path: Path, **options) -> Path:

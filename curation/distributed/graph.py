@@ -37,9 +37,10 @@ import pyarrow.parquet as pq
 
 from curation.distributed.cells import Cells, sample_size, train_cells
 from curation.distributed.cluster import Tasks
-from curation.distributed.files import part_name, write_atomic, write_parquet
+from curation.distributed.files import part_name, write_parquet
 from curation.distributed.order import kth_largest
 from curation.distributed.source import Source, check_aligned
+from curation.files import write_atomic
 from curation.selection.knn import EXACT_MAX, kernel_scale
 
 BUCKETS = b"curation.buckets"  # knn/ file metadata: partition of the neighbour -> row group

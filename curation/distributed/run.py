@@ -11,10 +11,8 @@ plan folder behind.
 
 from __future__ import annotations
 
-import os
 import shutil
 import time
-import uuid
 from contextlib import nullcontext
 from typing import TYPE_CHECKING
 
@@ -24,6 +22,7 @@ from curation.distributed.plan import digest
 from curation.distributed.source import Source
 from curation.errors import CurationError
 from curation.faults import kill_point
+from curation.files import move_into_place, temporary_path
 from curation.metrics.ledger import ComputeLedger
 from curation.selection.pairwise import DENSITY
 from curation.selection.run import PlanInfo
@@ -75,7 +74,7 @@ def select_distributed(settings: Settings, ref: str | int, params: dict | None =
     version = Catalog(settings.catalog).version(ref)
     embeddings, utility = _sources(settings, version, chosen, score_set_id)
     folder = settings.data_path / "plans"
-    tmp = folder / f".{uuid.uuid4().hex}.tmp"
+    tmp = temporary_path(folder, "plan")
     made = None  # a plan folder this call moved into place: removed again unless the plan is registered
     try:
         start = time.perf_counter()
@@ -85,7 +84,7 @@ def select_distributed(settings: Settings, ref: str | int, params: dict | None =
         content_hash = digest([(name, md5) for name, md5, _ in selection.parts])
         target = folder / content_hash
         if not target.exists():  # else the same subset was selected before: the same bytes are there
-            os.replace(tmp, target)
+            move_into_place(tmp, target)
             made = target
         kill_point("select:after-write")
         ledger = ComputeLedger()

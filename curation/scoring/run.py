@@ -4,8 +4,6 @@ last-layer gradient as a score set (Parquet + catalog row, with the scoring cost
 
 from __future__ import annotations
 
-import os
-import uuid
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -20,6 +18,7 @@ from curation.data.store import file_md5
 from curation.data.versions import open_version
 from curation.errors import CurationError
 from curation.faults import kill_point
+from curation.files import write_named
 from curation.metrics.ledger import ComputeLedger
 from curation.scoring.scores import SCORES, batch_scores, forgetting_events
 from curation.selection.plans import FullPlan
@@ -172,14 +171,6 @@ def _as_scoring_cost(ledger: ComputeLedger) -> dict:
 
 
 def _write(settings: Settings, table: pa.Table) -> tuple[str, str]:
-    folder = settings.data_path / "scores"
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / f".{uuid.uuid4().hex}.tmp"
-    try:
-        pq.write_table(table, tmp, compression="lz4")
-        digest = file_md5(tmp)
-        target = folder / f"{digest}.parquet"
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return str(target.relative_to(settings.home)), digest
+    target = write_named(settings.data_path / "scores", lambda tmp: pq.write_table(table, tmp, compression="lz4"),
+                         lambda tmp: f"{file_md5(tmp)}.parquet")
+    return str(target.relative_to(settings.home)), target.stem

@@ -99,11 +99,15 @@ def check_seed(seed) -> None:
         raise CurationError(f"seed must be a non-negative integer, got {seed!r}", "give a seed like 0")
 
 
-class Selector(ABC):
-    """Base of every selection method."""
+class Method:
+    """What every registered method shares: parameters stored by ``__init__``, listed and set by name.
+
+    ``online`` says where the method decides: False, it produces a Plan before training (``Selector``);
+    True, it decides inside the Trainer's batch loop (``curation.selection.online.OnlineMethod``).
+    """
 
     name: ClassVar[str]
-    generated: ClassVar[bool] = False  # True when the plan is re-derived per epoch from a seed
+    online: ClassVar[bool] = False
 
     @classmethod
     def _param_names(cls) -> list[str]:
@@ -117,11 +121,16 @@ class Selector(ABC):
         return {name: (None if sig.parameters[name].default is inspect.Parameter.empty
                        else sig.parameters[name].default) for name in cls._param_names()}
 
+    @classmethod
+    def at_ratio(cls, ratio: float) -> dict:
+        """The parameters that size this method to a per-epoch share ``ratio`` of the train split."""
+        return {key: ratio for key in ("ratio", "budget") if key in cls.defaults()}
+
     def get_params(self, deep: bool = True) -> dict:
         """The constructor parameters (feeds mlflow.log_params and the catalog row)."""
         return {name: getattr(self, name) for name in self._param_names()}
 
-    def set_params(self, **params) -> Selector:
+    def set_params(self, **params) -> Method:
         unknown = set(params) - set(self._param_names())
         if unknown:
             raise CurationError(f"unknown parameters for {self.name}: {sorted(unknown)}",
@@ -132,6 +141,12 @@ class Selector(ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.get_params().items())})"
+
+
+class Selector(Method, ABC):
+    """Base of every offline selection method: ``fit`` makes the Plan the Trainer follows."""
+
+    generated: ClassVar[bool] = False  # True when the plan is re-derived per epoch from a seed
 
     def fit(self, data: SelectionInput) -> Selector:
         """Select; sets ``plan_``, ``selected_``/``weights_`` where they apply, ``selection_seconds_``."""
@@ -154,17 +169,17 @@ class Selector(ABC):
         return StaticPlan(data.version_id, self.selected_, self.weights_, method=self.name)
 
 
-SELECTORS: dict[str, type[Selector]] = {}
+SELECTORS: dict[str, type[Method]] = {}
 
 
-def register_selector(cls: type[Selector]) -> type[Selector]:
-    """Class decorator: make a selector available by its ``name``."""
+def register_selector(cls: type[Method]) -> type[Method]:
+    """Class decorator: make a method (offline selector or online) available by its ``name``."""
     SELECTORS[cls.name] = cls
     return cls
 
 
-def make_selector(name: str, **params) -> Selector:
-    """A selector by registered name, with parameters; one-line errors for unknown names or params."""
+def make_selector(name: str, **params) -> Method:
+    """A method by registered name, with parameters; one-line errors for unknown names or params."""
     from curation.selection import methods  # noqa: F401 - registers the built-in selectors
 
     if name not in SELECTORS:

@@ -5,3 +5,5 @@ from curation.selection import coresets  # noqa: F401
 from curation.selection import submodular  # noqa: F401
 from curation.selection import craig  # noqa: F401
 from curation.selection import pairwise  # noqa: F401
+from curation.selection import selective_backprop  # noqa: F401
+from curation.selection import infobatch  # noqa: F401

@@ -8,8 +8,6 @@ re-derived bit for bit when loaded.
 
 from __future__ import annotations
 
-import os
-import uuid
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -23,6 +21,7 @@ from curation.data.store import VersionReader, features_numpy, file_md5
 from curation.data.versions import VersionInfo, open_version
 from curation.errors import CurationError
 from curation.faults import kill_point
+from curation.files import write_named
 from curation.metrics.ledger import ComputeLedger
 from curation.selection.base import SelectionInput, Selector, make_selector
 from curation.selection.plans import EVERY_EPOCH, Plan, TablePlan
@@ -87,20 +86,18 @@ def _write_plan(settings: Settings, plan: Plan) -> tuple[str, str]:
     table = pa.table({"epoch": pa.array(np.full(len(ids), EVERY_EPOCH, np.int32)),
                       "sample_id": pa.array(ids, pa.int64()),
                       "weight": pa.array(np.ones(len(ids), np.float32) if weights is None else weights, pa.float32())})
-    folder = settings.data_path / "plans"
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / f".{uuid.uuid4().hex}.tmp"
-    pq.write_table(table, tmp)
-    digest = file_md5(tmp)
-    target = folder / f"{digest}.parquet"
-    os.replace(tmp, target)
-    return str(target.relative_to(settings.home)), digest
+    target = write_named(settings.data_path / "plans", lambda tmp: pq.write_table(table, tmp),
+                         lambda tmp: f"{file_md5(tmp)}.parquet")
+    return str(target.relative_to(settings.home)), target.stem
 
 
 def select_plan(settings: Settings, ref: str | int, method: str, params: dict | None = None,
                 score_set_id: int | None = None) -> tuple[PlanInfo, Selector]:
     """Fit ``method`` on the version's train split and record the plan; returns it and the fitted selector."""
     selector = make_selector(method, **(params or {}))
+    if selector.online:
+        raise CurationError(f"{method} is an online method: it decides inside training, so it has no plan",
+                            f"train it beside the others: `curation compare VERSION -m {method}`")
     info, _, data = selection_input(settings, ref, score_set_id)
     selector.fit(data)
     kill_point("select:after-fit")

@@ -13,13 +13,18 @@ OnlineSelector protocol).
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from curation.errors import CurationError
+from curation.selection.base import register_selector
+from curation.selection.online import OnlineMethod
 
 
-class SelectiveBackprop:
-    """The online selector state: loss history, Bernoulli draws, and (stale variant) a loss cache."""
+@register_selector
+class SelectiveBackprop(OnlineMethod):
+    """Selective-Backprop: forward every candidate, backpropagate high-loss ones (p = F(L)^beta)."""
 
     name = "selective-backprop"
 
@@ -33,9 +38,24 @@ class SelectiveBackprop:
         self.warmup_epochs = warmup_epochs
         self.seed = seed
 
-    def get_params(self) -> dict:
-        return {"beta": self.beta, "history": self.history, "p_min": self.p_min, "staleness": self.staleness,
-                "warmup_epochs": self.warmup_epochs, "batch_size": self.batch_size, "seed": self.seed}
+    @classmethod
+    def at_ratio(cls, ratio: float) -> dict:
+        """About ``ratio`` of each candidate batch backpropagated: beta = 1/ratio - 1."""
+        return {"beta": 1 / ratio - 1}
+
+    def candidate_batch_size(self, batch_size: int) -> int:
+        """(beta + 1) x the training batch: one selection forward per training batch on average."""
+        return int(batch_size * (self.beta + 1))
+
+    def equal_compute_epochs(self, epochs: int) -> int:
+        """Epochs costing about ``epochs`` full-data epochs (the first epoch backpropagates all): each later
+        epoch costs selection forwards (all rows, or 1/staleness) plus 1/(beta+1) of the forward+backward."""
+        from curation.compare import equal_compute_epochs
+        from curation.metrics.ledger import BACKWARD_FACTOR
+
+        per_epoch = ((1 / self.staleness if self.staleness else 1) + (1 + BACKWARD_FACTOR) / (self.beta + 1)) / (
+            1 + BACKWARD_FACTOR)
+        return equal_compute_epochs(epochs, per_epoch, warmup=1)
 
     def start(self, n: int) -> SelectiveBackprop:
         """Reset for a run over ``n`` training rows (row positions index the loss cache)."""
@@ -112,10 +132,6 @@ class SelectiveBackprop:
         batch, self._queue = self._queue[:size], self._queue[size:]
         return batch
 
-    def flush(self, epoch: int) -> np.ndarray:
-        """Keep the queue across epoch ends: queued rows train in the next full batch."""
-        return np.empty(0, dtype=np.int64)
-
     def state_dict(self) -> dict:
         import torch
 
@@ -131,3 +147,14 @@ class SelectiveBackprop:
         self.cached_epoch_ = state["cached_epoch"].numpy().copy()
         self._queue = state["queue"].numpy().copy()
         self._rng.bit_generator.state = state["rng"]
+
+
+@register_selector
+class SelectiveBackpropStale(SelectiveBackprop):
+    """Selective-Backprop, stale variant: reuse a sample's cached loss for ``staleness`` epochs."""
+
+    name = "selective-backprop-stale"
+
+    def __init__(self, beta: float = 3.0, history: int = 1024, p_min: float = 0.0, staleness: int = 2,
+                 warmup_epochs: int = 1, batch_size: int | None = None, seed: int = 0):
+        super().__init__(beta, history, p_min, staleness, warmup_epochs, batch_size, seed)

@@ -2,31 +2,24 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import torch
 
 from curation.errors import CurationError
 from curation.faults import kill_point
+from curation.files import write_atomic
 
 FORMAT = "curation-checkpoint/1"
 
 
 def save_checkpoint(path: Path, state: dict) -> None:
-    """Write to a temporary file in the same directory, flush it to disk, then rename over ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as handle:
-            torch.save({"format": FORMAT, **state}, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
+    """Replace ``path`` atomically and durably (``write_atomic``)."""
+    def write(tmp: Path) -> None:
+        torch.save({"format": FORMAT, **state}, tmp)
         kill_point("checkpoint:before-rename")
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+
+    write_atomic(path, write)
 
 
 def load_checkpoint(path: Path) -> dict:

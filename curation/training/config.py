@@ -6,6 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from curation.choices import Device
 from curation.errors import CurationError
 
 # Used where neither the user nor the architecture's registered defaults give a value.
@@ -16,7 +17,7 @@ FALLBACK = {"epochs": 20, "batch_size": 128, "lr": 1e-3, "weight_decay": 0.0, "l
 class TrainConfig(BaseModel):
     """A training run's settings; ``None`` means the architecture's default (see ``resolve``)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, use_enum_values=True)
 
     arch: str | None = Field(None, description="architecture name; default: chosen from the feature shape")
     epochs: int | None = Field(None, ge=1)
@@ -26,13 +27,16 @@ class TrainConfig(BaseModel):
     eval_every: float | None = Field(
         None, gt=0, description="evaluate each time this fraction of a full-data epoch's compute is spent "
                                 "(and at the start and end); default: once per epoch")
+    budget: float | None = Field(
+        None, gt=0, le=1, description="compute budget: this share of the full run's backward samples (N x epochs); "
+                                      "the run stops there and its learning rate decays linearly to 0 at that point")
     lr: float | None = Field(None, gt=0)
     weight_decay: float | None = Field(None, ge=0)
     label_smoothing: float | None = Field(None, ge=0, lt=1)
     optimizer: Literal["adamw", "sgd"] | None = None  # sgd uses momentum 0.9
     schedule: Literal["cosine", "constant"] | None = None  # cosine: per step, down to 0 at the last step
     seed: int = Field(0, ge=0)
-    device: Literal["auto", "cpu", "cuda"] = "auto"
+    device: Device = Device.auto
 
     @classmethod
     def make(cls, **values) -> TrainConfig:

@@ -12,10 +12,11 @@ from datetime import datetime, timezone
 from sqlalchemy import select
 
 from curation.catalog import Catalog, ModelVersion, SelectionPlan, TrainingRun
+from curation.choices import RunStatus
 from curation.errors import CurationError
 from curation.metrics.efficiency import Curve
 
-RUNNING, FINISHED, FAILED = "RUNNING", "FINISHED", "FAILED"
+RUNNING, FINISHED, FAILED = (status.value for status in RunStatus)  # plain strings, as stored
 
 
 def start_run(catalog: Catalog, version_id: int, plan_id: int | None, architecture: str, params: dict) -> int:

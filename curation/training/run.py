@@ -8,7 +8,6 @@ model, or FAILED.
 from __future__ import annotations
 
 import copy
-import fcntl
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -22,6 +21,7 @@ from curation.data.store import file_md5
 from curation.data.versions import VersionInfo, open_version
 from curation.errors import CurationError
 from curation.faults import kill_point
+from curation.locks import locked
 from curation.metrics import efficiency
 from curation.metrics.ledger import ComputeLedger
 from curation.selection.plans import FullPlan, Plan, TablePlan
@@ -73,13 +73,7 @@ def run_dir(settings: Settings, run_id: int) -> Path:
 @contextmanager
 def exclusive(directory: Path, what: str | None = None) -> Iterator[None]:
     """Hold ``directory``'s lock file: a second process cannot resume a run (or ``what``) still at work."""
-    directory.mkdir(parents=True, exist_ok=True)
-    with open(directory / "lock", "w") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise CurationError(f"{what or f'training run {directory.name}'} is still running in another process",
-                                "wait for it to finish") from None
+    with locked(directory / "lock", what or f"training run {directory.name}", timeout=0):
         yield
 
 

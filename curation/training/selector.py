@@ -1,9 +1,12 @@
 """The online selector protocol: a method that decides inside the batch loop which examples to backprop.
 
 Selective-Backprop is the model: score each candidate batch with a forward pass without grad, keep
-some examples, queue them until a full batch is ready, then train on exactly that batch. Examples
+some examples, queue them until a full batch is ready, then train on exactly that batch. InfoBatch
+needs no forward of its own: it hears the training forward's per-example losses (``observe``), draws
+the epoch's rows at its start (``start_epoch``) and weighs their losses (``loss_weights``). Examples
 are named by their row in the version's train split (0..N-1, in sample-id order), so a selector can
-keep per-example state (a loss cache, say) in dense arrays.
+keep per-example state (a loss cache, say) in dense arrays. ``curation.selection.online.OnlineMethod``
+gives the hooks neutral defaults.
 """
 
 from __future__ import annotations
@@ -32,8 +35,18 @@ class OnlineSelector(Protocol):
         other cost (a proxy model, say) in ``ledger`` yourself.
         """
 
+    def start_epoch(self, epoch: int, progress: float) -> None:
+        """Before each epoch; ``progress``: the share of the run done (epochs, or the compute budget spent)."""
+
     def flush(self, epoch: int) -> np.ndarray:
         """Rows still queued at the end of the epoch to train on now (empty to carry them into the next)."""
+
+    def loss_weights(self, rows: np.ndarray) -> np.ndarray | None:
+        """Loss weights of a chosen batch's rows, or None (all 1)."""
+
+    def observe(self, rows: np.ndarray, losses) -> None:
+        """The per-example losses the training forward pass computed for ``rows`` (no extra pass): a detached
+        tensor on the training device, so a selector that ignores them costs no device sync."""
 
     def state_dict(self) -> dict:
         """Everything needed to resume bit for bit (queue, loss history, RNG): tensors and plain values only,

@@ -8,7 +8,12 @@ With ``eval_every`` the evaluations follow compute instead of epochs: one each t
 compute (training + selection FLOPs) crosses a multiple of ``eval_every`` x one full-data epoch's
 training FLOPs, plus one at the start and one at the end (``Trainer.evaluations``); runs of any epoch
 size are then compared at the same compute. An online selector scores ``candidate_batch_size`` rows
-per step and trains in batches of ``batch_size``.
+per step and trains in batches of ``batch_size``; it hears each batch's per-example training losses and
+may weigh them (InfoBatch).
+
+With ``budget`` (a share of the full run's backward samples, N x ``epochs``) the run lasts as many
+epochs as the budget takes, stops when exactly that many samples have been backpropagated, and its
+learning rate decays linearly to 0 at that last step (budgeted training, PAPERS.md section 6).
 """
 
 from __future__ import annotations
@@ -162,8 +167,23 @@ class Trainer:
 
     # -- the loop ------------------------------------------------------------------------------
 
+    @property
+    def budget_samples(self) -> int | None:
+        """The backward samples a budgeted run may spend (``budget`` x N x ``epochs``), None without a budget."""
+        budget = self.config.budget
+        return None if budget is None else max(1, math.ceil(budget * len(self.data.train) * self.config.epochs - 1e-9))
+
+    def _spent(self) -> bool:
+        """Whether a budgeted run has backpropagated its budget's samples (False without a budget)."""
+        return self.budget_samples is not None and self.ledger.backward_samples >= self.budget_samples
+
+    def _done(self, epoch: int) -> bool:
+        """Whether the run ends before ``epoch``: its epochs are done, or its budget is spent."""
+        return self._spent() if self.budget_samples is not None else epoch >= self.config.epochs
+
     def fit(self, plan: Plan, resume: bool = False) -> TrainResult:
-        """Train until ``config.epochs`` epochs are done; ``resume`` first restores the checkpoint file."""
+        """Train until ``config.epochs`` epochs are done (or the budget is spent); ``resume`` first restores
+        the checkpoint file."""
         self._bind(plan)
         if resume:
             self.resume(plan)
@@ -175,8 +195,12 @@ class Trainer:
             cb.on_fit_start(self.config, self.epoch)
         if self.config.eval_every and not self.evaluations:
             self._scheduled_evaluation(float(self.epoch))
-        for epoch in range(self.epoch, self.config.epochs):
+        epoch = self.epoch
+        while not self._done(epoch):
             stats = self._train_epoch(plan, epoch)
+            if stats["trained"] == 0 and self.budget_samples is not None:
+                raise CurationError(f"epoch {epoch + 1} trained no sample, so the budget can never be spent",
+                                    "give a plan or selector that trains some samples every epoch")
             record = self._record(epoch, stats)
             self.history.append(record)
             self.epoch = epoch + 1
@@ -184,6 +208,7 @@ class Trainer:
                 save_checkpoint(self.checkpoint, self.state(plan))
             for cb in self.callbacks:
                 cb.on_epoch_end(record)
+            epoch += 1
         if self.config.eval_every and self.evaluations[-1]["flops"] < self.ledger.total_flops:
             self._scheduled_evaluation(float(self.epoch))
         return TrainResult(self.model, self.history, self.ledger, self.checkpoint, self.evaluations,
@@ -213,12 +238,19 @@ class Trainer:
         size, n = self.config.batch_size, len(rows)
         if self.selector is None:
             for lo in range(0, n, size):
+                if self._spent():
+                    break
                 self._set_lr(epoch + lo / n)
                 self._train_rows(rows[lo:lo + size], None if weights is None else weights[lo:lo + size], epoch, stats)
                 self._maybe_evaluate(epoch + min(lo + size, n) / n)
         else:
             step = self.config.candidate_batch_size or size
+            tick = time.perf_counter()
+            self.selector.start_epoch(epoch, self._progress(epoch))
+            self.ledger.book_selection(seconds=time.perf_counter() - tick)
             for lo in range(0, n, step):
+                if self._spent():
+                    break
                 self._set_lr(epoch + lo / n)
                 tick = time.perf_counter()
                 chosen = self.selector.select(rows[lo:lo + step], epoch, self._score, self.ledger)
@@ -264,14 +296,26 @@ class Trainer:
         for cb in self.callbacks:
             cb.on_evaluate(record)
 
+    def _progress(self, epoch: int) -> float:
+        """The share of the run done before ``epoch``: of its epochs, or of its budget's backward samples."""
+        if self.budget_samples is None:
+            return epoch / self.config.epochs
+        return self.ledger.backward_samples / self.budget_samples
+
     def _train_chosen(self, rows: np.ndarray, epoch: int, stats: dict) -> None:
-        """Train on a selector's rows in batches of at most ``batch_size``."""
+        """Train on a selector's rows in batches of at most ``batch_size``, with its loss weights; it hears
+        the per-example losses of the training forward."""
         rows = np.asarray(rows, dtype=np.int64)
         if len(rows) and (rows.min() < 0 or rows.max() >= len(self.data.train)):
             raise CurationError(f"the online selector chose rows outside the train split "
                                 f"(0..{len(self.data.train) - 1})", "return rows of the candidates it was given")
         for lo in range(0, len(rows), self.config.batch_size):
-            self._train_rows(rows[lo:lo + self.config.batch_size], None, epoch, stats)
+            batch = rows[lo:lo + self.config.batch_size]
+            weights = self.selector.loss_weights(batch)
+            batch, losses = self._train_rows(batch, None if weights is None else np.asarray(weights, np.float32),
+                                             epoch, stats)
+            if len(batch):
+                self.selector.observe(batch, losses)
 
     def train_batches(self, batches: Iterable[np.ndarray], lr: Callable[[int, int], float], epoch: int = 0) -> dict:
         """Train on caller-composed batches of train rows, in order, batch i of n at learning rate ``lr(i, n)``;
@@ -290,7 +334,16 @@ class Trainer:
         self.ledger.train_seconds += time.perf_counter() - tick
         return stats
 
-    def _train_rows(self, rows: np.ndarray, weights: np.ndarray | None, epoch: int, stats: dict) -> None:
+    def _train_rows(self, rows: np.ndarray, weights: np.ndarray | None, epoch: int, stats: dict
+                    ) -> tuple[np.ndarray, torch.Tensor | None]:
+        """One step on ``rows`` (cut to what is left of a budget, at the budget's learning rate); the rows
+        trained and their per-example losses (detached)."""
+        if self.budget_samples is not None:
+            rows = rows[:max(0, self.budget_samples - self.ledger.backward_samples)]
+            weights = None if weights is None else weights[:len(rows)]
+            if len(rows) == 0:
+                return rows, None
+            self._set_budget_lr(len(rows))
         tick = time.perf_counter()
         x, y = self.data.train.batch(rows)
         w = None if weights is None else torch.from_numpy(weights).to(self.device, non_blocking=True)
@@ -312,6 +365,7 @@ class Trainer:
         for cb in self.callbacks:
             cb.on_batch_end(epoch, stats["batches"])
         stats["batches"] += 1
+        return rows, losses.detach()
 
     @torch.no_grad()
     def _score(self, rows: np.ndarray) -> np.ndarray:
@@ -330,8 +384,18 @@ class Trainer:
         self.ledger.book_selection(forwards=len(rows))
         return losses.cpu().numpy()
 
+    def _set_budget_lr(self, rows: int) -> None:
+        """A budgeted run's learning rate for a step on ``rows`` samples: linear decay that reaches 0 at the
+        step spending the budget's last backward sample."""
+        left = self.budget_samples - self.ledger.backward_samples - rows
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.config.lr * left / self.budget_samples
+
     def _set_lr(self, progress: float) -> None:
-        """Learning rate at ``progress`` epochs into the run (fractional): constant or cosine to 0."""
+        """Learning rate at ``progress`` epochs into the run (fractional): constant or cosine to 0; a budgeted
+        run's is set per step by ``_set_budget_lr``."""
+        if self.budget_samples is not None:
+            return
         lr = self.config.lr
         if self.config.schedule == "cosine":
             lr *= 0.5 * (1 + math.cos(math.pi * progress / self.config.epochs))
@@ -358,7 +422,7 @@ class Trainer:
     def _record(self, epoch: int, stats: dict) -> dict:
         """The epoch's record; with ``eval_every`` its accuracy and loss are the latest scheduled evaluation's."""
         if self.config.eval_every:
-            if epoch + 1 == self.config.epochs and self.evaluations[-1]["flops"] < self.ledger.total_flops:
+            if self._done(epoch + 1) and self.evaluations[-1]["flops"] < self.ledger.total_flops:
                 self._scheduled_evaluation(float(epoch + 1))  # the run's end is always evaluated
             accuracy, loss = self.evaluations[-1]["accuracy"], self.evaluations[-1]["loss"]
         else:

@@ -1,0 +1,58 @@
+"""The closed sets of values the library accepts, one definition each.
+
+The modules that own each idea use these (TrainConfig the device, ContinualConfig the mode and the
+history strategy, retraining the way updates ship, the catalog the run status), and so do the CLI
+(as choices its --help lists and typer checks) and the flows. They live in this light module so that
+`curation --help` does not import torch or Dask to show them. Members are strings: they compare
+equal to, and are stored and logged as, their values.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Device(StrEnum):
+    """Where training runs: the GPU when one is found (auto), or as named."""
+
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+class Engine(StrEnum):
+    """Where a selection runs: in this process, or the pairwise method on a Dask cluster."""
+
+    local = "local"
+    dask = "dask"
+
+
+class Mode(StrEnum):
+    """How a lineage keeps its model current: proactive steps, full retraining, or full every few chunks."""
+
+    proactive = "proactive"
+    full = "full"
+    periodic = "periodic"
+
+
+class Strategy(StrEnum):
+    """Which history rows fill a proactive batch: uniform, the last chunks (window), recent ones favoured (time)."""
+
+    uniform = "uniform"
+    window = "window"
+    time = "time"
+
+
+class Ship(StrEnum):
+    """How retraining ships sparse updates: one per training batch (sparse training), or one per promoted model."""
+
+    batch = "batch"
+    model = "model"
+
+
+class RunStatus(StrEnum):
+    """A training run's status in the catalog."""
+
+    RUNNING = "RUNNING"
+    FINISHED = "FINISHED"
+    FAILED = "FAILED"
