@@ -15,7 +15,7 @@ from rich.table import Table
 from typer._click.exceptions import UsageError  # typer 0.29 vendors click; its errors are these classes
 from typer.core import TyperCommand, TyperGroup
 
-from curation.choices import Device, Engine, Mode, RunStatus, Ship, Strategy
+from curation.choices import Device, Engine, Mode, Policy, RunStatus, Ship, Strategy
 from curation.config import load_settings
 from curation.errors import CurationError
 
@@ -733,7 +733,7 @@ def retrain(
     window: int = typer.Option(3, help="Chunks of history for --strategy window."),
     passes: int = typer.Option(4, help="Passes over the new chunks per proactive step (reactive: the budget per "
                                         "step)."),
-    policy: str = typer.Option("fixed", help="Proactive passes: fixed (--passes at every step) or reactive (fewer "
+    policy: Policy = typer.Option(Policy.fixed, help="Proactive passes: fixed (--passes at every step) or reactive (fewer "
                                              "on quiet steps, more right after a drift, within the same budget; "
                                              "less accurate than fixed on the seeds measured, see docs/continual.md)."),
     quiet_passes: Optional[int] = typer.Option(None, help="Reactive: passes of a step without drift "

@@ -22,7 +22,7 @@ import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from torch import nn
 
-from curation.choices import Mode, Strategy
+from curation.choices import Mode, Policy, Strategy
 from curation.continual.data import StreamData
 from curation.continual.mixing import mixed_batches
 from curation.errors import CurationError
@@ -45,7 +45,7 @@ class ContinualConfig(BaseModel):
     window: int = Field(3, ge=1, description="chunks of history the window strategy draws from")
     passes: int = Field(4, ge=1, description="passes over the new rows per proactive step (the reactive "
                                              "policy's budget per step)")
-    policy: Literal["fixed", "reactive"] = Field("fixed", description="fixed: passes at every step; reactive: "
+    policy: Policy = Field(Policy.fixed, description="fixed: passes at every step; reactive: "
                                               "fewer on quiet steps, more after a drift, same budget")
     quiet_passes: int | None = Field(None, ge=1, description="reactive: passes of a step without drift "
                                                              "(default: passes - 1, at least 1)")
