@@ -51,6 +51,13 @@ class Strategy(StrEnum):
     time = "time"
 
 
+class Policy(StrEnum):
+    """How many passes a proactive step spends: the same at every step, or more after a drift (same budget)."""
+
+    fixed = "fixed"
+    reactive = "reactive"
+
+
 class Ship(StrEnum):
     """How retraining ships sparse updates: one per training batch (sparse training), or one per promoted model."""
 

@@ -15,7 +15,7 @@ from rich.table import Table
 from typer._click.exceptions import UsageError  # typer 0.29 vendors click; its errors are these classes
 from typer.core import TyperCommand, TyperGroup
 
-from curation.choices import Amp, Device, Engine, Mode, RunStatus, Ship, Strategy
+from curation.choices import Amp, Device, Engine, Mode, Policy, RunStatus, Ship, Strategy
 from curation.config import load_settings
 from curation.errors import CurationError
 
@@ -114,7 +114,8 @@ def init(
 
 @data_app.command("add")
 def data_add(
-    source: str = typer.Argument(..., help="'mnist1d', 'digits', or a .parquet/.csv file."),
+    source: str = typer.Argument(..., help="'mnist1d', 'digits', 'mnist1d-drift' (a chunk of the drifting stream) "
+                                           "or a .parquet/.csv file."),
     name: Optional[str] = typer.Option(None, help="Data set name (default: the source's name)."),
     samples: Optional[int] = typer.Option(None, help="mnist1d: number of samples (default 5000, the published set)."),
     seed: Optional[int] = typer.Option(None, help="mnist1d/digits: generator or split seed."),
@@ -123,32 +124,51 @@ def data_add(
     id_column: Optional[str] = typer.Option(None, help="File: a unique integer sample id column."),
     split_column: Optional[str] = typer.Option(None, help="File: a column naming each row's split (train/test)."),
     parent: Optional[str] = typer.Option(None, help="The version this one derives from (id or name@hash)."),
+    chunk: bool = typer.Option(False, "--chunk", help="Add it as the next chunk of the stream --name (what "
+                                                      "`curation retrain` trains on): same features and classes, "
+                                                      "sample ids that collide with earlier chunks' get fresh ones."),
+    at: Optional[int] = typer.Option(None, "--step", help="mnist1d-drift: which chunk of the drifting stream "
+                                                          "(default: the data set's next)."),
     json_out: bool = typer.Option(False, "--json", help="Print the version as JSON."),
 ):
     """Add a data set version: validated, written as Parquet, tracked by DVC, recorded in the catalog."""
     from curation.catalog import Catalog
     from curation.data import sources
     from curation.data.contract import check_name
+    from curation.data.stream import ORIGINAL_ID, add_chunk, chunks
     from curation.data.versions import push_version, register, stage_version
 
     with user_errors():
         if seed is not None and seed < 0:
             raise CurationError(f"--seed must be >= 0, got {seed}", "give a non-negative seed")
+        chunk = chunk or source == "mnist1d-drift"  # the drifting stream comes in chunks
+        if at is not None and (source != "mnist1d-drift" or at < 0):
+            raise CurationError(f"--step {at} needs source mnist1d-drift and a step >= 0",
+                                "drop --step, or give `mnist1d-drift --step K` with K >= 0")
+        if chunk and parent is not None:
+            raise CurationError("--parent with --chunk: a chunk's parent is the stream's previous chunk",
+                                "drop --parent")
         if name is not None:
             check_name(name)
         settings = load_settings()
         with steps(enabled=not json_out and err.is_terminal) as step:
             step("connecting to the catalog")
             Catalog(settings.catalog)
+            if source == "mnist1d-drift" and at is None:
+                at = len(chunks(settings, name or "stream"))
             step(f"loading {source}")
             loaded = sources.load(
-                source, samples=samples, seed=seed, label_column=label_column,
+                source, samples=samples, seed=seed, step=at, label_column=label_column,
                 feature_columns=[c.strip() for c in feature_columns.split(",")] if feature_columns else None,
                 id_column=id_column, split_column=split_column)
-            step(f"writing {loaded.table.num_rows:,} rows as Parquet")
-            staged = stage_version(settings, loaded)
-            step("tracking with DVC and recording in the catalog")
-            info = register(settings, staged, name or loaded.default_name, loaded.source, parent)
+            if chunk:
+                step(f"adding {loaded.table.num_rows:,} rows as the next chunk")
+                info = add_chunk(settings, name or loaded.default_name, loaded, renumber=True)
+            else:
+                step(f"writing {loaded.table.num_rows:,} rows as Parquet")
+                staged = stage_version(settings, loaded)
+                step("tracking with DVC and recording in the catalog")
+                info = register(settings, staged, name or loaded.default_name, loaded.source, parent)
             step("pushing to the DVC remote")
             push_version(settings, info)
     if json_out:
@@ -157,6 +177,10 @@ def data_add(
     verb = "added" if info.created else "unchanged, already"
     out.print(f"[green]{verb}[/] {info.ref} (id {info.id}): {info.rows:,} rows, {info.num_features} features, "
               f"{len(info.classes)} classes, md5 {info.content_hash}")
+    if "renumbered" in info.source:
+        r = info.source["renumbered"]
+        out.print(f"  {r['colliding']:,} sample ids collided with earlier chunks: ids renumbered from {r['first_id']:,} "
+                  f"on, the source's ids kept in column {ORIGINAL_ID}", soft_wrap=True)
 
 
 @data_app.command("ls")
@@ -710,7 +734,15 @@ def retrain(
     strategy: Strategy = typer.Option(Strategy.uniform, help="History sampling: uniform, the last --window chunks, "
                                                              "or recent chunks favoured (time)."),
     window: int = typer.Option(3, help="Chunks of history for --strategy window."),
-    passes: int = typer.Option(4, help="Passes over the new chunks per proactive step."),
+    passes: int = typer.Option(4, help="Passes over the new chunks per proactive step (reactive: the budget per "
+                                        "step)."),
+    policy: Policy = typer.Option(Policy.fixed, help="Proactive passes: fixed (--passes at every step) or reactive (fewer "
+                                             "on quiet steps, more right after a drift, within the same budget; "
+                                             "less accurate than fixed on the seeds measured, see docs/continual.md)."),
+    quiet_passes: Optional[int] = typer.Option(None, help="Reactive: passes of a step without drift "
+                                                          "(default: --passes - 1)."),
+    max_passes: Optional[int] = typer.Option(None, help="Reactive: most passes of a step after a drift "
+                                                        "(default: twice --passes)."),
     every: int = typer.Option(3, help="Periodic mode: retrain every this many chunks."),
     min_samples: int = typer.Option(1000, help="Amount trigger: new train samples that call for training."),
     rho: float = typer.Option(1e-3, help="Share of each tensor shipped per sparse update."),
@@ -721,6 +753,8 @@ def retrain(
     epochs: Optional[int] = typer.Option(None, help="Epochs of a from-scratch training (default: the arch's)."),
     seed: int = typer.Option(0, help="Seed of initialisation and sampling."),
     device: Device = typer.Option(Device.auto, help="Where to train (auto: the GPU when one is found)."),
+    status: bool = typer.Option(False, "--status", help="Train nothing: show the lineage's champion, consumed "
+                                                        "and waiting chunks and the replica's last update."),
     json_out: bool = typer.Option(False, "--json", help="Print the outcome as JSON."),
 ):
     """Train on the chunks that landed since the last run (if a trigger fires), promote, ship a sparse update."""
@@ -728,9 +762,12 @@ def retrain(
     from curation.continual.retrain import retrain as run_retrain
     from curation.training.config import TrainConfig
 
+    if status:
+        return _retrain_status(dataset, lineage or str(mode), json_out)
     with user_errors():
         config = ContinualConfig.make(mode=mode, new_per_batch=new_per_batch, strategy=strategy, window=window,
-                                      passes=passes, every=every, min_samples=min_samples)
+                                      passes=passes, policy=policy, quiet_passes=quiet_passes, max_passes=max_passes,
+                                      every=every, min_samples=min_samples)
         train_config = TrainConfig.make(arch=arch, epochs=epochs, seed=seed, device=device)
         settings = load_settings()
         with steps(enabled=not json_out and err.is_terminal) as step:
@@ -745,6 +782,11 @@ def retrain(
         why = "no new versions" if outcome.status == "up-to-date" else "no trigger fired; the chunks wait"
         out.print(f"{outcome.lineage}: nothing trained ({why})", soft_wrap=True)
     else:
+        if outcome.spend:
+            sp = outcome.spend
+            out.print(f"  {sp['policy']} policy: {sp['passes']} passes of a budget of {sp['budget']} "
+                      f"({'after a drift' if sp['drifted'] else 'quiet'}; bank {sp['bank']} -> {sp['bank_after']})",
+                      soft_wrap=True)
         verdict = "promoted to champion" if outcome.promoted else "champion kept"
         out.print(f"[green]trained[/] model {outcome.model_version_id} (parent {outcome.parent_model_version_id}) on "
                   f"versions {outcome.new_versions}: accuracy {outcome.accuracy:.4f} vs champion "
@@ -756,6 +798,31 @@ def retrain(
         out.print(f"  shipped {which}: {d['bytes']:,} bytes "
                   f"({d['bytes_ratio']:.2%} of dense per update), deployed accuracy {d['deployed_accuracy']:.4f} "
                   f"vs trained {d['trained_accuracy']:.4f}", soft_wrap=True)
+
+
+def _retrain_status(dataset: str, lineage: str, json_out: bool) -> None:
+    """`curation retrain DATASET --status`: where a lineage stands."""
+    from curation.continual.retrain import lineage_status
+
+    with user_errors():
+        st = lineage_status(load_settings(), dataset, lineage)
+    if json_out:
+        emit_json(st)
+        return
+    grid = Table.grid(padding=(0, 2))
+    c, u = st["champion"], st["last_update"]
+    grid.add_row("[bold]lineage[/]", f"{lineage} of {dataset}: {st['runs']} finished runs, {st['failed_runs']} failed, "
+                                     f"policy {st['policy'] or '-'}")
+    grid.add_row("[bold]champion[/]", "none yet" if c is None else
+                 f"model {c['model_version_id']} ({c['name']} v{c['registry_version']}), accuracy {c['accuracy']:.4f} "
+                 f"on version {c['test_version_id']}, parent {c['parent_id'] or '-'}")
+    grid.add_row("[bold]consumed[/]", " ".join(map(str, st["consumed"])) or "-")
+    grid.add_row("[bold]waiting[/]", " ".join(map(str, st["waiting"])) or "-")
+    grid.add_row("[bold]replica[/]", "nothing deployed" if st["base_model_version_id"] is None else
+                 f"base model {st['base_model_version_id']}, " + ("no update shipped yet" if u is None else
+                 f"last update {u['sequence']} for model {u['model_version_id']} ({u['bytes']:,} bytes, "
+                 f"gap {u['gap']:.3g}, {u['created_at'][:19].replace('T', ' ')})"))
+    out.print(grid)
 
 
 def main() -> None:  # pragma: no cover - console entry point

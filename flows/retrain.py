@@ -10,7 +10,7 @@ from prefect import flow, task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
-from curation.choices import Device, Mode, Ship, Strategy
+from curation.choices import Device, Mode, Policy, Ship, Strategy
 from curation.config import load_settings
 from curation.continual.proactive import ContinualConfig
 from curation.continual.retrain import retrain as retrain_pipeline
@@ -25,12 +25,12 @@ def retrain_task(dataset: str, lineage: str | None, config: dict, train: dict, r
 
 @flow(name="retrain", log_prints=True)
 def retrain(dataset: str = "stream", lineage: str | None = None, mode: Mode = Mode.proactive, new_per_batch: int = 32,
-            strategy: Strategy = Strategy.uniform, passes: int = 4, every: int = 3, min_samples: int = 1000,
-            rho: float = 1e-3, ship: Ship | None = None, arch: str | None = None, epochs: int | None = None,
-            seed: int = 0, device: Device = Device.auto) -> dict:
+            strategy: Strategy = Strategy.uniform, passes: int = 4, policy: Policy = Policy.fixed, every: int = 3,
+            min_samples: int = 1000, rho: float = 1e-3, ship: Ship | None = None, arch: str | None = None,
+            epochs: int | None = None, seed: int = 0, device: Device = Device.auto) -> dict:
     """Bring lineage ``lineage`` up to date with ``dataset``'s chunks; returns what it did."""
-    config = {"mode": mode, "new_per_batch": new_per_batch, "strategy": strategy, "passes": passes, "every": every,
-              "min_samples": min_samples}
+    config = {"mode": mode, "new_per_batch": new_per_batch, "strategy": strategy, "passes": passes, "policy": policy,
+              "every": every, "min_samples": min_samples}
     outcome = retrain_task(dataset, lineage, config, {"arch": arch, "epochs": epochs, "seed": seed,
                                                        "device": device}, rho, ship)
     for d in outcome["decisions"]:

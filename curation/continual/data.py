@@ -45,7 +45,9 @@ class StreamData:
         order = np.argsort(ids, kind="stable")
         repeated = ids[order][1:][np.diff(ids[order]) == 0]
         if len(repeated):
-            raise CurationError(f"sample id {int(repeated[0])} is in two chunks", "give every chunk its own sample ids")
+            raise CurationError(f"sample id {int(repeated[0])} is in two chunks",
+                                "add chunks with `curation data add SOURCE --name DATASET --chunk`, which gives a "
+                                "chunk whose ids collide fresh ids")
         position = np.empty_like(order)
         position[order] = np.arange(len(order))
         bounds = np.cumsum([0] + [len(c.train) for c in chunks])

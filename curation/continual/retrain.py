@@ -8,7 +8,9 @@ One call, under the lineage's lock:
    params list the chunk versions it consumed); none: nothing to do.
 3. Triggers decide (amount, time, KS drift, champion accuracy drop; a periodic lineage waits for
    ``every`` chunks); each decision is logged with its reason. No fire: the chunks wait.
-4. ``train_step`` from the champion (or from scratch); the model is registered in MLflow with its
+4. ``train_step`` from the champion (or from scratch), a proactive step for as many passes as its policy
+   decides (``policy.decide``: fixed or drift-reactive, its bank summed from the finished runs' ``spend``
+   params, so a killed call changes nothing); the model is registered in MLflow with its
    parent, then the FINISHED run and the ModelVersion (parent = the champion; promoted when at
    least as accurate as the champion on the newest test chunk) commit in one transaction.
    ``ship="batch"`` (proactive lineages' default) is sparse training: the step starts from the
@@ -30,7 +32,6 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-import numpy as np
 import torch
 from sqlalchemy import select
 
@@ -38,7 +39,7 @@ from curation.catalog import Catalog, ShippedUpdate, ModelVersion, TrainingRun
 from curation.catalog.listing import lineage_of
 from curation.choices import Ship
 from curation.config import Settings
-from curation.continual import triggers
+from curation.continual import policy, triggers
 from curation.continual.data import StreamData, load_chunk
 from curation.continual.proactive import ContinualConfig, evaluate, train_step
 from curation.data.contract import check_name
@@ -62,7 +63,6 @@ log = logging.getLogger("curation.retrain")
 ALIAS = "champion"
 LOCKS = Path(".curation") / "retrain"
 MODEL_FILE = "model.pt"
-DRIFT_SAMPLE = 1000  # rows per side of the KS drift test
 
 
 @dataclass
@@ -84,6 +84,7 @@ class RetrainOutcome:
     registry_version: str | None = None
     shipped: dict | None = None
     ledger: dict | None = None
+    spend: dict | None = None  # a proactive step's passes: its policy's decision (policy.Spend.record)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -161,9 +162,19 @@ def retrain(settings: Settings, dataset: str, lineage: str | None = None, config
             return outcome
         checkpoint = load_checkpoint(settings.home / state.champion.path) if state.champion else {}
         champion = _model(train.arch, spec, checkpoint["model"]) if state.champion else None
+        drift = spend = None
         if champion is not None:
             outcome.champion_accuracy = evaluate(champion, stream, train)
-        decisions = _decide(config, state, stream, len(new), outcome.champion_accuracy)
+            step = len(stream.chunk_rows) - 1
+            if config.mode == "proactive":  # its passes, from what the lineage's finished steps recorded
+                spend = policy.decide(config, champion, stream, len(new),
+                                      [r.params.get("spend") for r in state.runs if r.status == records.FINISHED],
+                                      seed=step)
+                outcome.spend = spend.record()
+                drift = triggers.Decision(**spend.signals[0])
+            else:
+                drift = policy.signals(champion, stream, len(new), config, None, seed=step)[0][0]
+        decisions = _decide(config, state, stream, len(new), drift, outcome.champion_accuracy)
         outcome.decisions = [asdict(d) for d in decisions]
         for d in decisions:
             log.info("lineage %s: trigger %s %s: %s", name, d.trigger, "fired" if d.fire else "quiet", d.reason)
@@ -172,7 +183,7 @@ def retrain(settings: Settings, dataset: str, lineage: str | None = None, config
             return outcome
         sparse = _SparseTraining.of(replica, champion, checkpoint.get("residual", {}), rho) if ship == "batch" else None
         _train(settings, catalog, tracker, name, dataset, state, stream, new, champion, checkpoint.get("optimizer"),
-               config, train, spec, rho, ship, sparse, outcome)
+               config, train, spec, rho, ship, sparse, spend, outcome)
         state = _Lineage(catalog, dataset, name, infos)
         outcome.champion_model_version_id = state.champion.id
         kill_point("retrain:before-publish")
@@ -182,22 +193,18 @@ def retrain(settings: Settings, dataset: str, lineage: str | None = None, config
 
 
 def _decide(config: ContinualConfig, state: _Lineage, stream: StreamData, new: int,
-            champion_accuracy: float | None) -> list[triggers.Decision]:
-    """Every trigger's decision on the new chunks (any one firing trains)."""
+            drift: triggers.Decision | None, champion_accuracy: float | None) -> list[triggers.Decision]:
+    """Every trigger's decision on the new chunks (any one firing trains): amount, time, the KS ``drift``
+    (policy.signals) and the champion's accuracy drop on the newest test chunk."""
     if state.champion is None:
         return [triggers.Decision(True, "first", "no champion yet: train the first model")]
     if config.mode == "periodic":
         due = config.due(new)
         return [triggers.Decision(due, "schedule", f"{new} new chunks {'>=' if due else '<'} every {config.every}")]
-    fresh = np.concatenate(stream.chunk_rows[-new:])
-    old = np.concatenate(stream.chunk_rows[:-new])
     last = state.last_trained if state.last_trained.tzinfo else state.last_trained.replace(tzinfo=timezone.utc)
-    rng = np.random.default_rng(0)
-    sample = lambda rows: stream.data.train.features[  # noqa: E731
-        torch.from_numpy(rng.permutation(rows)[:DRIFT_SAMPLE])].reshape(min(len(rows), DRIFT_SAMPLE), -1).cpu().numpy()
-    return [triggers.amount(len(fresh), config.min_samples),
+    return [triggers.amount(sum(len(rows) for rows in stream.chunk_rows[-new:]), config.min_samples),
             triggers.elapsed((datetime.now(timezone.utc) - last).total_seconds(), config.every_s),
-            triggers.drift(sample(old), sample(fresh), config.drift_alpha),
+            drift,
             triggers.accuracy_drop(state.champion.metrics["accuracy"], champion_accuracy, len(stream.data.test),
                                    config.max_drop)]
 
@@ -206,25 +213,29 @@ def _train(settings: Settings, catalog: Catalog, tracker: Tracker, name: str, da
            stream: StreamData, new: list[VersionInfo], champion: torch.nn.Module | None, optimizer: dict | None,
            config: ContinualConfig,
            train: TrainConfig, spec: ModelSpec, rho: float, ship: str, sparse: _SparseTraining | None,
-           outcome: RetrainOutcome) -> None:
+           spend: policy.Spend | None, outcome: RetrainOutcome) -> None:
     """One tracked training step; the run and its model commit together (see the module docstring)."""
     parent = state.champion.id if state.champion else None
     params = {"lineage": name, "dataset": dataset, "chunks": [i.id for i in new], "history": sorted(state.consumed),
               "parent_model_version_id": parent, "continual": config.model_dump(), "train": train.model_dump(),
-              "rho": rho, "ship": ship, "decisions": outcome.decisions}
+              "rho": rho, "ship": ship, "decisions": outcome.decisions, "spend": outcome.spend}
     run_id = records.start_run(catalog, new[-1].id, None, train.arch, params)
     registered = f"{dataset}-{name}"
     try:
         with tracker.run(name=f"retrain-{name}-{run_id}") as tracked:
             records.set_mlflow_run(catalog, run_id, tracked.run_id)
             tracked.log_params({**config.model_dump(), **train.model_dump(), "lineage": name, "rho": rho, "ship": ship,
-                                "chunks": ",".join(str(i.id) for i in new), "parent_model_version_id": parent})
+                                "chunks": ",".join(str(i.id) for i in new), "parent_model_version_id": parent,
+                                "passes_spent": spend.passes if spend else None,
+                                "pass_bank": spend.bank if spend else None,
+                                "drifted": spend.drifted if spend else None})
             tracked.set_tags({"curation.run_id": run_id, "curation.stages": name, "curation.version_id": new[-1].id,
                               "curation.parent_model_version_id": parent})
             if sparse:
                 sparse.model_version = f"run-{run_id}"
             step = train_step(stream, len(new), champion, config, train, spec, step=len(stream.chunk_rows) - 1,
-                              optimizer=optimizer, callbacks=[sparse] if sparse else [])
+                              optimizer=optimizer, callbacks=[sparse] if sparse else [],
+                              passes=spend.passes if spend else None)
             promoted = outcome.champion_accuracy is None or step.accuracy >= outcome.champion_accuracy
             summary = {"accuracy": step.accuracy, "champion_accuracy": outcome.champion_accuracy,
                        "from_scratch": float(step.from_scratch), "promoted": float(promoted),
@@ -288,6 +299,38 @@ def deployed_replica(settings: Settings, dataset: str, lineage: str = "proactive
         raise CurationError(f"lineage {lineage!r} of {dataset!r} has deployed nothing yet",
                             f"run `curation retrain {dataset} --lineage {lineage}` first")
     return _replica(settings, Catalog(settings.catalog), state.base)
+
+
+def lineage_status(settings: Settings, dataset: str, lineage: str = "proactive") -> dict:
+    """What ``curation retrain --status`` shows: the champion, the consumed and waiting chunks, the replica's
+    last shipped update; from the catalog alone (nothing is loaded or trained)."""
+    infos = chunks(settings, dataset)
+    if not infos:
+        raise CurationError(f"data set {dataset!r} has no versions", "add a chunk with `curation data add` first")
+    catalog = Catalog(settings.catalog)
+    state = _Lineage(catalog, dataset, lineage, infos)
+    champion = state.champion
+    last = None
+    if state.base is not None:
+        with catalog.session() as s:
+            row = s.scalars(select(ShippedUpdate).where(ShippedUpdate.base_model_version_id == state.base.id)
+                            .order_by(ShippedUpdate.sequence.desc()).limit(1)).first()
+        if row is not None:
+            last = {"sequence": row.sequence, "model_version_id": row.model_version_id, "rho": row.rho,
+                    "bytes": row.bytes, "dense_bytes": row.dense_bytes, "gap": row.gap,
+                    "created_at": row.created_at.isoformat()}
+    finished = [r for r in state.runs if r.status == records.FINISHED]
+    return {"dataset": dataset, "lineage": lineage, "runs": len(finished),
+            "failed_runs": sum(r.status == records.FAILED for r in state.runs),
+            "policy": finished[-1].params.get("continual", {}).get("policy", "fixed") if finished else None,
+            "champion": None if champion is None else {
+                "model_version_id": champion.id, "name": champion.name, "registry_version": champion.registry_version,
+                "accuracy": champion.metrics.get("accuracy"), "test_version_id": champion.metrics.get("test_version_id"),
+                "parent_id": champion.parent_id},
+            "base_model_version_id": state.base.id if state.base else None,
+            "consumed": [i.id for i in infos if i.id in state.consumed],
+            "waiting": [i.id for i in infos if i.id not in state.consumed],
+            "last_update": last}
 
 
 def _publish(settings: Settings, catalog: Catalog, tracker: Tracker, name: str, state: _Lineage,

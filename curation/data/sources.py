@@ -1,4 +1,5 @@
-"""Where versions come from: MNIST-1D at any N, scikit-learn digits, a user's Parquet or CSV file.
+"""Where versions come from: MNIST-1D at any N, scikit-learn digits, the drifting MNIST-1D stream
+(``mnist1d-drift``, one chunk per call: curation.data.stream), a user's Parquet or CSV file.
 
 Each loader returns a table that already satisfies the contract, and a record of how it was made.
 """
@@ -16,7 +17,7 @@ import pyarrow.parquet as pq
 from curation.data.contract import build_table
 from curation.errors import CurationError
 
-BUILTIN = ("mnist1d", "digits")
+BUILTIN = ("mnist1d", "digits", "mnist1d-drift")
 
 
 @dataclass
@@ -162,7 +163,12 @@ def _list_features(column: pa.ChunkedArray, path: Path) -> np.ndarray:
 
 
 def load(source: str, **options) -> Loaded:
-    """Dispatch on the source name: 'mnist1d', 'digits', or a file path."""
+    """Dispatch on the source name: 'mnist1d', 'digits', 'mnist1d-drift' (option ``step``: which chunk), or a file."""
+    if source == "mnist1d-drift":
+        from curation.data.stream import drifting_mnist1d  # stream.py builds on this module
+
+        return drifting_mnist1d(options.get("step") or 0, **{k: v for k, v in options.items()
+                                                             if k in ("samples", "seed") and v is not None})
     if source == "mnist1d":
         return mnist1d(**{k: v for k, v in options.items() if k in ("samples", "seed", "train_split") and v is not None})
     if source == "digits":
