@@ -78,7 +78,8 @@ def init(json_out: bool = typer.Option(False, "--json", help="Print a JSON summa
 
 @data_app.command("add")
 def data_add(
-    source: str = typer.Argument(..., help="'mnist1d', 'digits', or a .parquet/.csv file."),
+    source: str = typer.Argument(..., help="'mnist1d', 'digits', a .parquet/.csv file, or a folder of images "
+                                           "with one subfolder per class."),
     name: Optional[str] = typer.Option(None, help="Data set name (default: the source's name)."),
     samples: Optional[int] = typer.Option(None, help="mnist1d: number of samples (default 5000, the published set)."),
     seed: Optional[int] = typer.Option(None, help="mnist1d/digits: generator or split seed."),
@@ -86,6 +87,10 @@ def data_add(
     feature_columns: Optional[str] = typer.Option(None, help="File: comma-separated feature columns (default: all others)."),
     id_column: Optional[str] = typer.Option(None, help="File: a unique integer sample id column."),
     split_column: Optional[str] = typer.Option(None, help="File: a column naming each row's split (train/test)."),
+    test_fraction: Optional[float] = typer.Option(
+        None, help="Without a split column: the fraction of each class held out for testing (default 0.2)."),
+    image_size: Optional[str] = typer.Option(None, help="Images: resize all to HEIGHTxWIDTH (e.g. 32x32)."),
+    standardize: bool = typer.Option(True, help="File: standardize the features (mean/std of the train split)."),
     parent: Optional[str] = typer.Option(None, help="The version this one derives from (id or name@hash)."),
     json_out: bool = typer.Option(False, "--json", help="Print the version as JSON."),
 ):
@@ -108,7 +113,8 @@ def data_add(
             loaded = sources.load(
                 source, samples=samples, seed=seed, label_column=label_column,
                 feature_columns=[c.strip() for c in feature_columns.split(",")] if feature_columns else None,
-                id_column=id_column, split_column=split_column)
+                id_column=id_column, split_column=split_column, test_fraction=test_fraction,
+                image_size=_image_size(image_size), standardize=standardize)
             step(f"writing {loaded.table.num_rows:,} rows as Parquet")
             staged = stage_version(settings, loaded)
             step("tracking with DVC and recording in the catalog")
@@ -119,6 +125,15 @@ def data_add(
     verb = "added" if info.created else "unchanged, already"
     out.print(f"[green]{verb}[/] {info.ref} (id {info.id}): {info.rows:,} rows, {info.num_features} features, "
               f"{len(info.classes)} classes, md5 {info.content_hash}")
+
+
+def _image_size(text: Optional[str]) -> Optional[list[int]]:
+    if text is None:
+        return None
+    parts = text.lower().split("x")
+    if len(parts) != 2 or not all(p.strip().isdigit() and int(p) > 0 for p in parts):
+        raise CurationError(f"--image-size {text!r} is not HEIGHTxWIDTH", "write e.g. --image-size 32x32")
+    return [int(p) for p in parts]
 
 
 @data_app.command("ls")
@@ -160,19 +175,25 @@ def data_show(
         settings = load_settings()
         info, reader = open_version(settings, version)
         preview = reader.take(reader.sample_ids[: max(0, head)])
+    shown = {**info.to_dict(), "class_names": reader.manifest.get("class_names"),
+             "transform": reader.manifest.get("transform")}
     if json_out:
-        emit_json(info.to_dict())
+        emit_json(shown)
         return
     grid = Table.grid(padding=(0, 2))
-    for key, value in info.to_dict().items():
+    for key, value in shown.items():
+        if key == "transform" and value:  # statistics per feature: in --json only
+            value = {k: (f"{len(v)} values" if isinstance(v, list) and len(v) > 6 else v) for k, v in value.items()}
         if key != "created":
             grid.add_row(f"[bold]{key}[/]", json.dumps(value) if isinstance(value, (dict, list)) else str(value))
     out.print(grid)
     if preview.num_rows:
         feats = features_numpy(preview)
+        names = reader.manifest.get("class_names")
         rows = Table("sample_id", "label", "features")
         for sid, label, f in zip(preview.column("sample_id").to_pylist(), preview.column("label").to_pylist(), feats):
-            rows.add_row(str(sid), str(label), " ".join(f"{x:.3f}" for x in f[:6]) + (" ..." if len(f) > 6 else ""))
+            rows.add_row(str(sid), f"{label} ({names[label]})" if names else str(label),
+                         " ".join(f"{x:.3f}" for x in f[:6]) + (" ..." if len(f) > 6 else ""))
         out.print(rows)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import fcntl
+import json
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -64,6 +65,11 @@ class _LogEpochs(Callback):
 
     def on_epoch_end(self, record: dict) -> None:
         self.tracked.log_epoch(record)
+
+
+def _class_names(manifest: dict) -> str:
+    """The class names in label order, as one MLflow param (cut to MLflow's 6000 characters; all in classes.json)."""
+    return json.dumps(manifest.get("class_names"))[:6000]
 
 
 def run_dir(settings: Settings, run_id: int) -> Path:
@@ -180,7 +186,8 @@ def _tracked(settings: Settings, catalog: Catalog, tracker: Tracker, info: Versi
             tracked.log_params({**{k: v for k, v in params.items() if k != "plan"},
                                 **{f"plan_{k}": v for k, v in params["plan"].items()},
                                 "flops_per_sample": trainer.ledger.flops_per_sample,
-                                "train_samples": len(trainer.data.train)})
+                                "train_samples": len(trainer.data.train),
+                                "class_names": _class_names(trainer.data.reader.manifest)})
             plan_id = params["plan"]["id"]
             tracked.set_tags({"curation.run_id": run_id, "curation.version_id": info.id,
                               "curation.version": info.ref, "curation.plan_id": plan_id,
@@ -188,6 +195,9 @@ def _tracked(settings: Settings, catalog: Catalog, tracker: Tracker, info: Versi
                               "curation.device": trainer.device.type})
             tracked.log_dataset(info.dataset, settings.home / info.path, info.content_hash,
                                 {"version_id": info.id, "rows": info.rows, "splits": info.splits})
+            manifest = trainer.data.reader.manifest  # what the model's outputs mean and what its inputs went through
+            tracked.log_dict({"class_names": manifest.get("class_names"), "transform": manifest.get("transform")},
+                             "classes.json")
         logged = tracked.logged_epochs()
         for record in trainer.history:  # epochs a killed run checkpointed but did not log
             if record["epoch"] not in logged:
