@@ -289,8 +289,9 @@ def methods_cmd(json_out: bool = typer.Option(False, "--json", help="Print JSON.
 @app.command()
 def train(
     version: str = typer.Argument(..., help="Version id, data set name (newest) or name@hash."),
-    arch: Optional[str] = typer.Option(None, help="Architecture: mlp, cnn1d, lenet5 or a registered one "
-                                                  "(default: from the feature shape)."),
+    arch: Optional[str] = typer.Option(None, help="Architecture: mlp, cnn1d, lenet5, resnet1d, resnet2d or a "
+                                                  "registered one (default: resnet2d for images, else from the "
+                                                  "feature shape)."),
     epochs: Optional[int] = typer.Option(None, help="Epochs (default: the architecture's)."),
     batch_size: Optional[int] = typer.Option(None, help="Batch size (default: the architecture's)."),
     lr: Optional[float] = typer.Option(None, help="Peak learning rate (default: the architecture's)."),
@@ -303,6 +304,9 @@ def train(
     baseline: Optional[int] = typer.Option(None, help="Catalog id of a finished run to compare with "
                                                       "(target: 99% of its best accuracy)."),
     device: str = typer.Option("auto", help="auto, cpu or cuda."),
+    workers: int = typer.Option(2, help="Image versions: worker processes that decode the images."),
+    augment: Optional[str] = typer.Option(None, help="Image versions: 'crop' (random crops) or 'crop-flip' (and "
+                                                     "horizontal flips) of every training sample."),
     json_out: bool = typer.Option(False, "--json", help="Print the outcome as JSON."),
 ):
     """Train on a version (optionally with a selection plan); tracked in MLflow and the catalog."""
@@ -329,7 +333,8 @@ def train(
                 err.print(line, highlight=False, soft_wrap=True)
 
     with user_errors():
-        config = TrainConfig.make(arch=arch, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=device)
+        config = TrainConfig.make(arch=arch, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=device,
+                                  workers=workers, augment=augment)
         settings = load_settings()
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                       console=err, disable=not live) as progress:

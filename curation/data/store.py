@@ -113,7 +113,8 @@ class VersionReader:
             raise CurationError(f"cannot read {self.path}: {exc}", "restore it with `dvc checkout`") from None
         self.manifest = read_manifest(self._file.schema_arrow)
         self.transform = self.manifest.get("transform")
-        self._stored = "image" if "image" in self._file.schema_arrow.names else "features"
+        self.images = "image" in self._file.schema_arrow.names  # features are decoded from encoded images
+        self._stored = "image" if self.images else "features"
         self.num_rows = self._file.metadata.num_rows
         self._ids: np.ndarray | None = None
         self._group_starts = np.cumsum([0] + [self._file.metadata.row_group(i).num_rows

@@ -126,18 +126,20 @@ def apply(table: pa.Table, transform: dict | None) -> pa.Table:
     return table
 
 
-def augment(x, generator, pad: int = 2, flip: bool = True):
-    """Random crop (zero padding of ``pad`` pixels, then a crop back to size) and horizontal flip of an
-    (N, C, H, W) batch, per sample: the training-time option for image versions."""
+def augment(x, generator, flip: bool = True, pad: int | None = None):
+    """Random crop and, with ``flip``, horizontal flip of an (N, C, H, W) batch, per sample: the training-time
+    option for image versions. The crop pads each side by ``pad`` pixels (default: an eighth of the smaller
+    side, at least 1; 4 for 32x32) repeating the edge, then cuts a window of the original size."""
     import torch
     import torch.nn.functional as F
 
     n, _, h, w = x.shape
-    padded = F.pad(x, (pad, pad, pad, pad))
+    pad = max(1, min(h, w) // 8) if pad is None else pad
+    padded = F.pad(x, (pad, pad, pad, pad), mode="replicate")
     dy = torch.randint(0, 2 * pad + 1, (n,), generator=generator).tolist()
     dx = torch.randint(0, 2 * pad + 1, (n,), generator=generator).tolist()
     out = torch.stack([padded[i, :, dy[i]:dy[i] + h, dx[i]:dx[i] + w] for i in range(n)])
     if flip:
-        mirrored = torch.rand(n, generator=generator) < 0.5
+        mirrored = (torch.rand(n, generator=generator) < 0.5).to(x.device)
         out[mirrored] = out[mirrored].flip(-1)
     return out

@@ -33,6 +33,9 @@ class TrainConfig(BaseModel):
     schedule: Literal["cosine", "constant"] | None = None  # cosine: per step, down to 0 at the last step
     seed: int = Field(0, ge=0)
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    workers: int = Field(2, ge=0, description="image versions: DataLoader worker processes that decode the images")
+    augment: Literal["crop", "crop-flip"] | None = Field(
+        None, description="image versions: a random crop (and a horizontal flip) of every training sample")
 
     @classmethod
     def make(cls, **values) -> TrainConfig:
@@ -45,11 +48,16 @@ class TrainConfig(BaseModel):
             raise CurationError(f"bad training setting {where!r}: {e['msg']}", f"fix --{where.replace('_', '-')}") \
                 from None
 
-    def resolve(self, feature_shape) -> TrainConfig:
-        """Every field filled: the user's value, else the architecture's default, else ``FALLBACK``."""
+    def resolve(self, feature_shape, images: bool = False) -> TrainConfig:
+        """Every field filled: the user's value, else the architecture's default, else ``FALLBACK``.
+
+        ``images``: the version's features are decoded images (the default architecture is then resnet2d)."""
         from models import default_for, get
 
-        arch = self.arch or default_for(feature_shape)
+        if self.augment and len(feature_shape) != 3:
+            raise CurationError(f"--augment needs image features [channels, height, width], not {list(feature_shape)}",
+                                "drop --augment for this version")
+        arch = self.arch or default_for(feature_shape, images)
         defaults = {**FALLBACK, **get(arch).defaults}
         filled = {k: (v if v is not None else defaults.get(k)) for k, v in self.model_dump().items()}
         return TrainConfig.make(**{**filled, "arch": arch})

@@ -136,8 +136,8 @@ def train_version(settings: Settings, ref: str | int, config: TrainConfig | None
     """
     info, reader = open_version(settings, ref)
     spec = ModelSpec.of(info)
-    cfg = (config or TrainConfig()).resolve(info.feature_shape)
-    data = TrainingData.load(reader, info.id, info.feature_shape, resolve_device(cfg.device))
+    cfg = (config or TrainConfig()).resolve(info.feature_shape, images=reader.images)
+    data = TrainingData.load(reader, info.id, info.feature_shape, resolve_device(cfg.device), cfg.workers)
     catalog = Catalog(settings.catalog)
     plan_id, plan_ledger = None, {}
     if plan is None:
