@@ -98,11 +98,11 @@ def test_labels_of_any_type_are_encoded_in_sorted_order():
 
 def test_stratified_split_is_seeded_and_keeps_class_shares():
     labels = np.array(["a"] * 50 + ["b"] * 30 + ["c"] * 20)
-    split = stratified_split(labels, 0.2, 7, "x")
+    split = stratified_split(labels, 0.2, 7)
     assert {c: int(((labels == c) & (split == "test")).sum()) for c in "abc"} == {"a": 10, "b": 6, "c": 4}
-    assert (stratified_split(labels, 0.2, 7, "x") == split).all()
-    assert (stratified_split(labels, 0.2, 8, "x") != split).any()
-    tiny = stratified_split(np.array(["a", "b", "b"]), 0.5, 0, "x")  # a class of one row stays in train
+    assert (stratified_split(labels, 0.2, 7) == split).all()
+    assert (stratified_split(labels, 0.2, 8) != split).any()
+    tiny = stratified_split(np.array(["a", "b", "b"]), 0.5, 0)  # a class of one row stays in train
     assert tiny[0] == "train" and (tiny[1:] == "test").sum() == 1
 
 

@@ -57,14 +57,15 @@ def digits(seed: int = 0, test_fraction: float = TEST_FRACTION) -> Loaded:
     from sklearn.datasets import load_digits
 
     bunch = load_digits()
-    split = stratified_split(bunch.target, test_fraction, seed, "digits")
+    split = stratified_split(bunch.target, test_fraction, seed)
     table = build_table(bunch.data / 16.0, bunch.target, split=split, feature_shape=[1, 8, 8], what="digits")
     return Loaded(table, {"kind": "digits", "seed": int(seed), "test_fraction": float(test_fraction)}, "digits")
 
 
-def stratified_split(labels: np.ndarray, test_fraction: float, seed: int, what: str) -> np.ndarray:
+def stratified_split(labels: np.ndarray, test_fraction: float, seed: int) -> np.ndarray:
     """'train'/'test' per row: each class's rows shuffled by ``seed``, a ``test_fraction`` of them (rounded,
-    at least one row kept for training) held out. Deterministic for the same labels, fraction and seed."""
+    at least one row kept for training) held out. Deterministic for the same labels, fraction and seed.
+    Too few rows may leave no test row: ``check_held_out`` says so once the rest of the data is checked."""
     if not 0 < test_fraction < 1:
         raise CurationError(f"--test-fraction must be between 0 and 1, got {test_fraction}", "give e.g. 0.2")
     labels = np.asarray(labels)
@@ -74,10 +75,13 @@ def stratified_split(labels: np.ndarray, test_fraction: float, seed: int, what: 
     for c in range(len(names)):
         rows = rng.permutation(np.flatnonzero(codes == c))
         split[rows[:min(int(np.floor(test_fraction * len(rows) + 0.5)), len(rows) - 1)]] = "test"
-    if (split == "test").sum() == 0:
+    return split
+
+
+def check_held_out(split: np.ndarray, test_fraction: float, what: str) -> None:
+    if not (split == "test").any():
         raise CurationError(f"{what} has too few rows to hold out a test fraction of {test_fraction}",
                             "add more rows, raise --test-fraction, or give a split column")
-    return split
 
 
 def _read_file(path: Path) -> pa.Table:
@@ -157,7 +161,7 @@ def from_file(
         split = column.to_numpy(zero_copy_only=False).astype(str)
     made_split = split is None
     if made_split:
-        split = stratified_split(labels, test_fraction, seed, str(path))
+        split = stratified_split(labels, test_fraction, seed)
     ids = table.column(id_column).to_numpy() if id_column else None
     if ids is None and "sample_id" in names:
         ids = table.column("sample_id").to_numpy()
@@ -173,6 +177,8 @@ def from_file(
         transform = image_transform(column.to_pylist(), where, split, image_size)
         built = build_table(column, labels, sample_ids=ids, split=split, what=str(path), transform=transform,
                             feature_shape=[transform["channels"], *transform["size"]])
+        if made_split:
+            check_held_out(split, test_fraction, str(path))
         return Loaded(built, source | {"image_size": image_size}, path.stem)
     if feature_columns == ["features"] and list_features:
         features = _list_features(table.column("features"), path)
@@ -180,6 +186,8 @@ def from_file(
         features = np.column_stack([_numeric_column(table, c, path) for c in feature_columns])
     transform = fit_standardize(features.astype(np.float64), split) if standardize else None
     built = build_table(features, labels, sample_ids=ids, split=split, what=str(path), transform=transform)
+    if made_split:
+        check_held_out(split, test_fraction, str(path))
     return Loaded(built, source | {"standardize": standardize}, path.stem)
 
 
@@ -214,9 +222,10 @@ def from_folder(path: str | Path, test_fraction: float = TEST_FRACTION, seed: in
         files += found
         labels += [folder.name] * len(found)
     labels = np.array(labels)
-    split = stratified_split(labels, test_fraction, seed, str(path))
+    split = stratified_split(labels, test_fraction, seed)
     blobs = [f.read_bytes() for f in files]
     transform = image_transform(blobs, [str(f.relative_to(path)) for f in files], split, image_size)
+    check_held_out(split, test_fraction, str(path))
     table = build_table(pa.array(blobs, pa.binary()), labels, split=split, what=str(path), transform=transform,
                         feature_shape=[transform["channels"], *transform["size"]])
     source = {"kind": "image-folder", "path": str(path.resolve()), "test_fraction": float(test_fraction),

@@ -34,8 +34,9 @@ def fit_standardize(values: np.ndarray, split: Sequence[str] | np.ndarray | None
     if len(train) == 0:
         raise CurationError("the train split is empty: nothing to fit the standardization on",
                             "give the data some rows in the 'train' split")
-    mean = train.mean(axis=0, dtype=np.float64)
-    std = train.std(axis=0, dtype=np.float64)
+    with np.errstate(all="ignore"):  # non-finite values are refused by build_table, with the row
+        mean = train.mean(axis=0, dtype=np.float64)
+        std = train.std(axis=0, dtype=np.float64)
     std[~(std > 1e-12)] = 1.0
     return {"kind": "standardize", "mean": mean.astype(np.float32).tolist(), "std": std.astype(np.float32).tolist()}
 
