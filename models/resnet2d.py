@@ -2,7 +2,7 @@
 
 Stem: Conv2d C->32 k3 (same size), BatchNorm, ReLU. Then three stages of one basic residual block each
 (two Conv2d k3 + BatchNorm, identity or 1x1-conv shortcut) at 32, 64 and 128 channels; stages 2 and 3 halve
-the height and width. Global average pooling and a linear classifier: about 0.29M parameters.
+the height and width. Global average pooling and a linear classifier: about 0.31M parameters.
 """
 
 from __future__ import annotations
