@@ -106,8 +106,9 @@ def read_split(reader: VersionReader, name: str, workers: int = 0) -> pa.Table:
         return reader.read(COLUMNS, split=name)
     ids = reader.split_ids(name)
     chunks = np.array_split(ids, max(1, -(-len(ids) // DECODE_CHUNK)))
+    # forkserver: workers start from a clean process, whatever threads this one runs (a Prefect server, MLflow)
     loader = torch.utils.data.DataLoader(_Decoded(reader.path, chunks), batch_size=None, num_workers=workers,
-                                         collate_fn=_as_is)
+                                         collate_fn=_as_is, multiprocessing_context="forkserver")
     return pa.concat_tables(list(loader))
 
 
