@@ -83,8 +83,8 @@ def main() -> None:
                   "steps": steps, "arch": config.arch, "threads": torch.get_num_threads()},
                  results, {"decode_over_training_samples_per_s": ratio},
                  {"decode_over_training_samples_per_s": ">= 1"}, ratio >= 1,
-                 notes="decode rates include reading the split's Parquet row groups; workers are processes "
-                       "(fork), each with its own reader", out=args.out, quick=args.quick)
+                 notes="decode rates include reading the split's Parquet row groups and, with workers, starting "
+                       "them (forkserver processes that import torch, each with its own reader): one decode per run", out=args.out, quick=args.quick)
 
 
 if __name__ == "__main__":
