@@ -35,10 +35,10 @@ def fit_standardize(values: np.ndarray, split: Sequence[str] | np.ndarray | None
         raise CurationError("the train split is empty: nothing to fit the standardization on",
                             "give the data some rows in the 'train' split")
     with np.errstate(all="ignore"):  # non-finite values are refused by build_table, with the row
-        mean = train.mean(axis=0, dtype=np.float64)
-        std = train.std(axis=0, dtype=np.float64)
+        mean = train.mean(axis=0, dtype=np.float64).astype(np.float32)
+        std = train.std(axis=0, dtype=np.float64).astype(np.float32)
     std[~(std > 1e-12)] = 1.0
-    return {"kind": "standardize", "mean": mean.astype(np.float32).tolist(), "std": std.astype(np.float32).tolist()}
+    return {"kind": "standardize", "mean": mean.tolist(), "std": std.tolist()}
 
 
 def _open(blob: bytes, where: str):
