@@ -28,6 +28,13 @@ class Amp(StrEnum):
     off = "off"
 
 
+class Augment(StrEnum):
+    """Training-time augmentation of image versions: random crops, or random crops and horizontal flips."""
+
+    crop = "crop"
+    crop_flip = "crop-flip"
+
+
 class Engine(StrEnum):
     """Where a selection runs: in this process, or the pairwise method on a Dask cluster."""
 

@@ -15,7 +15,7 @@ from rich.table import Table
 from typer._click.exceptions import UsageError  # typer 0.29 vendors click; its errors are these classes
 from typer.core import TyperCommand, TyperGroup
 
-from curation.choices import Amp, Device, Engine, Mode, Policy, RunStatus, Ship, Strategy
+from curation.choices import Amp, Augment, Device, Engine, Mode, Policy, RunStatus, Ship, Strategy
 from curation.config import load_settings
 from curation.errors import CurationError
 
@@ -114,8 +114,8 @@ def init(
 
 @data_app.command("add")
 def data_add(
-    source: str = typer.Argument(..., help="'mnist1d', 'digits', 'mnist1d-drift' (a chunk of the drifting stream) "
-                                           "or a .parquet/.csv file."),
+    source: str = typer.Argument(..., help="'mnist1d', 'digits', 'mnist1d-drift' (a chunk of the drifting stream), "
+                                           "a .parquet/.csv file, or a folder of images with one subfolder per class."),
     name: Optional[str] = typer.Option(None, help="Data set name (default: the source's name)."),
     samples: Optional[int] = typer.Option(None, help="mnist1d: number of samples (default 5000, the published set)."),
     seed: Optional[int] = typer.Option(None, help="mnist1d/digits: generator or split seed."),
@@ -123,6 +123,10 @@ def data_add(
     feature_columns: Optional[str] = typer.Option(None, help="File: comma-separated feature columns (default: all others)."),
     id_column: Optional[str] = typer.Option(None, help="File: a unique integer sample id column."),
     split_column: Optional[str] = typer.Option(None, help="File: a column naming each row's split (train/test)."),
+    test_fraction: Optional[float] = typer.Option(
+        None, help="Without a split column: the fraction of each class held out for testing (default 0.2)."),
+    image_size: Optional[str] = typer.Option(None, help="Images: resize all to HEIGHTxWIDTH (e.g. 32x32)."),
+    standardize: bool = typer.Option(True, help="File: standardize the features (mean/std of the train split)."),
     parent: Optional[str] = typer.Option(None, help="The version this one derives from (id or name@hash)."),
     chunk: bool = typer.Option(False, "--chunk", help="Add it as the next chunk of the stream --name (what "
                                                       "`curation retrain` trains on): same features and classes, "
@@ -160,7 +164,8 @@ def data_add(
             loaded = sources.load(
                 source, samples=samples, seed=seed, step=at, label_column=label_column,
                 feature_columns=[c.strip() for c in feature_columns.split(",")] if feature_columns else None,
-                id_column=id_column, split_column=split_column)
+                id_column=id_column, split_column=split_column, test_fraction=test_fraction,
+                image_size=_image_size(image_size), standardize=standardize)
             if chunk:
                 step(f"adding {loaded.table.num_rows:,} rows as the next chunk")
                 info = add_chunk(settings, name or loaded.default_name, loaded, renumber=True)
@@ -181,6 +186,20 @@ def data_add(
         r = info.source["renumbered"]
         out.print(f"  {r['colliding']:,} sample ids collided with earlier chunks: ids renumbered from {r['first_id']:,} "
                   f"on, the source's ids kept in column {ORIGINAL_ID}", soft_wrap=True)
+
+
+def _abridged(transform: dict) -> dict:
+    """A version's transform for the terminal: statistics per feature counted, not listed (--json has them)."""
+    return {k: (f"{len(v)} values" if isinstance(v, list) and len(v) > 6 else v) for k, v in transform.items()}
+
+
+def _image_size(text: Optional[str]) -> Optional[list[int]]:
+    if text is None:
+        return None
+    parts = text.lower().split("x")
+    if len(parts) != 2 or not all(p.strip().isdigit() and int(p) > 0 for p in parts):
+        raise CurationError(f"--image-size {text!r} is not HEIGHTxWIDTH", "write e.g. --image-size 32x32")
+    return [int(p) for p in parts]
 
 
 @data_app.command("ls")
@@ -222,15 +241,19 @@ def data_show(
         settings = load_settings()
         info, reader = open_version(settings, version)
         preview = reader.take(reader.sample_ids[: max(0, head)])
+    shown = {**info.to_dict(), "class_names": reader.manifest.get("class_names"),
+             "transform": reader.manifest.get("transform")}
     if json_out:
-        emit_json(info.to_dict())
+        emit_json(shown)
         return
-    show_record({k: v for k, v in info.to_dict().items() if k != "created"})
+    show_record({k: (_abridged(v) if k == "transform" and v else v) for k, v in shown.items() if k != "created"})
     if preview.num_rows:
         feats = features_numpy(preview)
+        names = reader.manifest.get("class_names")
         rows = Table("sample_id", "label", "features")
         for sid, label, f in zip(preview.column("sample_id").to_pylist(), preview.column("label").to_pylist(), feats):
-            rows.add_row(str(sid), str(label), " ".join(f"{x:.3f}" for x in f[:6]) + (" ..." if len(f) > 6 else ""))
+            rows.add_row(str(sid), f"{label} ({names[label]})" if names else str(label),
+                         " ".join(f"{x:.3f}" for x in f[:6]) + (" ..." if len(f) > 6 else ""))
         out.print(rows)
 
 
@@ -505,7 +528,8 @@ class ArchitecturesInHelp(TyperCommand):
 @app.command(cls=ArchitecturesInHelp)
 def train(
     version: str = typer.Argument(..., help="Version id, data set name (newest) or name@hash."),
-    arch: Optional[str] = typer.Option(None, help="Architecture (default: from the feature shape)."),
+    arch: Optional[str] = typer.Option(None, help="Architecture (default: resnet2d for images, else from the "
+                                                  "feature shape)."),
     epochs: Optional[int] = typer.Option(None, help="Epochs (default: the architecture's)."),
     batch_size: Optional[int] = typer.Option(None, help="Batch size (default: the architecture's)."),
     lr: Optional[float] = typer.Option(None, help="Peak learning rate (default: the architecture's)."),
@@ -524,6 +548,9 @@ def train(
     amp: Optional[Amp] = typer.Option(None, help="Mixed precision (default: bf16 on a GPU that supports it, else "
                                                  "fp16; off on the CPU)."),
     compile_model: bool = typer.Option(False, "--compile", help="Run the model through torch.compile."),
+    workers: int = typer.Option(2, help="Image versions: worker processes that decode the images."),
+    augment: Optional[Augment] = typer.Option(None, help="Image versions: random crops (and horizontal flips) of "
+                                                         "every training sample."),
     json_out: bool = typer.Option(False, "--json", help="Print the outcome as JSON."),
 ):
     """Train on a version (optionally with a selection plan); tracked in MLflow and the catalog."""
@@ -551,7 +578,7 @@ def train(
 
     with user_errors():
         config = TrainConfig.make(arch=arch, epochs=epochs, batch_size=batch_size, lr=lr, budget=budget, seed=seed,
-                                  device=device, amp=amp, compile=compile_model)
+                                  device=device, amp=amp, compile=compile_model, workers=workers, augment=augment)
         settings = load_settings()
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                       console=err, disable=not live) as progress:

@@ -19,3 +19,4 @@ register("cnn1d", ConvNet1D.from_spec, defaults={"epochs": 60, "batch_size": 50,
                                                  "label_smoothing": 0.1})
 register("lenet5", LeNet5.from_spec, defaults={"epochs": 30, "batch_size": 64, "lr": 2e-3, "weight_decay": 1e-4})
 import models.resnet1d  # noqa: E402,F401  (registers "resnet1d")
+import models.resnet2d  # noqa: E402,F401  (registers "resnet2d")

@@ -77,6 +77,9 @@ def build(name: str, spec: ModelSpec) -> nn.Module:
     return model
 
 
-def default_for(feature_shape: Sequence[int]) -> str:
-    """The built-in architecture for a feature shape: [C, H, W] images, [C, L] sequences, else flat vectors."""
+def default_for(feature_shape: Sequence[int], images: bool = False) -> str:
+    """The built-in architecture for a version: resnet2d for decoded images, else by feature shape: lenet5 for
+    [C, H, W], cnn1d for [C, L] sequences, mlp for flat vectors."""
+    if images:
+        return "resnet2d"
     return {3: "lenet5", 2: "cnn1d"}.get(len(feature_shape), "mlp")

@@ -8,6 +8,7 @@ input must change nothing, the project is shared, and the state is compared befo
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 from pathlib import Path
 
@@ -35,6 +36,24 @@ def _parquet(path: Path, table: pa.Table) -> str:
     return str(path)
 
 
+def _png(size: tuple[int, int]) -> bytes:
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new("L", size, 128).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _image_folder(root: Path, files: dict[str, bytes | None]) -> str:
+    """A folder with one subfolder per class; a None file makes an empty class folder."""
+    for name, data in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if data is not None:
+            path.write_bytes(data)
+    return str(root)
+
+
 def _files(tmp: Path) -> dict[str, str]:
     """The bad files the cases read (outside the project)."""
     corrupt = tmp / "corrupt.parquet"
@@ -53,8 +72,14 @@ def _files(tmp: Path) -> dict[str, str]:
         "inf": _csv(tmp / "inf.csv", "a,label\n1.0,0\ninf,1\n"),
         "huge": _csv(tmp / "huge.csv", "a,label\n1e300,0\n1,1\n"),
         "float": _csv(tmp / "flt.csv", "a,label\n1.0,0.5\n2.0,1\n"),
-        "string": _csv(tmp / "str.csv", "a,label\n1.0,cat\n2.0,dog\n"),
-        "mixed": _csv(tmp / "mixed.csv", "a,label\n1.0,0\n2.0,cat\n3.0,1\n"),
+        "oneclass": _csv(tmp / "one.csv", "a,label\n1.0,cat\n2.0,cat\n3.0,cat\n"),
+        "badsplit": _csv(tmp / "split.csv", "a,label,part\n1.0,cat,train\n2.0,dog,valid\n3.0,dog,test\n"),
+        "badimage": _parquet(tmp / "img.parquet", pa.table({"image": pa.array([_png((4, 4)), b"\x89PNG not really"] * 2,
+                                                                           pa.binary()), "label": [0, 1] * 2})),
+        "mixedsizes": _image_folder(tmp / "sizes", {"a/1.png": _png((4, 4)), "a/2.png": _png((4, 4)),
+                                                    "b/3.png": _png((5, 4)), "b/4.png": _png((4, 4))}),
+        "emptyclass": _image_folder(tmp / "hollow", {"a/1.png": _png((4, 4)), "a/2.png": _png((4, 4)),
+                                                     "b/.keep": None}),
         "header": _csv(tmp / "hdr.csv", "a,label\n"),
         "plan": _parquet(tmp / "plan.parquet", pa.table({"epoch": pa.array([-1, -1], pa.int32()),
                                                          "sample_id": pa.array([0, 10**9], pa.int64())})),
@@ -98,7 +123,7 @@ def _api_unknown_method_param(settings, files):
 def _flow_ingest(settings, files):
     from flows.ingest import ingest
 
-    ingest(source=files["mixed"], name="mixed")
+    ingest(source=files["oneclass"], name="oneclass")
 
 
 def _flow_curate(settings, files):
@@ -130,8 +155,14 @@ CASES = {
     "huge features": ("cli", ["data", "add", "{huge}"], "beyond float32"),
     "huge labels": ("cli", ["data", "add", "{biglabel}"], "labels outside int32"),
     "float labels": ("cli", ["data", "add", "{float}"], "not integers"),
-    "string labels": ("cli", ["data", "add", "{string}"], "not integers"),
-    "mixed label types": ("cli", ["data", "add", "{mixed}"], "not integers"),
+    "one class": ("cli", ["data", "add", "{oneclass}"], "only one class ('cat')"),
+    "split column with unknown names": ("cli", ["data", "add", "{badsplit}", "--split-column", "part"],
+                                        "split names ['valid'] (allowed: train, test)"),
+    "undecodable image bytes": ("cli", ["data", "add", "{badimage}"], "cannot decode image in row 1"),
+    "images of mixed sizes": ("cli", ["data", "add", "{mixedsizes}"], "images have different sizes"),
+    "empty class folder": ("cli", ["data", "add", "{emptyclass}"], "is empty"),
+    "bad image size": ("cli", ["data", "add", "{mixedsizes}", "--image-size", "4by4"], "is not HEIGHTxWIDTH"),
+    "bad test fraction": ("cli", ["data", "add", "{oneclass}", "--test-fraction", "1.5"], "between 0 and 1"),
     "duplicate ids": ("cli", ["data", "add", "{dup}"], "duplicate sample ids"),
     # data add: names and options
     "name with separator": ("cli", ["data", "add", "digits", "--name", "a/b"], "bad data set name"),
@@ -173,7 +204,7 @@ CASES = {
     "api: negative epochs": ("api", _api_train_negative_epochs, "bad training setting 'epochs'"),
     "api: unknown method parameter": ("api", _api_unknown_method_param, "unknown parameters for uniform"),
     # flows
-    "flow: ingest mixed labels": ("flow", _flow_ingest, "not integers"),
+    "flow: ingest one class": ("flow", _flow_ingest, "only one class"),
     "flow: curate budget as a string": ("flow", _flow_curate, "budget must be a number, got 'lots'"),
     "flow: score with a missing model": ("flow", _flow_score, "no model version 999"),
 }

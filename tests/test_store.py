@@ -87,8 +87,8 @@ def test_unsafe_names_rejected(name):
 
 def test_user_files_with_chosen_columns(tmp_path):
     csv = tmp_path / "users.csv"
-    csv.write_text("uid,f1,f2,noise,target\n7,1.5,2,9,1\n3,0.5,1,9,0\n")
-    loaded = from_file(csv, label_column="target", feature_columns=["f1", "f2"], id_column="uid")
+    csv.write_text("uid,f1,f2,noise,target,part\n7,1.5,2,9,1,train\n3,0.5,1,9,0,test\n")  # too few rows to split
+    loaded = from_file(csv, label_column="target", feature_columns=["f1", "f2"], id_column="uid", split_column="part")
     assert loaded.table.column("sample_id").to_pylist() == [3, 7]
     np.testing.assert_array_equal(features_numpy(loaded.table), [[0.5, 1], [1.5, 2]])
     pq.write_table(loaded.table, tmp_path / "ours.parquet")

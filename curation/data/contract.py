@@ -1,8 +1,12 @@
 """The data set contract: columns, types and checks every version passes before it is written.
 
-A version is an Arrow table with ``sample_id`` (int64, unique, sorted), ``label`` (int32),
-``features`` (fixed-size list of float32), and optionally ``split`` (dictionary-encoded string) and ``chunk``
-(int32). Its manifest (rows, classes, feature shape, splits) rides in the Parquet metadata.
+A version is an Arrow table with ``sample_id`` (int64, unique, sorted), ``label`` (int32, 0..C-1),
+``features`` (fixed-size list of float32) or ``image`` (encoded PNG/JPEG bytes), and optionally ``split``
+(dictionary-encoded ``train``/``test``) and ``chunk`` (int32). Its manifest (rows, classes and their names,
+feature shape, splits, the transform applied when features are read) rides in the Parquet metadata.
+
+Labels of any type are encoded at build time: non-negative integers are already class indices and are kept;
+anything else (strings, negative integers, booleans) becomes 0..C-1 in the sorted order of the names.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ FORMAT = "curation-dataset/1"
 MANIFEST_KEY = b"curation.manifest"
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 INT32 = np.iinfo(np.int32)
+SPLITS = ("train", "test")
 
 
 def check_name(name: str, what: str = "data set") -> str:
@@ -37,48 +42,37 @@ def _first_bad(sample_ids: np.ndarray, mask: np.ndarray) -> int:
 
 
 def build_table(
-    features: np.ndarray,
+    features: np.ndarray | pa.Array,
     labels: np.ndarray,
     sample_ids: np.ndarray | None = None,
     split: Sequence[str] | np.ndarray | None = None,
     chunk: np.ndarray | None = None,
     feature_shape: Sequence[int] | None = None,
     what: str = "input",
+    transform: dict | None = None,
 ) -> pa.Table:
-    """Validate arrays against the contract and return the canonical table, sorted by sample_id."""
-    features = np.asarray(features)
+    """Validate arrays against the contract and return the canonical table, sorted by sample_id.
+
+    ``features`` is an (N, D) numeric array, or a binary Arrow array of encoded images (then ``feature_shape``
+    is the decoded [C, H, W] and ``transform`` says how to decode; see ``curation.data.transforms``).
+    """
     labels = np.asarray(labels)
     n = len(labels)
     if n == 0:
         raise CurationError(f"{what} has no rows", "give a file or source with at least one sample")
-    if features.ndim == 1:
-        features = features.reshape(n, 1)
-    if features.ndim != 2 or features.shape[0] != n:
-        raise CurationError(f"{what} has {features.shape[0]} feature rows but {n} labels", "give one label per row")
-    if features.shape[1] == 0:
-        raise CurationError(f"{what} has no feature columns", "name the feature columns or add numeric columns")
-    if not (np.issubdtype(features.dtype, np.number) and not np.issubdtype(features.dtype, np.complexfloating)) \
-            or features.dtype == np.bool_:
-        raise CurationError(f"{what} has non-numeric features ({features.dtype})", "give numeric feature columns only")
     sample_ids = np.arange(n, dtype=np.int64) if sample_ids is None else np.asarray(sample_ids)
     if not np.issubdtype(sample_ids.dtype, np.integer):
         raise CurationError(f"{what} has non-integer sample ids ({sample_ids.dtype})", "give integer sample ids")
     sample_ids = sample_ids.astype(np.int64, copy=False)
-    with np.errstate(over="ignore", invalid="ignore"):
-        values = features.astype(np.float32, copy=False)
-    finite = np.isfinite(values).all(axis=1)
-    if not finite.all():
-        raise CurationError(
-            f"{what} has {int((~finite).sum())} rows with NaN, inf or values beyond float32 "
-            f"(first: sample_id {_first_bad(sample_ids, ~finite)})",
-            "clean or drop those rows before adding the data set",
-        )
-    if not np.issubdtype(labels.dtype, np.integer) or labels.dtype == np.bool_:
-        raise CurationError(f"{what} has labels of type {labels.dtype}, not integers", "encode labels as integers 0..C-1")
-    out_of_range = (labels < INT32.min) | (labels > INT32.max)
-    if out_of_range.any():
-        raise CurationError(f"{what} has labels outside int32 (first: sample_id {_first_bad(sample_ids, out_of_range)})",
-                            "encode labels as small integers")
+    images = isinstance(features, pa.Array) and pa.types.is_binary(features.type)
+    if images:
+        if len(features) != n or feature_shape is None:
+            raise CurationError(f"{what} has {len(features)} images for {n} labels", "give one label per image")
+        d = int(np.prod(feature_shape))
+    else:
+        values = _feature_values(np.asarray(features), n, sample_ids, what)
+        d = values.shape[1]
+    labels, class_names = encode_labels(labels, sample_ids, what)
     if (sample_ids[1:] > sample_ids[:-1]).all():  # already sorted and unique: no reordering copy
         order = slice(None)
         sorted_ids = sample_ids
@@ -89,26 +83,83 @@ def build_table(
     if dup.any():
         raise CurationError(f"{what} has duplicate sample ids (first: {int(sorted_ids[1:][dup][0])})",
                             "make sample ids unique or omit them to number rows 0..N-1")
-    d = values.shape[1]
     shape = list(feature_shape) if feature_shape else [d]
     if int(np.prod(shape)) != d:
         raise CurationError(f"feature shape {shape} does not hold {d} features", "fix the feature shape")
     columns = {
         "sample_id": pa.array(sorted_ids, pa.int64()),
         "label": pa.array(labels[order].astype(np.int32), pa.int32()),
-        "features": pa.FixedSizeListArray.from_arrays(pa.array(values[order].reshape(-1), pa.float32()), d),
     }
+    if images:
+        columns["image"] = features if isinstance(order, slice) else features.take(pa.array(order))
+    else:
+        columns["features"] = pa.FixedSizeListArray.from_arrays(pa.array(values[order].reshape(-1), pa.float32()), d)
     if split is not None:
         names, codes = np.unique(np.asarray(split).astype(str), return_inverse=True)
+        unknown = sorted(set(names.tolist()) - set(SPLITS))
+        if unknown:
+            raise CurationError(f"{what} has split names {unknown[:5]} (allowed: {', '.join(SPLITS)})",
+                                "name each row's split 'train' or 'test', or omit the split column")
         columns["split"] = pa.DictionaryArray.from_arrays(pa.array(codes[order].astype(np.int32)),
                                                           pa.array(names.tolist(), pa.string()))
     if chunk is not None:
         columns["chunk"] = pa.array(np.asarray(chunk)[order].astype(np.int32), pa.int32())
     table = pa.table(columns)
-    return table.replace_schema_metadata({MANIFEST_KEY: json.dumps(manifest(table, shape)).encode()})
+    return table.replace_schema_metadata({MANIFEST_KEY: json.dumps(manifest(table, shape, class_names, transform)).encode()})
 
 
-def manifest(table: pa.Table, feature_shape: Sequence[int]) -> dict:
+def _feature_values(features: np.ndarray, n: int, sample_ids: np.ndarray, what: str) -> np.ndarray:
+    """Numeric features as a finite (N, D) float32 array, or a one-line error."""
+    if features.ndim == 1:
+        features = features.reshape(n, 1)
+    if features.ndim != 2 or features.shape[0] != n:
+        raise CurationError(f"{what} has {features.shape[0]} feature rows but {n} labels", "give one label per row")
+    if features.shape[1] == 0:
+        raise CurationError(f"{what} has no feature columns", "name the feature columns or add numeric columns")
+    if not (np.issubdtype(features.dtype, np.number) and not np.issubdtype(features.dtype, np.complexfloating)) \
+            or features.dtype == np.bool_:
+        raise CurationError(f"{what} has non-numeric features ({features.dtype})", "give numeric feature columns only")
+    with np.errstate(over="ignore", invalid="ignore"):
+        values = features.astype(np.float32, copy=False)
+    finite = np.isfinite(values).all(axis=1)
+    if not finite.all():
+        raise CurationError(
+            f"{what} has {int((~finite).sum())} rows with NaN, inf or values beyond float32 "
+            f"(first: sample_id {_first_bad(sample_ids, ~finite)})",
+            "clean or drop those rows before adding the data set",
+        )
+    return values
+
+
+def encode_labels(labels: np.ndarray, sample_ids: np.ndarray, what: str) -> tuple[np.ndarray, list]:
+    """Labels as int32 class indices, and the class names (index -> name); see the module docstring."""
+    if labels.dtype.kind == "O":  # mixed Python objects: names only if they are all strings or all integers
+        kinds = {type(v) for v in labels.tolist()}
+        if kinds <= {str}:
+            labels = labels.astype(str)
+        elif kinds <= {int, np.int64}:
+            labels = labels.astype(np.int64)
+        else:
+            raise CurationError(f"{what} has labels of mixed types ({', '.join(sorted(k.__name__ for k in kinds))})",
+                                "give labels that are all integers or all strings")
+    if labels.dtype.kind == "f":
+        raise CurationError(f"{what} has labels of type {labels.dtype}, not integers or names",
+                            "give class names (strings) or integer labels")
+    if labels.dtype.kind in "iu":
+        out_of_range = (labels < INT32.min) | (labels > INT32.max)
+        if out_of_range.any():
+            raise CurationError(f"{what} has labels outside int32 (first: sample_id "
+                                f"{_first_bad(sample_ids, out_of_range)})", "encode labels as small integers")
+        if labels.min() >= 0:  # already class indices
+            return labels.astype(np.int32), list(range(int(labels.max()) + 1))
+    if labels.dtype.kind not in "iubUS":
+        raise CurationError(f"{what} has labels of type {labels.dtype}", "give class names (strings) or integer labels")
+    names, codes = np.unique(labels, return_inverse=True)
+    return codes.astype(np.int32), [v.item() if isinstance(v, np.generic) else v for v in names.tolist()]
+
+
+def manifest(table: pa.Table, feature_shape: Sequence[int], class_names: Sequence | None = None,
+             transform: dict | None = None) -> dict:
     """What a version is: rows, schema, classes, feature shape and split sizes (the hash comes from DVC)."""
     labels = table.column("label").to_numpy()
     splits = {}
@@ -123,7 +174,9 @@ def manifest(table: pa.Table, feature_shape: Sequence[int]) -> dict:
         "feature_shape": [int(x) for x in feature_shape],
         "schema": {f.name: str(f.type) for f in table.schema},
         "classes": sorted(int(c) for c in np.unique(labels)),
+        "class_names": list(class_names) if class_names is not None else None,
         "splits": splits,
+        "transform": transform,
     }
 
 

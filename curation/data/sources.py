@@ -1,7 +1,10 @@
 """Where versions come from: MNIST-1D at any N, scikit-learn digits, the drifting MNIST-1D stream
-(``mnist1d-drift``, one chunk per call: curation.data.stream), a user's Parquet or CSV file.
+(``mnist1d-drift``, one chunk per call: curation.data.stream), a user's Parquet or CSV file, a folder of
+images (one subfolder per class).
 
-Each loader returns a table that already satisfies the contract, and a record of how it was made.
+Each loader returns a table that already satisfies the contract, and a record of how it was made. A source
+without a split gets a seeded, stratified one (``test_fraction`` of each class held out for testing);
+tabular features of a file are standardized on read with statistics fitted on the train split.
 """
 
 from __future__ import annotations
@@ -15,9 +18,11 @@ import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
 from curation.data.contract import build_table
+from curation.data.transforms import fit_standardize, image_transform
 from curation.errors import CurationError
 
 BUILTIN = ("mnist1d", "digits", "mnist1d-drift")
+TEST_FRACTION = 0.2
 
 
 @dataclass
@@ -48,18 +53,36 @@ def mnist1d(samples: int = 5000, seed: int = 42, train_split: float = 0.8) -> Lo
                           "train_split": float(train_split)}, "mnist1d")
 
 
-def digits(seed: int = 0, test_fraction: float = 0.2) -> Loaded:
+def digits(seed: int = 0, test_fraction: float = TEST_FRACTION) -> Loaded:
     """scikit-learn's 8x8 digits (1797 samples), with a seeded stratified train/test split."""
     from sklearn.datasets import load_digits
-    from sklearn.model_selection import train_test_split
 
     bunch = load_digits()
-    idx = np.arange(len(bunch.target))
-    _, test_idx = train_test_split(idx, test_size=test_fraction, random_state=seed, stratify=bunch.target)
-    split = np.full(len(idx), "train", dtype=object)
-    split[test_idx] = "test"
+    split = stratified_split(bunch.target, test_fraction, seed)
     table = build_table(bunch.data / 16.0, bunch.target, split=split, feature_shape=[1, 8, 8], what="digits")
     return Loaded(table, {"kind": "digits", "seed": int(seed), "test_fraction": float(test_fraction)}, "digits")
+
+
+def stratified_split(labels: np.ndarray, test_fraction: float, seed: int) -> np.ndarray:
+    """'train'/'test' per row: each class's rows shuffled by ``seed``, a ``test_fraction`` of them (rounded,
+    at least one row kept for training) held out. Deterministic for the same labels, fraction and seed.
+    Too few rows may leave no test row: ``check_held_out`` says so once the rest of the data is checked."""
+    if not 0 < test_fraction < 1:
+        raise CurationError(f"--test-fraction must be between 0 and 1, got {test_fraction}", "give e.g. 0.2")
+    labels = np.asarray(labels)
+    split = np.full(len(labels), "train", dtype=object)
+    rng = np.random.default_rng(seed)
+    names, codes = np.unique(labels.astype(str) if labels.dtype.kind == "O" else labels, return_inverse=True)
+    for c in range(len(names)):
+        rows = rng.permutation(np.flatnonzero(codes == c))
+        split[rows[:min(int(np.floor(test_fraction * len(rows) + 0.5)), len(rows) - 1)]] = "test"
+    return split
+
+
+def check_held_out(split: np.ndarray, test_fraction: float, what: str) -> None:
+    if not (split == "test").any():
+        raise CurationError(f"{what} has too few rows to hold out a test fraction of {test_fraction}",
+                            "add more rows, raise --test-fraction, or give a split column")
 
 
 def _read_file(path: Path) -> pa.Table:
@@ -100,8 +123,13 @@ def from_file(
     feature_columns: list[str] | None = None,
     id_column: str | None = None,
     split_column: str | None = None,
+    test_fraction: float = TEST_FRACTION,
+    seed: int = 0,
+    image_size: list[int] | None = None,
+    standardize: bool = True,
 ) -> Loaded:
-    """A user's Parquet or CSV file: a label column, numeric feature columns (or one list column)."""
+    """A user's Parquet or CSV file: a label column (integers or class names), numeric feature columns (or one
+    list column), or a binary ``image`` column of PNG/JPEG bytes; without a split column, a stratified split."""
     path = Path(path)
     table = _read_file(path)
     if table.num_rows == 0:
@@ -111,36 +139,103 @@ def from_file(
         if col is not None and col not in names:
             raise CurationError(f"column {col!r} not found in {path} (columns: {', '.join(names[:20])})",
                                 "name an existing column with --label-column / --feature-columns / --id-column")
-    labels_col = table.column(label_column)
-    if labels_col.null_count:
-        raise CurationError(f"label column {label_column!r} in {path} has {labels_col.null_count} missing values",
-                            "fill or drop those rows")
-    if not pa.types.is_integer(labels_col.type):
-        raise CurationError(f"label column {label_column!r} in {path} is {labels_col.type}, not integers",
-                            "encode labels as integers 0..C-1")
+    labels = _labels(table, label_column, path)
     reserved = {label_column, id_column, split_column}
     list_features = "features" in names and _is_list(table.column("features").type)
-    if feature_columns is None:
+    images = feature_columns is None and "image" in names and _is_binary(table.column("image").type)
+    if images:
+        feature_columns = ["image"]
+    elif feature_columns is None:
         if list_features:
             feature_columns = ["features"]
         else:
             feature_columns = [c for c in names if c not in reserved and c not in ("sample_id", "split", "chunk")]
     if not feature_columns:
         raise CurationError(f"{path} has no feature columns besides the label", "add numeric feature columns")
+    split_column = split_column or ("split" if "split" in names else None)
+    split = None
+    if split_column:
+        column = table.column(split_column)
+        if column.null_count:
+            raise CurationError(f"split column {split_column!r} in {path} has {column.null_count} missing values",
+                                "name every row's split 'train' or 'test'")
+        split = column.to_numpy(zero_copy_only=False).astype(str)
+    made_split = split is None
+    if made_split:
+        split = stratified_split(labels, test_fraction, seed)
+    ids = table.column(id_column).to_numpy() if id_column else None
+    if ids is None and "sample_id" in names:
+        ids = table.column("sample_id").to_numpy()
+    source = {"kind": "file", "path": str(path.resolve()), "label_column": label_column,
+              "feature_columns": feature_columns, "id_column": id_column, "split_column": split_column}
+    if made_split:
+        source |= {"test_fraction": float(test_fraction), "split_seed": int(seed)}
+    if images:
+        column = table.column("image").combine_chunks().cast(pa.binary())
+        if column.null_count:
+            raise CurationError(f"image column in {path} has {column.null_count} missing images", "drop those rows")
+        where = [f"in row {i} of {path}" for i in range(len(column))]
+        transform = image_transform(column.to_pylist(), where, split, image_size)
+        built = build_table(column, labels, sample_ids=ids, split=split, what=str(path), transform=transform,
+                            feature_shape=[transform["channels"], *transform["size"]])
+        if made_split:
+            check_held_out(split, test_fraction, str(path))
+        return Loaded(built, source | {"image_size": image_size}, path.stem)
     if feature_columns == ["features"] and list_features:
         features = _list_features(table.column("features"), path)
     else:
         features = np.column_stack([_numeric_column(table, c, path) for c in feature_columns])
-    split = table.column(split_column).to_numpy(zero_copy_only=False).astype(str) if split_column else None
-    if split is None and "split" in names:
-        split = table.column("split").to_numpy(zero_copy_only=False).astype(str)
-    ids = table.column(id_column).to_numpy() if id_column else None
-    if ids is None and "sample_id" in names:
-        ids = table.column("sample_id").to_numpy()
-    built = build_table(features, labels_col.to_numpy(), sample_ids=ids, split=split, what=str(path))
-    source = {"kind": "file", "path": str(path.resolve()), "label_column": label_column,
-              "feature_columns": feature_columns, "id_column": id_column, "split_column": split_column}
-    return Loaded(built, source, path.stem)
+    transform = fit_standardize(features.astype(np.float64), split) if standardize else None
+    built = build_table(features, labels, sample_ids=ids, split=split, what=str(path), transform=transform)
+    if made_split:
+        check_held_out(split, test_fraction, str(path))
+    return Loaded(built, source | {"standardize": standardize}, path.stem)
+
+
+def _labels(table: pa.Table, label_column: str, path: Path) -> np.ndarray:
+    """The label column as integers or class names; a one-line error for missing values or other types."""
+    column = table.column(label_column)
+    if column.null_count:
+        raise CurationError(f"label column {label_column!r} in {path} has {column.null_count} missing values",
+                            "fill or drop those rows")
+    if pa.types.is_dictionary(column.type):
+        column = column.cast(column.type.value_type)
+    if not (pa.types.is_integer(column.type) or pa.types.is_string(column.type)
+            or pa.types.is_large_string(column.type)):
+        raise CurationError(f"label column {label_column!r} in {path} is {column.type}, not integers or names",
+                            "give class names (strings) or integer labels")
+    return column.to_numpy(zero_copy_only=False)
+
+
+def from_folder(path: str | Path, test_fraction: float = TEST_FRACTION, seed: int = 0,
+                image_size: list[int] | None = None) -> Loaded:
+    """A folder of images, one subfolder per class (the subfolder's name is the class name); files in sorted
+    order, numbered 0..N-1 class by class."""
+    path = Path(path)
+    classes = sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not classes:
+        raise CurationError(f"folder {path} has no class subfolders", "put each class's images in a subfolder")
+    files, labels = [], []
+    for folder in classes:
+        found = sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
+        if not found:
+            raise CurationError(f"class folder {folder} is empty", "add images to it or remove it")
+        files += found
+        labels += [folder.name] * len(found)
+    labels = np.array(labels)
+    split = stratified_split(labels, test_fraction, seed)
+    blobs = [f.read_bytes() for f in files]
+    transform = image_transform(blobs, [str(f.relative_to(path)) for f in files], split, image_size)
+    check_held_out(split, test_fraction, str(path))
+    table = build_table(pa.array(blobs, pa.binary()), labels, split=split, what=str(path), transform=transform,
+                        feature_shape=[transform["channels"], *transform["size"]])
+    source = {"kind": "image-folder", "path": str(path.resolve()), "test_fraction": float(test_fraction),
+              "split_seed": int(seed), "image_size": image_size}
+    return Loaded(table, source, path.name)
+
+
+def _is_binary(type_: pa.DataType) -> bool:
+    return pa.types.is_binary(type_) or pa.types.is_large_binary(type_)
 
 
 def _is_list(type_: pa.DataType) -> bool:
@@ -163,16 +258,20 @@ def _list_features(column: pa.ChunkedArray, path: Path) -> np.ndarray:
 
 
 def load(source: str, **options) -> Loaded:
-    """Dispatch on the source name: 'mnist1d', 'digits', 'mnist1d-drift' (option ``step``: which chunk), or a file."""
+    """Dispatch on the source name: 'mnist1d', 'digits', 'mnist1d-drift' (option ``step``: which chunk), a folder
+    of images, or a file path."""
+    def given(*keys):
+        return {k: v for k, v in options.items() if k in keys and v is not None}
+
     if source == "mnist1d-drift":
         from curation.data.stream import drifting_mnist1d  # stream.py builds on this module
 
-        return drifting_mnist1d(options.get("step") or 0, **{k: v for k, v in options.items()
-                                                             if k in ("samples", "seed") and v is not None})
+        return drifting_mnist1d(options.get("step") or 0, **given("samples", "seed"))
     if source == "mnist1d":
-        return mnist1d(**{k: v for k, v in options.items() if k in ("samples", "seed", "train_split") and v is not None})
+        return mnist1d(**given("samples", "seed", "train_split"))
     if source == "digits":
-        return digits(**{k: v for k, v in options.items() if k in ("seed",) and v is not None})
-    return from_file(source, **{k: v for k, v in options.items()
-                                if k in ("label_column", "feature_columns", "id_column", "split_column")
-                                and v is not None})
+        return digits(**given("seed", "test_fraction"))
+    if Path(source).is_dir():
+        return from_folder(source, **given("test_fraction", "seed", "image_size"))
+    return from_file(source, **given("label_column", "feature_columns", "id_column", "split_column", "test_fraction",
+                                     "seed", "image_size", "standardize"))

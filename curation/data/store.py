@@ -15,7 +15,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from curation.data import transforms
 from curation.data.contract import check_name, read_manifest
+from curation.data.transforms import features_numpy  # noqa: F401  (read features from a table read here)
 from curation.errors import CurationError
 from curation.files import move_into_place, temporary_path
 
@@ -93,7 +95,9 @@ def publish(staged: Staged, target: Path) -> None:
 class VersionReader:
     """Lazy access to one version: metadata up front, rows only when asked for.
 
-    The file is memory-mapped; ``take`` reads only the row groups that hold the asked-for ids.
+    The file is memory-mapped; ``take`` reads only the row groups that hold the asked-for ids. Every read
+    returns features as the model sees them: the version's transform (``curation.data.transforms``) is applied
+    here, and an image version's ``image`` column is read and decoded when ``features`` are asked for.
     """
 
     def __init__(self, path: str | Path):
@@ -105,6 +109,9 @@ class VersionReader:
         except (pa.ArrowException, OSError) as exc:
             raise CurationError(f"cannot read {self.path}: {exc}", "restore it with `dvc checkout`") from None
         self.manifest = read_manifest(self._file.schema_arrow)
+        self.transform = self.manifest.get("transform")
+        self.images = "image" in self._file.schema_arrow.names  # features are decoded from encoded images
+        self._stored = "image" if self.images else "features"
         self.num_rows = self._file.metadata.num_rows
         self._ids: np.ndarray | None = None
         self._group_starts = np.cumsum([0] + [self._file.metadata.row_group(i).num_rows
@@ -133,12 +140,12 @@ class VersionReader:
         rows = self.rows_of(np.asarray(sample_ids))
         groups = np.searchsorted(self._group_starts, rows, side="right") - 1
         needed = np.unique(groups)
-        part = self._file.read_row_groups(needed.tolist(), columns=columns)
+        part = self._file.read_row_groups(needed.tolist(), columns=self._columns(columns))
         # offsets of each needed group inside `part`
         sizes = self._group_starts[needed + 1] - self._group_starts[needed]
         offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]])
         local = offsets[np.searchsorted(needed, groups)] + (rows - self._group_starts[groups])
-        return part.take(pa.array(local, pa.int64()))
+        return transforms.apply(part.take(pa.array(local, pa.int64())), self.transform)
 
     def split_ids(self, split: str = "train") -> np.ndarray:
         """Sample ids of one split; all ids when the version has no split column."""
@@ -149,20 +156,20 @@ class VersionReader:
     def read(self, columns: list[str] | None = None, split: str | None = None) -> pa.Table:
         """The whole version (or one split of it)."""
         wanted = None if columns is None else list(dict.fromkeys([*columns, *(["split"] if split else [])]))
-        table = self._file.read(columns=wanted)
+        table = self._file.read(columns=self._columns(wanted))
         if split is not None:
             if "split" not in table.column_names:
                 raise CurationError(f"version has no split column, cannot select split {split!r}",
                                     "add the data with a split column")
             table = table.filter(pc.equal(table.column("split"), split))
+        table = transforms.apply(table, self.transform)
         return table.select(columns) if columns else table
 
     def iter_batches(self, batch_size: int = ROW_GROUP_SIZE, columns: list[str] | None = None):
         """Stream record batches: constant memory whatever the version's size."""
-        yield from self._file.iter_batches(batch_size=batch_size, columns=columns)
+        for batch in self._file.iter_batches(batch_size=batch_size, columns=self._columns(columns)):
+            yield from transforms.apply(pa.Table.from_batches([batch]), self.transform).to_batches()
 
-
-def features_numpy(table: pa.Table) -> np.ndarray:
-    """The features column as an (N, D) float32 array without copying where Arrow allows."""
-    column = table.column("features").combine_chunks()
-    return column.flatten().to_numpy(zero_copy_only=False).reshape(len(column), column.type.list_size)
+    def _columns(self, columns: list[str] | None) -> list[str] | None:
+        """The stored columns that hold the asked-for ones (``features`` of an image version are ``image``)."""
+        return None if columns is None else [self._stored if c == "features" else c for c in columns]

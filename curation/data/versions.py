@@ -12,7 +12,7 @@ from pathlib import Path
 
 from curation.catalog import Catalog, DatasetVersion
 from curation.config import Settings
-from curation.data.contract import check_name
+from curation.data.contract import check_name, read_manifest
 from curation.data.sources import Loaded
 from curation.data.store import Staged, VersionReader, final_path, publish, stage
 from curation.data.dvc_repo import (default_remote, dvc_hash, dvc_pull, dvc_push, dvc_track, dvc_untrack, ensure_repo,
@@ -57,7 +57,13 @@ class VersionInfo:
 
 
 def stage_version(settings: Settings, loaded: Loaded) -> Staged:
-    """Write the loaded table to the staging area and hash it (nothing visible yet)."""
+    """Write the loaded table to the staging area and hash it (nothing visible yet); a version needs two classes."""
+    m = read_manifest(loaded.table.schema)
+    if len(m["classes"]) < 2:
+        names = m.get("class_names")
+        only = names[m["classes"][0]] if names else m["classes"][0]
+        raise CurationError(f"the data has only one class ({only!r}); a classifier needs at least 2",
+                            "add rows of at least one more class")
     return stage(loaded.table, settings.data_path)
 
 

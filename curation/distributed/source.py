@@ -18,6 +18,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from curation.data import transforms
+from curation.data.contract import MANIFEST_KEY, read_manifest
 from curation.data.store import features_numpy
 from curation.errors import CurationError
 
@@ -110,6 +112,8 @@ def _read_rows(file: str, lo: int, hi: int, column: str, split: str | None) -> p
     table = table.slice(lo - starts[groups[0]], hi - lo)
     if has_split:
         table = table.filter(pc.equal(table.column("split"), split)).drop_columns(["split"])
+    if column == "features" and MANIFEST_KEY in (handle.schema_arrow.metadata or {}):  # a version: as models see it
+        table = transforms.apply(table, read_manifest(handle.schema_arrow).get("transform"))
     return table
 
 

@@ -76,8 +76,9 @@ def score_version(settings: Settings, ref: str | int, arch: str | None = None, e
                 raise CurationError(f"no model version {model_version} in the catalog", "give a trained model's id")
             checkpoint = load_checkpoint(settings.home / row.path)
         arch = arch or checkpoint["arch"]
-    cfg = TrainConfig.make(arch=arch, epochs=epochs, seed=seed, device=device).resolve(info.feature_shape)
-    data = TrainingData.load(reader, info.id, info.feature_shape, resolve_device(cfg.device))
+    cfg = TrainConfig.make(arch=arch, epochs=epochs, seed=seed, device=device).resolve(info.feature_shape,
+                                                                                            images=reader.images)
+    data = TrainingData.load(reader, info.id, info.feature_shape, resolve_device(cfg.device), cfg.workers)
     torch.manual_seed(cfg.seed)
     model = build(cfg.arch, ModelSpec.of(info))
     trainer = Trainer(model, data, cfg)

@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from curation.choices import Amp, Device
+from curation.choices import Amp, Augment, Device
 from curation.errors import CurationError
 
 # Used where neither the user nor the architecture's registered defaults give a value.
@@ -41,6 +41,9 @@ class TrainConfig(BaseModel):
         None, description="mixed precision (autocast): bf16, fp16 (with a GradScaler) or off; default: bf16 on a "
                           "GPU that supports it, else fp16 on a GPU, off on the CPU")
     compile: bool = Field(False, description="run the model's forward through torch.compile")
+    workers: int = Field(2, ge=0, description="image versions: DataLoader worker processes that decode the images")
+    augment: Augment | None = Field(
+        None, description="image versions: a random crop (and a horizontal flip) of every training sample")
 
     @classmethod
     def make(cls, **values) -> TrainConfig:
@@ -53,11 +56,16 @@ class TrainConfig(BaseModel):
             raise CurationError(f"bad training setting {where!r}: {e['msg']}", f"fix --{where.replace('_', '-')}") \
                 from None
 
-    def resolve(self, feature_shape) -> TrainConfig:
-        """Every field filled: the user's value, else the architecture's default, else ``FALLBACK``."""
+    def resolve(self, feature_shape, images: bool = False) -> TrainConfig:
+        """Every field filled: the user's value, else the architecture's default, else ``FALLBACK``.
+
+        ``images``: the version's features are decoded images (the default architecture is then resnet2d)."""
         from models import default_for, get
 
-        arch = self.arch or default_for(feature_shape)
+        if self.augment and len(feature_shape) != 3:
+            raise CurationError(f"--augment needs image features [channels, height, width], not {list(feature_shape)}",
+                                "drop --augment for this version")
+        arch = self.arch or default_for(feature_shape, images)
         defaults = {**FALLBACK, **get(arch).defaults}
         filled = {k: (v if v is not None else defaults.get(k)) for k, v in self.model_dump().items()}
         return TrainConfig.make(**{**filled, "arch": arch})

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import psutil
+import pyarrow as pa
 import torch
 
 from curation.data.store import VersionReader, features_numpy
@@ -14,6 +15,7 @@ from curation.errors import CurationError
 COLUMNS = ["sample_id", "label", "features"]
 MEMORY_SHARE = 0.8  # refuse to load a split bigger than this share of available memory
 DEVICE_SHARE = 0.5  # keep a split on the GPU when it takes at most this share of free GPU memory
+DECODE_CHUNK = 256  # images a decoding worker reads and decodes per task
 
 
 @dataclass
@@ -53,7 +55,9 @@ class TrainingData:
     test: Split
 
     @classmethod
-    def load(cls, reader: VersionReader, version_id: int, feature_shape, device: torch.device) -> TrainingData:
+    def load(cls, reader: VersionReader, version_id: int, feature_shape, device: torch.device,
+             workers: int = 0) -> TrainingData:
+        """Both splits in memory; an image version's images are decoded by ``workers`` DataLoader processes."""
         shape = tuple(int(s) for s in feature_shape)
         splits = reader.manifest.get("splits") or {}
         for name in ("train", "test"):
@@ -64,7 +68,8 @@ class TrainingData:
         if need > MEMORY_SHARE * psutil.virtual_memory().available:
             raise CurationError(f"version {version_id} needs {need / 2**30:.1f} GiB in memory to train",
                                 "free memory or train on a smaller version")
-        return cls(reader, version_id, shape, *(_load_split(reader, n, shape, device) for n in ("train", "test")))
+        return cls(reader, version_id, shape,
+                   *(_load_split(reader, n, shape, device, workers) for n in ("train", "test")))
 
     @classmethod
     def of_arrays(cls, train: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, np.ndarray],
@@ -94,8 +99,40 @@ class TrainingData:
         return pos
 
 
-def _load_split(reader: VersionReader, name: str, shape: tuple[int, ...], device: torch.device) -> Split:
-    table = reader.read(COLUMNS, split=name)
+class _Decoded(torch.utils.data.Dataset):
+    """Chunks of sample ids, each read and decoded by its own reader in a DataLoader worker process."""
+
+    def __init__(self, path, chunks: list[np.ndarray]):
+        self.path, self.chunks, self._reader = path, chunks, None
+
+    def __len__(self) -> int:
+        return len(self.chunks)
+
+    def __getitem__(self, i: int) -> pa.Table:
+        if self._reader is None:  # one reader per worker process, opened there
+            self._reader = VersionReader(self.path)
+        return self._reader.take(self.chunks[i], COLUMNS)
+
+
+def _as_is(table: pa.Table) -> pa.Table:
+    return table
+
+
+def read_split(reader: VersionReader, name: str, workers: int = 0) -> pa.Table:
+    """One split's ``COLUMNS``; an image version's images decoded in ``workers`` processes (0: in this one)."""
+    if not reader.images or workers == 0:
+        return reader.read(COLUMNS, split=name)
+    ids = reader.split_ids(name)
+    chunks = np.array_split(ids, max(1, -(-len(ids) // DECODE_CHUNK)))
+    # forkserver: workers start from a clean process, whatever threads this one runs (a Prefect server, MLflow)
+    loader = torch.utils.data.DataLoader(_Decoded(reader.path, chunks), batch_size=None, num_workers=workers,
+                                         collate_fn=_as_is, multiprocessing_context="forkserver")
+    return pa.concat_tables(list(loader))
+
+
+def _load_split(reader: VersionReader, name: str, shape: tuple[int, ...], device: torch.device,
+                workers: int) -> Split:
+    table = read_split(reader, name, workers)
     ids = table.column("sample_id").to_numpy()
     if len(ids) > 1 and (np.diff(ids) <= 0).any():
         raise CurationError(f"sample ids of {reader.path} are not sorted",

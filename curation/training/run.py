@@ -8,6 +8,7 @@ model, or FAILED.
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
@@ -64,6 +65,11 @@ class _LogEpochs(Callback):
 
     def on_epoch_end(self, record: dict) -> None:
         self.tracked.log_epoch(record)
+
+
+def _class_names(manifest: dict) -> str:
+    """The class names in label order, as one MLflow param (cut to MLflow's 6000 characters; all in classes.json)."""
+    return json.dumps(manifest.get("class_names"))[:6000]
 
 
 def run_dir(settings: Settings, run_id: int) -> Path:
@@ -124,8 +130,8 @@ def train_version(settings: Settings, ref: str | int, config: TrainConfig | None
     """
     info, reader = open_version(settings, ref)
     spec = ModelSpec.of(info)
-    cfg = (config or TrainConfig()).resolve(info.feature_shape)
-    data = TrainingData.load(reader, info.id, info.feature_shape, resolve_device(cfg.device))
+    cfg = (config or TrainConfig()).resolve(info.feature_shape, images=reader.images)
+    data = TrainingData.load(reader, info.id, info.feature_shape, resolve_device(cfg.device), cfg.workers)
     amp_dtype(cfg.amp, data.train.device)  # a bad --amp for this device is an error before anything is recorded
     catalog = Catalog(settings.catalog)
     plan_id, plan_ledger = None, {}
@@ -175,7 +181,8 @@ def _tracked(settings: Settings, catalog: Catalog, tracker: Tracker, info: Versi
             tracked.log_params({**{k: v for k, v in params.items() if k != "plan"},
                                 **{f"plan_{k}": v for k, v in params["plan"].items()},
                                 "flops_per_sample": trainer.ledger.flops_per_sample,
-                                "train_samples": len(trainer.data.train)})
+                                "train_samples": len(trainer.data.train),
+                                "class_names": _class_names(trainer.data.reader.manifest)})
             plan_id = params["plan"]["id"]
             tracked.set_tags({"curation.run_id": run_id, "curation.version_id": info.id,
                               "curation.version": info.ref, "curation.plan_id": plan_id,
@@ -183,6 +190,9 @@ def _tracked(settings: Settings, catalog: Catalog, tracker: Tracker, info: Versi
                               "curation.device": trainer.device.type})
             tracked.log_dataset(info.dataset, settings.home / info.path, info.content_hash,
                                 {"version_id": info.id, "rows": info.rows, "splits": info.splits})
+            manifest = trainer.data.reader.manifest  # what the model's outputs mean and what its inputs went through
+            tracked.log_dict({"class_names": manifest.get("class_names"), "transform": manifest.get("transform")},
+                             "classes.json")
         logged = tracked.logged_epochs()
         for record in trainer.history:  # epochs a killed run checkpointed but did not log
             if record["epoch"] not in logged:

@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from curation.data.transforms import augment
 from curation.errors import CurationError
 from curation.faults import kill_point
 from curation.metrics.ledger import BACKWARD_FACTOR, ComputeLedger, forward_flops_per_sample
@@ -184,6 +185,7 @@ class Trainer:
         self.counts = np.zeros(len(data.train), dtype=np.int32)  # backward passes per train row
         self.epoch = 0  # epochs completed
         self._plan: tuple[Plan, str] | None = None  # the plan bound to this trainer and its fingerprint
+        self._augment_rng = torch.Generator().manual_seed(self.config.seed)  # --augment's crops and flips
 
     def add_callback(self, callback: Callback) -> Callback:
         """Attach a callback (its ``trainer`` becomes this trainer); returns it."""
@@ -391,6 +393,8 @@ class Trainer:
             self._set_budget_lr(len(rows))
         tick = time.perf_counter()
         x, y = self.data.train.batch(rows)
+        if self.config.augment:
+            x = augment(x, self._augment_rng, flip=self.config.augment == "crop-flip")
         w = None if weights is None else torch.from_numpy(weights).to(self.device, non_blocking=True)
         stats["data_seconds"] += time.perf_counter() - tick
         losses = F.cross_entropy(self._logits(x), y, reduction="none", label_smoothing=self.config.label_smoothing)
