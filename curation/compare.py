@@ -12,7 +12,7 @@ Online methods (Selective-Backprop, InfoBatch: ``online`` in the registry) have 
 every sample's candidates and decide inside the Trainer, for the epochs their expected cost allows.
 With ``budgets`` every method instead runs at each budget (a share of the full run's backward samples,
 its learning rate fitted to it: ``TrainConfig.budget``), beside ``full-shortened``: every sample, as
-many epochs as the budget takes, the same fitted schedule (PAPERS.md section 6).
+many epochs as the budget takes, the same fitted schedule (docs/papers.md section 6).
 
 The loop is ``run``: ``setup``, the baseline, then for each budget and method a select step (none for
 online methods) and a train step (``selection.run.select_plan``, ``train_row``). ``compare`` runs it as

@@ -3,7 +3,7 @@ speedup bars; and the one table the CLI, the DVC report and the compare flow pri
 
 ``render`` takes the rows of ``curation.compare`` (``Row.to_dict()``, also as read back from JSON) and
 writes PNGs with matplotlib's Agg canvas (no display, no pyplot state). Every method keeps one colour
-across the charts; the theory (PAPERS.md section 1) is drawn dashed beside what was measured.
+across the charts; the theory (docs/papers.md section 1) is drawn dashed beside what was measured.
 ``table`` formats the same rows as text cells, ``markdown`` writes them as a markdown table.
 """
 

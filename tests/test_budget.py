@@ -1,4 +1,4 @@
-"""Budgeted training (PAPERS.md section 6): a run stops at its budget's backward samples, its learning
+"""Budgeted training (docs/papers.md section 6): a run stops at its budget's backward samples, its learning
 rate decaying linearly to 0 at exactly that step; compare adds full-shortened beside the methods."""
 
 import json

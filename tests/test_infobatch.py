@@ -1,4 +1,4 @@
-"""InfoBatch against PAPERS.md section 5: kept fraction, unbiased rescaling, annealing, resume bit for bit."""
+"""InfoBatch against docs/papers.md section 5: kept fraction, unbiased rescaling, annealing, resume bit for bit."""
 
 import numpy as np
 import pytest

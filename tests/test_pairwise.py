@@ -1,4 +1,4 @@
-"""The pairwise submodular objective (PAPERS.md section 4): gains, bounds, objective and centralized greedy."""
+"""The pairwise submodular objective (docs/papers.md section 4): gains, bounds, objective and centralized greedy."""
 
 import numpy as np
 import pytest

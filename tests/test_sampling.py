@@ -1,4 +1,4 @@
-"""Soft sampling, RS2 and uniform subsets against PAPERS.md's formulas; exact statistics at any N."""
+"""Soft sampling, RS2 and uniform subsets against docs/papers.md's formulas; exact statistics at any N."""
 
 import math
 
@@ -18,7 +18,7 @@ from curation.metrics.coverage import (
 from curation.selection.base import SelectionInput, make_selector
 from curation.selection.sampling import BLOCK, SampledPlan, epoch_positions, per_epoch
 
-SOFT_VALUES = {1: 0.0952, 3: 0.2592, 10: 0.6321, 30: 0.9502}  # PAPERS.md, r = 0.1
+SOFT_VALUES = {1: 0.0952, 3: 0.2592, 10: 0.6321, 30: 0.9502}  # docs/papers.md, r = 0.1
 RS2_VALUES = {1: 0.1, 3: 0.271, 10: 0.6513, 30: 0.9576}
 
 

@@ -1,4 +1,4 @@
-"""Selective-Backprop's selection rule against PAPERS.md section 2."""
+"""Selective-Backprop's selection rule against docs/papers.md section 2."""
 
 import numpy as np
 import pytest

@@ -8,7 +8,7 @@ round); before that it is max((1 + slack) k', ceil(P/2) * max_candidates), so th
 each round. No task holds more than one partition's candidates (about ``max_candidates``) and their
 edges.
 
-Two departures from PAPERS.md, for quality (measured in docs/distributed.md):
+Two departures from docs/papers.md, for quality (measured in docs/distributed.md):
 
 * partitions are groups of neighbouring cells (cells.group_cells), not random: a random cut keeps only
   1/P of each point's edges inside its partition, so each greedy sees almost none of the redundancy it

@@ -115,7 +115,7 @@ class SelectiveBackprop(OnlineMethod):
     # -- the Trainer's OnlineSelector protocol ----------------------------------------------------
 
     def select(self, candidates: np.ndarray, epoch: int, score, ledger) -> np.ndarray:
-        """Score the candidates that need it, draw, queue; return every full batch the queue holds (PAPERS.md:
+        """Score the candidates that need it, draw, queue; return every full batch the queue holds (docs/papers.md:
         B queued -> train on those B; several at once in warm-up, where a candidate batch selects all)."""
         candidates = np.asarray(candidates, dtype=np.int64)
         if epoch < self.warmup_epochs:  # warm-up selects everything: no selection forward needed

@@ -13,7 +13,7 @@ may weigh them (InfoBatch).
 
 With ``budget`` (a share of the full run's backward samples, N x ``epochs``) the run lasts as many
 epochs as the budget takes, stops when exactly that many samples have been backpropagated, and its
-learning rate decays linearly to 0 at that last step (budgeted training, PAPERS.md section 6).
+learning rate decays linearly to 0 at that last step (budgeted training, docs/papers.md section 6).
 """
 
 from __future__ import annotations
