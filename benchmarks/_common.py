@@ -10,7 +10,7 @@ import resource
 import statistics
 import subprocess
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 RESULTS = Path(__file__).parent / "results"
@@ -21,14 +21,20 @@ def machine() -> dict:
     import torch
 
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
-    return {"cpus": os.cpu_count(), "memory_gb": round(psutil.virtual_memory().total / 2**30),
-            "gpu": gpu, "torch": torch.__version__.split("+")[0], "python": platform.python_version()}
+    return {
+        "cpus": os.cpu_count(),
+        "memory_gb": round(psutil.virtual_memory().total / 2**30),
+        "gpu": gpu,
+        "torch": torch.__version__.split("+")[0],
+        "python": platform.python_version(),
+    }
 
 
 def git_rev() -> str | None:
     try:
-        result = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                                cwd=Path(__file__).parent)
+        result = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=Path(__file__).parent
+        )
     except OSError:  # no git (a bare GPU machine)
         return None
     return result.stdout.strip() or None
@@ -56,13 +62,31 @@ def parser(description: str) -> argparse.ArgumentParser:
     return p
 
 
-def write_result(name: str, params: dict, results: list[dict], ratios: dict, targets: dict, met: bool,
-                 notes: str = "", out: Path | None = None, quick: bool = False) -> Path:
+def write_result(
+    name: str,
+    params: dict,
+    results: list[dict],
+    ratios: dict,
+    targets: dict,
+    met: bool,
+    notes: str = "",
+    out: Path | None = None,
+    quick: bool = False,
+) -> Path:
     """Write the result JSON (quick runs go to <name>.quick.json so they never replace a full result)."""
-    payload = {"benchmark": name, "git_rev": git_rev(),
-               "date": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"), "machine": machine(),
-               "params": params, "results": results, "ratios": ratios, "targets": targets, "met": met,
-               "quick": quick, "notes": notes}
+    payload = {
+        "benchmark": name,
+        "git_rev": git_rev(),
+        "date": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "machine": machine(),
+        "params": params,
+        "results": results,
+        "ratios": ratios,
+        "targets": targets,
+        "met": met,
+        "quick": quick,
+        "notes": notes,
+    }
     path = out or RESULTS / (f"{name}.quick.json" if quick else f"{name}.json")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(payload, indent=2) + "\n")

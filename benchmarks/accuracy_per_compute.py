@@ -47,8 +47,17 @@ SB_BETA = 2.0
 SB_STALENESS = 2
 NOISE_SEED = 20_240
 DEFAULT_EPOCHS = {"cnn1d": 20, "resnet1d": 10}
-ALL_METHODS = ("full", "full-shortened", "soft", "rs2", "uniform", "el2n-topk-balanced", "selective-backprop",
-               "selective-backprop-stale", "infobatch")
+ALL_METHODS = (
+    "full",
+    "full-shortened",
+    "soft",
+    "rs2",
+    "uniform",
+    "el2n-topk-balanced",
+    "selective-backprop",
+    "selective-backprop-stale",
+    "infobatch",
+)
 OWN_LENGTH = ("full", "infobatch", "selective-backprop", "selective-backprop-stale")  # run without a budget
 AT_BUDGETS = ("full-shortened", "soft", "rs2", "uniform", "el2n-topk-balanced", "selective-backprop", "infobatch")
 
@@ -76,9 +85,13 @@ def _stats(values: list, worst=min) -> dict | None:
     got = [v for v in values if v is not None]
     if not got:
         return None
-    return {"mean": round(float(np.mean(got)), 4), "std": round(float(np.std(got)), 4),
-            "worst": round(float(worst(got)), 4), "seeds": [None if v is None else round(v, 4) for v in values],
-            "reached": f"{len(got)}/{len(values)}"}
+    return {
+        "mean": round(float(np.mean(got)), 4),
+        "std": round(float(np.std(got)), 4),
+        "worst": round(float(worst(got)), 4),
+        "seeds": [None if v is None else round(v, 4) for v in values],
+        "reached": f"{len(got)}/{len(values)}",
+    }
 
 
 def _first(points: list[dict], accuracy: float) -> dict | None:
@@ -99,8 +112,22 @@ def summarize(runs: list[dict], budgets: list[float], noisy_labels: bool) -> tup
     rows = []
     for system in systems:
         first = next(r for r in runs if r["system"] == system)
-        per = {k: [] for k in ("final", "delta", "backward", "seconds", "cpu", "to_backward", "to_seconds",
-                               "to_cpu", "x_backward", "x_time", "x_cpu")}
+        per = {
+            k: []
+            for k in (
+                "final",
+                "delta",
+                "backward",
+                "seconds",
+                "cpu",
+                "to_backward",
+                "to_seconds",
+                "to_cpu",
+                "x_backward",
+                "x_time",
+                "x_cpu",
+            )
+        }
         for seed in seeds:
             run, ref = by.get((system, seed)), full.get(seed)
             if run is None or ref is None:
@@ -119,33 +146,45 @@ def summarize(runs: list[dict], budgets: list[float], noisy_labels: bool) -> tup
             per["x_backward"].append(hit and _ratio(ref_hit["backward_samples"], hit["backward_samples"]))
             per["x_time"].append(hit and _ratio(ref_hit["seconds"], hit["seconds"]))
             per["x_cpu"].append(hit and _ratio(ref_hit["cpu_seconds"], hit["cpu_seconds"]))
-        rows.append({"system": system, "method": first["method"], "budget": first["budget"],
-                     "epochs": first["epochs"], "selector": first["selector"],
-                     "final_accuracy": _stats(per["final"]),
-                     "points_vs_full_final": _stats(per["delta"]),
-                     "backward_samples": _stats(per["backward"], max), "seconds": _stats(per["seconds"], max),
-                     "cpu_seconds": _stats(per["cpu"], max),
-                     "lossless_backward_samples": _stats(per["to_backward"], max),
-                     "lossless_seconds": _stats(per["to_seconds"], max),
-                     "lossless_cpu_seconds": _stats(per["to_cpu"], max),
-                     "lossless_speedup_backward": _stats(per["x_backward"]),
-                     "lossless_speedup_time": _stats(per["x_time"]),
-                     "lossless_speedup_cpu": _stats(per["x_cpu"])})
+        rows.append(
+            {
+                "system": system,
+                "method": first["method"],
+                "budget": first["budget"],
+                "epochs": first["epochs"],
+                "selector": first["selector"],
+                "final_accuracy": _stats(per["final"]),
+                "points_vs_full_final": _stats(per["delta"]),
+                "backward_samples": _stats(per["backward"], max),
+                "seconds": _stats(per["seconds"], max),
+                "cpu_seconds": _stats(per["cpu"], max),
+                "lossless_backward_samples": _stats(per["to_backward"], max),
+                "lossless_seconds": _stats(per["to_seconds"], max),
+                "lossless_cpu_seconds": _stats(per["to_cpu"], max),
+                "lossless_speedup_backward": _stats(per["x_backward"]),
+                "lossless_speedup_time": _stats(per["x_time"]),
+                "lossless_speedup_cpu": _stats(per["x_cpu"]),
+            }
+        )
 
     ratios: dict = {"full_final_accuracy": next((r["final_accuracy"] for r in rows if r["system"] == "full"), None)}
     targets: dict = {}
     checks: dict = {}
     # (a) at each budget, every method's final accuracy minus full-shortened's, per seed
     for b in budgets:
-        shortened = {s: by[(f"full-shortened @{b:g}", s)]["points"][-1]["accuracy"]
-                     for s in seeds if (f"full-shortened @{b:g}", s) in by}
+        shortened = {
+            s: by[(f"full-shortened @{b:g}", s)]["points"][-1]["accuracy"]
+            for s in seeds
+            if (f"full-shortened @{b:g}", s) in by
+        }
         view = {}
         for system in systems:
             runs_b = [by[(system, s)] for s in seeds if (system, s) in by and s in shortened]
             if not runs_b or runs_b[0]["budget"] != b or runs_b[0]["method"] == "full-shortened":
                 continue
-            view[runs_b[0]["method"]] = _stats([100 * (r["points"][-1]["accuracy"] - shortened[r["seed"]])
-                                                for r in runs_b])
+            view[runs_b[0]["method"]] = _stats(
+                [100 * (r["points"][-1]["accuracy"] - shortened[r["seed"]]) for r in runs_b]
+            )
         if view:
             best = max(view, key=lambda m: view[m]["mean"])
             ratios[f"budget_{b:g}_points_vs_full_shortened"] = view
@@ -156,23 +195,36 @@ def summarize(runs: list[dict], budgets: list[float], noisy_labels: bool) -> tup
                 checks["budget_0.3_best_points_vs_full_shortened"] = view[best]["mean"] >= 0.5
     # (b) the lossless point: within 0.3 points of full's final accuracy, at >= 1.7x fewer backward samples
     # and >= 1.5x less wall time than full took to the same accuracy (means over seeds)
-    lossless = {r["system"]: {"backward": r["lossless_speedup_backward"], "time": r["lossless_speedup_time"],
-                              "cpu": r["lossless_speedup_cpu"]}
-                for r in rows if r["system"] != "full" and r["lossless_speedup_backward"] is not None}
+    lossless = {
+        r["system"]: {
+            "backward": r["lossless_speedup_backward"],
+            "time": r["lossless_speedup_time"],
+            "cpu": r["lossless_speedup_cpu"],
+        }
+        for r in rows
+        if r["system"] != "full" and r["lossless_speedup_backward"] is not None
+    }
     ratios["lossless_speedups"] = lossless
 
     def meets(s):
         x = lossless[s]
-        return x["backward"]["reached"].split("/")[0] == x["backward"]["reached"].split("/")[1] and \
-            x["backward"]["mean"] >= 1.7 and x["time"]["mean"] >= 1.5
+        return (
+            x["backward"]["reached"].split("/")[0] == x["backward"]["reached"].split("/")[1]
+            and x["backward"]["mean"] >= 1.7
+            and x["time"]["mean"] >= 1.5
+        )
 
     winners = [s for s in lossless if meets(s)]
-    best = max(winners or lossless or [None], key=lambda s: 0 if s is None else (
-        lossless[s]["time"]["mean"], lossless[s]["backward"]["mean"]))
+    best = max(
+        winners or lossless or [None],
+        key=lambda s: 0 if s is None else (lossless[s]["time"]["mean"], lossless[s]["backward"]["mean"]),
+    )
     ratios["lossless_best"] = best
     if not noisy_labels:
-        targets["lossless_best"] = ">= 1.7x fewer backward samples and >= 1.5x less wall time to within 0.3 " \
-                                   "points of full's final accuracy, every seed reaching it (mean of the seeds)"
+        targets["lossless_best"] = (
+            ">= 1.7x fewer backward samples and >= 1.5x less wall time to within 0.3 "
+            "points of full's final accuracy, every seed reaching it (mean of the seeds)"
+        )
         checks["lossless_best"] = bool(winners)
     ratios["checks"] = checks
     return rows, ratios, targets, checks
@@ -220,27 +272,41 @@ def main() -> None:
     from curation.data.versions import add_version, open_version
     from curation.files import write_atomic
     from curation.metrics import efficiency
+    from curation.metrics.ledger import ComputeLedger
     from curation.scoring.run import score_version
     from curation.selection.base import make_selector
     from curation.selection.plans import FullPlan
     from curation.selection.run import load_plan, select_plan
     from curation.training import TrainConfig, Trainer, TrainingData
     from curation.training.records import plan_ledger
-    from curation.metrics.ledger import ComputeLedger
     from models import ModelSpec, build
 
     runs: list[dict] = []
     started = time.perf_counter()
-    stem = args.out.name.removesuffix(".json") if args.out else (
-        NAME + ("" if args.model == "cnn1d" else f".{args.model}") + (f".noise{round(args.noise * 100)}"
-                                                                    if args.noise else "")
-        + (".quick" if args.quick else ""))
-    command = "python -m benchmarks.accuracy_per_compute" + (
-        f" --quick --model {args.model}" if args.quick else
-        f" --model {args.model} --samples {samples} --epochs {epochs} --budgets {args.budgets}"
-        f" --eval-every {args.eval_every} --proxy-epochs {args.proxy_epochs} --threads {args.threads}") + (
-        f" --seeds {args.seeds} --methods {','.join(methods)}" + (f" --noise {args.noise:g}" if args.noise else "")
-        + (f" --merge {args.merge}" if args.merge else ""))
+    stem = (
+        args.out.name.removesuffix(".json")
+        if args.out
+        else (
+            NAME
+            + ("" if args.model == "cnn1d" else f".{args.model}")
+            + (f".noise{round(args.noise * 100)}" if args.noise else "")
+            + (".quick" if args.quick else "")
+        )
+    )
+    command = (
+        "python -m benchmarks.accuracy_per_compute"
+        + (
+            f" --quick --model {args.model}"
+            if args.quick
+            else f" --model {args.model} --samples {samples} --epochs {epochs} --budgets {args.budgets}"
+            f" --eval-every {args.eval_every} --proxy-epochs {args.proxy_epochs} --threads {args.threads}"
+        )
+        + (
+            f" --seeds {args.seeds} --methods {','.join(methods)}"
+            + (f" --noise {args.noise:g}" if args.noise else "")
+            + (f" --merge {args.merge}" if args.merge else "")
+        )
+    )
 
     def report(setting: dict) -> None:
         """Rows, views, plots and the result file of the runs so far (rewritten after every run)."""
@@ -250,51 +316,89 @@ def main() -> None:
         folder = args.out.parent if args.out else RESULTS  # plots beside the result file
         folder.mkdir(parents=True, exist_ok=True)
         first_seed = min(r["seed"] for r in runs)
-        curves = {r["system"]: efficiency.Curve(np.array([q["flops"] for q in r["points"]]),
-                                                np.array([q["seconds"] for q in r["points"]]),
-                                                np.array([q["accuracy"] for q in r["points"]]))
-                  for r in runs if r["seed"] == first_seed}
+        curves = {
+            r["system"]: efficiency.Curve(
+                np.array([q["flops"] for q in r["points"]]),
+                np.array([q["seconds"] for q in r["points"]]),
+                np.array([q["accuracy"] for q in r["points"]]),
+            )
+            for r in runs
+            if r["seed"] == first_seed
+        }
         full_final = float(curves["full"].accuracy[-1])
         pngs = []
         for b in budgets:
             names = [s for s in curves if s in OWN_LENGTH or s.endswith(f"@{b:g}")]
             fig = efficiency.plot({k: curves[k] for k in names}, full_final - LOSSLESS)
-            fig.suptitle(f"MNIST-1D {setting['train_samples']} train{', noise %g' % args.noise if args.noise else ''}"
-                         f", {args.model}, budget {b:g}, seed {first_seed}", fontsize=9)
+            fig.suptitle(
+                f"MNIST-1D {setting['train_samples']} train{f', noise {args.noise:g}' if args.noise else ''}"
+                f", {args.model}, budget {b:g}, seed {first_seed}",
+                fontsize=9,
+            )
             path = folder / f"{stem}.r{round(b * 100)}.png"
             fig.savefig(path)
             pngs.append(path.name)
             if len(budgets) == 1 or b == 0.3:
                 fig.savefig(folder / f"{stem}.png")
         wanted = [(m, None) for m in methods if m in OWN_LENGTH] + [
-            (m, b) for b in budgets for m in methods if m in AT_BUDGETS]
+            (m, b) for b in budgets for m in methods if m in AT_BUDGETS
+        ]
         done = {(r["method"], r["budget"]) for r in runs}
         missing = [f"{m}{'' if b is None else f' @{b:g}'}" for m, b in wanted if (m, b) not in done]
         cpu_hours = sum(r["points"][-1]["cpu_seconds"] for r in runs) / 3600
-        notes = ((f"PARTIAL: not run yet: {', '.join(missing)}. " if missing else "") +
-                 f"Budgets are shares of the full run's backward samples (N x {epochs}); a budgeted run stops "
-                 f"there and its learning rate decays linearly to 0 at that step. View (a): final accuracy at "
-                 f"each budget minus full-shortened's at the same budget and seed, in points. View (b): the first "
-                 f"checkpoint within {LOSSLESS * 100:g} points of the full run's final accuracy (same seed); "
-                 f"speedups are the full run's cost to that accuracy over the method's. Mean, std and worst over "
-                 f"seeds {seeds}. Wall seconds exclude evaluation and include selection; cpu_seconds: CPU time of "
-                 f"the process on the same work ({args.threads} torch thread(s)). "
-                 f"Label noise: {args.noise:g} of the training labels moved to another class (seed {NOISE_SEED}), "
-                 f"test labels clean. Selective-Backprop: beta {SB_BETA:g}, candidate batches of (beta+1) x the "
-                 f"training batch; stale variant staleness {SB_STALENESS}. InfoBatch: prune 0.5, anneal 0.125. "
-                 f"Training CPU-hours of these runs: {cpu_hours:.3f}. Plots (seed {first_seed}): {', '.join(pngs)}.")
-        params = {**setting, "model": args.model, "samples": samples, "full_epochs": epochs, "budgets": budgets,
-                  "methods": methods, "seeds": seeds, "label_noise": args.noise,
-                  "eval_every_full_epochs": args.eval_every, "proxy": f"cnn1d x {args.proxy_epochs} epochs",
-                  "threads": args.threads, "sb_beta": SB_BETA, "sb_staleness": SB_STALENESS, "command": command,
-                  "training_cpu_hours": round(cpu_hours, 4), "peak_rss_mb": peak_rss_mb(),
-                  "benchmark_seconds": round(time.perf_counter() - started, 1)}
+        notes = (
+            (f"PARTIAL: not run yet: {', '.join(missing)}. " if missing else "")
+            + f"Budgets are shares of the full run's backward samples (N x {epochs}); a budgeted run stops "
+            f"there and its learning rate decays linearly to 0 at that step. View (a): final accuracy at "
+            f"each budget minus full-shortened's at the same budget and seed, in points. View (b): the first "
+            f"checkpoint within {LOSSLESS * 100:g} points of the full run's final accuracy (same seed); "
+            f"speedups are the full run's cost to that accuracy over the method's. Mean, std and worst over "
+            f"seeds {seeds}. Wall seconds exclude evaluation and include selection; cpu_seconds: CPU time of "
+            f"the process on the same work ({args.threads} torch thread(s)). "
+            f"Label noise: {args.noise:g} of the training labels moved to another class (seed {NOISE_SEED}), "
+            f"test labels clean. Selective-Backprop: beta {SB_BETA:g}, candidate batches of (beta+1) x the "
+            f"training batch; stale variant staleness {SB_STALENESS}. InfoBatch: prune 0.5, anneal 0.125. "
+            f"Training CPU-hours of these runs: {cpu_hours:.3f}. Plots (seed {first_seed}): {', '.join(pngs)}."
+        )
+        params = {
+            **setting,
+            "model": args.model,
+            "samples": samples,
+            "full_epochs": epochs,
+            "budgets": budgets,
+            "methods": methods,
+            "seeds": seeds,
+            "label_noise": args.noise,
+            "eval_every_full_epochs": args.eval_every,
+            "proxy": f"cnn1d x {args.proxy_epochs} epochs",
+            "threads": args.threads,
+            "sb_beta": SB_BETA,
+            "sb_staleness": SB_STALENESS,
+            "command": command,
+            "training_cpu_hours": round(cpu_hours, 4),
+            "peak_rss_mb": peak_rss_mb(),
+            "benchmark_seconds": round(time.perf_counter() - started, 1),
+        }
         met = bool(checks) and all(checks.values())
-        path = write_result(NAME, params, rows, ratios, targets, met, notes=notes,
-                            out=args.out or RESULTS / f"{stem}.json", quick=args.quick)
+        path = write_result(
+            NAME,
+            params,
+            rows,
+            ratios,
+            targets,
+            met,
+            notes=notes,
+            out=args.out or RESULTS / f"{stem}.json",
+            quick=args.quick,
+        )
         payload = json.loads(path.read_text())
-        payload["curves"] = {f"{r['system']} seed {r['seed']}": {k: [q[k] for q in r["points"]] for k in (
-            "flops", "seconds", "cpu_seconds", "accuracy", "backward_samples")} for r in runs}
+        payload["curves"] = {
+            f"{r['system']} seed {r['seed']}": {
+                k: [q[k] for q in r["points"]]
+                for k in ("flops", "seconds", "cpu_seconds", "accuracy", "backward_samples")
+            }
+            for r in runs
+        }
         write_atomic(path, lambda tmp: tmp.write_text(json.dumps(payload, indent=2) + "\n"))
 
     if args.merge:
@@ -314,10 +418,16 @@ def main() -> None:
         version, reader = open_version(settings, info.id)
         data = TrainingData.load(reader, version.id, version.feature_shape, torch.device("cpu"))
         spec = ModelSpec.of(version)
-        base_cfg = TrainConfig(arch=args.model, epochs=epochs, eval_every=args.eval_every,
-                               device="cpu").resolve(version.feature_shape)
-        setting = {"train_samples": len(data.train), "test_samples": len(data.test),
-                   "batch_size": base_cfg.batch_size, "lr": base_cfg.lr, "schedule (full)": base_cfg.schedule}
+        base_cfg = TrainConfig(arch=args.model, epochs=epochs, eval_every=args.eval_every, device="cpu").resolve(
+            version.feature_shape
+        )
+        setting = {
+            "train_samples": len(data.train),
+            "test_samples": len(data.test),
+            "batch_size": base_cfg.batch_size,
+            "lr": base_cfg.lr,
+            "schedule (full)": base_cfg.schedule,
+        }
         full_plan = FullPlan(info.id, data.train.sample_ids)
 
         def save() -> None:
@@ -325,8 +435,16 @@ def main() -> None:
                 text = json.dumps({"setting": setting, "runs": runs}) + "\n"
                 write_atomic(args.save_runs, lambda tmp: tmp.write_text(text))
 
-        def run(system: str, method: str, budget: float | None, seed: int, plan, selector=None,
-                plan_cost: dict | None = None, plan_cpu: float = 0.0) -> None:
+        def run(
+            system: str,
+            method: str,
+            budget: float | None,
+            seed: int,
+            plan,
+            selector=None,
+            plan_cost: dict | None = None,
+            plan_cpu: float = 0.0,
+        ) -> None:
             update = {"seed": seed, "budget": budget}
             if selector is not None:
                 selector.set_params(seed=seed, batch_size=base_cfg.batch_size)
@@ -341,13 +459,25 @@ def main() -> None:
             tick = time.perf_counter()
             trainer.fit(plan)
             points = [{**e, "cpu_seconds": e["cpu_seconds"] + plan_cpu} for e in trainer.evaluations]
-            runs.append({"system": system, "method": method, "budget": budget, "seed": seed,
-                         "epochs": trainer.epoch, "points": points, "ledger": trainer.ledger.to_dict(),
-                         "selector": None if selector is None else selector.get_params()})
-            print(f"[{time.perf_counter() - started:7.1f}s] seed {seed} {system}: {trainer.epoch} epochs, final "
-                  f"{points[-1]['accuracy']:.4f}, {trainer.ledger.backward_samples} backward, "
-                  f"{points[-1]['seconds']:.1f}s, {points[-1]['cpu_seconds']:.1f} cpu-s "
-                  f"({time.perf_counter() - tick:.1f}s with evaluations)", flush=True)
+            runs.append(
+                {
+                    "system": system,
+                    "method": method,
+                    "budget": budget,
+                    "seed": seed,
+                    "epochs": trainer.epoch,
+                    "points": points,
+                    "ledger": trainer.ledger.to_dict(),
+                    "selector": None if selector is None else selector.get_params(),
+                }
+            )
+            print(
+                f"[{time.perf_counter() - started:7.1f}s] seed {seed} {system}: {trainer.epoch} epochs, final "
+                f"{points[-1]['accuracy']:.4f}, {trainer.ledger.backward_samples} backward, "
+                f"{points[-1]['seconds']:.1f}s, {points[-1]['cpu_seconds']:.1f} cpu-s "
+                f"({time.perf_counter() - tick:.1f}s with evaluations)",
+                flush=True,
+            )
             save()
 
         def stored_plan(method: str, params: dict, score_set: int | None = None):
@@ -379,11 +509,13 @@ def main() -> None:
                     elif method == "el2n-topk-balanced":
                         if score_id is None:
                             tick = time.process_time()
-                            score_id = score_version(settings, info.id, arch="cnn1d", epochs=args.proxy_epochs,
-                                                     seed=seed, device="cpu").id
+                            score_id = score_version(
+                                settings, info.id, arch="cnn1d", epochs=args.proxy_epochs, seed=seed, device="cpu"
+                            ).id
                             score_cpu = time.process_time() - tick
-                        plan, cost, cpu = stored_plan("topk-balanced", {"budget": b, "seed": seed, "score": "el2n"},
-                                                      score_id)
+                        plan, cost, cpu = stored_plan(
+                            "topk-balanced", {"budget": b, "seed": seed, "score": "el2n"}, score_id
+                        )
                         run(system, method, b, seed, plan, plan_cost=cost, plan_cpu=score_cpu + cpu)
                     else:
                         size = {"ratio": b} if method in ("soft", "rs2") else {"budget": b}

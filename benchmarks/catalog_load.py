@@ -30,15 +30,34 @@ def _round(catalog, worker: int, i: int, latencies: dict) -> None:
 
     t = time.perf_counter()
     version, created = catalog.add_version(
-        f"load{worker % 4}", content_hash=uuid.uuid4().hex, path=f"data/load/{worker}-{i}.parquet", rows=100,
-        num_features=3, feature_shape=[3], schema={"features": "float32"}, classes=[0, 1], splits={"train": 100},
-        source={"kind": "benchmark", "worker": worker, "i": i})
+        f"load{worker % 4}",
+        content_hash=uuid.uuid4().hex,
+        path=f"data/load/{worker}-{i}.parquet",
+        rows=100,
+        num_features=3,
+        feature_shape=[3],
+        schema={"features": "float32"},
+        classes=[0, 1],
+        splits={"train": 100},
+        source={"kind": "benchmark", "worker": worker, "i": i},
+    )
     assert created
     latencies["version"].append(time.perf_counter() - t)
     t = time.perf_counter()
     with catalog.session() as s:
-        s.add(SelectionPlan(version_id=version.id, method="uniform", params={"budget": 10}, budget=10, ratio=0.1,
-                            seed=i, path=None, content_hash=None, ledger={}))
+        s.add(
+            SelectionPlan(
+                version_id=version.id,
+                method="uniform",
+                params={"budget": 10},
+                budget=10,
+                ratio=0.1,
+                seed=i,
+                path=None,
+                content_hash=None,
+                ledger={},
+            )
+        )
     latencies["plan"].append(time.perf_counter() - t)
     t = time.perf_counter()
     with catalog.session() as s:  # as curation.training.records does (not imported: it would load torch)
@@ -46,8 +65,16 @@ def _round(catalog, worker: int, i: int, latencies: dict) -> None:
         s.add(run)
     with catalog.session() as s:
         s.get(TrainingRun, run.id).status = "FINISHED"
-        s.add(ModelVersion(run_id=run.id, name="load-mlp", path=f"runs/{run.id}/model.pt",
-                           content_hash=uuid.uuid4().hex, metrics={}, registry_version=None))
+        s.add(
+            ModelVersion(
+                run_id=run.id,
+                name="load-mlp",
+                path=f"runs/{run.id}/model.pt",
+                content_hash=uuid.uuid4().hex,
+                metrics={},
+                registry_version=None,
+            )
+        )
     latencies["run"].append(time.perf_counter() - t)
 
 
@@ -74,17 +101,23 @@ def _rows(url: str) -> dict:
     from curation.catalog import Catalog, DatasetVersion, ModelVersion, SelectionPlan, TrainingRun
 
     with Catalog(url).session() as s:
-        counts = {t.__tablename__: s.scalar(select(func.count()).select_from(t))
-                  for t in (DatasetVersion, SelectionPlan, TrainingRun, ModelVersion)}
-        counts["unfinished_runs"] = s.scalar(select(func.count()).select_from(TrainingRun)
-                                             .where(TrainingRun.status != "FINISHED"))
+        counts = {
+            t.__tablename__: s.scalar(select(func.count()).select_from(t))
+            for t in (DatasetVersion, SelectionPlan, TrainingRun, ModelVersion)
+        }
+        counts["unfinished_runs"] = s.scalar(
+            select(func.count()).select_from(TrainingRun).where(TrainingRun.status != "FINISHED")
+        )
         counts["distinct_hashes"] = s.scalar(select(func.count(func.distinct(DatasetVersion.content_hash))))
     return counts
 
 
 def _pct(values: list[float], q: float) -> float:
-    return round(1000 * statistics.quantiles(values, n=100, method="inclusive")[q - 1], 2) if len(values) > 1 else \
-        round(1000 * values[0], 2)
+    return (
+        round(1000 * statistics.quantiles(values, n=100, method="inclusive")[q - 1], 2)
+        if len(values) > 1
+        else round(1000 * values[0], 2)
+    )
 
 
 def measure(backend: str, url: str, processes: int, rounds: int) -> dict:
@@ -109,12 +142,24 @@ def measure(backend: str, url: str, processes: int, rounds: int) -> dict:
     errors = [e for _, errs in outcomes for e in errs]
     counts = _rows(url)
     rounds_total = processes * rounds
-    intact = (counts["dataset_versions"] == counts["distinct_hashes"] == counts["selection_plans"]
-              == counts["training_runs"] == counts["model_versions"] == rounds_total - len(errors)
-              and counts["unfinished_runs"] == 0)
-    row = {"backend": backend, "processes": processes, "rounds": rounds_total, "seconds": round(seconds, 2),
-           "rows_per_s": round(rounds_total * ROWS_PER_ROUND / seconds, 1), "errors": len(errors),
-           "rows_intact": intact}
+    intact = (
+        counts["dataset_versions"]
+        == counts["distinct_hashes"]
+        == counts["selection_plans"]
+        == counts["training_runs"]
+        == counts["model_versions"]
+        == rounds_total - len(errors)
+        and counts["unfinished_runs"] == 0
+    )
+    row = {
+        "backend": backend,
+        "processes": processes,
+        "rounds": rounds_total,
+        "seconds": round(seconds, 2),
+        "rows_per_s": round(rounds_total * ROWS_PER_ROUND / seconds, 1),
+        "errors": len(errors),
+        "rows_intact": intact,
+    }
     for op, values in latencies.items():
         row[f"{op}_p50_ms"], row[f"{op}_p95_ms"] = _pct(values, 50), _pct(values, 95)
     if errors:
@@ -172,14 +217,29 @@ def main() -> None:
     ratios["rows_intact"] = all(r["rows_intact"] for r in results)
     targets = {"errors": "== 0", "rows_intact": "true"}
     met = ratios["errors"] == 0 and ratios["rows_intact"]
-    notes = (f"{args.processes} processes x {rounds} rounds vs 1 process x {total} rounds; a round is "
-             f"{ROWS_PER_ROUND} rows (version, plan, run, model) in 4 transactions (a run is started, then "
-             "finished). "
-             "Throughput ratios are context, not targets: SQLite serialises writers (WAL + busy timeout), and "
-             f"this machine has {os.cpu_count()} cores for {args.processes} processes.")
-    write_result("catalog_load", {"processes": args.processes, "rounds_per_process": rounds, "total_rounds": total,
-                                  "backends": sorted({r["backend"] for r in results})},
-                 results, ratios, targets, met, notes, out=args.out, quick=args.quick)
+    notes = (
+        f"{args.processes} processes x {rounds} rounds vs 1 process x {total} rounds; a round is "
+        f"{ROWS_PER_ROUND} rows (version, plan, run, model) in 4 transactions (a run is started, then "
+        "finished). "
+        "Throughput ratios are context, not targets: SQLite serialises writers (WAL + busy timeout), and "
+        f"this machine has {os.cpu_count()} cores for {args.processes} processes."
+    )
+    write_result(
+        "catalog_load",
+        {
+            "processes": args.processes,
+            "rounds_per_process": rounds,
+            "total_rounds": total,
+            "backends": sorted({r["backend"] for r in results}),
+        },
+        results,
+        ratios,
+        targets,
+        met,
+        notes,
+        out=args.out,
+        quick=args.quick,
+    )
 
 
 if __name__ == "__main__":

@@ -73,8 +73,12 @@ def main() -> None:
         torch.manual_seed(0)
         model = build(config.arch, ModelSpec.of(info))
         optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-        loader = DataLoader(TensorDataset(data.train.features, data.train.labels), batch_size=config.batch_size,
-                            shuffle=True, generator=torch.Generator().manual_seed(0))
+        loader = DataLoader(
+            TensorDataset(data.train.features, data.train.labels),
+            batch_size=config.batch_size,
+            shuffle=True,
+            generator=torch.Generator().manual_seed(0),
+        )
         theirs = [dataloader_epoch(model, optimizer, loader, config.label_smoothing) for _ in range(epochs)]
 
     def summary(runs):
@@ -85,22 +89,44 @@ def main() -> None:
     ours_s, ours_share = summary(ours)
     loader_s, loader_share = summary(theirs)
     results = [
-        {"system": "curation Trainer (split in one tensor, index_select per batch)", "epoch_seconds": ours_s,
-         "loading_share": ours_share, "batches_per_epoch": -(-len(data.train) // config.batch_size),
-         "peak_rss_mb": peak_rss_mb()},
-        {"system": "torch DataLoader(TensorDataset, shuffle=True), same model and step", "epoch_seconds": loader_s,
-         "loading_share": loader_share},
+        {
+            "system": "curation Trainer (split in one tensor, index_select per batch)",
+            "epoch_seconds": ours_s,
+            "loading_share": ours_share,
+            "batches_per_epoch": -(-len(data.train) // config.batch_size),
+            "peak_rss_mb": peak_rss_mb(),
+        },
+        {
+            "system": "torch DataLoader(TensorDataset, shuffle=True), same model and step",
+            "epoch_seconds": loader_s,
+            "loading_share": loader_share,
+        },
     ]
-    ratios = {"loading_share": ours_share, "loading_share_dataloader": loader_share,
-              "epoch_speedup_vs_dataloader": round(loader_s / ours_s, 2)}
-    write_result("data_path",
-                 {"train_samples": len(data.train), "epochs": epochs, "arch": config.arch,
-                  "batch_size": config.batch_size, "threads": torch.get_num_threads(),
-                  "split_load_seconds": round(load_s, 3)},
-                 results, ratios, {"loading_share": f"<= {TARGET_SHARE}"}, ours_share <= TARGET_SHARE,
-                 notes="medians over epochs; loading = time to produce each batch (CPU, so no transfer); "
-                       "the split is read from Parquet into memory once per run (split_load_seconds)",
-                 out=args.out, quick=args.quick)
+    ratios = {
+        "loading_share": ours_share,
+        "loading_share_dataloader": loader_share,
+        "epoch_speedup_vs_dataloader": round(loader_s / ours_s, 2),
+    }
+    write_result(
+        "data_path",
+        {
+            "train_samples": len(data.train),
+            "epochs": epochs,
+            "arch": config.arch,
+            "batch_size": config.batch_size,
+            "threads": torch.get_num_threads(),
+            "split_load_seconds": round(load_s, 3),
+        },
+        results,
+        ratios,
+        {"loading_share": f"<= {TARGET_SHARE}"},
+        ours_share <= TARGET_SHARE,
+        notes="medians over epochs; loading = time to produce each batch (CPU, so no transfer); "
+        "the split is read from Parquet into memory once per run (split_load_seconds)",
+        out=args.out,
+        quick=args.quick,
+    )
+
 
 if __name__ == "__main__":
     main()

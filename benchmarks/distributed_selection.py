@@ -59,9 +59,16 @@ def synthetic(n: int, folder: Path, seed: int = 0) -> Path:
 
 
 def write(path: Path, ids: np.ndarray, x: np.ndarray) -> None:
-    pq.write_table(pa.table({"sample_id": pa.array(ids, pa.int64()),
-                             "embedding": pa.FixedSizeListArray.from_arrays(pa.array(x.ravel()), x.shape[1])}),
-                   path, row_group_size=65_536)
+    pq.write_table(
+        pa.table(
+            {
+                "sample_id": pa.array(ids, pa.int64()),
+                "embedding": pa.FixedSizeListArray.from_arrays(pa.array(x.ravel()), x.shape[1]),
+            }
+        ),
+        path,
+        row_group_size=65_536,
+    )
 
 
 def read_all(folder: Path) -> np.ndarray:
@@ -84,8 +91,15 @@ def distributed(folder: Path, out: Path, client=None, **params) -> dict:
         started = time.perf_counter() - start
         cpu_before, own_before = sum(active.run(_cpu_seconds).values()), _cpu_seconds()
         clock = time.perf_counter()
-        chosen = select(active, Source.of(folder, "embedding"), None, Params.of({"budget": 0.1, **params}),
-                        out.parent / "work", out, report=_log)
+        chosen = select(
+            active,
+            Source.of(folder, "embedding"),
+            None,
+            Params.of({"budget": 0.1, **params}),
+            out.parent / "work",
+            out,
+            report=_log,
+        )
         seconds = time.perf_counter() - clock
         cpu = sum(active.run(_cpu_seconds).values()) - cpu_before + _cpu_seconds() - own_before
     ids = pq.read_table(out).column("sample_id").to_numpy()
@@ -102,8 +116,11 @@ def _cpu_seconds() -> float:
 def _log(progress) -> None:
     """Stage changes on stderr, with the time, so a long run can be followed."""
     if progress.done == 0:
-        print(f"{time.strftime('%H:%M:%S')} {progress.stage} ({progress.total} tasks, {progress.fraction:.0%})",
-              file=sys.stderr, flush=True)
+        print(
+            f"{time.strftime('%H:%M:%S')} {progress.stage} ({progress.total} tasks, {progress.fraction:.0%})",
+            file=sys.stderr,
+            flush=True,
+        )
 
 
 def centralized(x: np.ndarray, k: int) -> dict:
@@ -117,8 +134,14 @@ def centralized(x: np.ndarray, k: int) -> dict:
         utility = density(graph)
         rows, _ = greedy(graph, utility, k, 1.0, 1.0)
         seconds = time.perf_counter() - start
-    return {"seconds": seconds, "graph_seconds": graph_seconds, "graph": graph, "utility": utility, "rows": rows,
-            "extra_rss_mb": peak.extra_mb}
+    return {
+        "seconds": seconds,
+        "graph_seconds": graph_seconds,
+        "graph": graph,
+        "utility": utility,
+        "rows": rows,
+        "extra_rss_mb": peak.extra_mb,
+    }
 
 
 def apricot(graph, k: int, graph_seconds: float, limit_minutes: float) -> dict:
@@ -136,7 +159,9 @@ def apricot(graph, k: int, graph_seconds: float, limit_minutes: float) -> dict:
 
         with PeakMemory() as peak:
             start = time.perf_counter()
-            rows = np.asarray(FacilityLocationSelection(k, metric="precomputed", optimizer="lazy").fit(with_self).ranking)
+            rows = np.asarray(
+                FacilityLocationSelection(k, metric="precomputed", optimizer="lazy").fit(with_self).ranking
+            )
             seconds = time.perf_counter() - start
         results.put((rows, seconds, peak.extra_mb))
 
@@ -147,11 +172,21 @@ def apricot(graph, k: int, graph_seconds: float, limit_minutes: float) -> dict:
     if child.is_alive():
         child.kill()
         child.join()
-        return {"seconds": graph_seconds + (time.perf_counter() - start), "rows": None, "with_self": with_self,
-                "extra_rss_mb": None, "stopped": True}
+        return {
+            "seconds": graph_seconds + (time.perf_counter() - start),
+            "rows": None,
+            "with_self": with_self,
+            "extra_rss_mb": None,
+            "stopped": True,
+        }
     rows, seconds, extra = results.get()
-    return {"seconds": graph_seconds + seconds, "rows": rows, "with_self": with_self, "extra_rss_mb": extra,
-            "stopped": False}
+    return {
+        "seconds": graph_seconds + seconds,
+        "rows": rows,
+        "with_self": with_self,
+        "extra_rss_mb": extra,
+        "stopped": False,
+    }
 
 
 def side_by_side(n: int, root: Path, apricot_minutes: float) -> tuple[list[dict], dict]:
@@ -170,17 +205,32 @@ def side_by_side(n: int, root: Path, apricot_minutes: float) -> tuple[list[dict]
     f = {name: None if rows is None else objective(graph, utility, rows, 1.0, 1.0) for name, rows in subsets.items()}
     fl = {name: None if rows is None else fl_objective(other["with_self"], rows) for name, rows in subsets.items()}
     selection = ours["selection"]
-    times = {"distributed": ours["seconds"], "centralized": central["seconds"], "apricot-facility-location":
-             other["seconds"]}
-    memory = {"distributed": max(selection.worker_peak_mb.values()), "centralized": central["extra_rss_mb"],
-              "apricot-facility-location": other["extra_rss_mb"]}
-    rows = [{"system": f"{name} (n={n:,})", "seconds": round(times[name], 2),
-             "f": None if f[name] is None else round(f[name], 3), "fl": None if fl[name] is None else round(fl[name], 3),
-             "peak_mb": memory[name]} for name in subsets]
+    times = {
+        "distributed": ours["seconds"],
+        "centralized": central["seconds"],
+        "apricot-facility-location": other["seconds"],
+    }
+    memory = {
+        "distributed": max(selection.worker_peak_mb.values()),
+        "centralized": central["extra_rss_mb"],
+        "apricot-facility-location": other["extra_rss_mb"],
+    }
+    rows = [
+        {
+            "system": f"{name} (n={n:,})",
+            "seconds": round(times[name], 2),
+            "f": None if f[name] is None else round(f[name], 3),
+            "fl": None if fl[name] is None else round(fl[name], 3),
+            "peak_mb": memory[name],
+        }
+        for name in subsets
+    ]
     tag = f"{n // 1000}k" if n < 1_000_000 else f"{n // 1_000_000}m"
-    ratios = {f"f_distributed_over_centralized_{tag}": round(f["distributed"] / f["centralized"], 4),
-              f"time_centralized_over_distributed_{tag}": round(times["centralized"] / times["distributed"], 3),
-              f"time_apricot_over_distributed_{tag}": round(times["apricot-facility-location"] / times["distributed"], 3)}
+    ratios = {
+        f"f_distributed_over_centralized_{tag}": round(f["distributed"] / f["centralized"], 4),
+        f"time_centralized_over_distributed_{tag}": round(times["centralized"] / times["distributed"], 3),
+        f"time_apricot_over_distributed_{tag}": round(times["apricot-facility-location"] / times["distributed"], 3),
+    }
     if other["stopped"]:
         rows[-1]["system"] += f", stopped after {apricot_minutes:g} min"
         ratios[f"time_apricot_over_distributed_{tag}"] = f"> {ratios[f'time_apricot_over_distributed_{tag}']}"
@@ -194,17 +244,26 @@ def scale(n: int, root: Path, params: dict) -> tuple[dict, dict]:
     folder = synthetic(n, root / f"synthetic-{n}")
     run = distributed(folder, root / "plan", **params)
     chosen = run["selection"]
-    row = {"system": f"distributed (n={n:,})", "seconds": round(run["seconds"], 1),
-           "cpu_seconds": round(run["cpu_seconds"], 1),
-           **{f"{phase}_seconds": round(s, 1) for phase, s in chosen.seconds.items()},
-           **{f"{phase}_worker_cpu_seconds": round(s, 1) for phase, s in chosen.cpu_seconds.items()},
-           **{f"{phase}_peak_mb": mb for phase, mb in chosen.peak_mb.items()},
-           "peak_mb_per_worker": max(chosen.worker_peak_mb.values()),
-           "decided_by_bounding": round(chosen.decided_by_bounding, 4), "rounds": len(chosen.rounds),
-           "partitions_per_round": "/".join(str(r["partitions"]) for r in chosen.rounds),
-           "edges": chosen.edges, "exact_knn": chosen.exact, "cells": chosen.nlist, "nprobe": chosen.nprobe,
-           "knn_recall": round(chosen.recall, 4), "objective": round(chosen.objective, 1),
-           "cluster_start_seconds": round(run["cluster_start_seconds"], 1), "tasks_rerun": sum(chosen.reruns.values())}
+    row = {
+        "system": f"distributed (n={n:,})",
+        "seconds": round(run["seconds"], 1),
+        "cpu_seconds": round(run["cpu_seconds"], 1),
+        **{f"{phase}_seconds": round(s, 1) for phase, s in chosen.seconds.items()},
+        **{f"{phase}_worker_cpu_seconds": round(s, 1) for phase, s in chosen.cpu_seconds.items()},
+        **{f"{phase}_peak_mb": mb for phase, mb in chosen.peak_mb.items()},
+        "peak_mb_per_worker": max(chosen.worker_peak_mb.values()),
+        "decided_by_bounding": round(chosen.decided_by_bounding, 4),
+        "rounds": len(chosen.rounds),
+        "partitions_per_round": "/".join(str(r["partitions"]) for r in chosen.rounds),
+        "edges": chosen.edges,
+        "exact_knn": chosen.exact,
+        "cells": chosen.nlist,
+        "nprobe": chosen.nprobe,
+        "knn_recall": round(chosen.recall, 4),
+        "objective": round(chosen.objective, 1),
+        "cluster_start_seconds": round(run["cluster_start_seconds"], 1),
+        "tasks_rerun": sum(chosen.reruns.values()),
+    }
     return row, {"minutes": run["seconds"] / 60, "peak_gb": max(chosen.worker_peak_mb.values()) / 1024}
 
 
@@ -230,15 +289,22 @@ def _quality(n: int, root: Path, client) -> tuple[list[dict], dict]:
             x = read_all(folder)
         central = centralized(x, math.ceil(0.1 * n))
         f_central = objective(central["graph"], central["utility"], central["rows"], 1.0, 1.0)
-        for label, params in (("defaults", {}), ("8 partitions", {"max_candidates": n // 8}),
-                              ("8 partitions, independent", {"max_candidates": n // 8, "stages": 1}),
-                              ("8 partitions, random, independent",
-                               {"max_candidates": n // 8, "partitioning": "random", "stages": 1})):
+        for label, params in (
+            ("defaults", {}),
+            ("8 partitions", {"max_candidates": n // 8}),
+            ("8 partitions, independent", {"max_candidates": n // 8, "stages": 1}),
+            ("8 partitions, random, independent", {"max_candidates": n // 8, "partitioning": "random", "stages": 1}),
+        ):
             run = distributed(folder, root / "plan", client, **params)
             ratio = objective(central["graph"], central["utility"], run["ids"], 1.0, 1.0) / f_central
-            rows.append({"system": f"distributed, {label} ({data}, n={n:,})", "seconds": round(run["seconds"], 1),
-                         "f_over_centralized": round(ratio, 4),
-                         "partitions_per_round": "/".join(str(r["partitions"]) for r in run["selection"].rounds)})
+            rows.append(
+                {
+                    "system": f"distributed, {label} ({data}, n={n:,})",
+                    "seconds": round(run["seconds"], 1),
+                    "f_over_centralized": round(ratio, 4),
+                    "partitions_per_round": "/".join(str(r["partitions"]) for r in run["selection"].rounds),
+                }
+            )
             ratios[f"f_over_centralized_{data}_{label.replace(', ', '_').replace(' ', '_')}"] = round(ratio, 4)
     return rows, ratios
 
@@ -249,8 +315,12 @@ def main() -> None:
     p.add_argument("--compare", default="100000,1000000", help="sizes of the side-by-side runs")
     p.add_argument("--quality", type=int, default=200_000, help="size of the quality runs (0: none)")
     p.add_argument("--data-dir", type=Path, default=None, help="where the generated data is kept (default: a temp dir)")
-    p.add_argument("--max-candidates", type=int, default=None,
-                   help="the scale runs' max_candidates (default: the selector's, 1,000,000)")
+    p.add_argument(
+        "--max-candidates",
+        type=int,
+        default=None,
+        help="the scale runs' max_candidates (default: the selector's, 1,000,000)",
+    )
     p.add_argument("--apricot-minutes", type=float, default=20.0, help="stop apricot's run after this long")
     args = p.parse_args()
     sizes = [int(s) for s in args.scale.split(",") if s]
@@ -261,14 +331,30 @@ def main() -> None:
     root = args.data_dir or Path(tempfile.mkdtemp(prefix="distributed-selection-"))
     root.mkdir(parents=True, exist_ok=True)
     results, ratios, targets = [], {}, {}
-    sections = [(f"side by side at {n:,}", lambda n=n: _compare(n, root, results, ratios, targets, args.apricot_minutes)) for n in compare]
+    sections = [
+        (f"side by side at {n:,}", lambda n=n: _compare(n, root, results, ratios, targets, args.apricot_minutes))
+        for n in compare
+    ]
     if quality_n:
-        sections.append((f"quality at {quality_n:,}", lambda: _quality_section(quality_n, root, results, ratios, targets)))
+        sections.append(
+            (f"quality at {quality_n:,}", lambda: _quality_section(quality_n, root, results, ratios, targets))
+        )
     tuned = {"max_candidates": args.max_candidates} if args.max_candidates else {}
     sections += [(f"scale at {n:,}", lambda n=n: _scale(n, root, results, ratios, targets, tuned)) for n in sizes]
-    params = {"scale_sizes": sizes, "compare_sizes": compare, "quality_size": quality_n, "dim": DIM,
-              "cluster_points": CLUSTER_POINTS, "budget": 0.1, "k_neighbors": 10, "alpha": 1.0, "beta": 1.0,
-              "utility": "density", "workers": 2, "scale_max_candidates": args.max_candidates or "default"}
+    params = {
+        "scale_sizes": sizes,
+        "compare_sizes": compare,
+        "quality_size": quality_n,
+        "dim": DIM,
+        "cluster_points": CLUSTER_POINTS,
+        "budget": 0.1,
+        "k_neighbors": 10,
+        "alpha": 1.0,
+        "beta": 1.0,
+        "utility": "density",
+        "workers": 2,
+        "scale_max_candidates": args.max_candidates or "default",
+    }
     for done, (_, run) in enumerate(sections, 1):
         run()  # the result file is rewritten after each section, so a long run that dies keeps what it measured
         missed = [k for k, t in targets.items() if not _meets(ratios[k], t)]
@@ -278,21 +364,31 @@ def main() -> None:
         if missed:
             notes.append(f"Missed as measured: {', '.join(missed)}.")
         notes.append(NOTES)
-        write_result("distributed_selection", {**params, "process_peak_rss_mb": peak_rss_mb()}, results, ratios,
-                     targets, not missed and done == len(sections), notes=" ".join(notes), out=args.out,
-                     quick=args.quick)
+        write_result(
+            "distributed_selection",
+            {**params, "process_peak_rss_mb": peak_rss_mb()},
+            results,
+            ratios,
+            targets,
+            not missed and done == len(sections),
+            notes=" ".join(notes),
+            out=args.out,
+            quick=args.quick,
+        )
     if args.data_dir is None:
         shutil.rmtree(root, ignore_errors=True)
 
 
-NOTES = ("2-worker LocalCluster, 1 thread per worker; the machine's 2 cores are shared with other jobs, so wall "
-         "seconds are inflated by load (compare ratios and CPU seconds: cpu_seconds = workers + driver, "
-         "<phase>_worker_cpu_seconds = both workers in that phase). peak_mb: per worker (distributed, peak resident "
-         "memory of each worker process; <phase>_peak_mb: the larger worker's peak within that phase) or above the "
-         "level before the call (centralized, apricot). The centralized graph is "
-         "exact up to 100k points and HNSW above; the distributed one IVF above 100k (nlist ~ N/250, nprobe "
-         "calibrated to a k-NN recall of 0.99). f: the pairwise objective on the centralized graph; fl: facility "
-         "location (apricot's objective) on that graph with self loops; every subset is scored under both.")
+NOTES = (
+    "2-worker LocalCluster, 1 thread per worker; the machine's 2 cores are shared with other jobs, so wall "
+    "seconds are inflated by load (compare ratios and CPU seconds: cpu_seconds = workers + driver, "
+    "<phase>_worker_cpu_seconds = both workers in that phase). peak_mb: per worker (distributed, peak resident "
+    "memory of each worker process; <phase>_peak_mb: the larger worker's peak within that phase) or above the "
+    "level before the call (centralized, apricot). The centralized graph is "
+    "exact up to 100k points and HNSW above; the distributed one IVF above 100k (nlist ~ N/250, nprobe "
+    "calibrated to a k-NN recall of 0.99). f: the pairwise objective on the centralized graph; fl: facility "
+    "location (apricot's objective) on that graph with self loops; every subset is scored under both."
+)
 
 
 def _compare(n: int, root: Path, results: list, ratios: dict, targets: dict, apricot_minutes: float) -> None:

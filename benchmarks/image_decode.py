@@ -74,17 +74,34 @@ def main() -> None:
     results = [
         {"system": f"PNG decode, {args.workers} DataLoader workers", "samples_per_s": round(with_workers, 1)},
         {"system": "PNG decode, in the main process", "samples_per_s": round(in_process, 1)},
-        {"system": f"{config.arch} training (batch {config.batch_size})", "steps_per_s": round(steps_per_s, 2),
-         "samples_per_s": round(train_samples_per_s, 1), "peak_rss_mb": peak_rss_mb()},
+        {
+            "system": f"{config.arch} training (batch {config.batch_size})",
+            "steps_per_s": round(steps_per_s, 2),
+            "samples_per_s": round(train_samples_per_s, 1),
+            "peak_rss_mb": peak_rss_mb(),
+        },
     ]
     ratio = round(with_workers / train_samples_per_s, 2)
-    write_result("image_decode",
-                 {"images": len(blobs), "train_images": n_train, "size": args.size, "workers": args.workers,
-                  "steps": steps, "arch": config.arch, "threads": torch.get_num_threads()},
-                 results, {"decode_over_training_samples_per_s": ratio},
-                 {"decode_over_training_samples_per_s": ">= 1"}, ratio >= 1,
-                 notes="decode rates include reading the split's Parquet row groups and, with workers, starting "
-                       "them (forkserver processes that import torch, each with its own reader): one decode per run", out=args.out, quick=args.quick)
+    write_result(
+        "image_decode",
+        {
+            "images": len(blobs),
+            "train_images": n_train,
+            "size": args.size,
+            "workers": args.workers,
+            "steps": steps,
+            "arch": config.arch,
+            "threads": torch.get_num_threads(),
+        },
+        results,
+        {"decode_over_training_samples_per_s": ratio},
+        {"decode_over_training_samples_per_s": ">= 1"},
+        ratio >= 1,
+        notes="decode rates include reading the split's Parquet row groups and, with workers, starting "
+        "them (forkserver processes that import torch, each with its own reader): one decode per run",
+        out=args.out,
+        quick=args.quick,
+    )
 
 
 if __name__ == "__main__":

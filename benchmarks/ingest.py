@@ -35,9 +35,9 @@ def ours(home: Path, features, labels, split, catalog_url: str | None) -> dict:
     from curation.catalog import Catalog
     from curation.config import Settings
     from curation.data.contract import build_table
+    from curation.data.dvc_repo import ensure_repo
     from curation.data.sources import Loaded
     from curation.data.versions import add_version
-    from curation.data.dvc_repo import ensure_repo
 
     settings = Settings(home=home, catalog_url=catalog_url)
     ensure_repo(home)  # also imports DVC: one-off costs of a process stay out of the throughput
@@ -47,8 +47,12 @@ def ours(home: Path, features, labels, split, catalog_url: str | None) -> dict:
     info = add_version(settings, Loaded(table, {"kind": "benchmark"}, "bench"))
     seconds = time.perf_counter() - start
     assert info.created and info.rows == len(labels)
-    return {"system": "curation (Parquet + DVC + catalog row)", "seconds": round(seconds, 3),
-            "rows_per_s": round(len(labels) / seconds), "catalog": "sqlite" if catalog_url is None else "postgresql"}
+    return {
+        "system": "curation (Parquet + DVC + catalog row)",
+        "seconds": round(seconds, 3),
+        "rows_per_s": round(len(labels) / seconds),
+        "catalog": "sqlite" if catalog_url is None else "postgresql",
+    }
 
 
 @contextmanager
@@ -76,28 +80,42 @@ def per_sample_sql(url: str, labels, batch: int = 10_000) -> dict:
     """The peer's design: every sample is a row in the SQL catalog."""
     engine = create_engine(url)
     meta = MetaData()
-    samples = Table("bench_samples", meta, Column("sample_id", BigInteger, primary_key=True),
-                    Column("label", Integer), Column("file_key", String(64)), Column("version_id", Integer))
+    samples = Table(
+        "bench_samples",
+        meta,
+        Column("sample_id", BigInteger, primary_key=True),
+        Column("label", Integer),
+        Column("file_key", String(64)),
+        Column("version_id", Integer),
+    )
     meta.drop_all(engine)
     meta.create_all(engine)
-    rows = [{"sample_id": i, "label": int(labels[i]), "file_key": "part-0", "version_id": 1} for i in range(len(labels))]
+    rows = [
+        {"sample_id": i, "label": int(labels[i]), "file_key": "part-0", "version_id": 1} for i in range(len(labels))
+    ]
     start = time.perf_counter()
     with engine.begin() as conn:
         for i in range(0, len(rows), batch):
-            conn.execute(insert(samples), rows[i:i + batch])
+            conn.execute(insert(samples), rows[i : i + batch])
     seconds = time.perf_counter() - start
     meta.drop_all(engine)
     engine.dispose()
-    return {"system": f"per-sample SQL catalog ({engine.dialect.name})", "seconds": round(seconds, 3),
-            "rows_per_s": round(len(labels) / seconds)}
+    return {
+        "system": f"per-sample SQL catalog ({engine.dialect.name})",
+        "seconds": round(seconds, 3),
+        "rows_per_s": round(len(labels) / seconds),
+    }
 
 
 def main() -> None:
     p = parser(__doc__)
     p.add_argument("--rows", type=int, default=1_000_000)
     p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--pg-url", default=os.environ.get("CURATION_TEST_PG_URL"),
-                   help="PostgreSQL for the per-sample baseline and a second run of ours")
+    p.add_argument(
+        "--pg-url",
+        default=os.environ.get("CURATION_TEST_PG_URL"),
+        help="PostgreSQL for the per-sample baseline and a second run of ours",
+    )
     args = p.parse_args()
     rows = 50_000 if args.quick else args.rows
     features, labels, split = make_rows(rows)
@@ -120,13 +138,20 @@ def main() -> None:
     for r in results:
         r["peak_rss_mb"] = peak_rss_mb()
     targets = {primary: f">= {TARGET_SPEEDUP}"}
-    write_result("ingest", {"rows": rows, "features": 40, "seed": 0}, results, ratios, targets,
-                 ratios[primary] >= TARGET_SPEEDUP,
-                 notes="ours: validation, Parquet write with md5 on the fly, dvc add (hardlinked into the cache), "
-                 "one catalog transaction; median of repeats, each into a fresh project. Per-sample baseline: one "
-                 "SQL row per sample inserted in batches of 10,000 (no file written). "
-                 "speedup_vs_peer_reference_100k compares ours with the peer's published 100k rows/s.",
-                 out=args.out, quick=args.quick)
+    write_result(
+        "ingest",
+        {"rows": rows, "features": 40, "seed": 0},
+        results,
+        ratios,
+        targets,
+        ratios[primary] >= TARGET_SPEEDUP,
+        notes="ours: validation, Parquet write with md5 on the fly, dvc add (hardlinked into the cache), "
+        "one catalog transaction; median of repeats, each into a fresh project. Per-sample baseline: one "
+        "SQL row per sample inserted in batches of 10,000 (no file written). "
+        "speedup_vs_peer_reference_100k compares ours with the peer's published 100k rows/s.",
+        out=args.out,
+        quick=args.quick,
+    )
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ call in each, and its lock waits would only add noise).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import statistics
 import tempfile
@@ -79,8 +80,15 @@ def _end_to_end(cfg: dict) -> dict[str, float]:
     from flows.end_to_end import end_to_end
 
     start = time.perf_counter()
-    end_to_end(samples=cfg["samples"], data_seed=cfg["seed"], score_epochs=cfg["score_epochs"], method=cfg["method"],
-             params=cfg["params"], epochs=cfg["epochs"], seed=cfg["seed"])
+    end_to_end(
+        samples=cfg["samples"],
+        data_seed=cfg["seed"],
+        score_epochs=cfg["score_epochs"],
+        method=cfg["method"],
+        params=cfg["params"],
+        epochs=cfg["epochs"],
+        seed=cfg["seed"],
+    )
     return {"all": time.perf_counter() - start}
 
 
@@ -90,10 +98,8 @@ def _server_cpu() -> float:
 
     total = 0.0
     for child in psutil.Process().children(recursive=True):
-        try:
+        with contextlib.suppress(psutil.Error):  # a child that ended meanwhile
             total += sum(child.cpu_times()[:2])
-        except psutil.Error:
-            pass
     return total
 
 
@@ -105,13 +111,24 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=1, help="torch threads for both paths")
     args = p.parse_args()
     samples, epochs, repeats = (2_000, 2, 1) if args.quick else (args.samples, args.epochs, args.repeats)
-    cfg = {"samples": samples, "seed": 0, "score_epochs": 2, "epochs": epochs, "method": "topk-balanced",
-           "params": {"budget": 0.3, "score": "loss"}}
+    cfg = {
+        "samples": samples,
+        "seed": 0,
+        "score_epochs": 2,
+        "epochs": epochs,
+        "method": "topk-balanced",
+        "params": {"budget": 0.3, "score": "loss"},
+    }
 
     root = Path(tempfile.mkdtemp(prefix="orchestration-"))
-    os.environ.update({"PREFECT_HOME": str(root / "prefect"), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-                       "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "300",
-                       "CURATION_DVC": "false"})
+    os.environ.update(
+        {
+            "PREFECT_HOME": str(root / "prefect"),
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "300",
+            "CURATION_DVC": "false",
+        }
+    )
     os.environ.pop("PREFECT_API_URL", None)  # Prefect's temporary local server
     import torch
     from prefect import flow
@@ -130,7 +147,11 @@ def main() -> None:
     warm_noop = time.perf_counter() - start
 
     warmup = {**cfg, "samples": 1_000, "score_epochs": 1, "epochs": 1}
-    for path, fn in (("direct", _direct), ("end-to-end", _end_to_end), ("flows", _flows)):  # imports, first use: untimed
+    for path, fn in (
+        ("direct", _direct),
+        ("end-to-end", _end_to_end),
+        ("flows", _flows),
+    ):  # imports, first use: untimed
         os.environ["CURATION_HOME"] = str(root / f"warmup-{path}")
         Path(os.environ["CURATION_HOME"]).mkdir()
         fn(warmup)
@@ -138,43 +159,69 @@ def main() -> None:
     paths = {"direct": _direct, "end-to-end": _end_to_end, "flows": _flows}
     runs = {path: [] for path in paths}
     for i in range(repeats):
-        order = list(paths)[i % len(paths):] + list(paths)[:i % len(paths)]
+        order = list(paths)[i % len(paths) :] + list(paths)[: i % len(paths)]
         for path in order:
             os.environ["CURATION_HOME"] = str(root / f"{path}-{i}")
             Path(os.environ["CURATION_HOME"]).mkdir()
             cpu, server = time.process_time(), _server_cpu()
             stages = paths[path](cfg)
-            runs[path].append({**stages, "total": sum(stages.values()), "cpu": time.process_time() - cpu,
-                               "server_cpu": _server_cpu() - server})
+            runs[path].append(
+                {
+                    **stages,
+                    "total": sum(stages.values()),
+                    "cpu": time.process_time() - cpu,
+                    "server_cpu": _server_cpu() - server,
+                }
+            )
             print(f"{path} #{i}: " + ", ".join(f"{k} {v:.1f}s" for k, v in runs[path][-1].items()), flush=True)
 
     med = {path: {k: statistics.median(r[k] for r in rs) for k in rs[0]} for path, rs in runs.items()}
     direct = med["direct"]["total"]
     ratio = {path: med[path]["total"] / direct for path in ("end-to-end", "flows")}
-    results = [{"system": path, **{f"{k}_seconds": round(v, 2) for k, v in med[path].items()},
-                "run_totals": ", ".join(f"{r['total']:.1f}" for r in runs[path])} for path in runs]
-    results.append({"system": "prefect-cold-start", "seconds": round(cold, 2), "noop_flow_warm_seconds":
-                    round(warm_noop, 3)})
+    results = [
+        {
+            "system": path,
+            **{f"{k}_seconds": round(v, 2) for k, v in med[path].items()},
+            "run_totals": ", ".join(f"{r['total']:.1f}" for r in runs[path]),
+        }
+        for path in runs
+    ]
+    results.append(
+        {"system": "prefect-cold-start", "seconds": round(cold, 2), "noop_flow_warm_seconds": round(warm_noop, 3)}
+    )
     fixed = med["flows"]["curate"] - med["direct"]["curate"]
     met = ratio["end-to-end"] - 1 <= TARGET_OVERHEAD and direct >= 60
-    notes = (f"end-to-end flow/direct {ratio['end-to-end']:.3f}, four flows/direct {ratio['flows']:.3f} on runs of "
-             f"{direct:.0f} s (direct); the cold start of the temporary server ({cold:.1f} s) is not in these "
-             "figures. CPU seconds of this process (median): " + ", ".join(
-                 f"{p} {med[p]['cpu']:.1f}" for p in paths) + "; of the server: " + ", ".join(
-                 f"{p} {med[p]['server_cpu']:.1f}" for p in paths) + ". Per stage (four flows - direct): "
-             + ", ".join(f"{k} {med['flows'][k] - med['direct'][k]:+.2f} s" for k in STAGES)
-             + f". Curate does almost no work ({med['direct']['curate']:.2f} s direct), so its difference is the fixed "
-             f"cost of one flow run: {fixed:.2f} s, most of it the flow-run heartbeat thread's exit (Prefect joins a "
-             "thread that sleeps in 1 s steps); the end-to-end flow pays it once, the four flows four times.")
-    write_result("orchestration_overhead", {**cfg, "repeats": repeats, "threads": args.threads},
-                 results, {"end_to_end_over_direct": round(ratio["end-to-end"], 4),
-                           "overhead": round(ratio["end-to-end"] - 1, 4),
-                           "flows_over_direct": round(ratio["flows"], 4),
-                           "fixed_seconds_per_flow": round(fixed, 2),
-                           "cpu_end_to_end_over_direct": round(med["end-to-end"]["cpu"] / med["direct"]["cpu"], 4),
-                           "cold_start_seconds": round(cold, 2)},
-                 {"overhead": f"<= {TARGET_OVERHEAD}", "direct_seconds": ">= 60"}, met, notes,
-                 args.out, args.quick)
+    notes = (
+        f"end-to-end flow/direct {ratio['end-to-end']:.3f}, four flows/direct {ratio['flows']:.3f} on runs of "
+        f"{direct:.0f} s (direct); the cold start of the temporary server ({cold:.1f} s) is not in these "
+        "figures. CPU seconds of this process (median): "
+        + ", ".join(f"{p} {med[p]['cpu']:.1f}" for p in paths)
+        + "; of the server: "
+        + ", ".join(f"{p} {med[p]['server_cpu']:.1f}" for p in paths)
+        + ". Per stage (four flows - direct): "
+        + ", ".join(f"{k} {med['flows'][k] - med['direct'][k]:+.2f} s" for k in STAGES)
+        + f". Curate does almost no work ({med['direct']['curate']:.2f} s direct), so its difference is the fixed "
+        f"cost of one flow run: {fixed:.2f} s, most of it the flow-run heartbeat thread's exit (Prefect joins a "
+        "thread that sleeps in 1 s steps); the end-to-end flow pays it once, the four flows four times."
+    )
+    write_result(
+        "orchestration_overhead",
+        {**cfg, "repeats": repeats, "threads": args.threads},
+        results,
+        {
+            "end_to_end_over_direct": round(ratio["end-to-end"], 4),
+            "overhead": round(ratio["end-to-end"] - 1, 4),
+            "flows_over_direct": round(ratio["flows"], 4),
+            "fixed_seconds_per_flow": round(fixed, 2),
+            "cpu_end_to_end_over_direct": round(med["end-to-end"]["cpu"] / med["direct"]["cpu"], 4),
+            "cold_start_seconds": round(cold, 2),
+        },
+        {"overhead": f"<= {TARGET_OVERHEAD}", "direct_seconds": ">= 60"},
+        met,
+        notes,
+        args.out,
+        args.quick,
+    )
     print(f"peak RSS {peak_rss_mb()} MB")
 
 

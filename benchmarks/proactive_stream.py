@@ -65,7 +65,7 @@ def _chunks(home: Path, upto: int) -> list:
     from curation.data.stream import chunks
 
     settings = load_settings(home=home, dvc=False)
-    return [(info, load_chunk(settings, info, torch.device("cpu"))) for info in chunks(settings, "stream")[:upto + 1]]
+    return [(info, load_chunk(settings, info, torch.device("cpu"))) for info in chunks(settings, "stream")[: upto + 1]]
 
 
 def _timed(fn, *args, **kwargs):
@@ -86,13 +86,21 @@ def run_full(seed: int, home: Path, at: list[int], train, chunks: int, every: in
     out = {}
     loaded = _chunks(home, min(max(at) + every - 1, chunks - 1))
     for c in at:
-        stream = StreamData.of([d for _, d in loaded[:c + 1]])
-        step, cpu = _timed(train_step, stream, 1, None, ContinualConfig(mode="full"), train,
-                           ModelSpec.of(loaded[c][0]), step=c)
-        later = [evaluate(step.model, StreamData.of([d for _, d in loaded[:j + 1]]), train)
-                 for j in range(c + 1, min(c + every, chunks))]
-        out[c] = {"accuracy": step.accuracy, "served": later, "seconds": step.ledger.train_seconds,
-                  "cpu_seconds": cpu, "samples": step.ledger.backward_samples}
+        stream = StreamData.of([d for _, d in loaded[: c + 1]])
+        step, cpu = _timed(
+            train_step, stream, 1, None, ContinualConfig(mode="full"), train, ModelSpec.of(loaded[c][0]), step=c
+        )
+        later = [
+            evaluate(step.model, StreamData.of([d for _, d in loaded[: j + 1]]), train)
+            for j in range(c + 1, min(c + every, chunks))
+        ]
+        out[c] = {
+            "accuracy": step.accuracy,
+            "served": later,
+            "seconds": step.ledger.train_seconds,
+            "cpu_seconds": cpu,
+            "samples": step.ledger.backward_samples,
+        }
         print(f"seed {seed} chunk {c}: full {step.accuracy:.4f}", flush=True)
     return out
 
@@ -106,16 +114,25 @@ def run_proactive(seed: int, home: Path, name: str, config, train, chunks: int) 
     from models import ModelSpec
 
     train = train.model_copy(update={"seed": seed})
-    out = {"accuracy": [], "seconds": 0.0, "cpu_seconds": 0.0, "samples": 0, "passes": [], "drifted": [],
-           "signals": []}
+    out = {"accuracy": [], "seconds": 0.0, "cpu_seconds": 0.0, "samples": 0, "passes": [], "drifted": [], "signals": []}
     model = optimizer = None
     steps = []
     loaded = _chunks(home, chunks - 1)
     for c in range(chunks):
-        stream = StreamData.of([d for _, d in loaded[:c + 1]])
+        stream = StreamData.of([d for _, d in loaded[: c + 1]])
         spend, decide_cpu = _timed(policy.decide, config, model, stream, 1, steps, c) if model else (None, 0.0)
-        step, cpu = _timed(train_step, stream, 1, model, config, train, ModelSpec.of(loaded[c][0]), step=c,
-                           optimizer=optimizer, passes=spend.passes if spend else None)
+        step, cpu = _timed(
+            train_step,
+            stream,
+            1,
+            model,
+            config,
+            train,
+            ModelSpec.of(loaded[c][0]),
+            step=c,
+            optimizer=optimizer,
+            passes=spend.passes if spend else None,
+        )
         model, optimizer = step.model, step.optimizer
         steps.append(spend.record() if spend else None)
         out["accuracy"].append(step.accuracy)
@@ -125,15 +142,20 @@ def run_proactive(seed: int, home: Path, name: str, config, train, chunks: int) 
         out["passes"].append(spend.passes if spend else None)
         out["drifted"].append(spend.drifted if spend else None)
         out["signals"].append([d["reason"] for d in spend.signals] if spend else [])
-        print(f"seed {seed} chunk {c}: {name} {step.accuracy:.4f}"
-              + (f" ({spend.passes} passes, {'drift' if spend.drifted else 'quiet'})" if spend else ""), flush=True)
+        print(
+            f"seed {seed} chunk {c}: {name} {step.accuracy:.4f}"
+            + (f" ({spend.passes} passes, {'drift' if spend.drifted else 'quiet'})" if spend else ""),
+            flush=True,
+        )
     return out
 
 
 def _assemble(full: dict, chunks: int, every: int) -> dict:
     """Full and periodic over one stream from the full retrainings at every chunk."""
-    systems = {"full": {"accuracy": [], "seconds": 0.0, "cpu_seconds": 0.0, "samples": 0},
-               "periodic": {"accuracy": [], "seconds": 0.0, "cpu_seconds": 0.0, "samples": 0}}
+    systems = {
+        "full": {"accuracy": [], "seconds": 0.0, "cpu_seconds": 0.0, "samples": 0},
+        "periodic": {"accuracy": [], "seconds": 0.0, "cpu_seconds": 0.0, "samples": 0},
+    }
     for c in range(chunks):
         for name in systems if c % every == 0 else ("full",):
             for key in ("seconds", "cpu_seconds", "samples"):
@@ -151,16 +173,30 @@ def summarize(runs: dict, configs: dict) -> tuple[list[dict], dict]:
     results = []
     for name in configs:
         per_seed = [runs[s][name] for s in seeds]
-        row = {"system": name, "config": configs[name].model_dump(include={
-                   "mode", "policy", "new_per_batch", "batch_size", "strategy", "passes", "quiet_passes",
-                   "max_passes", "lr_scale", "every"}),
-               "mean_accuracy": statistics.fmean(statistics.fmean(r["accuracy"]) for r in per_seed),
-               "final_accuracy": statistics.fmean(r["accuracy"][-1] for r in per_seed),
-               "mean_accuracy_per_seed": [statistics.fmean(r["accuracy"]) for r in per_seed],
-               "accuracy_per_chunk_per_seed": [r["accuracy"] for r in per_seed],
-               "train_seconds": sum(r["seconds"] for r in per_seed),
-               "cpu_seconds": sum(r["cpu_seconds"] for r in per_seed),
-               "trained_samples": sum(r["samples"] for r in per_seed)}
+        row = {
+            "system": name,
+            "config": configs[name].model_dump(
+                include={
+                    "mode",
+                    "policy",
+                    "new_per_batch",
+                    "batch_size",
+                    "strategy",
+                    "passes",
+                    "quiet_passes",
+                    "max_passes",
+                    "lr_scale",
+                    "every",
+                }
+            ),
+            "mean_accuracy": statistics.fmean(statistics.fmean(r["accuracy"]) for r in per_seed),
+            "final_accuracy": statistics.fmean(r["accuracy"][-1] for r in per_seed),
+            "mean_accuracy_per_seed": [statistics.fmean(r["accuracy"]) for r in per_seed],
+            "accuracy_per_chunk_per_seed": [r["accuracy"] for r in per_seed],
+            "train_seconds": sum(r["seconds"] for r in per_seed),
+            "cpu_seconds": sum(r["cpu_seconds"] for r in per_seed),
+            "trained_samples": sum(r["samples"] for r in per_seed),
+        }
         if configs[name].mode == "proactive":
             row |= {key + "_per_chunk_per_seed": [r[key] for r in per_seed] for key in ("passes", "drifted", "signals")}
         results.append(row)
@@ -172,20 +208,24 @@ def summarize(runs: dict, configs: dict) -> tuple[list[dict], dict]:
             continue
         mine = by[name]
         seed_points = [100 * (a - b) for a, b in zip(mine["mean_accuracy_per_seed"], full["mean_accuracy_per_seed"])]
-        chunk_points = [[100 * (a - b) for a, b in zip(ra, rb)] for ra, rb in
-                        zip(mine["accuracy_per_chunk_per_seed"], full["accuracy_per_chunk_per_seed"])]
+        chunk_points = [
+            [100 * (a - b) for a, b in zip(ra, rb)]
+            for ra, rb in zip(mine["accuracy_per_chunk_per_seed"], full["accuracy_per_chunk_per_seed"])
+        ]
         worst = min(range(len(seeds)), key=seed_points.__getitem__)
         ratios[name] = {
             "minus_full_points_mean": round(statistics.fmean(seed_points), 3),
             "minus_full_points_spread": round(statistics.pstdev(seed_points), 3),
             "minus_full_points_per_seed": [round(x, 3) for x in seed_points],
-            "worst_seed": seeds[worst], "worst_seed_points": round(seed_points[worst], 3),
+            "worst_seed": seeds[worst],
+            "worst_seed_points": round(seed_points[worst], 3),
             "minus_full_points_per_chunk_mean": [round(statistics.fmean(c), 3) for c in zip(*chunk_points)],
             "minus_full_points_per_chunk_worst": [round(min(c), 3) for c in zip(*chunk_points)],
             "minus_full_points_per_chunk_per_seed": [[round(x, 2) for x in c] for c in chunk_points],
             "time_share_of_full": round(mine["cpu_seconds"] / full["cpu_seconds"], 4),
             "wall_time_share_of_full": round(mine["train_seconds"] / full["train_seconds"], 4),
-            "sample_share_of_full": round(mine["trained_samples"] / full["trained_samples"], 4)}
+            "sample_share_of_full": round(mine["trained_samples"] / full["trained_samples"], 4),
+        }
     return results, ratios
 
 
@@ -205,12 +245,15 @@ def main() -> None:
     p.add_argument("--variant", action="append", default=[], help="another proactive system: key=value,...")
     p.add_argument("--every", type=int, default=3, help="periodic retraining every this many chunks")
     p.add_argument("--threads", type=int, default=1)
-    p.add_argument("--seeds", default="10,11,12,13,14,15,16,17",
-                   help="comma-separated stream seeds (default: none that anything was tuned on)")
+    p.add_argument(
+        "--seeds",
+        default="10,11,12,13,14,15,16,17",
+        help="comma-separated stream seeds (default: none that anything was tuned on)",
+    )
     p.add_argument("--jobs", type=int, default=1, help="tasks run in this many processes at once")
     args = p.parse_args()
     chunks, samples, epochs = (4, 600, 4) if args.quick else (args.chunks, args.samples, args.epochs)
-    seeds = [int(s) for s in args.seeds.split(",")][:1 if args.quick else None]
+    seeds = [int(s) for s in args.seeds.split(",")][: 1 if args.quick else None]
 
     import torch
 
@@ -218,60 +261,110 @@ def main() -> None:
     from curation.continual.proactive import ContinualConfig
     from curation.training.config import TrainConfig
 
-    proactive = {"new_per_batch": args.new_per_batch, "batch_size": args.proactive_batch_size,
-                 "strategy": args.strategy, "passes": args.passes, "lr_scale": args.lr_scale,
-                 "quiet_passes": args.quiet_passes, "max_passes": args.max_passes}
-    configs = {"proactive": ContinualConfig.make(mode="proactive", policy="fixed", **proactive),
-               "proactive-reactive": ContinualConfig.make(mode="proactive", policy="reactive", **proactive),
-               "full": ContinualConfig(mode="full"),
-               "periodic": ContinualConfig(mode="periodic", every=args.every)}
+    proactive = {
+        "new_per_batch": args.new_per_batch,
+        "batch_size": args.proactive_batch_size,
+        "strategy": args.strategy,
+        "passes": args.passes,
+        "lr_scale": args.lr_scale,
+        "quiet_passes": args.quiet_passes,
+        "max_passes": args.max_passes,
+    }
+    configs = {
+        "proactive": ContinualConfig.make(mode="proactive", policy="fixed", **proactive),
+        "proactive-reactive": ContinualConfig.make(mode="proactive", policy="reactive", **proactive),
+        "full": ContinualConfig(mode="full"),
+        "periodic": ContinualConfig(mode="periodic", every=args.every),
+    }
     for text in args.variant:
         configs[f"proactive[{text}]"] = ContinualConfig.make(mode="proactive", **{**proactive, **_variant(text)})
     train = TrainConfig(arch="cnn1d", epochs=epochs, batch_size=args.batch_size, seed=seeds[0], device="cpu")
-    params = {"chunks": chunks, "samples_per_chunk": samples, "arch": "cnn1d", "full_epochs": epochs,
-              "batch_size": args.batch_size, **proactive, "variants": args.variant, "periodic_every": args.every,
-              "threads": args.threads, "seeds": seeds}
+    params = {
+        "chunks": chunks,
+        "samples_per_chunk": samples,
+        "arch": "cnn1d",
+        "full_epochs": epochs,
+        "batch_size": args.batch_size,
+        **proactive,
+        "variants": args.variant,
+        "periodic_every": args.every,
+        "threads": args.threads,
+        "seeds": seeds,
+    }
     partial = (args.out or RESULTS / "proactive_stream.json").with_suffix(".partial.json")
     wall = time.perf_counter()
     at = list(range(chunks))
     lanes = [sorted({at[i], at[-1 - i]}) for i in range((chunks + 1) // 2)]  # balanced: c and chunks-1-c
     runs = {}
-    with (tempfile.TemporaryDirectory() as tmp,
-          ProcessPoolExecutor(args.jobs, mp_context=get_context("spawn"), initializer=torch.set_num_threads,
-                              initargs=(args.threads,)) as pool):
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        ProcessPoolExecutor(
+            args.jobs, mp_context=get_context("spawn"), initializer=torch.set_num_threads, initargs=(args.threads,)
+        ) as pool,
+    ):
         homes = {seed: Path(tmp) / f"seed-{seed}" for seed in seeds}
         for done in [pool.submit(_register, seed, chunks, samples, homes[seed]) for seed in seeds]:
             done.result()
-        tasks = {seed: ([pool.submit(run_full, seed, homes[seed], lane, train, chunks, args.every) for lane in lanes],
-                        {name: pool.submit(run_proactive, seed, homes[seed], name, config, train, chunks)
-                         for name, config in configs.items() if config.mode == "proactive"})
-                 for seed in seeds}  # queued seed by seed: seeds finish in order
+        tasks = {
+            seed: (
+                [pool.submit(run_full, seed, homes[seed], lane, train, chunks, args.every) for lane in lanes],
+                {
+                    name: pool.submit(run_proactive, seed, homes[seed], name, config, train, chunks)
+                    for name, config in configs.items()
+                    if config.mode == "proactive"
+                },
+            )
+            for seed in seeds
+        }  # queued seed by seed: seeds finish in order
         for seed in seeds:
             fulls, proactives = tasks[seed]
             runs[seed] = _assemble({c: r for f in fulls for c, r in f.result().items()}, chunks, args.every)
             runs[seed] |= {name: f.result() for name, f in proactives.items()}
             if not args.quick:
                 results, ratios = summarize(runs, configs)
-                partial.write_text(json.dumps({"benchmark": "proactive_stream", "partial": True,
-                                               "finished_seeds": sorted(runs), "params": params,
-                                               "wall_seconds": time.perf_counter() - wall, "results": results,
-                                               "ratios": ratios}, indent=2) + "\n")
+                partial.write_text(
+                    json.dumps(
+                        {
+                            "benchmark": "proactive_stream",
+                            "partial": True,
+                            "finished_seeds": sorted(runs),
+                            "params": params,
+                            "wall_seconds": time.perf_counter() - wall,
+                            "results": results,
+                            "ratios": ratios,
+                        },
+                        indent=2,
+                    )
+                    + "\n"
+                )
                 print(f"seed {seed} finished ({len(runs)}/{len(seeds)}): {partial}", flush=True)
     wall = time.perf_counter() - wall
 
     results, ratios = summarize(runs, configs)
     mine = ratios["proactive"]
-    targets = {"proactive minus_full_points_mean": f">= -{TARGET_POINTS}",
-               "proactive worst_seed_points": f">= -{TARGET_WORST}",
-               "proactive time_share_of_full": f"<= {TARGET_TIME}"}
-    met = (mine["minus_full_points_mean"] >= -TARGET_POINTS and mine["worst_seed_points"] >= -TARGET_WORST
-           and mine["time_share_of_full"] <= TARGET_TIME)
-    notes = [] if met else [f"missed: proactive is {mine['minus_full_points_mean']:+.2f} points vs full on average, "
-                            f"{mine['worst_seed_points']:+.2f} on its worst seed ({mine['worst_seed']}), at "
-                            f"{mine['time_share_of_full']:.1%} of its CPU time"]
+    targets = {
+        "proactive minus_full_points_mean": f">= -{TARGET_POINTS}",
+        "proactive worst_seed_points": f">= -{TARGET_WORST}",
+        "proactive time_share_of_full": f"<= {TARGET_TIME}",
+    }
+    met = (
+        mine["minus_full_points_mean"] >= -TARGET_POINTS
+        and mine["worst_seed_points"] >= -TARGET_WORST
+        and mine["time_share_of_full"] <= TARGET_TIME
+    )
+    notes = (
+        []
+        if met
+        else [
+            f"missed: proactive is {mine['minus_full_points_mean']:+.2f} points vs full on average, "
+            f"{mine['worst_seed_points']:+.2f} on its worst seed ({mine['worst_seed']}), at "
+            f"{mine['time_share_of_full']:.1%} of its CPU time"
+        ]
+    )
     notes.append(f"wall {wall:.0f} s for the whole run; peak RSS {peak_rss_mb()} MB")
-    write_result("proactive_stream", params, results, ratios, targets, met, "; ".join(notes), out=args.out,
-                 quick=args.quick)
+    write_result(
+        "proactive_stream", params, results, ratios, targets, met, "; ".join(notes), out=args.out, quick=args.quick
+    )
     partial.unlink(missing_ok=True)  # the complete result replaces it
 
 

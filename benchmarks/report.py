@@ -43,9 +43,11 @@ def section(result: dict) -> str:
 
 def main() -> None:
     results = [json.loads(p.read_text()) for p in sorted(RESULTS.glob("*.json")) if not p.name.endswith(".quick.json")]
-    header = ("# Benchmarks\n\nGenerated from `benchmarks/results/*.json` by `python -m benchmarks.report`; do not edit by "
-              "hand. Each benchmark runs our method and its baseline side by side in one process; ratios are what to "
-              "compare, absolute seconds are context from a shared, noisy 2-core machine.\n")
+    header = (
+        "# Benchmarks\n\nGenerated from `benchmarks/results/*.json` by `python -m benchmarks.report`; do not edit by "
+        "hand. Each benchmark runs our method and its baseline side by side in one process; ratios are what to "
+        "compare, absolute seconds are context from a shared, noisy 2-core machine.\n"
+    )
     from benchmarks.gpu_check import PENDING
 
     pending = [] if (RESULTS / "gpu_check.json").exists() else [PENDING]  # its device command until it has run

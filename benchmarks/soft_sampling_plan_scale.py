@@ -57,28 +57,50 @@ def main() -> None:
     max_gap = max(abs(a - b) for a, b in zip(stats["coverage"], theory))
 
     results = [
-        {"system": "curation soft-sampling plan (block-wise, exact uniform)", "indices": drawn,
-         "seconds": round(ours_s, 3), "indices_per_s": round(drawn / ours_s), "peak_rss_mb": rss_generate},
-        {"system": "numpy Generator.integers (same chunk size)", "indices": baseline_draws,
-         "seconds": round(numpy_s, 3), "indices_per_s": round(baseline_draws / numpy_s)},
-        {"system": "curation exact coverage + occupancy over the whole plan (2 threads)", "indices": stats["draws"],
-         "seconds": round(stats_s, 3), "indices_per_s": round(stats["draws"] / stats_s), "peak_rss_mb": rss_total},
+        {
+            "system": "curation soft-sampling plan (block-wise, exact uniform)",
+            "indices": drawn,
+            "seconds": round(ours_s, 3),
+            "indices_per_s": round(drawn / ours_s),
+            "peak_rss_mb": rss_generate,
+        },
+        {
+            "system": "numpy Generator.integers (same chunk size)",
+            "indices": baseline_draws,
+            "seconds": round(numpy_s, 3),
+            "indices_per_s": round(baseline_draws / numpy_s),
+        },
+        {
+            "system": "curation exact coverage + occupancy over the whole plan (2 threads)",
+            "indices": stats["draws"],
+            "seconds": round(stats_s, 3),
+            "indices_per_s": round(stats["draws"] / stats_s),
+            "peak_rss_mb": rss_total,
+        },
     ]
-    ratios = {"indices_per_s": results[0]["indices_per_s"],
-              "speedup_vs_numpy_integers": round(results[0]["indices_per_s"] / results[1]["indices_per_s"], 2),
-              "exact_stats_indices_per_s": results[2]["indices_per_s"], "peak_rss_mb": rss_total,
-              "coverage_after_last_epoch": round(stats["coverage"][-1], 6),
-              "max_gap_to_theory_pp": round(100 * max_gap, 4)}
+    ratios = {
+        "indices_per_s": results[0]["indices_per_s"],
+        "speedup_vs_numpy_integers": round(results[0]["indices_per_s"] / results[1]["indices_per_s"], 2),
+        "exact_stats_indices_per_s": results[2]["indices_per_s"],
+        "peak_rss_mb": rss_total,
+        "coverage_after_last_epoch": round(stats["coverage"][-1], 6),
+        "max_gap_to_theory_pp": round(100 * max_gap, 4),
+    }
     targets = {"indices_per_s": f">= {TARGET_RATE:.0e}", "peak_rss_mb": f"<= {TARGET_RSS_MB}"}
     met = ratios["indices_per_s"] >= TARGET_RATE and rss_total <= TARGET_RSS_MB
-    write_result("soft_sampling_plan_scale",
-                 {"n": n, "ratio": args.ratio, "epochs": args.epochs, "seed": args.seed, "per_epoch": m,
-                  "block": BLOCK},
-                 results, ratios, targets, met,
-                 notes=f"occupancy histogram (samples drawn 0,1,2,... times): {stats['occupancy'][:8]}; "
-                       "the exact statistics pass re-derives every draw and is slower than generation "
-                       "(a bincount per block); it is reported beside the plan rate, not instead of it",
-                 out=args.out, quick=args.quick)
+    write_result(
+        "soft_sampling_plan_scale",
+        {"n": n, "ratio": args.ratio, "epochs": args.epochs, "seed": args.seed, "per_epoch": m, "block": BLOCK},
+        results,
+        ratios,
+        targets,
+        met,
+        notes=f"occupancy histogram (samples drawn 0,1,2,... times): {stats['occupancy'][:8]}; "
+        "the exact statistics pass re-derives every draw and is slower than generation "
+        "(a bincount per block); it is reported beside the plan rate, not instead of it",
+        out=args.out,
+        quick=args.quick,
+    )
 
 
 if __name__ == "__main__":

@@ -57,12 +57,24 @@ def main() -> None:
     for r in results:
         r["peak_rss_mb"] = peak_rss_mb()
     ratios = {"cold_vs_numpy": round(t_ours / t_np, 2), "warm_vs_numpy": round(t_warm / t_np, 2)}
-    write_result("subset_read", {"rows": rows, "fraction": args.fraction, "features": 40,
-                                 "file_mb": round(size_mb, 1), "repeats": args.repeats},
-                 results, ratios, {"report": "ratio (no target set by the issue)"}, True,
-                 notes="the reader decompresses every touched row group (lz4); a random 10% subset touches all of "
-                 "them, so the ratio is the cost of reading from disk instead of holding the data in memory",
-                 out=args.out, quick=args.quick)
+    write_result(
+        "subset_read",
+        {
+            "rows": rows,
+            "fraction": args.fraction,
+            "features": 40,
+            "file_mb": round(size_mb, 1),
+            "repeats": args.repeats,
+        },
+        results,
+        ratios,
+        {"report": "ratio (no target set by the issue)"},
+        True,
+        notes="the reader decompresses every touched row group (lz4); a random 10% subset touches all of "
+        "them, so the ratio is the cost of reading from disk instead of holding the data in memory",
+        out=args.out,
+        quick=args.quick,
+    )
 
 
 if __name__ == "__main__":

@@ -28,8 +28,9 @@ def main() -> None:
     p.add_argument("--samples", type=int, default=40_000, help="MNIST-1D samples (80%% train)")
     p.add_argument("--epochs", type=int, default=60)
     p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--threads", type=int, default=1,
-                   help="torch threads for both paths (1: steadier on a shared machine)")
+    p.add_argument(
+        "--threads", type=int, default=1, help="torch threads for both paths (1: steadier on a shared machine)"
+    )
     args = p.parse_args()
     samples, epochs = (5_000, 8) if args.quick else (args.samples, args.epochs)
 
@@ -69,8 +70,9 @@ def main() -> None:
                 tick = time.perf_counter()
                 accuracy, ledger = fn()
                 wall = time.perf_counter() - tick
-                runs[name].append({"wall": wall, "outside": wall - ledger.train_seconds - ledger.eval_seconds,
-                                   "accuracy": accuracy})
+                runs[name].append(
+                    {"wall": wall, "outside": wall - ledger.train_seconds - ledger.eval_seconds, "accuracy": accuracy}
+                )
 
     def median(name, key):
         return statistics.median(r[key] for r in runs[name])
@@ -82,28 +84,51 @@ def main() -> None:
     bare_walls = [r["wall"] for r in runs["bare"]]
     same = {r["accuracy"] for r in runs["bare"] + runs["tracked"]}
     results = [
-        {"system": "bare Trainer (no checkpoint, catalog or MLflow)", "seconds": round(bare_s, 2),
-         "runs": [round(r["wall"], 2) for r in runs["bare"]],
-         "outside_training_s": round(median("bare", "outside"), 2), "final_accuracy": runs["bare"][0]["accuracy"]},
-        {"system": "train_version: catalog + MLflow (params, per-epoch metrics, dataset, plot, model registry) "
-                   "+ per-epoch checkpoints", "seconds": round(median("tracked", "wall"), 2),
-         "runs": [round(r["wall"], 2) for r in runs["tracked"]],
-         "outside_training_s": round(median("tracked", "outside"), 2),
-         "final_accuracy": runs["tracked"][0]["accuracy"], "peak_rss_mb": peak_rss_mb()},
+        {
+            "system": "bare Trainer (no checkpoint, catalog or MLflow)",
+            "seconds": round(bare_s, 2),
+            "runs": [round(r["wall"], 2) for r in runs["bare"]],
+            "outside_training_s": round(median("bare", "outside"), 2),
+            "final_accuracy": runs["bare"][0]["accuracy"],
+        },
+        {
+            "system": "train_version: catalog + MLflow (params, per-epoch metrics, dataset, plot, model registry) "
+            "+ per-epoch checkpoints",
+            "seconds": round(median("tracked", "wall"), 2),
+            "runs": [round(r["wall"], 2) for r in runs["tracked"]],
+            "outside_training_s": round(median("tracked", "outside"), 2),
+            "final_accuracy": runs["tracked"][0]["accuracy"],
+            "peak_rss_mb": peak_rss_mb(),
+        },
     ]
-    ratios = {"tracked_vs_bare": round(ratio, 4), "tracking_overhead_s": round(extra, 2),
-              "tracked_vs_bare_wall": round(wall_ratio, 4),
-              "bare_run_spread": round(max(bare_walls) / min(bare_walls), 4)}
-    write_result("train_overhead",
-                 {"samples": samples, "train_samples": info.splits["train"], "epochs": epochs, "arch": "cnn1d",
-                  "repeats": args.repeats, "threads": args.threads},
-                 results, ratios, {"tracked_vs_bare": f"<= {TARGET_RATIO}"}, ratio <= TARGET_RATIO,
-                 notes="tracked_vs_bare = (bare wall + median tracking overhead) / bare wall, the overhead being "
-                       "wall time outside the training and evaluation loops, tracked minus bare, per pair; "
-                       "tracked_vs_bare_wall = median of the per-pair wall ratios, blurred by the training loop's "
-                       "own run-to-run variation (bare_run_spread = slowest / fastest bare run); "
-                       f"same final accuracy on every run: {len(same) == 1}",
-                 out=args.out, quick=args.quick)
+    ratios = {
+        "tracked_vs_bare": round(ratio, 4),
+        "tracking_overhead_s": round(extra, 2),
+        "tracked_vs_bare_wall": round(wall_ratio, 4),
+        "bare_run_spread": round(max(bare_walls) / min(bare_walls), 4),
+    }
+    write_result(
+        "train_overhead",
+        {
+            "samples": samples,
+            "train_samples": info.splits["train"],
+            "epochs": epochs,
+            "arch": "cnn1d",
+            "repeats": args.repeats,
+            "threads": args.threads,
+        },
+        results,
+        ratios,
+        {"tracked_vs_bare": f"<= {TARGET_RATIO}"},
+        ratio <= TARGET_RATIO,
+        notes="tracked_vs_bare = (bare wall + median tracking overhead) / bare wall, the overhead being "
+        "wall time outside the training and evaluation loops, tracked minus bare, per pair; "
+        "tracked_vs_bare_wall = median of the per-pair wall ratios, blurred by the training loop's "
+        "own run-to-run variation (bare_run_spread = slowest / fastest bare run); "
+        f"same final accuracy on every run: {len(same) == 1}",
+        out=args.out,
+        quick=args.quick,
+    )
 
 
 if __name__ == "__main__":

@@ -60,17 +60,38 @@ class Row:
     budget: float | None = None  # the run's compute budget (share of the full run's backward samples)
 
     def to_dict(self) -> dict:
-        return {"method": self.method, "params": self.params, "run_id": self.run_id, "epochs": self.epochs,
-                **self.summary,
-                "backward_samples": self.ledger["backward_samples"],
-                "selection_seconds": self.ledger["selection_seconds"],
-                "ratio": self.ratio, "train_samples": self.train_samples, "plan_kind": self.plan_kind,
-                "history": self.history, "occupancy": self.occupancy, "budget": self.budget}
+        return {
+            "method": self.method,
+            "params": self.params,
+            "run_id": self.run_id,
+            "epochs": self.epochs,
+            **self.summary,
+            "backward_samples": self.ledger["backward_samples"],
+            "selection_seconds": self.ledger["selection_seconds"],
+            "ratio": self.ratio,
+            "train_samples": self.train_samples,
+            "plan_kind": self.plan_kind,
+            "history": self.history,
+            "occupancy": self.occupancy,
+            "budget": self.budget,
+        }
 
 
 CURVE_KEYS = ("epoch", "flops", "seconds", "accuracy", "coverage")
-TABLE_COLUMNS = ("method", "params", "budget", "run_id", "epochs", "best_accuracy", "total_flops", "total_seconds",
-                 "backward_samples", "target_accuracy", "speedup_compute", "speedup_time")
+TABLE_COLUMNS = (
+    "method",
+    "params",
+    "budget",
+    "run_id",
+    "epochs",
+    "best_accuracy",
+    "total_flops",
+    "total_seconds",
+    "backward_samples",
+    "target_accuracy",
+    "speedup_compute",
+    "speedup_time",
+)
 REPORTS_DIR = Path(".curation") / "reports"  # under the project home: one folder per comparison (parent run id)
 
 
@@ -118,8 +139,15 @@ def equal_compute_epochs(epochs: int, ratio: float, warmup: int = 0) -> int:
     return max(1, warmup + math.ceil((epochs - warmup) / ratio - 1e-9))
 
 
-def train_row(settings: Settings, version_id: int, config: TrainConfig, method: str = "full",
-              params: dict | None = None, plan: PlanInfo | None = None, baseline: int | None = None) -> Row:
+def train_row(
+    settings: Settings,
+    version_id: int,
+    config: TrainConfig,
+    method: str = "full",
+    params: dict | None = None,
+    plan: PlanInfo | None = None,
+    baseline: int | None = None,
+) -> Row:
     """The train step: the full data (``method`` "full"), an online method on every sample, or ``plan``; each
     for the epochs that match the full run's compute, or with ``config.budget`` until the budget is spent (the
     full data then is ``full-shortened``)."""
@@ -128,36 +156,77 @@ def train_row(settings: Settings, version_id: int, config: TrainConfig, method: 
     budget = config.budget
     if method == "full":
         outcome = train_version(settings, version_id, config, baseline=baseline if budget else None)
-        return Row("full" if budget is None else "full-shortened", {}, outcome.run_id, len(outcome.history),
-                   outcome.summary, outcome.ledger, 1.0, n, "full" if budget is None else "other",
-                   curve(outcome.history), outcome.occupancy, budget)
+        return Row(
+            "full" if budget is None else "full-shortened",
+            {},
+            outcome.run_id,
+            len(outcome.history),
+            outcome.summary,
+            outcome.ledger,
+            1.0,
+            n,
+            "full" if budget is None else "other",
+            curve(outcome.history),
+            outcome.occupancy,
+            budget,
+        )
     if plan is None:
         return _train_online(settings, version_id, config, method, params or {}, baseline, n)
     epochs = equal_compute_epochs(config.epochs, plan.ratio) if plan.ratio and budget is None else config.epochs
-    outcome = train_version(settings, version_id, config.model_copy(update={"epochs": epochs}), plan.id,
-                            baseline=baseline)
+    outcome = train_version(
+        settings, version_id, config.model_copy(update={"epochs": epochs}), plan.id, baseline=baseline
+    )
     ran = len(outcome.history)
-    return Row(method, params or {}, outcome.run_id, ran, outcome.summary, outcome.ledger, plan.ratio or 1.0, n,
-               plan_kind(load_plan(settings, plan.id), ran) if budget is None else "other", curve(outcome.history),
-               outcome.occupancy, budget)
+    return Row(
+        method,
+        params or {},
+        outcome.run_id,
+        ran,
+        outcome.summary,
+        outcome.ledger,
+        plan.ratio or 1.0,
+        n,
+        plan_kind(load_plan(settings, plan.id), ran) if budget is None else "other",
+        curve(outcome.history),
+        outcome.occupancy,
+        budget,
+    )
 
 
-def _train_online(settings: Settings, version_id: int, config: TrainConfig, method: str, params: dict,
-                  baseline: int | None, n: int) -> Row:
+def _train_online(
+    settings: Settings, version_id: int, config: TrainConfig, method: str, params: dict, baseline: int | None, n: int
+) -> Row:
     """An online method on every sample: for the epochs its expected cost matches the full run's compute in,
     or until ``config.budget`` is spent; candidate batches as the method asks, training batches of
     ``config.batch_size``, seeded from the run's seed unless ``params`` give one."""
     selector = make_selector(method, **params)
     defaults = type(selector).defaults()
-    selector.set_params(**{k: v for k, v in (("seed", config.seed), ("batch_size", config.batch_size))
-                           if k in defaults and k not in params})
+    selector.set_params(
+        **{
+            k: v
+            for k, v in (("seed", config.seed), ("batch_size", config.batch_size))
+            if k in defaults and k not in params
+        }
+    )
     epochs = config.epochs if config.budget else selector.equal_compute_epochs(config.epochs)
-    run = config.model_copy(update={"epochs": epochs, "candidate_batch_size":
-                                    selector.candidate_batch_size(config.batch_size)})
+    run = config.model_copy(
+        update={"epochs": epochs, "candidate_batch_size": selector.candidate_batch_size(config.batch_size)}
+    )
     outcome = train_version(settings, version_id, run, baseline=baseline, selector=selector)
-    return Row(method, params, outcome.run_id, len(outcome.history), outcome.summary, outcome.ledger,
-               outcome.ledger["backward_samples"] / max(1, n * len(outcome.history)), n, "other",
-               curve(outcome.history), outcome.occupancy, config.budget)
+    return Row(
+        method,
+        params,
+        outcome.run_id,
+        len(outcome.history),
+        outcome.summary,
+        outcome.ledger,
+        outcome.ledger["backward_samples"] / max(1, n * len(outcome.history)),
+        n,
+        "other",
+        curve(outcome.history),
+        outcome.occupancy,
+        config.budget,
+    )
 
 
 def is_online(name: str) -> bool:
@@ -172,9 +241,17 @@ def is_online(name: str) -> bool:
 def parent_run(settings: Settings, info: VersionInfo, methods: list[str], config: TrainConfig) -> Iterator[ParentRun]:
     """The comparison's MLflow parent run: every training run started inside the block is nested under it."""
     with Tracker(settings, experiment=info.dataset).parent(
-            f"compare-{info.dataset}-v{info.id}", tags={"curation.version": info.ref, "curation.kind": "compare"}) as run:
-        run.log_params({"methods": "; ".join(methods), "arch": config.arch, "epochs": config.epochs,
-                        "seed": config.seed, "version_id": info.id})
+        f"compare-{info.dataset}-v{info.id}", tags={"curation.version": info.ref, "curation.kind": "compare"}
+    ) as run:
+        run.log_params(
+            {
+                "methods": "; ".join(methods),
+                "arch": config.arch,
+                "epochs": config.epochs,
+                "seed": config.seed,
+                "version_id": info.id,
+            }
+        )
         yield run
 
 
@@ -204,8 +281,13 @@ class Setup:
     budgeted: list[TrainConfig]  # the configuration at each budget (none: every method at equal compute)
 
 
-def setup(settings: Settings, ref: str | int, methods: list[str], config: TrainConfig | None = None,
-          budgets: Sequence[float] = ()) -> Setup:
+def setup(
+    settings: Settings,
+    ref: str | int,
+    methods: list[str],
+    config: TrainConfig | None = None,
+    budgets: Sequence[float] = (),
+) -> Setup:
     """Check every method and budget (a one-line error before anything trains) and resolve the configuration."""
     parsed = check_methods(methods)
     info, _ = open_version(settings, ref)
@@ -228,15 +310,17 @@ Train = Callable[[str, dict, PlanInfo | None, int | None, TrainConfig], Row]  # 
 #                                                                               run, configuration) -> row
 
 
-def run(setup: Setup, baseline: int | None = None, select: Select | None = None, train: Train | None = None
-        ) -> Outcome:
+def run(setup: Setup, baseline: int | None = None, select: Select | None = None, train: Train | None = None) -> Outcome:
     """The comparison loop: the full-data baseline (unless ``baseline`` names a finished run), then each method
     selected (online methods: not) and trained at equal compute, or at each budget beside ``full-shortened``, as
     nested MLflow runs under one parent that gets the table and the report. ``select`` and ``train`` default to
     ``select_plan`` and ``train_row``; the flow passes them as tasks."""
     select = select or (lambda method, params: select_plan(setup.settings, setup.info.id, method, params)[0])
-    train = train or (lambda method, params, plan, base, config: train_row(setup.settings, setup.info.id, config,
-                                                                            method, params, plan, base))
+    train = train or (
+        lambda method, params, plan, base, config: train_row(
+            setup.settings, setup.info.id, config, method, params, plan, base
+        )
+    )
     rows = []
     with parent_run(setup.settings, setup.info, setup.methods, setup.config) as parent:
         if baseline is None:
@@ -251,9 +335,17 @@ def run(setup: Setup, baseline: int | None = None, select: Select | None = None,
     return Outcome(rows, parent.run_id, paths)
 
 
-def compare(settings: Settings, ref: str | int, methods: list[str], config: TrainConfig | None = None,
-            baseline: int | None = None, score_set: int | None = None, budgets: Sequence[float] = ()) -> list[Row]:
+def compare(
+    settings: Settings,
+    ref: str | int,
+    methods: list[str],
+    config: TrainConfig | None = None,
+    baseline: int | None = None,
+    score_set: int | None = None,
+    budgets: Sequence[float] = (),
+) -> list[Row]:
     """``run`` with the plain steps: the baseline and every method (at each of ``budgets``), trained here and now."""
     chosen = setup(settings, ref, methods, config, budgets)
-    return run(chosen, baseline, lambda method, params: select_plan(settings, chosen.info.id, method, params,
-                                                                    score_set)[0]).rows
+    return run(
+        chosen, baseline, lambda method, params: select_plan(settings, chosen.info.id, method, params, score_set)[0]
+    ).rows

@@ -9,8 +9,15 @@ from curation.config import Settings
 from curation.data.dvc_repo import ensure_repo, set_remote
 from curation.errors import CurationError
 
-IGNORED = ["/catalog.db*", "/mlflow/mlflow.db", "/mlflow/artifacts/", "/data/.staging/", "/data/plans/", "/data/scores/",
-           "/.curation/"]
+IGNORED = [
+    "/catalog.db*",
+    "/mlflow/mlflow.db",
+    "/mlflow/artifacts/",
+    "/data/.staging/",
+    "/data/plans/",
+    "/data/scores/",
+    "/.curation/",
+]
 
 
 def init_project(settings: Settings, remote: str | None = None) -> list[str]:

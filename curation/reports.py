@@ -39,8 +39,9 @@ def render(rows: Sequence[Mapping], out_dir: Path) -> dict[str, Path]:
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise CurationError(f"cannot create the report folder {out_dir}: {exc.strerror}",
-                            "give a writable folder") from None
+        raise CurationError(
+            f"cannot create the report folder {out_dir}: {exc.strerror}", "give a writable folder"
+        ) from None
     paths = {}
     for name, data in images.items():
         path = out_dir / f"{name}.png"
@@ -52,8 +53,12 @@ def figures(rows: Sequence[Mapping]) -> dict:
     """The matplotlib Figures ``render`` saves, by chart name (for inspection or logging as artifacts)."""
     rows = _checked(rows)
     colours = {i: f"C{i % 10}" for i in range(len(rows))}
-    return {"accuracy_vs_compute": _accuracy(rows, colours), "coverage": _coverage(rows, colours),
-            "occupancy": _occupancy(rows, colours), "speedup": _speedup(rows, colours)}
+    return {
+        "accuracy_vs_compute": _accuracy(rows, colours),
+        "coverage": _coverage(rows, colours),
+        "occupancy": _occupancy(rows, colours),
+        "speedup": _speedup(rows, colours),
+    }
 
 
 def label(row: Mapping) -> str:
@@ -70,12 +75,21 @@ def table(rows: Sequence[Mapping]) -> list[dict[str, str]]:
     """The comparison as text cells, one dict per run (column -> cell, columns in order): what every
     table of a comparison shows (a rich table, markdown, a Prefect table artifact)."""
     fmt = lambda v, spec: "-" if v is None else format(v, spec)  # noqa: E731
-    return [{"method": label(r), "run": str(r["run_id"]), "epochs": str(r["epochs"]),
-             "best acc": f"{r['best_accuracy']:.4f}", "GFLOP": f"{r['total_flops'] / 1e9:.1f}",
-             "seconds": f"{r['total_seconds']:.1f}", "backward": f"{r['backward_samples']:,}",
-             "coverage": fmt(r["history"][-1]["coverage"] if r.get("history") else None, ".3f"),
-             "x compute": fmt(r.get("speedup_compute"), ".2f"), "x time": fmt(r.get("speedup_time"), ".2f")}
-            for r in rows]
+    return [
+        {
+            "method": label(r),
+            "run": str(r["run_id"]),
+            "epochs": str(r["epochs"]),
+            "best acc": f"{r['best_accuracy']:.4f}",
+            "GFLOP": f"{r['total_flops'] / 1e9:.1f}",
+            "seconds": f"{r['total_seconds']:.1f}",
+            "backward": f"{r['backward_samples']:,}",
+            "coverage": fmt(r["history"][-1]["coverage"] if r.get("history") else None, ".3f"),
+            "x compute": fmt(r.get("speedup_compute"), ".2f"),
+            "x time": fmt(r.get("speedup_time"), ".2f"),
+        }
+        for r in rows
+    ]
 
 
 def markdown(cells: Sequence[Mapping[str, str]]) -> str:
@@ -110,7 +124,7 @@ def occupancy_theory(kind: str, ratio: float, epochs: int, n: int) -> np.ndarray
         law = poisson_pmf(per_epoch(n, ratio) * epochs / n, kmax)
     elif kind == "rs2":  # in each epoch a sample is one of the m distinct draws with probability m/N
         p = per_epoch(n, ratio) / n
-        law[:] = [math.comb(epochs, j) * p ** j * (1 - p) ** (epochs - j) for j in range(epochs + 1)]
+        law[:] = [math.comb(epochs, j) * p**j * (1 - p) ** (epochs - j) for j in range(epochs + 1)]
     elif kind == "static":
         law[0], law[epochs] = 1 - ratio, ratio
     else:
@@ -119,6 +133,7 @@ def occupancy_theory(kind: str, ratio: float, epochs: int, n: int) -> np.ndarray
 
 
 # -- the charts ------------------------------------------------------------------------------------
+
 
 def _figure(width: float, height: float):
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -135,8 +150,16 @@ def _accuracy(rows, colours):
     for i, row in enumerate(rows):
         flops = [p["flops"] for p in row["history"]]
         accuracy = [p["accuracy"] for p in row["history"]]
-        ax.step(flops, accuracy, where="post", marker="o", markersize=3, color=colours[i], label=label(row),
-                linewidth=2.2 if row["method"] == "full" else 1.5)
+        ax.step(
+            flops,
+            accuracy,
+            where="post",
+            marker="o",
+            markersize=3,
+            color=colours[i],
+            label=label(row),
+            linewidth=2.2 if row["method"] == "full" else 1.5,
+        )
     target = next((r["target_accuracy"] for r in rows if r.get("target_accuracy") is not None), None)
     if target is not None:
         ax.axhline(target, color="grey", linestyle="--", linewidth=1, label=f"target {target:.3f} (99% of full)")
@@ -155,8 +178,14 @@ def _coverage(rows, colours):
     ax = fig.add_subplot()
     for i, row in enumerate(rows):
         epochs = [p["epoch"] for p in row["history"]]
-        ax.plot(epochs, [p["coverage"] for p in row["history"]], marker="o", markersize=3, color=colours[i],
-                label=f"{label(row)} (measured)")
+        ax.plot(
+            epochs,
+            [p["coverage"] for p in row["history"]],
+            marker="o",
+            markersize=3,
+            color=colours[i],
+            label=f"{label(row)} (measured)",
+        )
         theory = coverage_theory(row["plan_kind"], row["ratio"], len(epochs), row["train_samples"])
         if theory is not None:
             ax.plot(epochs, theory, linestyle="--", color=colours[i], alpha=0.7, label=f"{label(row)} (theory)")
@@ -185,8 +214,16 @@ def _occupancy(rows, colours):
         if law is not None:
             law = law[: max(len(share), int(np.flatnonzero(law > 1e-4).max(initial=0)) + 1)]
             discrete = row["plan_kind"] in ("full", "static")  # two atoms: markers only
-            ax.plot(np.arange(len(law)), law, color="black", linestyle="none" if discrete else "--", marker="x",
-                    markersize=5, linewidth=1, label="theory")
+            ax.plot(
+                np.arange(len(law)),
+                law,
+                color="black",
+                linestyle="none" if discrete else "--",
+                marker="x",
+                markersize=5,
+                linewidth=1,
+                label="theory",
+            )
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_title(f"{label(row)}, {row['epochs']} epochs", fontsize="small")
         ax.set_xlabel("times drawn")
@@ -206,8 +243,14 @@ def _speedup(rows, colours):
         for offset, key, hatch in ((-height / 2, "speedup_compute", None), (height / 2, "speedup_time", "//")):
             value = row.get(key)
             if value is None:
-                ax.text(0.01, j + offset, f"target not reached ({key.split('_')[1]})", va="center",
-                        fontsize="x-small", transform=ax.get_yaxis_transform())
+                ax.text(
+                    0.01,
+                    j + offset,
+                    f"target not reached ({key.split('_')[1]})",
+                    va="center",
+                    fontsize="x-small",
+                    transform=ax.get_yaxis_transform(),
+                )
                 continue
             ax.barh(j + offset, value, height=height, color=colours[i], hatch=hatch, edgecolor="white")
             ax.text(value, j + offset, f" {value:.2f}x", va="center", fontsize="x-small")
@@ -238,8 +281,12 @@ def _checked(rows: Sequence[Mapping]) -> list[Mapping]:
         missing = [k for k in need if k not in row]
         if missing:
             raise CurationError(f"comparison row {row.get('method', '?')!r} lacks {', '.join(missing)}", _FIX)
-        if not row["history"] or any(k not in p for p in row["history"]
-                                     for k in ("epoch", "flops", "accuracy", "coverage")):
-            raise CurationError(f"comparison row {row['method']!r} has no evaluation curve "
-                                "(epoch, flops, accuracy, coverage per point)", _FIX)
+        if not row["history"] or any(
+            k not in p for p in row["history"] for k in ("epoch", "flops", "accuracy", "coverage")
+        ):
+            raise CurationError(
+                f"comparison row {row['method']!r} has no evaluation curve "
+                "(epoch, flops, accuracy, coverage per point)",
+                _FIX,
+            )
     return list(rows)

@@ -43,7 +43,7 @@ from curation.training.trainer import Callback
 
 FORMAT = "curation-sparse-update/2"
 MAGIC = b"CSU2"
-HALF_MIN = 2.0 ** -14  # the smallest normal float16: smaller gaps are assigned in float32
+HALF_MIN = 2.0**-14  # the smallest normal float16: smaller gaps are assigned in float32
 HALF_MAX = 65504.0
 
 Pairs = tuple[np.ndarray, np.ndarray]  # sorted flat indices (int64) and their values
@@ -65,8 +65,7 @@ class SparseUpdate:
     def nbytes(self) -> int:
         """The payload: encoded indices, values and whole tensors (the header comes on top, see to_bytes)."""
         pairs = [*self.sparse.values(), *self.exact.values()]
-        return (sum(len(_varint(_gaps(i))) + v.nbytes for i, v in pairs)
-                + sum(a.nbytes for a in self.dense.values()))
+        return sum(len(_varint(_gaps(i))) + v.nbytes for i, v in pairs) + sum(a.nbytes for a in self.dense.values())
 
     def to_bytes(self) -> bytes:
         """The wire format of the module docstring."""
@@ -74,8 +73,10 @@ class SparseUpdate:
         tensors, whole, sections = [], [], []
         for name in dict.fromkeys([*self.sparse, *self.exact]):
             entry = [name]
-            for pairs, dtype in ((self.sparse.get(name), np.float16 if half else np.float32),
-                                 (self.exact.get(name), np.float32)):
+            for pairs, dtype in (
+                (self.sparse.get(name), np.float16 if half else np.float32),
+                (self.exact.get(name), np.float32),
+            ):
                 idx = _varint(_gaps(pairs[0])) if pairs is not None else np.empty(0, np.uint8)
                 entry += [0 if pairs is None else len(pairs[0]), len(idx)]
                 sections += [idx.tobytes(), b"" if pairs is None else np.asarray(pairs[1], dtype=dtype).tobytes()]
@@ -84,8 +85,18 @@ class SparseUpdate:
             value = np.asarray(value)
             whole.append([name, value.dtype.str, list(value.shape)])
             sections.append(value.tobytes())
-        header = json.dumps({"m": self.model_version, "b": self.base_version, "s": self.sequence, "r": self.rho,
-                             "v": "<f2" if half else "<f4", "t": tensors, "w": whole}, separators=(",", ":")).encode()
+        header = json.dumps(
+            {
+                "m": self.model_version,
+                "b": self.base_version,
+                "s": self.sequence,
+                "r": self.rho,
+                "v": "<f2" if half else "<f4",
+                "t": tensors,
+                "w": whole,
+            },
+            separators=(",", ":"),
+        ).encode()
         return b"".join([MAGIC, struct.pack("<I", len(header)), header, *sections])
 
     @classmethod
@@ -100,12 +111,13 @@ class SparseUpdate:
     @classmethod
     def _parse(cls, payload: memoryview) -> SparseUpdate:
         if bytes(payload[:3]) == MAGIC[:3] and bytes(payload[:4]) != MAGIC:
-            raise CurationError(f"sparse update has format {bytes(payload[:4])!r}, expected {MAGIC!r} ({FORMAT})",
-                                "ship it again")
+            raise CurationError(
+                f"sparse update has format {bytes(payload[:4])!r}, expected {MAGIC!r} ({FORMAT})", "ship it again"
+            )
         if bytes(payload[:4]) != MAGIC:
             raise ValueError("magic")
         (size,) = struct.unpack("<I", payload[4:8])
-        header = json.loads(bytes(payload[8:8 + size]))
+        header = json.loads(bytes(payload[8 : 8 + size]))
         update = cls(str(header["m"]), str(header["b"]), int(header["s"]), float(header["r"]))
         added = np.dtype({"<f2": np.float16, "<f4": np.float32}[header["v"]])
         offset = 8 + size
@@ -114,13 +126,15 @@ class SparseUpdate:
             nonlocal offset
             if nbytes < 0 or offset + nbytes > len(payload):
                 raise ValueError("truncated")
-            array = np.frombuffer(payload[offset:offset + nbytes], dtype=dtype).copy()
+            array = np.frombuffer(payload[offset : offset + nbytes], dtype=dtype).copy()
             offset += nbytes
             return array
 
         for name, *counts in header["t"]:
-            for (count, idx_bytes), dtype, target in ((counts[:2], added, update.sparse),
-                                                      (counts[2:], np.dtype(np.float32), update.exact)):
+            for (count, idx_bytes), dtype, target in (
+                (counts[:2], added, update.sparse),
+                (counts[2:], np.dtype(np.float32), update.exact),
+            ):
                 idx = _ungaps(_unvarint(take(int(idx_bytes), np.dtype(np.uint8)), int(count)))
                 values = take(int(count) * dtype.itemsize, dtype)
                 if count:
@@ -192,8 +206,9 @@ class Sparsifier:
     weights minus mirror.
     """
 
-    def __init__(self, rho: float, base_version: str, half: bool | None = None, scope: str = "tensor",
-                 carry: bool = False):
+    def __init__(
+        self, rho: float, base_version: str, half: bool | None = None, scope: str = "tensor", carry: bool = False
+    ):
         if not 0 < rho <= 1:
             raise CurationError(f"rho {rho} is outside (0, 1]", "give a fraction like 1e-3")
         if scope not in ("tensor", "model"):
@@ -248,8 +263,11 @@ class Sparsifier:
         for name, idx in self._choose(gaps).items():
             flat, values = self.mirror[name].view(-1), gaps[name][idx]
             before = flat[idx]
-            goal = (state[name].detach().to(flat.device).reshape(-1)[idx] if self.residual is None  # what they become
-                    else (before.float() + values).to(flat.dtype))
+            goal = (
+                state[name].detach().to(flat.device).reshape(-1)[idx]
+                if self.residual is None  # what they become
+                else (before.float() + values).to(flat.dtype)
+            )
             if self.half:
                 miss = (values.abs() < HALF_MIN) | (values.abs() > HALF_MAX)  # float16 cannot carry them
                 added = values[~miss].half()
@@ -271,25 +289,40 @@ class Sparsifier:
         if self.scope == "model" and gaps:
             flat = torch.cat(list(gaps.values()))
             k = _k(self.rho, flat.numel())
-            top = (torch.topk(flat.abs(), k, sorted=False).indices if k < flat.numel()
-                   else torch.arange(flat.numel(), device=flat.device))
+            top = (
+                torch.topk(flat.abs(), k, sorted=False).indices
+                if k < flat.numel()
+                else torch.arange(flat.numel(), device=flat.device)
+            )
             top, bounds = top.sort().values, np.cumsum([0] + [g.numel() for g in gaps.values()])
             cut = torch.searchsorted(top, torch.as_tensor(bounds, device=top.device)).tolist()
-            chosen = {name: top[cut[i]:cut[i + 1]] - int(bounds[i]) for i, name in enumerate(gaps)}
+            chosen = {name: top[cut[i] : cut[i + 1]] - int(bounds[i]) for i, name in enumerate(gaps)}
         else:
             chosen = {}
             for name, gap in gaps.items():
                 k = _k(self.rho, gap.numel())
-                chosen[name] = (torch.topk(gap.abs(), k, sorted=False).indices.sort().values if k < gap.numel()
-                                else torch.arange(gap.numel(), device=gap.device))
+                chosen[name] = (
+                    torch.topk(gap.abs(), k, sorted=False).indices.sort().values
+                    if k < gap.numel()
+                    else torch.arange(gap.numel(), device=gap.device)
+                )
         chosen = {name: idx[gaps[name][idx] != 0] for name, idx in chosen.items()}
         return {name: idx for name, idx in chosen.items() if len(idx)}
 
     def gap(self, state: dict[str, torch.Tensor]) -> float:
         """max |trained + residual - deployed| over all float tensors: what has not been shipped yet."""
         residual = self.residual or {}
-        gaps = [(v.detach().to(self.mirror[k].device).float().reshape(-1) - self.mirror[k].float().view(-1)
-                 + residual.get(k, 0)).abs().max() for k, v in state.items() if v.is_floating_point() and v.numel()]
+        gaps = [
+            (
+                v.detach().to(self.mirror[k].device).float().reshape(-1)
+                - self.mirror[k].float().view(-1)
+                + residual.get(k, 0)
+            )
+            .abs()
+            .max()
+            for k, v in state.items()
+            if v.is_floating_point() and v.numel()
+        ]
         return float(torch.stack(gaps).max()) if gaps else 0.0  # one device sync
 
 
@@ -329,15 +362,21 @@ class Replica:
 
     def apply(self, update: SparseUpdate) -> None:
         if update.base_version != self.base_version:
-            raise CurationError(f"update {update.sequence} is for base {update.base_version!r}, this replica "
-                                f"serves {self.base_version!r}", "ship updates from the model this replica was started from")
+            raise CurationError(
+                f"update {update.sequence} is for base {update.base_version!r}, this replica "
+                f"serves {self.base_version!r}",
+                "ship updates from the model this replica was started from",
+            )
         if update.sequence != self.sequence + 1:
-            raise CurationError(f"update {update.sequence} arrived after update {self.sequence}",
-                                "apply updates in order, without gaps")
+            raise CurationError(
+                f"update {update.sequence} arrived after update {self.sequence}", "apply updates in order, without gaps"
+            )
         unknown = (set(update.sparse) | set(update.exact) | set(update.dense)) - set(self.state)
         if unknown:
-            raise CurationError(f"update names tensors the replica lacks: {sorted(unknown)[:3]}",
-                                "ship updates for the same architecture")
+            raise CurationError(
+                f"update names tensors the replica lacks: {sorted(unknown)[:3]}",
+                "ship updates for the same architecture",
+            )
         for name, value in update.dense.items():
             if value.shape != tuple(self.state[name].shape):
                 raise CurationError(f"update reshapes {name}", "ship updates for the same architecture")
@@ -345,8 +384,9 @@ class Replica:
             flat = self.state[name].view(-1)
             for idx, _ in filter(None, (update.sparse.get(name), update.exact.get(name))):
                 if len(idx) and (idx.min() < 0 or idx.max() >= flat.numel()):
-                    raise CurationError(f"update indices out of range for {name}",
-                                        "ship updates for the same architecture")
+                    raise CurationError(
+                        f"update indices out of range for {name}", "ship updates for the same architecture"
+                    )
         for name in set(update.sparse) | set(update.exact):
             _apply(self.state[name].view(-1), update.sparse.get(name), update.exact.get(name))
         for name, value in update.dense.items():
@@ -364,8 +404,11 @@ def _apply(flat: torch.Tensor, added: Pairs | None, assigned: Pairs | None) -> N
     the sender on its mirror's device, the replica on the CPU; indices are distinct, so the adds are exact)."""
     on = {"device": flat.device}
     if added is not None:
-        flat.index_add_(0, torch.as_tensor(added[0], dtype=torch.int64, **on),
-                        torch.as_tensor(added[1], **on).to(torch.float32).to(flat.dtype))
+        flat.index_add_(
+            0,
+            torch.as_tensor(added[0], dtype=torch.int64, **on),
+            torch.as_tensor(added[1], **on).to(torch.float32).to(flat.dtype),
+        )
     if assigned is not None:
         flat[torch.as_tensor(assigned[0], dtype=torch.int64, **on)] = torch.as_tensor(assigned[1], **on).to(flat.dtype)
 

@@ -60,8 +60,10 @@ def ensure_database(pg_url: str, name: str) -> str:
 
     url = make_url(pg_url)
     if url.drivername != "postgresql+psycopg":
-        raise CurationError(f"{redact(pg_url)} is not a PostgreSQL URL with the psycopg driver",
-                            "give postgresql+psycopg://user@host:5432/database")
+        raise CurationError(
+            f"{redact(pg_url)} is not a PostgreSQL URL with the psycopg driver",
+            "give postgresql+psycopg://user@host:5432/database",
+        )
     from psycopg import sql
 
     admin = create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")  # the maintenance database
@@ -72,8 +74,9 @@ def ensure_database(pg_url: str, name: str) -> str:
                 conn.connection.driver_connection.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     except OperationalError as exc:
         reason = (str(exc.orig).strip().splitlines() or ["unreachable"])[0]
-        raise CurationError(f"cannot reach PostgreSQL at {redact(pg_url)}: {reason}",
-                            "start PostgreSQL or give its URL with --pg-url") from None
+        raise CurationError(
+            f"cannot reach PostgreSQL at {redact(pg_url)}: {reason}", "start PostgreSQL or give its URL with --pg-url"
+        ) from None
     finally:
         admin.dispose()
     return url.set(database=name).render_as_string(hide_password=False)
@@ -82,28 +85,66 @@ def ensure_database(pg_url: str, name: str) -> str:
 def mlflow_server(store_uri: str, artifacts: Path, host: str, port: int) -> Service:
     """An MLflow tracking server; clients send artifacts through it (--artifacts-destination). The store's URI
     goes by environment, keeping its password out of the process list."""
-    return Service("mlflow", [tool("mlflow"), "server", "--artifacts-destination", str(artifacts), "--host", host,
-                              "--port", str(port), "--workers", "1"],
-                   f"http://{host}:{port}/health", {"MLFLOW_BACKEND_STORE_URI": store_uri})
+    return Service(
+        "mlflow",
+        [
+            tool("mlflow"),
+            "server",
+            "--artifacts-destination",
+            str(artifacts),
+            "--host",
+            host,
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+        ],
+        f"http://{host}:{port}/health",
+        {"MLFLOW_BACKEND_STORE_URI": store_uri},
+    )
 
 
 def prefect_server(home: Path, host: str, port: int) -> Service:
     """A Prefect server with its own state in ``home`` (its SQLite database) and no analytics."""
-    return Service("prefect", [tool("prefect"), "server", "start", "--host", host, "--port", str(port)],
-                   f"http://{host}:{port}/api/health",
-                   {"PREFECT_HOME": str(home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-                    "PREFECT_UI_API_URL": f"http://{host}:{port}/api"})
+    return Service(
+        "prefect",
+        [tool("prefect"), "server", "start", "--host", host, "--port", str(port)],
+        f"http://{host}:{port}/api/health",
+        {
+            "PREFECT_HOME": str(home),
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "PREFECT_UI_API_URL": f"http://{host}:{port}/api",
+        },
+    )
 
 
 def dask_scheduler(host: str, port: int) -> Service:
-    return Service("dask-scheduler", [tool("dask"), "scheduler", "--host", host, "--port", str(port),
-                                      "--no-dashboard"], f"tcp://{host}:{port}")
+    return Service(
+        "dask-scheduler",
+        [tool("dask"), "scheduler", "--host", host, "--port", str(port), "--no-dashboard"],
+        f"tcp://{host}:{port}",
+    )
 
 
 def dask_worker(address: str, host: str, index: int) -> Service:
     """One worker process with one thread (scoring and selection use all of a process's cores via torch)."""
-    return Service(f"dask-worker-{index}", [tool("dask"), "worker", address, "--host", host, "--nworkers", "1",
-                                            "--nthreads", "1", "--name", f"worker-{index}", "--no-dashboard"])
+    return Service(
+        f"dask-worker-{index}",
+        [
+            tool("dask"),
+            "worker",
+            address,
+            "--host",
+            host,
+            "--nworkers",
+            "1",
+            "--nthreads",
+            "1",
+            "--name",
+            f"worker-{index}",
+            "--no-dashboard",
+        ],
+    )
 
 
 def prefect_worker(pool: str) -> Service:
@@ -135,8 +176,14 @@ class Processes:
     def start(self, service: Service, cwd: Path) -> subprocess.Popen:
         self.logs.mkdir(parents=True, exist_ok=True)
         with open(self.logs / f"{service.name}.log", "ab") as log:
-            proc = subprocess.Popen(service.command, cwd=cwd, env={**self.env, **service.env}, stdout=log,
-                                    stderr=subprocess.STDOUT, start_new_session=True)
+            proc = subprocess.Popen(
+                service.command,
+                cwd=cwd,
+                env={**self.env, **service.env},
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         self.procs[service.name] = proc
         return proc
 
@@ -144,8 +191,10 @@ class Processes:
         """Block until every service with a health address answers; a dead or silent one is an error."""
         for service in services:
             if service.health and not _up(service.health, timeout_s):
-                raise CurationError(f"{service.name} did not come up at {service.health} within {timeout_s:.0f} s",
-                                    f"read {self.logs / service.name}.log")
+                raise CurationError(
+                    f"{service.name} did not come up at {service.health} within {timeout_s:.0f} s",
+                    f"read {self.logs / service.name}.log",
+                )
         self.check()
 
     def check(self) -> None:
@@ -168,15 +217,25 @@ class Processes:
 
 def exports(catalog_url: str, host: str, ports: Ports) -> dict[str, str]:
     """What a shell (or a CI job) exports to use the stack."""
-    return {"CURATION_CATALOG_URL": catalog_url, "CURATION_TRACKING_URI": f"http://{host}:{ports.mlflow}",
-            "PREFECT_API_URL": f"http://{host}:{ports.prefect}/api",
-            "DASK_SCHEDULER_ADDRESS": f"tcp://{host}:{ports.dask}"}
+    return {
+        "CURATION_CATALOG_URL": catalog_url,
+        "CURATION_TRACKING_URI": f"http://{host}:{ports.mlflow}",
+        "PREFECT_API_URL": f"http://{host}:{ports.prefect}/api",
+        "DASK_SCHEDULER_ADDRESS": f"tcp://{host}:{ports.dask}",
+    }
 
 
 @contextmanager
-def running(settings: Settings, pg_url: str, host: str = "127.0.0.1", ports: Ports | None = None,
-            dask_workers: int = 2, work_pool: str = WORK_POOL, version: str = "mnist1d",
-            timeout_s: float = 300.0) -> Iterator[tuple[dict[str, str], Processes]]:
+def running(
+    settings: Settings,
+    pg_url: str,
+    host: str = "127.0.0.1",
+    ports: Ports | None = None,
+    dask_workers: int = 2,
+    work_pool: str = WORK_POOL,
+    version: str = "mnist1d",
+    timeout_s: float = 300.0,
+) -> Iterator[tuple[dict[str, str], Processes]]:
     """Start the stack for ``settings.home``; yields the environment to export and the processes; stops it
     all on exit."""
     ports = ports or Ports()
@@ -187,18 +246,30 @@ def running(settings: Settings, pg_url: str, host: str = "127.0.0.1", ports: Por
     (home / "mlflow" / "artifacts").mkdir(parents=True, exist_ok=True)
     procs = Processes(state / "logs", env)
     try:
-        servers = [mlflow_server(mlflow_store, home / "mlflow" / "artifacts", host, ports.mlflow),
-                   prefect_server(state / "prefect", host, ports.prefect), dask_scheduler(host, ports.dask)]
+        servers = [
+            mlflow_server(mlflow_store, home / "mlflow" / "artifacts", host, ports.mlflow),
+            prefect_server(state / "prefect", host, ports.prefect),
+            dask_scheduler(host, ports.dask),
+        ]
         for service in servers:
             procs.start(service, home)
         procs.wait_up(servers, timeout_s)
-        registered = subprocess.run([tool("curation"), "serve", "--work-pool", work_pool, "--version", version],
-                                    cwd=home, env=env, capture_output=True, text=True, check=False)
+        registered = subprocess.run(
+            [tool("curation"), "serve", "--work-pool", work_pool, "--version", version],
+            cwd=home,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         if registered.returncode != 0:
-            raise CurationError(f"registering the deployments failed: {registered.stderr.strip()[-300:]}",
-                                f"run `curation serve --work-pool {work_pool}` with PREFECT_API_URL set")
-        workers = [prefect_worker(work_pool)] + [dask_worker(env["DASK_SCHEDULER_ADDRESS"], host, i + 1)
-                                                 for i in range(dask_workers)]
+            raise CurationError(
+                f"registering the deployments failed: {registered.stderr.strip()[-300:]}",
+                f"run `curation serve --work-pool {work_pool}` with PREFECT_API_URL set",
+            )
+        workers = [prefect_worker(work_pool)] + [
+            dask_worker(env["DASK_SCHEDULER_ADDRESS"], host, i + 1) for i in range(dask_workers)
+        ]
         for service in workers:
             procs.start(service, home)
         procs.check()
@@ -223,8 +294,9 @@ def run(settings: Settings, pg_url: str, host: str, ports: Ports, dask_workers: 
                     handle.write("".join(f"{k}={v}\n" for k, v in env.items()))
             shown = {**env, "CURATION_CATALOG_URL": redact(env["CURATION_CATALOG_URL"])}
             print("".join(f"export {k}={v}\n" for k, v in shown.items()), end="", flush=True)
-            print(f"# logs in {settings.home / STACK_DIR / 'logs'}; Ctrl-C stops the stack", file=sys.stderr,
-                  flush=True)
+            print(
+                f"# logs in {settings.home / STACK_DIR / 'logs'}; Ctrl-C stops the stack", file=sys.stderr, flush=True
+            )
             while True:  # a process that dies ends the stack with its name and log
                 time.sleep(1)
                 procs.check()

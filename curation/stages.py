@@ -89,18 +89,36 @@ def load_params(path: Path = PARAMS) -> Params:
         errors = exc.errors()
         e = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])  # a typo names the bad key
         key = ".".join(str(p) for p in e["loc"]) or "(top level)"
-        problem = "unknown key" if e["type"] == "extra_forbidden" else \
-            "missing key" if e["type"] == "missing" else f"bad value for ({e['msg']})"
-        raise CurationError(f"{path}: {problem} {key!r}", "see params.yaml's comments for the keys and their ranges"
-                            ) from None
+        problem = (
+            "unknown key"
+            if e["type"] == "extra_forbidden"
+            else "missing key"
+            if e["type"] == "missing"
+            else f"bad value for ({e['msg']})"
+        )
+        raise CurationError(
+            f"{path}: {problem} {key!r}", "see params.yaml's comments for the keys and their ranges"
+        ) from None
     from models import get
 
-    checks = [("score.model", lambda: get(params.score.model)), ("train.model", lambda: get(params.train.model)),
-              ("select", lambda: make_selector(params.select.method, **method_params(
-                  params.select.method, params.select.ratio, params.seed, params.select.params)))]
-    checks += [("compare.methods", lambda name=name: make_selector(name, **method_params(name, params.compare.ratio,
-                                                                                       params.seed)))
-               for name in params.compare.methods]
+    checks = [
+        ("score.model", lambda: get(params.score.model)),
+        ("train.model", lambda: get(params.train.model)),
+        (
+            "select",
+            lambda: make_selector(
+                params.select.method,
+                **method_params(params.select.method, params.select.ratio, params.seed, params.select.params),
+            ),
+        ),
+    ]
+    checks += [
+        (
+            "compare.methods",
+            lambda name=name: make_selector(name, **method_params(name, params.compare.ratio, params.seed)),
+        )
+        for name in params.compare.methods
+    ]
     for key, check in checks:
         try:
             check()
@@ -132,10 +150,13 @@ def uses_scores(name: str, params: dict) -> bool:
     if cls.online:
         return False
     defaults = cls.defaults()
-    return name == "craig" or "score" in defaults or params.get("source", defaults.get("source", "features")) != "features"
+    return (
+        name == "craig" or "score" in defaults or params.get("source", defaults.get("source", "features")) != "features"
+    )
 
 
 # -- records -------------------------------------------------------------------------------------
+
 
 def write_json(path: Path, payload) -> None:
     """Stable bytes (sorted keys), written atomically."""
@@ -162,6 +183,7 @@ def _version_ref(record: dict) -> str:
 
 # -- stages --------------------------------------------------------------------------------------
 
+
 def prepare(p: Params) -> None:
     """The data set version (bytes restored if the catalog knows them but the file is gone)."""
     from curation.catalog import Catalog
@@ -176,19 +198,32 @@ def prepare(p: Params) -> None:
     if known is not None and not (settings.home / known.path).is_file():
         publish(staged, settings.home / known.path)
     info = register(settings, staged, loaded.default_name, loaded.source)
-    write_json(OUT / "prepare" / "version.json",
-               {k: v for k, v in info.to_dict().items() if k not in ("id", "created", "created_at", "git_rev",
-                                                                     "parent_id", "path")})
+    write_json(
+        OUT / "prepare" / "version.json",
+        {
+            k: v
+            for k, v in info.to_dict().items()
+            if k not in ("id", "created", "created_at", "git_rev", "parent_id", "path")
+        },
+    )
 
 
 def score(p: Params) -> None:
     from curation.scoring.run import score_version
 
     settings = _settings(OUT / "score")
-    info = score_version(settings, _version_ref(read_json(OUT / "prepare" / "version.json")), p.score.model,
-                         p.score.epochs, p.seed, device=p.train.device)
-    write_json(OUT / "score" / "scores.json", {"scorer": info.scorer, "params": info.params, "columns": info.columns,
-                                               "content_hash": info.content_hash})
+    info = score_version(
+        settings,
+        _version_ref(read_json(OUT / "prepare" / "version.json")),
+        p.score.model,
+        p.score.epochs,
+        p.seed,
+        device=p.train.device,
+    )
+    write_json(
+        OUT / "score" / "scores.json",
+        {"scorer": info.scorer, "params": info.params, "columns": info.columns, "content_hash": info.content_hash},
+    )
 
 
 def _select(p: Params, folder: Path, name: str, ratio: float, extra: dict) -> None:
@@ -204,10 +239,18 @@ def _select(p: Params, folder: Path, name: str, ratio: float, extra: dict) -> No
     settings = _settings(folder)
     score_id = _score_set_id(settings) if uses_scores(name, params) else None
     info, _ = select_plan(settings, _version_ref(read_json(OUT / "prepare" / "version.json")), name, params, score_id)
-    write_json(folder / "plan.json", {**record, "params": info.params, "budget": info.budget, "seed": info.seed,
-                                      "plan_ratio": info.ratio, "content_hash": info.content_hash,
-                                      "scores": None if score_id is None else read_json(OUT / "score" / "scores.json")
-                                      ["content_hash"]})
+    write_json(
+        folder / "plan.json",
+        {
+            **record,
+            "params": info.params,
+            "budget": info.budget,
+            "seed": info.seed,
+            "plan_ratio": info.ratio,
+            "content_hash": info.content_hash,
+            "scores": None if score_id is None else read_json(OUT / "score" / "scores.json")["content_hash"],
+        },
+    )
 
 
 def _score_set_id(settings: Settings) -> int:
@@ -230,7 +273,9 @@ def _plan(settings: Settings, version_id: int, plan: dict):
     for info in reversed(plans(settings, version_id)):
         if (info.method, info.params, info.content_hash) == (plan["method"], plan["params"], plan["content_hash"]):
             return info
-    raise CurationError(f"the {plan['method']} plan is not in this project's catalog", "re-run it: `dvc repro -f select`")
+    raise CurationError(
+        f"the {plan['method']} plan is not in this project's catalog", "re-run it: `dvc repro -f select`"
+    )
 
 
 def _train(p: Params, folder: Path, plan: dict | None) -> None:
@@ -250,8 +295,9 @@ def _train(p: Params, folder: Path, plan: dict | None) -> None:
         if plan["online"]:  # no plan: the method decides inside the Trainer
             row = compare.train_row(settings, info.id, config, plan["method"], plan["params"], None, baseline)
         else:
-            row = compare.train_row(settings, info.id, config, plan["method"], short,
-                                    _plan(settings, info.id, plan), baseline)
+            row = compare.train_row(
+                settings, info.id, config, plan["method"], short, _plan(settings, info.id, plan), baseline
+            )
     write_json(folder / "run.json", row.to_dict())
 
 
@@ -288,15 +334,31 @@ def evaluate(p: Params) -> None:
     from curation.reports import label
 
     rows = comparison(p)
-    metrics = {name: {"best_accuracy": r["best_accuracy"], "final_accuracy": r["history"][-1]["accuracy"],
-                      "coverage": r["history"][-1]["coverage"], "gflops": r["total_flops"] / 1e9,
-                      **({} if name == "full" else {"speedup_compute": r.get("speedup_compute")})}
-               for name, r in rows.items()}
+    metrics = {
+        name: {
+            "best_accuracy": r["best_accuracy"],
+            "final_accuracy": r["history"][-1]["accuracy"],
+            "coverage": r["history"][-1]["coverage"],
+            "gflops": r["total_flops"] / 1e9,
+            **({} if name == "full" else {"speedup_compute": r.get("speedup_compute")}),
+        }
+        for name, r in rows.items()
+    }
     write_json(OUT / "evaluate" / "metrics.json", metrics)
-    write_json(OUT / "evaluate" / "curves.json",
-               [{"method": label(r) + (" (select)" if name == "select" else ""), "epoch": h["epoch"],
-                 "gflops": round(h["flops"] / 1e9, 4), "accuracy": h["accuracy"], "coverage": h["coverage"]}
-                for name, r in rows.items() for h in r["history"]])
+    write_json(
+        OUT / "evaluate" / "curves.json",
+        [
+            {
+                "method": label(r) + (" (select)" if name == "select" else ""),
+                "epoch": h["epoch"],
+                "gflops": round(h["flops"] / 1e9, 4),
+                "accuracy": h["accuracy"],
+                "coverage": h["coverage"],
+            }
+            for name, r in rows.items()
+            for h in r["history"]
+        ],
+    )
 
 
 def report(p: Params) -> None:
@@ -314,11 +376,20 @@ def run_stage(name: str, item: str | None = None) -> None:
     if name not in STAGES:
         raise CurationError(f"unknown stage {name!r}", f"choose one of: {', '.join(STAGES)}")
     if (name == "method") != (item is not None):
-        raise CurationError(f"stage {name!r} {'needs a method name' if name == 'method' else 'takes no argument'}",
-                            "see dvc.yaml for how each stage is called")
+        raise CurationError(
+            f"stage {name!r} {'needs a method name' if name == 'method' else 'takes no argument'}",
+            "see dvc.yaml for how each stage is called",
+        )
     params = load_params()
     if name == "method":
         method(params, item)
         return
-    {"prepare": prepare, "score": score, "baseline": baseline, "select": select_stage, "train": train,
-     "evaluate": evaluate, "report": report}[name](params)
+    {
+        "prepare": prepare,
+        "score": score,
+        "baseline": baseline,
+        "select": select_stage,
+        "train": train,
+        "evaluate": evaluate,
+        "report": report,
+    }[name](params)

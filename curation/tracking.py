@@ -29,8 +29,19 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
 os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")  # a server's run links would break --json
 
-EPOCH_METRICS = ("accuracy", "loss", "train_loss", "coverage", "forward_samples", "backward_samples",
-                 "selection_forward_samples", "flops", "seconds", "selection_seconds", "data_seconds")
+EPOCH_METRICS = (
+    "accuracy",
+    "loss",
+    "train_loss",
+    "coverage",
+    "forward_samples",
+    "backward_samples",
+    "selection_forward_samples",
+    "flops",
+    "seconds",
+    "selection_seconds",
+    "data_seconds",
+)
 OWNER_TAG = "curation.process"  # host:pid:start-time of the process that runs it (see end_dead_runs)
 
 
@@ -79,8 +90,9 @@ class TrackedRun:
         _mlflow().log_params({k: "" if v is None else v for k, v in params.items()})
 
     def log_epoch(self, record: Mapping[str, float]) -> None:
-        _mlflow().log_metrics({k: float(record[k]) for k in EPOCH_METRICS if k in record},
-                              step=int(record["epoch"]), synchronous=True)
+        _mlflow().log_metrics(
+            {k: float(record[k]) for k in EPOCH_METRICS if k in record}, step=int(record["epoch"]), synchronous=True
+        )
 
     def logged_epochs(self) -> set[int]:
         """Epochs whose metrics are already in the run (a resumed run logs only the missing ones)."""
@@ -103,8 +115,9 @@ class TrackedRun:
 
         local = [s for s in get_registered_sources() if s.__name__ == "LocalArtifactDatasetSource"][:1]
         source = resolve_dataset_source(str(path), candidate_sources=local)
-        mlflow.log_input(MetaDataset(source, name=name, digest=digest), context="training",
-                         tags={k: str(v) for k, v in tags.items()})
+        mlflow.log_input(
+            MetaDataset(source, name=name, digest=digest), context="training", tags={k: str(v) for k, v in tags.items()}
+        )
 
     def log_dict(self, data: dict, name: str) -> None:
         _mlflow().log_dict(data, name)
@@ -121,8 +134,13 @@ class TrackedRun:
         import torch
 
         info = mlflow.pytorch.log_model(
-            model, name="model", registered_model_name=registered_name, input_example=example,
-            serialization_format="pt2", pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"])
+            model,
+            name="model",
+            registered_model_name=registered_name,
+            input_example=example,
+            serialization_format="pt2",
+            pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],
+        )
         version = str(info.registered_model_version)
         client = _mlflow().MlflowClient()
         for key, value in (tags or {}).items():
@@ -151,8 +169,11 @@ class ParentRun:
 
     def children(self) -> list[str]:
         """The run names nested under this run, oldest first."""
-        found = self.client.search_runs([self.client.get_run(self.run_id).info.experiment_id],
-                                        f"tags.mlflow.parentRunId = '{self.run_id}'", order_by=["attributes.start_time"])
+        found = self.client.search_runs(
+            [self.client.get_run(self.run_id).info.experiment_id],
+            f"tags.mlflow.parentRunId = '{self.run_id}'",
+            order_by=["attributes.start_time"],
+        )
         return [r.info.run_name for r in found]
 
 
@@ -202,15 +223,18 @@ class Tracker:
             self.end_dead_runs()
             owner = {OWNER_TAG: _process_key()}
             if run_id is None:
-                active = mlflow.start_run(experiment_id=self._experiment_id(), run_name=name,
-                                          parent_run_id=_PARENT.get(), tags=owner)
+                active = mlflow.start_run(
+                    experiment_id=self._experiment_id(), run_name=name, parent_run_id=_PARENT.get(), tags=owner
+                )
             else:
                 active = mlflow.start_run(run_id=run_id, tags=owner)
             kill_point("mlflow:after-start")
         except MlflowException as exc:
             first = _PASSWORD.sub(r"\1:***@", (str(exc).strip().splitlines() or [type(exc).__name__])[0])[:200]
-            raise CurationError(f"cannot open an MLflow run at {redact(self.uri)}: {first}",
-                                "check CURATION_TRACKING_URI (default: sqlite:///<home>/mlflow/mlflow.db)") from None
+            raise CurationError(
+                f"cannot open an MLflow run at {redact(self.uri)}: {first}",
+                "check CURATION_TRACKING_URI (default: sqlite:///<home>/mlflow/mlflow.db)",
+            ) from None
         status = "FAILED"
         try:
             yield TrackedRun(active.info.run_id)
@@ -230,9 +254,11 @@ class Tracker:
 
         self._ready()
         client = mlflow.MlflowClient()
-        run = client.create_run(self._experiment_id(), run_name=name,  # owned: end_dead_runs can end it
-                                tags={**{k: str(v) for k, v in (tags or {}).items() if v is not None},
-                                      OWNER_TAG: _process_key()})
+        run = client.create_run(
+            self._experiment_id(),
+            run_name=name,  # owned: end_dead_runs can end it
+            tags={**{k: str(v) for k, v in (tags or {}).items() if v is not None}, OWNER_TAG: _process_key()},
+        )
         token = _PARENT.set(run.info.run_id)
         status = "FAILED"
         try:

@@ -25,21 +25,37 @@ def tool(name: str) -> str:
     return found
 
 
-def commands(settings: Settings, host: str = "127.0.0.1", prefect_port: int = 4200, mlflow_port: int = 5000
-             ) -> dict[str, list[str]]:
+def commands(
+    settings: Settings, host: str = "127.0.0.1", prefect_port: int = 4200, mlflow_port: int = 5000
+) -> dict[str, list[str]]:
     """The two server commands (exposed for tests and for users who run them by hand)."""
     artifacts = settings.home / "mlflow" / "artifacts"
     return {
         "prefect": [tool("prefect"), "server", "start", "--host", host, "--port", str(prefect_port)],
-        "mlflow": [tool("mlflow"), "ui", "--backend-store-uri", settings.tracking, "--default-artifact-root",
-                   str(artifacts), "--host", host, "--port", str(mlflow_port), "--workers", "1"],
+        "mlflow": [
+            tool("mlflow"),
+            "ui",
+            "--backend-store-uri",
+            settings.tracking,
+            "--default-artifact-root",
+            str(artifacts),
+            "--host",
+            host,
+            "--port",
+            str(mlflow_port),
+            "--workers",
+            "1",
+        ],
     }
 
 
 def environment(host: str = "127.0.0.1", prefect_port: int = 4200) -> dict[str, str]:
     """The servers' environment: no analytics, and the Prefect UI calling its own API (it defaults to port 4200)."""
-    return {**os.environ, "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-            "PREFECT_UI_API_URL": f"http://{host}:{prefect_port}/api"}
+    return {
+        **os.environ,
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_UI_API_URL": f"http://{host}:{prefect_port}/api",
+    }
 
 
 def wait_until_up(url: str, timeout_s: float = 60.0) -> bool:
@@ -63,11 +79,15 @@ def run(settings: Settings, host: str = "127.0.0.1", prefect_port: int = 4200, m
     (settings.home / "mlflow").mkdir(parents=True, exist_ok=True)
     env = environment(host, prefect_port)
     server = settings.tracking.startswith(("http://", "https://"))  # a tracking server has its own UI
-    procs = {name: subprocess.Popen(cmd, cwd=settings.home, env=env, start_new_session=True)
-             for name, cmd in commands(settings, host, prefect_port, mlflow_port).items()
-             if not (server and name == "mlflow")}
-    urls = {"prefect": f"http://{host}:{prefect_port}",
-            "mlflow": redact(settings.tracking) if server else f"http://{host}:{mlflow_port}"}
+    procs = {
+        name: subprocess.Popen(cmd, cwd=settings.home, env=env, start_new_session=True)
+        for name, cmd in commands(settings, host, prefect_port, mlflow_port).items()
+        if not (server and name == "mlflow")
+    }
+    urls = {
+        "prefect": f"http://{host}:{prefect_port}",
+        "mlflow": redact(settings.tracking) if server else f"http://{host}:{mlflow_port}",
+    }
     signal.signal(signal.SIGTERM, interrupt)  # a plain kill stops both servers too
     try:
         for name, url in urls.items():

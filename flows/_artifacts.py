@@ -11,8 +11,9 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 def record_table(key: str, record: Mapping, description: str) -> None:
     """One record (a version, a plan, a score set) as a two-column field/value table."""
-    create_table_artifact(key=key, table=[{"field": k, "value": str(v)} for k, v in record.items()],
-                          description=description)
+    create_table_artifact(
+        key=key, table=[{"field": k, "value": str(v)} for k, v in record.items()], description=description
+    )
 
 
 def rows_table(key: str, rows: Sequence[Mapping], description: str) -> None:

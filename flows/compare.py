@@ -34,15 +34,22 @@ def score_cached(project: dict, version_id: int, content_hash: str, epochs: int,
 
 
 @task(name="select-plan-cached", cache_policy=PURE, persist_result=True)
-def select_cached(project: dict, version_id: int, content_hash: str, method: str, params: dict,
-                  score_set: int | None) -> dict:
+def select_cached(
+    project: dict, version_id: int, content_hash: str, method: str, params: dict, score_set: int | None
+) -> dict:
     info, _ = select_plan(load_settings(), version_id, method, params, score_set)
     return info.to_dict()
 
 
 @task(name="train-compared", cache_policy=NO_CACHE, retries=1, retry_delay_seconds=1, retry_condition_fn=transient)
-def train_compared(version_id: int, config: dict, method: str = "full", params: dict | None = None,
-                   plan: PlanInfo | None = None, baseline: int | None = None) -> comparison.Row:
+def train_compared(
+    version_id: int,
+    config: dict,
+    method: str = "full",
+    params: dict | None = None,
+    plan: PlanInfo | None = None,
+    baseline: int | None = None,
+) -> comparison.Row:
     return comparison.train_row(load_settings(), version_id, TrainConfig(**config), method, params, plan, baseline)
 
 
@@ -55,31 +62,55 @@ def _select(settings: Settings, key: tuple, name: str, params: dict, score_set: 
 
 
 @flow(name="compare", log_prints=True)
-def compare(version: str = "mnist1d", methods: list[str] | None = None, arch: str | None = None,
-            epochs: int | None = None, seed: int = 0, device: Device = Device.auto, baseline: int | None = None,
-            score_set: int | None = None, score_epochs: int | None = None,
-            budgets: list[float] | None = None) -> list[dict]:
+def compare(
+    version: str = "mnist1d",
+    methods: list[str] | None = None,
+    arch: str | None = None,
+    epochs: int | None = None,
+    seed: int = 0,
+    device: Device = Device.auto,
+    baseline: int | None = None,
+    score_set: int | None = None,
+    score_epochs: int | None = None,
+    budgets: list[float] | None = None,
+) -> list[dict]:
     """Train the baseline (unless ``baseline`` is a finished run) and each ``methods`` entry ('soft:ratio=0.3',
     'infobatch:prune=0.5') at equal compute, or at each of ``budgets`` beside full-shortened; ``score_epochs``
     first scores the version (cached) for score-based methods."""
     settings = load_settings()
-    setup = comparison.setup(settings, version, methods or ["soft:ratio=0.3", "uniform:budget=0.3"],
-                             TrainConfig.make(arch=arch, epochs=epochs, seed=seed, device=device), budgets or ())
+    setup = comparison.setup(
+        settings,
+        version,
+        methods or ["soft:ratio=0.3", "uniform:budget=0.3"],
+        TrainConfig.make(arch=arch, epochs=epochs, seed=seed, device=device),
+        budgets or (),
+    )
     info = setup.info
     key = (_project(settings), info.id, info.content_hash)
     if score_set is None and score_epochs:
         score_set = score_cached(*key, score_epochs, seed)["id"]
     done = comparison.run(
-        setup, baseline, select=lambda name, params: _select(settings, key, name, params, score_set),
-        train=lambda name, params, plan, base, config: train_compared(info.id, config.model_dump(), name, params,
-                                                                      plan, base))
+        setup,
+        baseline,
+        select=lambda name, params: _select(settings, key, name, params, score_set),
+        train=lambda name, params, plan, base, config: train_compared(
+            info.id, config.model_dump(), name, params, plan, base
+        ),
+    )
     rows, paths = [r.to_dict() for r in done.rows], done.report
     where = f"MLflow run {done.parent_run_id} (experiment {info.dataset})"
     cells = reports.table(rows)
-    rows_table("comparison", cells,
-               f"{info.ref}: {len(rows)} runs at equal compute; target 99% of the full run's best; {where}")
-    images("comparison-report", paths, f"Accuracy vs compute, coverage, occupancy and speedups; {where}",
-           note=f"Comparison of {', '.join(methods)} on {info.ref}; the nested runs are in {where}.")
+    rows_table(
+        "comparison",
+        cells,
+        f"{info.ref}: {len(rows)} runs at equal compute; target 99% of the full run's best; {where}",
+    )
+    images(
+        "comparison-report",
+        paths,
+        f"Accuracy vs compute, coverage, occupancy and speedups; {where}",
+        note=f"Comparison of {', '.join(methods)} on {info.ref}; the nested runs are in {where}.",
+    )
     print(reports.markdown(cells))
     return rows
 

@@ -37,8 +37,11 @@ def select_on_dask(settings, version: str, params: dict, score_set: int | None) 
     with get_dask_client() as client:
         info, selection = select_distributed(settings, version, params, score_set, client=client, report=report)
     update_progress_artifact(artifact, 100, description="done")
-    rows_table("distributed-rounds", selection.bounding + selection.rounds,
-               f"Plan {info.id}: bounding passes, then partition greedy rounds")
+    rows_table(
+        "distributed-rounds",
+        selection.bounding + selection.rounds,
+        f"Plan {info.id}: bounding passes, then partition greedy rounds",
+    )
     return info.to_dict()
 
 
@@ -48,8 +51,14 @@ def curate_on_dask(settings, version: str, params: dict, score_set: int | None) 
 
 
 @flow(name="curate", log_prints=True)
-def curate(version: str = "mnist1d", method: str = "soft", params: dict | None = None,
-           score_set: int | None = None, engine: Engine = Engine.local, scheduler: str | None = None) -> dict:
+def curate(
+    version: str = "mnist1d",
+    method: str = "soft",
+    params: dict | None = None,
+    score_set: int | None = None,
+    engine: Engine = Engine.local,
+    scheduler: str | None = None,
+) -> dict:
     """Select with ``method`` (see `curation methods`) on ``version``'s train split; returns the plan record.
 
     ``engine="dask"`` runs the pairwise method on a Dask cluster (prefect-dask's DaskTaskRunner): a
@@ -61,8 +70,11 @@ def curate(version: str = "mnist1d", method: str = "soft", params: dict | None =
 
     if method not in ("pairwise", "pairwise-distributed"):
         raise CurationError(f"engine dask runs the pairwise method, not {method!r}", "give method='pairwise'")
-    runner = DaskTaskRunner(address=scheduler) if scheduler else DaskTaskRunner(
-        cluster_kwargs={"threads_per_worker": 1, "processes": True, "dashboard_address": None})
+    runner = (
+        DaskTaskRunner(address=scheduler)
+        if scheduler
+        else DaskTaskRunner(cluster_kwargs={"threads_per_worker": 1, "processes": True, "dashboard_address": None})
+    )
     plan = curate_on_dask.with_options(task_runner=runner)(load_settings(), version, params or {}, score_set)
     return _published(plan)
 

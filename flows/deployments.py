@@ -8,6 +8,7 @@ process work pool instead (the flows loaded from this checkout, no image, no rem
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 from prefect import Flow, serve
@@ -29,9 +30,11 @@ SOURCE_ROOT = Path(__file__).resolve().parent.parent  # the checkout a worker lo
 def retrain_trigger() -> DeploymentEventTrigger:
     """Start a retrain run for the data set that just got a new version (one event, one run)."""
     return DeploymentEventTrigger(
-        name="retrain on a new version", expect={VERSION_ADDED},
+        name="retrain on a new version",
+        expect={VERSION_ADDED},
         match={"prefect.resource.id": f"{DATASET_RESOURCE}.*"},
-        parameters={"dataset": "{{ event.payload.dataset }}"})
+        parameters={"dataset": "{{ event.payload.dataset }}"},
+    )
 
 
 def _deployment(flow: Flow, entrypoint: str, name: str, work_pool: str | None, **options) -> RunnerDeployment:
@@ -44,25 +47,54 @@ def deployments(version: str = "mnist1d", work_pool: str | None = None) -> list[
     """The deployments `curation serve` registers: nightly curation, ingest, end-to-end and compare on
     demand, retraining on every new version (one run at a time; the others wait their turn)."""
     return [
-        _deployment(curate, "flows/curate.py:curate", "nightly-curate", work_pool, cron=NIGHTLY,
-                    parameters={"version": version},
-                    description="Select a fresh soft-sampling plan for the newest version every night.",
-                    tags=["curation"]),
-        _deployment(ingest, "flows/ingest.py:ingest", "ingest", work_pool,
-                    description="Add a data set version (run on demand from the UI); a new version emits "
-                                f"{VERSION_ADDED}.", tags=["curation"]),
-        _deployment(end_to_end, "flows/end_to_end.py:end_to_end", "end-to-end", work_pool,
-                    description="Ingest, score, curate and train in one flow run (the chain dvc repro "
-                                "runs), on demand.", tags=["curation"]),
-        _deployment(compare, "flows/compare.py:compare", "compare", work_pool, parameters={"version": version},
-                    description="Compare selection methods with the full-data baseline at equal compute "
-                                "(nested MLflow runs, a table and report pictures).", tags=["curation"]),
-        _deployment(retrain, "flows/retrain.py:retrain", "retrain", work_pool, parameters={"dataset": version},
-                    triggers=[retrain_trigger()],
-                    concurrency_limit=ConcurrencyLimitConfig(limit=1,
-                                                             collision_strategy=ConcurrencyLimitStrategy.ENQUEUE),
-                    description=f"Train the lineage on the chunks that landed since its last run; started by "
-                                f"{VERSION_ADDED} for that data set.", tags=["curation"]),
+        _deployment(
+            curate,
+            "flows/curate.py:curate",
+            "nightly-curate",
+            work_pool,
+            cron=NIGHTLY,
+            parameters={"version": version},
+            description="Select a fresh soft-sampling plan for the newest version every night.",
+            tags=["curation"],
+        ),
+        _deployment(
+            ingest,
+            "flows/ingest.py:ingest",
+            "ingest",
+            work_pool,
+            description=f"Add a data set version (run on demand from the UI); a new version emits {VERSION_ADDED}.",
+            tags=["curation"],
+        ),
+        _deployment(
+            end_to_end,
+            "flows/end_to_end.py:end_to_end",
+            "end-to-end",
+            work_pool,
+            description="Ingest, score, curate and train in one flow run (the chain dvc repro runs), on demand.",
+            tags=["curation"],
+        ),
+        _deployment(
+            compare,
+            "flows/compare.py:compare",
+            "compare",
+            work_pool,
+            parameters={"version": version},
+            description="Compare selection methods with the full-data baseline at equal compute "
+            "(nested MLflow runs, a table and report pictures).",
+            tags=["curation"],
+        ),
+        _deployment(
+            retrain,
+            "flows/retrain.py:retrain",
+            "retrain",
+            work_pool,
+            parameters={"dataset": version},
+            triggers=[retrain_trigger()],
+            concurrency_limit=ConcurrencyLimitConfig(limit=1, collision_strategy=ConcurrencyLimitStrategy.ENQUEUE),
+            description=f"Train the lineage on the chunks that landed since its last run; started by "
+            f"{VERSION_ADDED} for that data set.",
+            tags=["curation"],
+        ),
     ]
 
 
@@ -83,10 +115,8 @@ def deploy_all(version: str, work_pool: str) -> list[str]:
 
     async def ensure_pool() -> None:
         async with get_client() as client:
-            try:
+            with contextlib.suppress(ObjectAlreadyExists):  # registering again keeps the pool
                 await client.create_work_pool(WorkPoolCreate(name=work_pool, type="process"))
-            except ObjectAlreadyExists:
-                pass
 
     run_coro_as_sync(ensure_pool())
     # each deployment's apply() is what prefect.deploy() ends with; deploy() itself is not used: in Prefect

@@ -17,9 +17,18 @@ from flows.train import train_steps
 
 
 @flow(name="end-to-end", log_prints=True)
-def end_to_end(source: str = "mnist1d", samples: int | None = None, data_seed: int | None = None,
-               score_epochs: int = 3, method: str = "soft", params: dict | None = None, arch: str | None = None,
-               epochs: int | None = None, seed: int = 0, device: Device = Device.auto) -> dict:
+def end_to_end(
+    source: str = "mnist1d",
+    samples: int | None = None,
+    data_seed: int | None = None,
+    score_epochs: int = 3,
+    method: str = "soft",
+    params: dict | None = None,
+    arch: str | None = None,
+    epochs: int | None = None,
+    seed: int = 0,
+    device: Device = Device.auto,
+) -> dict:
     """Add ``source`` as a version (idempotent), score it, select with ``method`` and train on the plan.
 
     Returns the version, score set, plan and training outcome records.

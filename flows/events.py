@@ -15,10 +15,21 @@ def version_added(info: VersionInfo) -> None:
     """Tell the Prefect server a new version of ``info.dataset`` was registered (not sent for a known one)."""
     if not info.created:
         return
-    emit_event(VERSION_ADDED,
-               resource={"prefect.resource.id": f"{DATASET_RESOURCE}.{info.dataset}",
-                         "prefect.resource.name": info.dataset},
-               related=[{"prefect.resource.id": f"curation.version.{info.id}", "prefect.resource.role": "version",
-                         "prefect.resource.name": info.ref}],
-               payload={"dataset": info.dataset, "version_id": info.id, "content_hash": info.content_hash,
-                        "rows": info.rows, "parent_id": info.parent_id})
+    emit_event(
+        VERSION_ADDED,
+        resource={"prefect.resource.id": f"{DATASET_RESOURCE}.{info.dataset}", "prefect.resource.name": info.dataset},
+        related=[
+            {
+                "prefect.resource.id": f"curation.version.{info.id}",
+                "prefect.resource.role": "version",
+                "prefect.resource.name": info.ref,
+            }
+        ],
+        payload={
+            "dataset": info.dataset,
+            "version_id": info.id,
+            "content_hash": info.content_hash,
+            "rows": info.rows,
+            "parent_id": info.parent_id,
+        },
+    )

@@ -23,8 +23,7 @@ def stage(loaded: sources.Loaded):
     return stage_version(load_settings(), loaded)
 
 
-@task(name="register-version", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=1,
-      retry_condition_fn=transient)
+@task(name="register-version", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=1, retry_condition_fn=transient)
 def register_version(staged, name: str, source: dict, parent: str | None) -> VersionInfo:
     return register(load_settings(), staged, name, source, parent)
 
@@ -35,19 +34,38 @@ def push(info: VersionInfo) -> str | None:
 
 
 @flow(name="ingest", log_prints=True)
-def ingest(source: str = "mnist1d", name: str | None = None, parent: str | None = None,
-           samples: int | None = None, seed: int | None = None, label_column: str | None = None,
-           feature_columns: list[str] | None = None, id_column: str | None = None) -> dict:
+def ingest(
+    source: str = "mnist1d",
+    name: str | None = None,
+    parent: str | None = None,
+    samples: int | None = None,
+    seed: int | None = None,
+    label_column: str | None = None,
+    feature_columns: list[str] | None = None,
+    id_column: str | None = None,
+) -> dict:
     """Add one data set version from ``source`` ('mnist1d', 'digits' or a file); idempotent."""
     return ingest_steps(source, name, parent, samples, seed, label_column, feature_columns, id_column)
 
 
-def ingest_steps(source: str, name: str | None = None, parent: str | None = None, samples: int | None = None,
-                 seed: int | None = None, label_column: str | None = None, feature_columns: list[str] | None = None,
-                 id_column: str | None = None) -> dict:
+def ingest_steps(
+    source: str,
+    name: str | None = None,
+    parent: str | None = None,
+    samples: int | None = None,
+    seed: int | None = None,
+    label_column: str | None = None,
+    feature_columns: list[str] | None = None,
+    id_column: str | None = None,
+) -> dict:
     """The ingest flow's tasks and artifact, inside the calling flow (``ingest`` or ``end-to-end``)."""
-    options = {"samples": samples, "seed": seed, "label_column": label_column,
-               "feature_columns": feature_columns, "id_column": id_column}
+    options = {
+        "samples": samples,
+        "seed": seed,
+        "label_column": label_column,
+        "feature_columns": feature_columns,
+        "id_column": id_column,
+    }
     loaded = load_source(source, options)
     staged = stage(loaded)
     info = register_version(staged, name or loaded.default_name, loaded.source, parent)

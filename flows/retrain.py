@@ -19,28 +19,54 @@ from curation.training.config import TrainConfig
 
 @task(name="retrain-lineage", cache_policy=NO_CACHE)
 def retrain_task(dataset: str, lineage: str | None, config: dict, train: dict, rho: float, ship: Ship | None) -> dict:
-    return retrain_pipeline(load_settings(), dataset, lineage, ContinualConfig.make(**config),
-                            TrainConfig.make(**train), rho, ship).to_dict()
+    return retrain_pipeline(
+        load_settings(), dataset, lineage, ContinualConfig.make(**config), TrainConfig.make(**train), rho, ship
+    ).to_dict()
 
 
 @flow(name="retrain", log_prints=True)
-def retrain(dataset: str = "stream", lineage: str | None = None, mode: Mode = Mode.proactive, new_per_batch: int = 32,
-            strategy: Strategy = Strategy.uniform, passes: int = 4, policy: Policy = Policy.fixed, every: int = 3,
-            min_samples: int = 1000, rho: float = 1e-3, ship: Ship | None = None, arch: str | None = None,
-            epochs: int | None = None, seed: int = 0, device: Device = Device.auto) -> dict:
+def retrain(
+    dataset: str = "stream",
+    lineage: str | None = None,
+    mode: Mode = Mode.proactive,
+    new_per_batch: int = 32,
+    strategy: Strategy = Strategy.uniform,
+    passes: int = 4,
+    policy: Policy = Policy.fixed,
+    every: int = 3,
+    min_samples: int = 1000,
+    rho: float = 1e-3,
+    ship: Ship | None = None,
+    arch: str | None = None,
+    epochs: int | None = None,
+    seed: int = 0,
+    device: Device = Device.auto,
+) -> dict:
     """Bring lineage ``lineage`` up to date with ``dataset``'s chunks; returns what it did."""
-    config = {"mode": mode, "new_per_batch": new_per_batch, "strategy": strategy, "passes": passes, "policy": policy,
-              "every": every, "min_samples": min_samples}
-    outcome = retrain_task(dataset, lineage, config, {"arch": arch, "epochs": epochs, "seed": seed,
-                                                       "device": device}, rho, ship)
+    config = {
+        "mode": mode,
+        "new_per_batch": new_per_batch,
+        "strategy": strategy,
+        "passes": passes,
+        "policy": policy,
+        "every": every,
+        "min_samples": min_samples,
+    }
+    outcome = retrain_task(
+        dataset, lineage, config, {"arch": arch, "epochs": epochs, "seed": seed, "device": device}, rho, ship
+    )
     for d in outcome["decisions"]:
         print(f"trigger {d['trigger']}: {'fired' if d['fire'] else 'quiet'}: {d['reason']}")
     if outcome["decisions"]:
-        create_table_artifact(key="retrain-decisions", table=outcome["decisions"],
-                              description=f"Lineage {outcome['lineage']} on versions {outcome['new_versions']}: "
-                                          f"{outcome['status']}")
-    print(f"lineage {outcome['lineage']}: {outcome['status']}, new versions {outcome['new_versions']}, "
-          f"model {outcome['model_version_id']}, champion {outcome['champion_model_version_id']}")
+        create_table_artifact(
+            key="retrain-decisions",
+            table=outcome["decisions"],
+            description=f"Lineage {outcome['lineage']} on versions {outcome['new_versions']}: {outcome['status']}",
+        )
+    print(
+        f"lineage {outcome['lineage']}: {outcome['status']}, new versions {outcome['new_versions']}, "
+        f"model {outcome['model_version_id']}, champion {outcome['champion_model_version_id']}"
+    )
     return outcome
 
 

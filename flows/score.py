@@ -16,14 +16,16 @@ def score_task(version: str, arch: str | None, epochs: int, seed: int, model_ver
 
 
 @flow(name="score", log_prints=True)
-def score(version: str = "mnist1d", arch: str | None = None, epochs: int = 3, seed: int = 0,
-          model_version: int | None = None) -> dict:
+def score(
+    version: str = "mnist1d", arch: str | None = None, epochs: int = 3, seed: int = 0, model_version: int | None = None
+) -> dict:
     """Score every train sample of ``version``; returns the score set record (use its id with `curate`)."""
     return score_steps(version, arch, epochs, seed, model_version)
 
 
-def score_steps(version: str, arch: str | None = None, epochs: int = 3, seed: int = 0,
-                model_version: int | None = None) -> dict:
+def score_steps(
+    version: str, arch: str | None = None, epochs: int = 3, seed: int = 0, model_version: int | None = None
+) -> dict:
     """The score flow's task and artifact, inside the calling flow (``score`` or ``end-to-end``)."""
     info = score_task(version, arch, epochs, seed, model_version)
     record_table("score-set", info, f"Score set {info['id']} of version {info['version_id']} ({info['scorer']})")

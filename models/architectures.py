@@ -62,8 +62,10 @@ class ConvNet1D(nn.Module):
     @classmethod
     def from_spec(cls, spec: ModelSpec) -> ConvNet1D:
         if len(spec.feature_shape) != 2:
-            raise CurationError(f"cnn1d needs features shaped [channels, length], this version has "
-                                f"{list(spec.feature_shape)}", "use --arch mlp or lenet5")
+            raise CurationError(
+                f"cnn1d needs features shaped [channels, length], this version has {list(spec.feature_shape)}",
+                "use --arch mlp or lenet5",
+            )
         channels, length = spec.feature_shape
         return cls(channels, length, spec.num_classes)
 
@@ -76,13 +78,19 @@ class LeNet5(nn.Module):
         if height < 4 or width < 4:
             raise CurationError(f"lenet5 needs images of at least 4x4, got {height}x{width}", "use --arch mlp")
         self.features = nn.Sequential(
-            nn.Conv2d(in_channels, 6, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(6, 16, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(in_channels, 6, 5, padding=2),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(6, 16, 5, padding=2),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
         )
         self.classifier = nn.Sequential(
             nn.Flatten(),
-            nn.Linear(16 * (height // 4) * (width // 4), 120), nn.ReLU(),
-            nn.Linear(120, 84), nn.ReLU(),
+            nn.Linear(16 * (height // 4) * (width // 4), 120),
+            nn.ReLU(),
+            nn.Linear(120, 84),
+            nn.ReLU(),
             nn.Linear(84, num_classes),
         )
 
@@ -92,6 +100,9 @@ class LeNet5(nn.Module):
     @classmethod
     def from_spec(cls, spec: ModelSpec) -> LeNet5:
         if len(spec.feature_shape) != 3:
-            raise CurationError(f"lenet5 needs image features shaped [channels, height, width], this version has "
-                                f"{list(spec.feature_shape)}", "use --arch mlp or cnn1d")
+            raise CurationError(
+                f"lenet5 needs image features shaped [channels, height, width], this version has "
+                f"{list(spec.feature_shape)}",
+                "use --arch mlp or cnn1d",
+            )
         return cls(*spec.feature_shape, spec.num_classes)

@@ -24,8 +24,10 @@ class ModelSpec:
         """From a version record (``num_features``, ``feature_shape``, ``classes``); labels must be 0..C-1."""
         classes = [int(c) for c in version.classes]
         if not classes or min(classes) < 0:
-            raise CurationError(f"labels of this version are {classes[:5]}..., not 0..C-1",
-                                "re-add the data with labels encoded as 0..C-1")
+            raise CurationError(
+                f"labels of this version are {classes[:5]}..., not 0..C-1",
+                "re-add the data with labels encoded as 0..C-1",
+            )
         return cls(int(version.num_features), tuple(int(s) for s in version.feature_shape), max(classes) + 1)
 
 
@@ -49,8 +51,9 @@ def register(name: str, factory: Factory | None = None, *, defaults: dict | None
 
     def add(fn: Factory) -> Factory:
         if name in _REGISTRY and not replace:
-            raise CurationError(f"architecture {name!r} is already registered",
-                                "pick another name or pass replace=True")
+            raise CurationError(
+                f"architecture {name!r} is already registered", "pick another name or pass replace=True"
+            )
         _REGISTRY[name] = Architecture(name, fn, dict(defaults or {}))
         return fn
 
@@ -72,8 +75,10 @@ def build(name: str, spec: ModelSpec) -> nn.Module:
     """A fresh model (initialised from torch's global RNG: seed it first)."""
     model = get(name).factory(spec)
     if not isinstance(model, nn.Module):
-        raise CurationError(f"architecture {name!r} built a {type(model).__name__}, not a torch.nn.Module",
-                            "make its factory return an nn.Module")
+        raise CurationError(
+            f"architecture {name!r} built a {type(model).__name__}, not a torch.nn.Module",
+            "make its factory return an nn.Module",
+        )
     return model
 
 

@@ -31,8 +31,9 @@ class BasicBlock1D(nn.Module):
         self.bn2 = nn.BatchNorm1d(out_channels)
         self.shortcut: nn.Module = nn.Identity()
         if stride != 1 or in_channels != out_channels:
-            self.shortcut = nn.Sequential(nn.Conv1d(in_channels, out_channels, 1, stride=stride, bias=False),
-                                          nn.BatchNorm1d(out_channels))
+            self.shortcut = nn.Sequential(
+                nn.Conv1d(in_channels, out_channels, 1, stride=stride, bias=False), nn.BatchNorm1d(out_channels)
+            )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = torch.relu(self.bn1(self.conv1(x)))
@@ -43,13 +44,15 @@ class BasicBlock1D(nn.Module):
 class ResNet1D(nn.Module):
     """Stem, residual stages (``blocks`` basic blocks each at ``widths`` channels), pooling, linear."""
 
-    def __init__(self, in_channels: int, length: int, num_classes: int, widths: Sequence[int] = (64, 128, 288),
-                 blocks: int = 2):
+    def __init__(
+        self, in_channels: int, length: int, num_classes: int, widths: Sequence[int] = (64, 128, 288), blocks: int = 2
+    ):
         super().__init__()
         if length < 2:
             raise CurationError(f"resnet1d needs sequences of at least 2 steps, got {length}", "use --arch mlp")
-        self.stem = nn.Sequential(nn.Conv1d(in_channels, widths[0], 5, stride=2, padding=2, bias=False),
-                                  nn.BatchNorm1d(widths[0]), nn.ReLU())
+        self.stem = nn.Sequential(
+            nn.Conv1d(in_channels, widths[0], 5, stride=2, padding=2, bias=False), nn.BatchNorm1d(widths[0]), nn.ReLU()
+        )
         layers: list[nn.Module] = []
         width = widths[0]
         for stage, out in enumerate(widths):
@@ -73,12 +76,17 @@ class ResNet1D(nn.Module):
     @classmethod
     def from_spec(cls, spec: ModelSpec) -> ResNet1D:
         if len(spec.feature_shape) != 2:
-            raise CurationError(f"resnet1d needs features shaped [channels, length], this version has "
-                                f"{list(spec.feature_shape)}", "use --arch mlp or lenet5")
+            raise CurationError(
+                f"resnet1d needs features shaped [channels, length], this version has {list(spec.feature_shape)}",
+                "use --arch mlp or lenet5",
+            )
         channels, length = spec.feature_shape
         return cls(channels, length, spec.num_classes)
 
 
 # Defaults checked on a validation split held out of MNIST-1D's train split (3200/800), not the test split.
-register("resnet1d", ResNet1D.from_spec, defaults={"epochs": 30, "batch_size": 128, "lr": 2e-3, "weight_decay": 0.05,
-                                                   "label_smoothing": 0.1})
+register(
+    "resnet1d",
+    ResNet1D.from_spec,
+    defaults={"epochs": 30, "batch_size": 128, "lr": 2e-3, "weight_decay": 0.05, "label_smoothing": 0.1},
+)

@@ -27,8 +27,9 @@ class BasicBlock2D(nn.Module):
         self.bn2 = nn.BatchNorm2d(out_channels)
         self.shortcut: nn.Module = nn.Identity()
         if stride != 1 or in_channels != out_channels:
-            self.shortcut = nn.Sequential(nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=False),
-                                          nn.BatchNorm2d(out_channels))
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(in_channels, out_channels, 1, stride=stride, bias=False), nn.BatchNorm2d(out_channels)
+            )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = torch.relu(self.bn1(self.conv1(x)))
@@ -41,8 +42,9 @@ class ResNet2D(nn.Module):
 
     def __init__(self, in_channels: int, num_classes: int, widths: Sequence[int] = (32, 64, 128), blocks: int = 1):
         super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(in_channels, widths[0], 3, padding=1, bias=False),
-                                  nn.BatchNorm2d(widths[0]), nn.ReLU())
+        self.stem = nn.Sequential(
+            nn.Conv2d(in_channels, widths[0], 3, padding=1, bias=False), nn.BatchNorm2d(widths[0]), nn.ReLU()
+        )
         layers: list[nn.Module] = []
         width = widths[0]
         for stage, out in enumerate(widths):
@@ -64,8 +66,11 @@ class ResNet2D(nn.Module):
     @classmethod
     def from_spec(cls, spec: ModelSpec) -> ResNet2D:
         if len(spec.feature_shape) != 3:
-            raise CurationError(f"resnet2d needs image features shaped [channels, height, width], this version has "
-                                f"{list(spec.feature_shape)}", "use --arch mlp or cnn1d")
+            raise CurationError(
+                f"resnet2d needs image features shaped [channels, height, width], this version has "
+                f"{list(spec.feature_shape)}",
+                "use --arch mlp or cnn1d",
+            )
         return cls(spec.feature_shape[0], spec.num_classes)
 
 

@@ -15,8 +15,12 @@ os.environ["PREFECT_HOME"] = str(_SESSION_TMP / "prefect")
 os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
 os.environ["PREFECT_LOGGING_TO_API_ENABLED"] = "false"
 os.environ.pop("PREFECT_API_URL", None)
-for key, value in {"GIT_AUTHOR_NAME": "curation-tests", "GIT_AUTHOR_EMAIL": "tests@curation.invalid",
-                   "GIT_COMMITTER_NAME": "curation-tests", "GIT_COMMITTER_EMAIL": "tests@curation.invalid"}.items():
+for key, value in {
+    "GIT_AUTHOR_NAME": "curation-tests",
+    "GIT_AUTHOR_EMAIL": "tests@curation.invalid",
+    "GIT_COMMITTER_NAME": "curation-tests",
+    "GIT_COMMITTER_EMAIL": "tests@curation.invalid",
+}.items():
     os.environ.setdefault(key, value)
 for key in [k for k in os.environ if k.startswith("CURATION_") and k != "CURATION_TEST_PG_URL"]:
     del os.environ[key]
@@ -72,8 +76,10 @@ def catalog_url(request, tmp_path):
         yield f"sqlite:///{tmp_path / 'catalog.db'}"
         return
     if not PG_URL:
-        pytest.skip("CURATION_TEST_PG_URL is not set: no PostgreSQL server to test against "
-                    "(.ci/run sets it to this machine's server)")
+        pytest.skip(
+            "CURATION_TEST_PG_URL is not set: no PostgreSQL server to test against "
+            "(.ci/run sets it to this machine's server)"
+        )
     from sqlalchemy import text
 
     admin, schema, url = _pg_schema_url(PG_URL)
@@ -120,8 +126,10 @@ def pg_database():
     """Make fresh databases on the test server (dropped at the end of the session): ``make(prefix) -> URL``.
     Skipped with a reason when no server is named; an unreachable one fails."""
     if not PG_URL:
-        pytest.skip("CURATION_TEST_PG_URL is not set: no PostgreSQL server to test against "
-                    "(.ci/run sets it to this machine's server)")
+        pytest.skip(
+            "CURATION_TEST_PG_URL is not set: no PostgreSQL server to test against "
+            "(.ci/run sets it to this machine's server)"
+        )
     from curation.stack import ensure_database
 
     made = []

@@ -47,5 +47,11 @@ def test_every_module_is_in_the_architecture_doc_and_every_named_module_exists()
 
 
 def test_the_doc_parser_reads_folders_and_lists():
-    assert {"curation/cli.py", "curation/data/store.py", "curation/selection/coresets.py",
-            "curation/selection/knn.py", "models/resnet2d.py", "flows/events.py"} <= documented()
+    assert {
+        "curation/cli.py",
+        "curation/data/store.py",
+        "curation/selection/coresets.py",
+        "curation/selection/knn.py",
+        "models/resnet2d.py",
+        "flows/events.py",
+    } <= documented()

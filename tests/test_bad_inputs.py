@@ -16,12 +16,14 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from hypothesis import given, settings as hsettings, strategies as st
+from hypothesis import given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
+from test_faults import query
 from typer.testing import CliRunner
 
 from curation.cli import app
 from curation.errors import CurationError
-from test_faults import query
 
 TRAIN = ["--arch", "mlp", "--epochs", "1", "--device", "cpu"]
 
@@ -60,8 +62,11 @@ def _files(tmp: Path) -> dict[str, str]:
     corrupt.write_bytes(b"PAR1" + os.urandom(300))
     (tmp / "empty.csv").write_text("")
     return {
-        "corrupt": str(corrupt), "empty": str(tmp / "empty.csv"),
-        "dup": _parquet(tmp / "dup.parquet", pa.table({"sample_id": [1, 2, 2], "a": [.1, .2, .3], "label": [0, 1, 0]})),
+        "corrupt": str(corrupt),
+        "empty": str(tmp / "empty.csv"),
+        "dup": _parquet(
+            tmp / "dup.parquet", pa.table({"sample_id": [1, 2, 2], "a": [0.1, 0.2, 0.3], "label": [0, 1, 0]})
+        ),
         "nan": _parquet(tmp / "nan.parquet", pa.table({"a": [0.1, float("nan")], "label": [0, 1]})),
         "bool": _parquet(tmp / "bool.parquet", pa.table({"a": [True, False], "label": [0, 1]})),
         "date": _parquet(tmp / "date.parquet", pa.table({"a": pa.array([1, 2], pa.timestamp("s")), "label": [0, 1]})),
@@ -74,15 +79,22 @@ def _files(tmp: Path) -> dict[str, str]:
         "float": _csv(tmp / "flt.csv", "a,label\n1.0,0.5\n2.0,1\n"),
         "oneclass": _csv(tmp / "one.csv", "a,label\n1.0,cat\n2.0,cat\n3.0,cat\n"),
         "badsplit": _csv(tmp / "split.csv", "a,label,part\n1.0,cat,train\n2.0,dog,valid\n3.0,dog,test\n"),
-        "badimage": _parquet(tmp / "img.parquet", pa.table({"image": pa.array([_png((4, 4)), b"\x89PNG not really"] * 2,
-                                                                           pa.binary()), "label": [0, 1] * 2})),
-        "mixedsizes": _image_folder(tmp / "sizes", {"a/1.png": _png((4, 4)), "a/2.png": _png((4, 4)),
-                                                    "b/3.png": _png((5, 4)), "b/4.png": _png((4, 4))}),
-        "emptyclass": _image_folder(tmp / "hollow", {"a/1.png": _png((4, 4)), "a/2.png": _png((4, 4)),
-                                                     "b/.keep": None}),
+        "badimage": _parquet(
+            tmp / "img.parquet",
+            pa.table({"image": pa.array([_png((4, 4)), b"\x89PNG not really"] * 2, pa.binary()), "label": [0, 1] * 2}),
+        ),
+        "mixedsizes": _image_folder(
+            tmp / "sizes",
+            {"a/1.png": _png((4, 4)), "a/2.png": _png((4, 4)), "b/3.png": _png((5, 4)), "b/4.png": _png((4, 4))},
+        ),
+        "emptyclass": _image_folder(
+            tmp / "hollow", {"a/1.png": _png((4, 4)), "a/2.png": _png((4, 4)), "b/.keep": None}
+        ),
         "header": _csv(tmp / "hdr.csv", "a,label\n"),
-        "plan": _parquet(tmp / "plan.parquet", pa.table({"epoch": pa.array([-1, -1], pa.int32()),
-                                                         "sample_id": pa.array([0, 10**9], pa.int64())})),
+        "plan": _parquet(
+            tmp / "plan.parquet",
+            pa.table({"epoch": pa.array([-1, -1], pa.int32()), "sample_id": pa.array([0, 10**9], pa.int64())}),
+        ),
         "config": _csv(tmp / "curation.toml", "catalog_url = 'sqlite:///x.db'\nno_such_key = 1\n"),
     }
 
@@ -156,8 +168,11 @@ CASES = {
     "huge labels": ("cli", ["data", "add", "{biglabel}"], "labels outside int32"),
     "float labels": ("cli", ["data", "add", "{float}"], "not integers"),
     "one class": ("cli", ["data", "add", "{oneclass}"], "only one class ('cat')"),
-    "split column with unknown names": ("cli", ["data", "add", "{badsplit}", "--split-column", "part"],
-                                        "split names ['valid'] (allowed: train, test)"),
+    "split column with unknown names": (
+        "cli",
+        ["data", "add", "{badsplit}", "--split-column", "part"],
+        "split names ['valid'] (allowed: train, test)",
+    ),
     "undecodable image bytes": ("cli", ["data", "add", "{badimage}"], "cannot decode image in row 1"),
     "images of mixed sizes": ("cli", ["data", "add", "{mixedsizes}"], "images have different sizes"),
     "empty class folder": ("cli", ["data", "add", "{emptyclass}"], "is empty"),
@@ -176,8 +191,11 @@ CASES = {
     "unknown method": ("cli", ["select", "base", "-m", "telepathy"], "unknown selection method"),
     "param not key=value": ("cli", ["select", "base", "-m", "uniform", "-p", "budget"], "is not key=value"),
     "param value not YAML": ("cli", ["select", "base", "-m", "uniform", "-p", "budget=[1,"], "is not valid YAML"),
-    "select negative seed": ("cli", ["select", "base", "-m", "soft", "--ratio", "0.3", "--seed", "-5"],
-                             "seed must be a non-negative integer"),
+    "select negative seed": (
+        "cli",
+        ["select", "base", "-m", "soft", "--ratio", "0.3", "--seed", "-5"],
+        "seed must be a non-negative integer",
+    ),
     "unknown version": ("cli", ["select", "nosuch", "-m", "soft"], "no data set version 'nosuch'"),
     "score epochs 0": ("cli", ["score", "base", "--epochs", "0"], "--epochs must be at least 1"),
     "score unknown model": ("cli", ["score", "base", "--model", "999"], "no model version 999"),
@@ -217,12 +235,14 @@ def md5(path: Path) -> str:
 def state(home: Path) -> dict:
     """What a rejected input must leave as it was."""
     tables = [t for (t,) in query(home / "catalog.db", "SELECT name FROM sqlite_master WHERE type = 'table'")]
-    return {"rows": {t: query(home / "catalog.db", f'SELECT count(*) FROM "{t}"')[0][0] for t in tables},
-            "data": {str(p.relative_to(home)): md5(p) for p in sorted((home / "data").rglob("*")) if p.is_file()},
-            "dvc": sorted(str(p.relative_to(home)) for p in home.rglob("*.dvc")),
-            "dvc cache": sorted(str(p.relative_to(home)) for p in (home / ".dvc" / "cache").rglob("*") if p.is_file()),
-            "mlflow": query(home / "mlflow" / "mlflow.db", "SELECT run_uuid, status FROM runs ORDER BY run_uuid"),
-            "registry": query(home / "mlflow" / "mlflow.db", "SELECT name, version FROM model_versions")}
+    return {
+        "rows": {t: query(home / "catalog.db", f'SELECT count(*) FROM "{t}"')[0][0] for t in tables},
+        "data": {str(p.relative_to(home)): md5(p) for p in sorted((home / "data").rglob("*")) if p.is_file()},
+        "dvc": sorted(str(p.relative_to(home)) for p in home.rglob("*.dvc")),
+        "dvc cache": sorted(str(p.relative_to(home)) for p in (home / ".dvc" / "cache").rglob("*") if p.is_file()),
+        "mlflow": query(home / "mlflow" / "mlflow.db", "SELECT run_uuid, status FROM runs ORDER BY run_uuid"),
+        "registry": query(home / "mlflow" / "mlflow.db", "SELECT name, version FROM model_versions"),
+    }
 
 
 @pytest.fixture(scope="module")
@@ -237,8 +257,12 @@ def prepared(tmp_path_factory):
             mp.delenv(key)
         mp.setenv("CURATION_HOME", str(home))
         mp.chdir(home)
-        for args in (["init"], ["data", "add", "mnist1d", "--samples", "300", "--name", "base"],
-                     ["train", "base", *TRAIN], ["select", "base", "-m", "uniform", "--budget", "30"]):
+        for args in (
+            ["init"],
+            ["data", "add", "mnist1d", "--samples", "300", "--name", "base"],
+            ["train", "base", *TRAIN],
+            ["select", "base", "-m", "uniform", "--budget", "30"],
+        ):
             result = CliRunner().invoke(app, args, catch_exceptions=False)
             assert result.exit_code == 0, result.output
         connect.cache_clear()
@@ -291,7 +315,7 @@ def test_bad_input_is_one_line_and_changes_nothing(case, prepared, monkeypatch, 
 
 
 _VALUES = {  # Arrow type -> values hypothesis draws for a column of it (nulls included)
-    pa.int64(): st.one_of(st.none(), st.integers(-2**63, 2**63 - 1)),
+    pa.int64(): st.one_of(st.none(), st.integers(-(2**63), 2**63 - 1)),
     pa.float64(): st.one_of(st.none(), st.floats(allow_nan=True, allow_infinity=True)),
     pa.string(): st.one_of(st.none(), st.text(max_size=5)),
     pa.bool_(): st.one_of(st.none(), st.booleans()),
@@ -302,8 +326,11 @@ _VALUES = {  # Arrow type -> values hypothesis draws for a column of it (nulls i
 @st.composite
 def parquet_tables(draw):
     rows = draw(st.integers(0, 6))
-    names = draw(st.lists(st.sampled_from(["label", "sample_id", "split", "features", "a", "b"]), min_size=1,
-                          max_size=4, unique=True))
+    names = draw(
+        st.lists(
+            st.sampled_from(["label", "sample_id", "split", "features", "a", "b"]), min_size=1, max_size=4, unique=True
+        )
+    )
     columns = {}
     for name in names:
         type_ = draw(st.sampled_from(list(_VALUES)))

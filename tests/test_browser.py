@@ -65,18 +65,27 @@ def uis(tmp_path_factory):
     home = root / "project"
     home.mkdir()
     prefect_port, mlflow_port = _free_port(), _free_port()
-    env = {**environment("127.0.0.1", prefect_port), "CURATION_HOME": str(home), "CURATION_DVC": "false",
-           "PREFECT_HOME": str(root / "prefect"), "PREFECT_LOGGING_TO_API_ENABLED": "true"}
+    env = {
+        **environment("127.0.0.1", prefect_port),
+        "CURATION_HOME": str(home),
+        "CURATION_DVC": "false",
+        "PREFECT_HOME": str(root / "prefect"),
+        "PREFECT_LOGGING_TO_API_ENABLED": "true",
+    }
     env.pop("PREFECT_API_URL", None)
     curation = str(Path(sys.executable).parent / "curation")
-    subprocess.run([curation, "data", "add", "mnist1d", "--samples", "300"], env=env, cwd=home, check=True,
-                   capture_output=True)
+    subprocess.run(
+        [curation, "data", "add", "mnist1d", "--samples", "300"], env=env, cwd=home, check=True, capture_output=True
+    )
     procs = []
 
     def start(cmd, **extra):
-        log = open(root / f"{Path(cmd[0]).name}-{len(procs)}.log", "w")
-        procs.append(subprocess.Popen(cmd, cwd=home, env={**env, **extra}, stdout=log, stderr=subprocess.STDOUT,
-                                      start_new_session=True))
+        log = open(root / f"{Path(cmd[0]).name}-{len(procs)}.log", "w")  # noqa: SIM115 - the server's, while it runs
+        procs.append(
+            subprocess.Popen(
+                cmd, cwd=home, env={**env, **extra}, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
+        )
 
     settings = load_settings(home=home)
     (home / "mlflow").mkdir()
@@ -89,10 +98,17 @@ def uis(tmp_path_factory):
         assert wait_until_up(f"{mlflow}/health", 120), "the MLflow UI did not start"
         api = {"PREFECT_API_URL": f"{prefect}/api"}
         start([curation, "serve", "--version", "mnist1d"], **api)
-        flow = (f"from flows.compare import compare; compare(version='mnist1d', methods={METHODS!r}, arch='mlp', "
-                "epochs=1)")
-        done = subprocess.run([sys.executable, "-c", flow], env={**env, **api}, cwd=Path(__file__).parents[1],
-                              capture_output=True, text=True, timeout=600)
+        flow = (
+            f"from flows.compare import compare; compare(version='mnist1d', methods={METHODS!r}, arch='mlp', epochs=1)"
+        )
+        done = subprocess.run(
+            [sys.executable, "-c", flow],
+            env={**env, **api},
+            cwd=Path(__file__).parents[1],
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
         assert done.returncode == 0, done.stderr[-2000:]
         for _ in range(120):  # `serve` registers the deployments once its flows are imported
             names = {d["name"] for d in _post(f"{prefect}/api/deployments/filter", {"limit": 20, "offset": 0})}
@@ -115,14 +131,24 @@ def uis(tmp_path_factory):
 def _open(uis, url: str, shot: str, height: int = 900) -> str:
     """Render ``url`` headless (virtual time for the single-page app to fetch and draw); its DOM as text.
     A screenshot goes to tests/artifacts/browser/<shot>.png."""
-    flags = [uis["browser"], "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-             "--disable-component-update", "--no-first-run", "--hide-scrollbars", f"--window-size=1400,{height}",
-             "--virtual-time-budget=20000"]
+    flags = [
+        uis["browser"],
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--no-first-run",
+        "--hide-scrollbars",
+        f"--window-size=1400,{height}",
+        "--virtual-time-budget=20000",
+    ]
     pages = {}
     for mode in ("--dump-dom", f"--screenshot={SHOTS / shot}.png"):
         profile = uis["profile"] / f"{shot}{len(pages)}"  # a fresh profile every time
-        done = subprocess.run([*flags, f"--user-data-dir={profile}", mode, url], capture_output=True, text=True,
-                              timeout=180)
+        done = subprocess.run(
+            [*flags, f"--user-data-dir={profile}", mode, url], capture_output=True, text=True, timeout=180
+        )
         assert done.returncode == 0, done.stderr[-1000:]
         pages[mode] = done.stdout
     png = (SHOTS / f"{shot}.png").read_bytes()
@@ -144,8 +170,10 @@ def test_prefect_ui_lists_the_served_deployments_and_shows_the_report(uis):
     assert [a["name"] for a in automations] == ["retrain on a new version"]
     assert "Ready" in dom  # the deployments are being served
 
-    [report] = _post(f"{uis['prefect']}/api/artifacts/filter", {
-        "artifacts": {"key": {"any_": ["comparison-report"]}}, "limit": 1, "offset": 0, "sort": "CREATED_DESC"})
+    [report] = _post(
+        f"{uis['prefect']}/api/artifacts/filter",
+        {"artifacts": {"key": {"any_": ["comparison-report"]}}, "limit": 1, "offset": 0, "sort": "CREATED_DESC"},
+    )
     dom = _open(uis, f"{uis['prefect']}/artifacts/artifact/{report['id']}", "prefect-comparison-report", 2400)
     assert dom.count('src="data:image/png;base64,') == 4  # the four charts, drawn in the page
 

@@ -31,8 +31,14 @@ def data(tmp_path_factory) -> TrainingData:
 def trainer(data, callbacks=(), selector=None, checkpoint=None, **options) -> Trainer:
     config = TrainConfig(arch="mlp", **{"epochs": 4, "batch_size": 32, "lr": 0.01, **options})
     torch.manual_seed(0)
-    return Trainer(build("mlp", ModelSpec(40, data.feature_shape, 10)), data, config, callbacks=callbacks,
-                   selector=selector, checkpoint=checkpoint)
+    return Trainer(
+        build("mlp", ModelSpec(40, data.feature_shape, 10)),
+        data,
+        config,
+        callbacks=callbacks,
+        selector=selector,
+        checkpoint=checkpoint,
+    )
 
 
 class Steps(Callback):
@@ -109,18 +115,53 @@ def test_bad_budgets_are_one_line_errors(home):
 def test_compare_at_a_budget_adds_full_shortened_and_takes_online_methods_by_name(home):
     settings = load_settings(dvc=False)
     version = add_version(settings, sources.mnist1d(samples=400))  # 320 train samples
-    result = CliRunner().invoke(app, ["compare", str(version.id), "-m", "soft:ratio=0.5", "-m", "infobatch:prune=0.7",
-                                      "-m", "selective-backprop:beta=2", "--epochs", "2", "--budget", "0.5", "--json"])
+    result = CliRunner().invoke(
+        app,
+        [
+            "compare",
+            str(version.id),
+            "-m",
+            "soft:ratio=0.5",
+            "-m",
+            "infobatch:prune=0.7",
+            "-m",
+            "selective-backprop:beta=2",
+            "--epochs",
+            "2",
+            "--budget",
+            "0.5",
+            "--json",
+        ],
+    )
     assert result.exit_code == 0, result.output
     rows = json.loads(result.stdout)
-    assert [(r["method"], r["budget"]) for r in rows] == [("full", None), ("full-shortened", 0.5), ("soft", 0.5),
-                                                          ("infobatch", 0.5), ("selective-backprop", 0.5)]
+    assert [(r["method"], r["budget"]) for r in rows] == [
+        ("full", None),
+        ("full-shortened", 0.5),
+        ("soft", 0.5),
+        ("infobatch", 0.5),
+        ("selective-backprop", 0.5),
+    ]
     assert rows[0]["backward_samples"] == 640
     assert all(r["backward_samples"] == 320 for r in rows[1:])  # every budgeted run spends exactly its budget
     assert rows[1]["epochs"] == 1 and rows[2]["epochs"] == 2
     assert rows[3]["params"] == {"prune": 0.7}
-    equal = CliRunner().invoke(app, ["compare", str(version.id), "-m", "selective-backprop:beta=2",
-                                     "-m", "infobatch", "--epochs", "2", "--baseline", str(rows[0]["run_id"]), "--json"])
+    equal = CliRunner().invoke(
+        app,
+        [
+            "compare",
+            str(version.id),
+            "-m",
+            "selective-backprop:beta=2",
+            "-m",
+            "infobatch",
+            "--epochs",
+            "2",
+            "--baseline",
+            str(rows[0]["run_id"]),
+            "--json",
+        ],
+    )
     assert equal.exit_code == 0, equal.output
     sb, ib = json.loads(equal.stdout)
     assert sb["epochs"] == 3 and sb["plan_kind"] == "other"  # 1 warm-up + 2 epochs at 2/3 of a full one's cost
@@ -134,9 +175,14 @@ def test_compare_flow_runs_online_methods_and_full_shortened_at_a_budget(prefect
     monkeypatch.setenv("CURATION_DVC", "false")
     settings = load_settings()
     info = add_version(settings, sources.mnist1d(samples=300))  # 240 train samples
-    rows = compare(version=info.ref, methods=["infobatch", "selective-backprop:beta=1"], arch="mlp", epochs=2,
-                   budgets=[0.5])
-    assert [(r["method"], r["budget"]) for r in rows] == [("full", None), ("full-shortened", 0.5),
-                                                          ("infobatch", 0.5), ("selective-backprop", 0.5)]
+    rows = compare(
+        version=info.ref, methods=["infobatch", "selective-backprop:beta=1"], arch="mlp", epochs=2, budgets=[0.5]
+    )
+    assert [(r["method"], r["budget"]) for r in rows] == [
+        ("full", None),
+        ("full-shortened", 0.5),
+        ("infobatch", 0.5),
+        ("selective-backprop", 0.5),
+    ]
     assert [r["backward_samples"] for r in rows] == [480, 240, 240, 240]
     assert rows[3]["params"] == {"beta": 1} and all("target_accuracy" in r for r in rows[1:])

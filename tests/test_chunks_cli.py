@@ -32,8 +32,7 @@ def csv_chunk(path, seed: int, n: int = 200, width: int = 10, classes: int = 3):
     """A CSV with ids 0..n-1 (every chunk the same ids, as a source that numbers each file from 0)."""
     rng = np.random.default_rng(seed)
     label = rng.integers(0, classes, n)
-    columns = {"sample_id": np.arange(n), "label": label,
-               "split": np.where(np.arange(n) % 4 == 0, "test", "train")}
+    columns = {"sample_id": np.arange(n), "label": label, "split": np.where(np.arange(n) % 4 == 0, "test", "train")}
     columns |= {f"x{j}": rng.normal(size=n) + (label == j % classes) for j in range(width)}
     pacsv.write_csv(pa.table(columns), path)
     return path
@@ -86,10 +85,12 @@ def test_bad_chunks_give_one_line_and_change_nothing(fast, tmp_path):
     first = csv_chunk(tmp_path / "first.csv", 0)
     assert cli("data", "add", str(first), "--name", "s", "--chunk").exit_code == 0
     before = state(fast)
-    cases = [(csv_chunk(tmp_path / "wide.csv", 1, width=11), "differs from data set 's'"),
-             (csv_chunk(tmp_path / "alien.csv", 2, classes=5), "classes [3, 4] that data set 's' does not have"),
-             (first, "already registered as version 1"),
-             (csv_chunk(tmp_path / "copy.csv", 0), "already registered as version 1")]  # same rows, another file
+    cases = [
+        (csv_chunk(tmp_path / "wide.csv", 1, width=11), "differs from data set 's'"),
+        (csv_chunk(tmp_path / "alien.csv", 2, classes=5), "classes [3, 4] that data set 's' does not have"),
+        (first, "already registered as version 1"),
+        (csv_chunk(tmp_path / "copy.csv", 0), "already registered as version 1"),
+    ]  # same rows, another file
     for path, expected in cases:
         result = cli("data", "add", str(path), "--name", "s", "--chunk")
         assert result.exit_code == 2 and result.stderr.count("\n") == 1 and expected in result.stderr, result.stderr
@@ -98,7 +99,9 @@ def test_bad_chunks_give_one_line_and_change_nothing(fast, tmp_path):
     assert cli("data", "add", str(csv_chunk(tmp_path / "plain.csv", 5)), "--name", "s").exit_code == 0
     result = cli("retrain", "s", *FAST)
     assert result.exit_code == 2 and "--chunk" in result.stderr and result.stderr.count("\n") == 1
-    for bad, expected in ((["--step", "2"], "--step 2 needs source mnist1d-drift"),
-                          (["--chunk", "--parent", "1"], "--parent with --chunk")):
+    for bad, expected in (
+        (["--step", "2"], "--step 2 needs source mnist1d-drift"),
+        (["--chunk", "--parent", "1"], "--parent with --chunk"),
+    ):
         result = cli("data", "add", str(first), "--name", "s", *bad)
         assert result.exit_code == 2 and expected in result.stderr

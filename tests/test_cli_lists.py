@@ -43,11 +43,11 @@ def made(project, monkeypatch):
     with Catalog(project.catalog).session() as s:  # a second run, killed: FAILED
         s.add(TrainingRun(version_id=version.id, architecture="mlp", params={}, status="FAILED"))
     add_chunk(project, "stream", drifting_mnist1d(0, samples=240, seed=2))
-    retrained = cli("retrain", "stream", "--arch", "mlp", "--epochs", "1", "--min-samples", "1", "--device", "cpu",
-                    "--json")
+    retrained = cli(
+        "retrain", "stream", "--arch", "mlp", "--epochs", "1", "--min-samples", "1", "--device", "cpu", "--json"
+    )
     assert retrained.exit_code == 0, retrained.output
-    return {"version": version, "scores": scores, "plan": plan, "run": run,
-            "retrained": json.loads(retrained.stdout)}
+    return {"version": version, "scores": scores, "plan": plan, "run": run, "retrained": json.loads(retrained.stdout)}
 
 
 def test_lists_and_shows_every_record_a_command_asks_for(made, project):
@@ -63,16 +63,24 @@ def test_lists_and_shows_every_record_a_command_asks_for(made, project):
 
     [plan_row] = listed("plans", "ls", "--dataset", "digits")
     assert (plan_row["id"], plan_row["method"], plan_row["budget"], plan_row["score_set_id"]) == (
-        plan.id, "uniform", plan.budget, scores.id)
+        plan.id,
+        "uniform",
+        plan.budget,
+        scores.id,
+    )
     shown = listed("plans", "show", plan.id)
     assert shown["runs"] == [run.run_id] and shown["content_hash"] == file_md5(project.home / shown["path"])
 
     runs = listed("runs", "ls")
-    assert [(r["dataset"], r["status"]) for r in runs] == [("digits", "FINISHED"), ("digits", "FAILED"),
-                                                         ("stream", "FINISHED")]
+    assert [(r["dataset"], r["status"]) for r in runs] == [
+        ("digits", "FINISHED"),
+        ("digits", "FAILED"),
+        ("stream", "FINISHED"),
+    ]
     assert [r["id"] for r in listed("runs", "ls", "--status", "failed")] == [runs[1]["id"]]
     assert [r["id"] for r in listed("runs", "ls", "--dataset", "stream", "--status", "FINISHED")] == [
-        retrained["run_id"]]
+        retrained["run_id"]
+    ]
     assert runs[2]["lineage"] == "proactive" and runs[0]["lineage"] is None
     shown = listed("runs", "show", run.run_id)
     assert shown["mlflow_run_id"] == run.mlflow_run_id and shown["plan_id"] == plan.id
@@ -89,13 +97,20 @@ def test_lists_and_shows_every_record_a_command_asks_for(made, project):
     with Catalog(project.catalog).session() as s:
         row = s.get(ModelVersion, retrained["model_version_id"])
         assert (shown["path"], shown["content_hash"], shown["registry_version"]) == (
-            row.path, row.content_hash, row.registry_version)
+            row.path,
+            row.content_hash,
+            row.registry_version,
+        )
     assert shown["content_hash"] == file_md5(project.home / shown["path"])
     assert shown["lineage"] == "proactive" and shown["mlflow_run_id"] == runs[2]["mlflow_run_id"]
 
     # the tables a person reads: every id, and the detail of one record
-    for group, ids in (("scores", [scores.id]), ("plans", [plan.id]), ("runs", [r["id"] for r in runs]),
-                       ("models", [m["id"] for m in models])):
+    for group, ids in (
+        ("scores", [scores.id]),
+        ("plans", [plan.id]),
+        ("runs", [r["id"] for r in runs]),
+        ("models", [m["id"] for m in models]),
+    ):
         table = cli(group, "ls")
         assert table.exit_code == 0 and table.stdout.count("│ ") >= len(ids), table.output
         first_cells = [line.split("│")[1].strip() for line in table.stdout.splitlines() if line.startswith("│")]
@@ -104,16 +119,19 @@ def test_lists_and_shows_every_record_a_command_asks_for(made, project):
     assert detail.exit_code == 0 and run.mlflow_run_id in detail.stdout and "epoch" in detail.stdout
 
 
-@pytest.mark.parametrize("args, expected", [
-    (["scores", "show", "999"], "no score set 999 in the catalog; list them with `curation scores ls`"),
-    (["plans", "show", "999"], "no selection plan 999 in the catalog; list them with `curation plans ls`"),
-    (["runs", "show", "999"], "no training run 999 in the catalog; list them with `curation runs ls`"),
-    (["models", "show", "999"], "no model version 999 in the catalog; list them with `curation models ls`"),
-    (["runs", "show", str(2**70)], f"no training run {2**70} in the catalog"),
-    (["plans", "show", "--", "-3"], "no selection plan -3 in the catalog"),
-    (["runs", "ls", "--dataset", "nosuch"], "no data set 'nosuch' in the catalog"),
-    (["models", "ls", "--dataset", "nosuch", "--json"], "no data set 'nosuch' in the catalog"),
-])
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (["scores", "show", "999"], "no score set 999 in the catalog; list them with `curation scores ls`"),
+        (["plans", "show", "999"], "no selection plan 999 in the catalog; list them with `curation plans ls`"),
+        (["runs", "show", "999"], "no training run 999 in the catalog; list them with `curation runs ls`"),
+        (["models", "show", "999"], "no model version 999 in the catalog; list them with `curation models ls`"),
+        (["runs", "show", str(2**70)], f"no training run {2**70} in the catalog"),
+        (["plans", "show", "--", "-3"], "no selection plan -3 in the catalog"),
+        (["runs", "ls", "--dataset", "nosuch"], "no data set 'nosuch' in the catalog"),
+        (["models", "ls", "--dataset", "nosuch", "--json"], "no data set 'nosuch' in the catalog"),
+    ],
+)
 def test_an_unknown_id_or_data_set_is_one_line_naming_the_list(home, args, expected):
     result = cli(*args)
     lines = result.stderr.strip().splitlines()
@@ -122,7 +140,11 @@ def test_an_unknown_id_or_data_set_is_one_line_naming_the_list(home, args, expec
 
 
 def test_empty_lists_say_how_to_make_the_first_record(home):
-    for group, command in (("scores", "curation score"), ("plans", "curation select"), ("runs", "curation train"),
-                           ("models", "curation train")):
+    for group, command in (
+        ("scores", "curation score"),
+        ("plans", "curation select"),
+        ("runs", "curation train"),
+        ("models", "curation train"),
+    ):
         assert listed(group, "ls") == []
         assert command in cli(group, "ls").stdout

@@ -29,8 +29,9 @@ WITHOUT_JSON = {
 
 def sources() -> list[Path]:
     """Where commands are named: the library's and the flows' messages and docstrings, the docs, the README."""
-    return sorted([*ROOT.glob("curation/**/*.py"), *ROOT.glob("flows/**/*.py"), *ROOT.glob("docs/*.md"),
-                   ROOT / "README.md"])
+    return sorted(
+        [*ROOT.glob("curation/**/*.py"), *ROOT.glob("flows/**/*.py"), *ROOT.glob("docs/*.md"), ROOT / "README.md"]
+    )
 
 
 def command_lines(text: str) -> list[tuple[int, str]]:
@@ -57,7 +58,7 @@ def invocations(code: str) -> list[list[str]]:
             if token == "curation" or token.endswith("/curation"):
                 before = tokens[:i]
                 if all("=" in t for t in before) or before[-1:] == ["-m"]:  # VAR=1 curation, python -m curation
-                    calls.append(tokens[i + 1:])
+                    calls.append(tokens[i + 1 :])
                 break
     return calls
 
@@ -89,8 +90,12 @@ def problem(command: Any, args: list[str]) -> str | None:
 
 def check(text: str, root: Any) -> list[tuple[int, str, str]]:
     """(line, command, problem) for every named command that does not exist as written."""
-    return [(line, "curation " + " ".join(args), why) for line, code in command_lines(text)
-            for args in invocations(code) if (why := problem(root, args))]
+    return [
+        (line, "curation " + " ".join(args), why)
+        for line, code in command_lines(text)
+        for args in invocations(code)
+        if (why := problem(root, args))
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -114,8 +119,11 @@ def named_commands(root) -> dict[str, list[str]]:
 
 
 def test_every_command_a_message_or_doc_names_exists_with_its_options(root):
-    problems = [f"{path.relative_to(ROOT)}:{line}: {command}: {why}"
-                for path in sources() for line, command, why in check(path.read_text(), root)]
+    problems = [
+        f"{path.relative_to(ROOT)}:{line}: {command}: {why}"
+        for path in sources()
+        for line, command, why in check(path.read_text(), root)
+    ]
     assert not problems, "\n".join(problems)
 
 
@@ -123,28 +131,54 @@ def test_the_collector_sees_the_commands_the_docs_and_messages_name(root):
     named = named_commands(root)
     assert sum(map(len, named.values())) >= 60
     # the lists the error messages point at, and the README's tour
-    assert {"scores ls", "plans ls", "data ls", "data add", "select", "score", "train", "compare", "retrain",
-            "stage", "serve", "init", "methods"} <= set(named), sorted(named)
+    assert {
+        "scores ls",
+        "plans ls",
+        "data ls",
+        "data add",
+        "select",
+        "score",
+        "train",
+        "compare",
+        "retrain",
+        "stage",
+        "serve",
+        "init",
+        "methods",
+    } <= set(named), sorted(named)
 
 
-@pytest.mark.parametrize("text, expected", [
-    ("see `curation scores lss`", "has no command 'lss'"),
-    ('raise CurationError("x", "list them with `curation plan ls`")', "has no command 'plan'"),
-    ("```bash\n.venv/bin/curation train mnist1d --epoch 3   # `curation data ls` is fine\n```", "no option --epoch"),
-    ("`curation init && curation data add mnist1d --sample 5`", "no option --sample"),
-    ("``curation retrain stream --t 8``", "no option --t"),
-    ("`python -m curation runs ls --state FAILED`", "no option --state"),
-])
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("see `curation scores lss`", "has no command 'lss'"),
+        ('raise CurationError("x", "list them with `curation plan ls`")', "has no command 'plan'"),
+        (
+            "```bash\n.venv/bin/curation train mnist1d --epoch 3   # `curation data ls` is fine\n```",
+            "no option --epoch",
+        ),
+        ("`curation init && curation data add mnist1d --sample 5`", "no option --sample"),
+        ("``curation retrain stream --t 8``", "no option --t"),
+        ("`python -m curation runs ls --state FAILED`", "no option --state"),
+    ],
+)
 def test_the_check_catches_a_wrong_name(root, text, expected):
     [(_, _, why)] = check(text, root)
     assert expected in why
 
 
-@pytest.mark.parametrize("text", [
-    "`curation data ls`", "`curation select VERSION -m NAME --budget 0.1 -p key=value`", "``curation.reports``",
-    "`pip install curation`", "`curation`", "f\"`curation retrain {dataset} --lineage {lineage}`\"",
-    "```bash\ncuration train mnist1d --plan 3 --seed -1   # a stored plan (`curation select`)\n```",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "`curation data ls`",
+        "`curation select VERSION -m NAME --budget 0.1 -p key=value`",
+        "``curation.reports``",
+        "`pip install curation`",
+        "`curation`",
+        'f"`curation retrain {dataset} --lineage {lineage}`"',
+        "```bash\ncuration train mnist1d --plan 3 --seed -1   # a stored plan (`curation select`)\n```",
+    ],
+)
 def test_the_check_passes_what_exists(root, text):
     assert check(text, root) == []
 
@@ -156,8 +190,11 @@ def leaf_commands(command: Any, path: tuple[str, ...] = ()) -> dict[str, Any]:
 
 
 def test_every_command_that_prints_a_result_takes_json_as_the_readme_says(root):
-    without = {name for name, command in leaf_commands(root).items()
-               if "--json" not in {o for p in command.params for o in p.opts}}
+    without = {
+        name
+        for name, command in leaf_commands(root).items()
+        if "--json" not in {o for p in command.params for o in p.opts}
+    }
     assert without == set(WITHOUT_JSON)
     readme = " ".join((ROOT / "README.md").read_text().split())
     claim = re.search(r"Every command that prints a result takes `--json`[^.]*\.", readme)
@@ -200,12 +237,15 @@ def test_choice_options_show_their_choices_and_reject_others_in_one_line(option,
     assert line.endswith(f" {' '.join(command)} --help`"), line  # names the help to read
 
 
-@pytest.mark.parametrize("args, problem", [
-    (["nosuch"], "No such command 'nosuch'"),
-    (["train"], "Missing argument 'version'"),
-    (["runs", "show"], "Missing argument 'run'"),
-    (["select", "v", "--bogus", "1"], "No such option: --bogus"),
-])
+@pytest.mark.parametrize(
+    "args, problem",
+    [
+        (["nosuch"], "No such command 'nosuch'"),
+        (["train"], "Missing argument 'version'"),
+        (["runs", "show"], "Missing argument 'run'"),
+        (["select", "v", "--bogus", "1"], "No such option: --bogus"),
+    ],
+)
 def test_usage_errors_are_one_line_with_exit_code_2(args, problem):
     result = CliRunner().invoke(app, args, env={"COLUMNS": "200"})
     assert result.exit_code == 2 and "Traceback" not in result.output
@@ -214,8 +254,12 @@ def test_usage_errors_are_one_line_with_exit_code_2(args, problem):
 
 
 ID_OPTIONS = {  # an option that takes a catalog id -> the list its help points to
-    ("select", "--score-set"): "scores ls", ("train", "--plan"): "plans ls", ("train", "--baseline"): "runs ls",
-    ("score", "--model"): "models ls", ("compare", "--baseline"): "runs ls", ("compare", "--score-set"): "scores ls",
+    ("select", "--score-set"): "scores ls",
+    ("train", "--plan"): "plans ls",
+    ("train", "--baseline"): "runs ls",
+    ("score", "--model"): "models ls",
+    ("compare", "--baseline"): "runs ls",
+    ("compare", "--score-set"): "scores ls",
 }
 
 

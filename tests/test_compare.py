@@ -1,6 +1,7 @@
 """`curation compare`: the baseline and each method at equal compute, side by side."""
 
 import json
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -24,8 +25,10 @@ def test_compare_trains_baseline_and_methods_at_equal_compute(home):
 
     settings = load_settings(dvc=False)
     version = add_version(settings, mnist1d(samples=400))
-    result = CliRunner().invoke(app, ["compare", str(version.id), "-m", "soft:ratio=0.5", "-m", "uniform:budget=0.25",
-                                      "--epochs", "2", "--json"])
+    result = CliRunner().invoke(
+        app,
+        ["compare", str(version.id), "-m", "soft:ratio=0.5", "-m", "uniform:budget=0.25", "--epochs", "2", "--json"],
+    )
     assert result.exit_code == 0, result.output
     rows = json.loads(result.stdout)
     assert [r["method"] for r in rows] == ["full", "soft", "uniform"]
@@ -42,14 +45,16 @@ def test_compare_trains_baseline_and_methods_at_equal_compute(home):
     import mlflow
 
     client = mlflow.MlflowClient(settings.tracking)
-    [parent] = client.search_runs([client.get_experiment_by_name("mnist1d").experiment_id],
-                                  "tags.`curation.kind` = 'compare'")
+    [parent] = client.search_runs(
+        [client.get_experiment_by_name("mnist1d").experiment_id], "tags.`curation.kind` = 'compare'"
+    )
     assert parent.info.status == "FINISHED"
     children = client.search_runs([parent.info.experiment_id], f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
     assert sorted(int(c.data.tags["curation.run_id"]) for c in children) == [r["run_id"] for r in rows]
     assert {a.path for a in client.list_artifacts(parent.info.run_id, "report")} == {
-        f"report/{name}.png" for name in ("accuracy_vs_compute", "coverage", "occupancy", "speedup")}
+        f"report/{name}.png" for name in ("accuracy_vs_compute", "coverage", "occupancy", "speedup")
+    }
     saved = client.download_artifacts(parent.info.run_id, "comparison.json", str(home / "dl"))
-    assert json.loads(open(saved).read()) == rows
+    assert json.loads(Path(saved).read_text()) == rows
     bad = CliRunner().invoke(app, ["compare", str(version.id), "-m", "nosuch"])
     assert bad.exit_code == 2 and "unknown selection method" in bad.stderr

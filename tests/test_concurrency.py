@@ -16,22 +16,41 @@ def test_sixteen_processes_register_versions_and_plans(project, tmp_path):
     files = []
     for i in range(12):
         path = tmp_path / f"d{i}.csv"
-        rows = "\n".join(f"{a:.6f},{b:.6f},{int(c)}" for a, b, c in
-                         zip(rng.random(100), rng.random(100), rng.integers(0, 3, 100)))
+        rows = "\n".join(
+            f"{a:.6f},{b:.6f},{int(c)}" for a, b, c in zip(rng.random(100), rng.random(100), rng.integers(0, 3, 100))
+        )
         path.write_text("a,b,label\n" + rows + "\n")
         files.append(path)
     env = {**os.environ}
-    subprocess.run([sys.executable, "-m", "curation", "init"], cwd=project.home, check=True, env=env,
-                   capture_output=True)
-    base = subprocess.run([sys.executable, "-m", "curation", "data", "add", str(files[0]), "--name", "base",
-                           "--json"], cwd=project.home, env=env, capture_output=True, text=True, check=True)
+    subprocess.run(
+        [sys.executable, "-m", "curation", "init"], cwd=project.home, check=True, env=env, capture_output=True
+    )
+    base = subprocess.run(
+        [sys.executable, "-m", "curation", "data", "add", str(files[0]), "--name", "base", "--json"],
+        cwd=project.home,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     base_id = json.loads(base.stdout)["id"]
     commands = [["data", "add", str(files[i % 12]), "--name", f"ds{i % 4}", "--json"] for i in range(12)]
-    commands += [["select", str(base_id), "-m", "uniform", "--budget", "10", "--seed", str(s), "--json"] for s in range(4)]
-    procs = [subprocess.Popen([sys.executable, "-m", "curation", *c], cwd=project.home, env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for c in commands]
+    commands += [
+        ["select", str(base_id), "-m", "uniform", "--budget", "10", "--seed", str(s), "--json"] for s in range(4)
+    ]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "curation", *c],
+            cwd=project.home,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for c in commands
+    ]
     outputs = [p.communicate(timeout=300) for p in procs]
-    for proc, (out, err) in zip(procs, outputs):
+    for proc, (_, err) in zip(procs, outputs):
         assert proc.returncode == 0, err
         assert "locked" not in err.lower() and "Traceback" not in err
     catalog = Catalog(project.catalog)

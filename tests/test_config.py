@@ -32,8 +32,9 @@ def test_explicit_config_file(home, tmp_path, monkeypatch):
         load_settings()
 
 
-@pytest.mark.parametrize("content, match", [("seed = -1\n", "seed"), ("bogus = 1\n", "bogus"),
-                                            ('seed = "many"\n', "seed")])
+@pytest.mark.parametrize(
+    "content, match", [("seed = -1\n", "seed"), ("bogus = 1\n", "bogus"), ('seed = "many"\n', "seed")]
+)
 def test_bad_settings_are_one_line(home, content, match):
     (home / "curation.toml").write_text(content)
     with pytest.raises(CurationError, match=match) as info:

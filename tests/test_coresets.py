@@ -4,7 +4,9 @@ import itertools
 
 import numpy as np
 import pytest
-from hypothesis import given, settings as hsettings, strategies as st
+from hypothesis import given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 from curation.errors import CurationError
 from curation.selection.base import SelectionInput, make_selector
@@ -13,8 +15,13 @@ from curation.selection.coresets import class_quotas, kcenter_greedy, largest_re
 
 def scored(n: int, seed: int, classes: int = 3) -> SelectionInput:
     rng = np.random.default_rng(seed)
-    return SelectionInput(1, np.arange(n) * 2 + 7, rng.integers(classes, size=n),
-                          embeddings=rng.normal(size=(n, 3)).astype(np.float32), scores={"loss": rng.random(n)})
+    return SelectionInput(
+        1,
+        np.arange(n) * 2 + 7,
+        rng.integers(classes, size=n),
+        embeddings=rng.normal(size=(n, 3)).astype(np.float32),
+        scores={"loss": rng.random(n)},
+    )
 
 
 def test_topk_takes_the_largest_or_smallest_scores():

@@ -23,9 +23,13 @@ from curation.training.data import TrainingData
 from curation.training.trainer import Callback, Trainer
 from models import ModelSpec, build
 
-pytestmark = [pytest.mark.cuda, pytest.mark.skipif(
-    not torch.cuda.is_available(),
-    reason="needs a CUDA GPU (torch.cuda.is_available() is False here); `make gpu-check` runs these on one")]
+pytestmark = [
+    pytest.mark.cuda,
+    pytest.mark.skipif(
+        not torch.cuda.is_available(),
+        reason="needs a CUDA GPU (torch.cuda.is_available() is False here); `make gpu-check` runs these on one",
+    ),
+]
 
 CPU, GPU = torch.device("cpu"), torch.device("cuda")
 ARRAYS = {"cnn1d": lambda: synthetic.sequences(3000, seed=0), "lenet5": lambda: synthetic.images(2000, seed=0)}
@@ -70,8 +74,9 @@ class Dtypes(Callback):
         conv.register_forward_hook(lambda m, i, out: self.seen.add(out.dtype) if m.training else None)
 
 
-@pytest.mark.parametrize("amp, dtype", [(None, torch.bfloat16), ("bf16", torch.bfloat16), ("fp16", torch.float16),
-                                        ("off", torch.float32)])
+@pytest.mark.parametrize(
+    "amp, dtype", [(None, torch.bfloat16), ("bf16", torch.bfloat16), ("fp16", torch.float16), ("off", torch.float32)]
+)
 def test_amp_on_and_off(amp, dtype):
     if dtype == torch.bfloat16 and not torch.cuda.is_bf16_supported():
         pytest.skip(f"{torch.cuda.get_device_name()} has no bf16")
@@ -124,8 +129,14 @@ def test_scoring_on_the_gpu_matches_the_cpu():
     gpu = score_table(t.model.to(GPU), gpu_data.train)
     assert cpu.column_names == gpu.column_names and gpu.num_rows == len(gpu_data.train)
     for name in (*SCORES, "embedding", "gradient"):
-        a, b = (np.asarray(table.column(name).combine_chunks().flatten() if name in ("embedding", "gradient")
-                           else table.column(name)) for table in (cpu, gpu))
+        a, b = (
+            np.asarray(
+                table.column(name).combine_chunks().flatten()
+                if name in ("embedding", "gradient")
+                else table.column(name)
+            )
+            for table in (cpu, gpu)
+        )
         assert np.allclose(a, b, rtol=1e-2, atol=1e-3), name  # TF32 convolutions on the GPU
 
 

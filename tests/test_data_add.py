@@ -11,8 +11,8 @@ from typer.testing import CliRunner
 
 from curation.catalog import Catalog
 from curation.cli import app
-from curation.data.store import file_md5
 from curation.data.dvc_repo import dvc_hash
+from curation.data.store import file_md5
 
 runner = CliRunner()
 
@@ -51,8 +51,9 @@ def test_published_mnist1d_split_and_new_version_with_parent(settings):
     published = json.loads(cli("data", "add", "mnist1d", "--json").stdout)
     assert published["splits"] == {"train": 4000, "test": 1000}
     assert published["source"]["seed"] == 42
-    bigger = json.loads(cli("data", "add", "mnist1d", "--samples", "600", "--parent", str(published["id"]),
-                            "--json").stdout)
+    bigger = json.loads(
+        cli("data", "add", "mnist1d", "--samples", "600", "--parent", str(published["id"]), "--json").stdout
+    )
     assert bigger["created"] and bigger["parent_id"] == published["id"]
     human = cli("data", "ls")
     assert "mnist1d@" in human.stdout and "600" in human.stdout
@@ -68,8 +69,14 @@ def test_git_revision_recorded_when_repo_has_a_commit(settings):
 
 
 def _run_cli(home: Path, *args, env=None):
-    return subprocess.run([sys.executable, "-m", "curation", *args], cwd=home, capture_output=True, text=True,
-                          env={**os.environ, **(env or {})}, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "curation", *args],
+        cwd=home,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=120,
+    )
 
 
 def test_unreachable_catalog_from_the_shell(home):
@@ -81,8 +88,16 @@ def test_unreachable_catalog_from_the_shell(home):
     assert written_files(home) == []
 
 
-@pytest.mark.parametrize("point", ["register:before-publish", "register:after-publish", "register:after-dvc-add",
-                                   "catalog:before-commit", "register:after-commit"])
+@pytest.mark.parametrize(
+    "point",
+    [
+        "register:before-publish",
+        "register:after-publish",
+        "register:after-dvc-add",
+        "catalog:before-commit",
+        "register:after-commit",
+    ],
+)
 def test_kill_during_add_leaves_no_half_version(point, home):
     assert _run_cli(home, "init").returncode == 0
     killed = _run_cli(home, "data", "add", "mnist1d", "--samples", "200", env={"CURATION_KILL_AT": point})

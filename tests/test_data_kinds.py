@@ -13,7 +13,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
-from mlflow import MlflowClient
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -24,6 +23,7 @@ from curation.data.store import VersionReader, features_numpy
 from curation.data.transforms import augment, decode
 from curation.errors import CurationError
 from curation.training.data import read_split
+from mlflow import MlflowClient
 
 runner = CliRunner()
 DIGIT_NAMES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
@@ -73,8 +73,10 @@ def digits_images(tmp_path_factory) -> tuple[Path, Path, np.ndarray, np.ndarray]
         folder = root / "folder" / DIGIT_NAMES[label]
         folder.mkdir(parents=True, exist_ok=True)
         (folder / f"{i:04d}.png").write_bytes(blob)
-    pq.write_table(pa.table({"image": pa.array(blobs, pa.binary()),
-                             "label": [DIGIT_NAMES[t] for t in labels]}), root / "digits.parquet")
+    pq.write_table(
+        pa.table({"image": pa.array(blobs, pa.binary()), "label": [DIGIT_NAMES[t] for t in labels]}),
+        root / "digits.parquet",
+    )
     return root / "folder", root / "digits.parquet", pixels, labels
 
 
@@ -129,14 +131,25 @@ def test_breast_cancer_csv_with_string_labels_and_no_split_end_to_end(settings, 
     assert outcome["summary"]["final_accuracy"] > 0.8
     run = MlflowClient(settings.tracking).get_run(outcome["mlflow_run_id"])
     assert json.loads(run.data.params["class_names"]) == ["benign", "malignant"]
-    artifact = MlflowClient(settings.tracking).download_artifacts(outcome["mlflow_run_id"], "classes.json",
-                                                                  str(settings.home))
+    artifact = MlflowClient(settings.tracking).download_artifacts(
+        outcome["mlflow_run_id"], "classes.json", str(settings.home)
+    )
     assert json.loads(Path(artifact).read_text())["class_names"] == ["benign", "malignant"]
 
 
 def test_without_standardize_features_are_read_as_stored(settings, breast_cancer_csv):
-    info = ok("data", "add", breast_cancer_csv, "--label-column", "diagnosis", "--no-standardize", "--test-fraction",
-              "0.3", "--seed", "3")
+    info = ok(
+        "data",
+        "add",
+        breast_cancer_csv,
+        "--label-column",
+        "diagnosis",
+        "--no-standardize",
+        "--test-fraction",
+        "0.3",
+        "--seed",
+        "3",
+    )
     reader = VersionReader(settings.home / info["path"])
     assert reader.transform is None and features_numpy(reader.read(["features"])).max() > 100
     assert info["splits"]["test"] == 171 and info["source"]["split_seed"] == 3
@@ -167,8 +180,20 @@ def test_digits_image_folder_end_to_end(settings, digits_images):
     assert (names == np.array(DIGIT_NAMES)[labels][order]).all()
     assert (_pixels_back(features_numpy(table), shown["transform"]) == pixels[order].reshape(400, -1)).all()
 
-    outcome = ok("train", "digits-png", "--epochs", "4", "--batch-size", "32", "--workers", "2", "--augment", "crop",
-                 "--device", "cpu")
+    outcome = ok(
+        "train",
+        "digits-png",
+        "--epochs",
+        "4",
+        "--batch-size",
+        "32",
+        "--workers",
+        "2",
+        "--augment",
+        "crop",
+        "--device",
+        "cpu",
+    )
     assert outcome["config"]["arch"] == "resnet2d" and outcome["config"]["augment"] == "crop"
     run = MlflowClient(settings.tracking).get_run(outcome["mlflow_run_id"])
     assert json.loads(run.data.params["class_names"]) == sorted(DIGIT_NAMES)
@@ -211,8 +236,10 @@ def test_augment_crops_and_flips_per_sample_reproducibly():
     assert any(torch.equal(f, x[:1].flip(-1)) for f in flipped) and any(torch.equal(f, x[:1]) for f in flipped)
     shifted = augment(x, torch.Generator().manual_seed(1), flip=False)  # pad 1 on 4x4, edges repeated
     padded = torch.nn.functional.pad(x, (1, 1, 1, 1), mode="replicate")
-    assert all(any(torch.equal(s, padded[i, :, a:a + 4, b:b + 4]) for a in range(3) for b in range(3))
-               for i, s in enumerate(shifted))
+    assert all(
+        any(torch.equal(s, padded[i, :, a : a + 4, b : b + 4]) for a in range(3) for b in range(3))
+        for i, s in enumerate(shifted)
+    )
 
 
 def test_resnet2d_is_the_default_for_image_versions():
@@ -229,8 +256,16 @@ def test_tabular_file_with_label_names_in_a_parquet(tmp_path):
     from sklearn.datasets import load_wine
 
     bunch = load_wine()
-    pq.write_table(pa.table({"alcohol": bunch.data[:, 0], "malic": bunch.data[:, 1],
-                             "label": pa.array(bunch.target_names[bunch.target]).dictionary_encode()}), path)
+    pq.write_table(
+        pa.table(
+            {
+                "alcohol": bunch.data[:, 0],
+                "malic": bunch.data[:, 1],
+                "label": pa.array(bunch.target_names[bunch.target]).dictionary_encode(),
+            }
+        ),
+        path,
+    )
     loaded = from_file(path)
     m = read_manifest(loaded.table.schema)
     assert m["class_names"] == ["class_0", "class_1", "class_2"] and m["splits"]["test"] == 36

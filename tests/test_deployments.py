@@ -31,8 +31,11 @@ def _automations(deployment_id):
 
     async def read():
         async with get_client() as client:
-            return [a for a in await client.read_automations_by_name("retrain on a new version")
-                    if any(getattr(x, "deployment_id", None) == deployment_id for x in a.actions)]
+            return [
+                a
+                for a in await client.read_automations_by_name("retrain on a new version")
+                if any(getattr(x, "deployment_id", None) == deployment_id for x in a.actions)
+            ]
 
     return anyio.run(read)
 
@@ -97,6 +100,7 @@ def test_score_then_curate_flows(prefect_server, settings):
 
     version = add_version(settings, mnist1d(samples=300))
     scores = score(version=str(version.id), epochs=1)
-    plan = curate(version=str(version.id), method="topk-balanced", params={"budget": 24, "score": "loss"},
-                  score_set=scores["id"])
+    plan = curate(
+        version=str(version.id), method="topk-balanced", params={"budget": 24, "score": "loss"}, score_set=scores["id"]
+    )
     assert plan["budget"] == 24 and plan["method"] == "topk-balanced"

@@ -25,8 +25,8 @@ from curation.distributed.cells import apportion, group_cells  # noqa: E402
 from curation.distributed.cluster import Tasks  # noqa: E402
 from curation.distributed.graph import build_graph, scan  # noqa: E402
 from curation.distributed.partition_greedy import round_plan, schedule  # noqa: E402
-from curation.distributed.selection import Params, select  # noqa: E402
 from curation.distributed.plan import folder_digest  # noqa: E402
+from curation.distributed.selection import Params, select  # noqa: E402
 from curation.distributed.source import Source  # noqa: E402
 from curation.selection.knn import knn_graph  # noqa: E402
 from curation.selection.pairwise import density, gains, greedy, objective  # noqa: E402
@@ -37,8 +37,10 @@ SPANS = [(0, 1)] * 4
 
 @pytest.fixture(scope="module")
 def client():
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                  dashboard_address=None) as cluster, distributed.Client(cluster) as c:
+    with (
+        distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster,
+        distributed.Client(cluster) as c,
+    ):
         yield c
 
 
@@ -58,8 +60,10 @@ def mnist1d_features(n: int) -> np.ndarray:
 
 def write_embeddings(path, x, ids=None, row_group_size=400, column="embedding", extra=None):
     ids = np.arange(len(x), dtype=np.int64) * 7 if ids is None else ids
-    columns = {"sample_id": pa.array(ids, pa.int64()),
-               column: pa.FixedSizeListArray.from_arrays(pa.array(x.ravel()), x.shape[1])}
+    columns = {
+        "sample_id": pa.array(ids, pa.int64()),
+        column: pa.FixedSizeListArray.from_arrays(pa.array(x.ravel()), x.shape[1]),
+    }
     pq.write_table(pa.table({**columns, **(extra or {})}), path, row_group_size=row_group_size)
     return Source.of(path, column)
 
@@ -80,8 +84,7 @@ def test_graph_built_by_partitions_is_knn_graph(client, tmp_path):
         tasks = Tasks(client)  # task names are per run
         found = scan(tasks, source, None, 700, 64, 0, (0, 1))
         assert len(found.ranges) == 5 and found.n == 3000
-        built[name] = build_graph(tasks, source, found, tmp_path / name, 10, 64, None, 0.99, 1500, 0, SPANS,
-                                  exact_max)
+        built[name] = build_graph(tasks, source, found, tmp_path / name, 10, 64, None, 0.99, 1500, 0, SPANS, exact_max)
         tasks.close()
     exact, approx = built["exact"], built["ivf"]
     assert len(list((tmp_path / "ivf" / "shards").iterdir())) == 3  # 700 + 700, 700 + 700, 600 rows
@@ -108,8 +111,13 @@ def test_order_statistics_are_exact(client, monkeypatch):
 
 
 def test_round_plan_halves_partitions_and_ends_on_the_budget():
-    for candidates, open_slots, cap, slack in [(10_000_000, 1_000_000, 1_000_000, 1.0), (5000, 500, 1000, 1.0),
-                                               (4000, 100, 250, 0.5), (900, 800, 1000, 1.0), (50_000, 30_000, 7000, 2)]:
+    for candidates, open_slots, cap, slack in [
+        (10_000_000, 1_000_000, 1_000_000, 1.0),
+        (5000, 500, 1000, 1.0),
+        (4000, 100, 250, 0.5),
+        (900, 800, 1000, 1.0),
+        (50_000, 30_000, 7000, 2),
+    ]:
         rounds = schedule(candidates, open_slots, cap, slack)
         assert rounds[-1][1:] == (open_slots, True) and not any(final for _, _, final in rounds[:-1])
         floor_parts = -(-int(np.ceil((1 + slack) * open_slots)) // cap)
@@ -201,29 +209,51 @@ def project(home, monkeypatch):
 
 def test_cli_engine_dask_registers_a_partitioned_plan_tracked_in_mlflow(project):
     import mlflow
-
     from curation.selection.plans import TablePlan
     from curation.selection.run import plans
 
     settings, version = project
-    result = runner.invoke(app, ["select", str(version.id), "-m", "pairwise", "--engine", "dask", "--budget", "0.1",
-                                 "--seed", "3", "-p", "source=features", "-p", "partition_rows=700",
-                                 "-p", "max_candidates=800", "--json"])
+    result = runner.invoke(
+        app,
+        [
+            "select",
+            str(version.id),
+            "-m",
+            "pairwise",
+            "--engine",
+            "dask",
+            "--budget",
+            "0.1",
+            "--seed",
+            "3",
+            "-p",
+            "source=features",
+            "-p",
+            "partition_rows=700",
+            "-p",
+            "max_candidates=800",
+            "--json",
+        ],
+    )
     assert result.exit_code == 0, result.output
     info = json.loads(result.stdout)
     assert (info["method"], info["budget"], info["seed"]) == ("pairwise-distributed", 200, 3)
     assert info["params"]["partition_rows"] == 700 and [p.id for p in plans(settings)] == [info["id"]]
     folder = settings.home / info["path"]
     assert folder.parent == settings.data_path / "plans" and folder_digest(folder) == info["content_hash"]
-    assert sorted(p.name for p in folder.iterdir()) == ["part-00000.parquet", "part-00001.parquet",
-                                                         "part-00002.parquet"]  # the 4th range holds test rows only
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "part-00000.parquet",
+        "part-00001.parquet",
+        "part-00002.parquet",
+    ]  # the 4th range holds test rows only
     ids = TablePlan.read(folder, version.id).ids(0)
     assert len(set(ids.tolist())) == 200 and set(ids.tolist()) <= set(range(2000))  # mnist1d: train ids first
     assert not any((settings.data_path / ".distributed").iterdir())
 
     client = mlflow.MlflowClient(settings.tracking)
-    [run] = client.search_runs([client.get_experiment_by_name("mnist1d").experiment_id],
-                               f"tags.`curation.plan_id` = '{info['id']}'")
+    [run] = client.search_runs(
+        [client.get_experiment_by_name("mnist1d").experiment_id], f"tags.`curation.plan_id` = '{info['id']}'"
+    )
     rounds = client.get_metric_history(run.info.run_id, "round_candidates")
     assert [m.step for m in rounds] == list(range(1, len(rounds) + 1)) and rounds[0].value == 2000
     assert run.data.metrics["decided_by_bounding"] == 0 and run.data.metrics["peak_rss_mb_max_worker"] > 0
@@ -235,8 +265,24 @@ def test_a_distributed_plan_loads_back_for_training(project, client):
     from curation.selection.run import load_plan
 
     settings, version = project
-    result = runner.invoke(app, ["select", str(version.id), "-m", "pairwise", "--engine", "dask", "--budget", "50",
-                                 "--scheduler", client.scheduler.address, "-p", "source=features", "--json"])
+    result = runner.invoke(
+        app,
+        [
+            "select",
+            str(version.id),
+            "-m",
+            "pairwise",
+            "--engine",
+            "dask",
+            "--budget",
+            "50",
+            "--scheduler",
+            client.scheduler.address,
+            "-p",
+            "source=features",
+            "--json",
+        ],
+    )
     assert result.exit_code == 0, result.output
     info = json.loads(result.stdout)
     assert len(load_plan(settings, info["id"]).ids(0)) == 50
@@ -252,13 +298,25 @@ def test_curate_flow_runs_on_the_dask_task_runner(prefect_server, project, clien
     from flows.curate import curate
 
     settings, version = project
-    plan = curate(version=str(version.id), method="pairwise", engine="dask", scheduler=client.scheduler.address,
-                  params={"budget": 100, "source": "features", "partition_rows": 1000})
+    plan = curate(
+        version=str(version.id),
+        method="pairwise",
+        engine="dask",
+        scheduler=client.scheduler.address,
+        params={"budget": 100, "source": "features", "partition_rows": 1000},
+    )
     assert (plan["method"], plan["budget"]) == ("pairwise-distributed", 100)
     with get_client(sync_client=True) as api:
-        found = api.request("POST", "/artifacts/filter", json={
-            "artifacts": {"key": {"any_": ["distributed-selection", "distributed-rounds"]}}, "limit": 5, "offset": 0,
-            "sort": "CREATED_DESC"}).json()
+        found = api.request(
+            "POST",
+            "/artifacts/filter",
+            json={
+                "artifacts": {"key": {"any_": ["distributed-selection", "distributed-rounds"]}},
+                "limit": 5,
+                "offset": 0,
+                "sort": "CREATED_DESC",
+            },
+        ).json()
     by_key = {a["key"]: a for a in found}
     assert by_key["distributed-selection"]["type"] == "progress" and by_key["distributed-selection"]["data"] == 100
     assert json.loads(by_key["distributed-rounds"]["data"])[-1]["final"] is True
@@ -300,26 +358,49 @@ def test_bad_input_is_one_line_and_registers_nothing(project, client, monkeypatc
     x = np.random.default_rng(0).normal(size=(2000, 8)).astype(np.float32)
     x[5, 2] = np.nan
     score_sets = {}
-    for name, order in (("nan", ids), ("shuffled", np.random.default_rng(1).permutation(ids))):
+    for name, row_order in (("nan", ids), ("shuffled", np.random.default_rng(1).permutation(ids))):
         path = settings.data_path / f"scores-{name}.parquet"
-        write_embeddings(path, x, ids=order, extra={"loss": pa.array(np.linspace(0, 1, 2000))})
+        write_embeddings(path, x, ids=row_order, extra={"loss": pa.array(np.linspace(0, 1, 2000))})
         with Catalog(settings.catalog).session() as s:
-            row = ScoreSet(version_id=version.id, scorer="test", params={}, columns=["loss", "embedding"],
-                           path=str(path.relative_to(settings.home)), content_hash="-", ledger={})
+            row = ScoreSet(
+                version_id=version.id,
+                scorer="test",
+                params={},
+                columns=["loss", "embedding"],
+                path=str(path.relative_to(settings.home)),
+                content_hash="-",
+                ledger={},
+            )
             s.add(row)
             s.flush()
             score_sets[name] = str(row.id)
     here = ["--scheduler", client.scheduler.address]
     for args, message in [
         (["--budget", "2001", "-p", "source=features", *here], "budget 2001 is larger than the 2000 samples"),
-        (["--budget", "0.1", "--score-set", score_sets["nan"], *here], "embeddings have NaN or inf in 1 rows "
-                                                                         "(first: sample_id 5)"),
-        (["--budget", "0.1", "--score-set", score_sets["shuffled"], "-p", "source=features", "-p", "utility=loss",
-          *here], "embeddings and utilities are partitioned differently"),
+        (
+            ["--budget", "0.1", "--score-set", score_sets["nan"], *here],
+            "embeddings have NaN or inf in 1 rows (first: sample_id 5)",
+        ),
+        (
+            [
+                "--budget",
+                "0.1",
+                "--score-set",
+                score_sets["shuffled"],
+                "-p",
+                "source=features",
+                "-p",
+                "utility=loss",
+                *here,
+            ],
+            "embeddings and utilities are partitioned differently",
+        ),
         (["--budget", "0.1", "-p", "source=features", "-p", "k_neighbors=0", *here], "k_neighbors must be"),
         (["-m", "uniform", "--budget", "0.1", "--engine", "dask"], "--engine dask runs the pairwise method"),
-        (["--budget", "0.1", "-p", "source=features", "--scheduler", "tcp://127.0.0.1:9"],
-         "cannot reach the Dask scheduler at tcp://127.0.0.1:9"),
+        (
+            ["--budget", "0.1", "-p", "source=features", "--scheduler", "tcp://127.0.0.1:9"],
+            "cannot reach the Dask scheduler at tcp://127.0.0.1:9",
+        ),
     ]:
         if "tcp://127.0.0.1:9" in args:
             monkeypatch.setattr(cluster, "CONNECT_TIMEOUT", "1s")  # nothing listens there: no need to wait 10 s
@@ -327,4 +408,6 @@ def test_bad_input_is_one_line_and_registers_nothing(project, client, monkeypatc
         assert bad.exit_code == 2 and message in bad.stderr, (args, bad.output)
         assert len(bad.stderr.strip().splitlines()) == 1
     assert plans(settings) == []
-    assert not any((settings.data_path / "plans").glob("*")) and not any((settings.data_path / ".distributed").glob("*"))
+    assert not any((settings.data_path / "plans").glob("*")) and not any(
+        (settings.data_path / ".distributed").glob("*")
+    )

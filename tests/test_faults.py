@@ -27,21 +27,42 @@ import pytest
 TRAIN = ["--arch", "mlp", "--epochs", "2", "--batch-size", "64", "--device", "cpu", "--json"]
 RETRAIN = ["--arch", "mlp", "--epochs", "1", "--passes", "1", "--min-samples", "1", "--device", "cpu", "--json"]
 STAGES = {  # stage -> (command, kill points it passes)
-    "ingest": (["data", "add", "mnist1d", "--samples", "240", "--seed", "7", "--name", "extra", "--json"],
-               ["register:before-publish", "register:after-publish", "register:after-dvc-add",
-                "catalog:before-commit", "register:after-commit"]),
-    "scoring": (["score", "base", "--arch", "mlp", "--epochs", "1", "--device", "cpu", "--json"],
-                ["train:epoch-0:batch-1", "score:batch-0", "score:before-write", "score:before-commit"]),
-    "selection": (["select", "base", "-m", "uniform", "--budget", "60", "--seed", "1", "--json"],
-                  ["select:after-fit", "select:after-write", "select:before-commit"]),
-    "training": (["train", "base", *TRAIN],
-                 ["mlflow:after-start", "train:epoch-1:batch-2", "checkpoint:before-rename", "train:before-finish",
-                  "mlflow:before-end"]),
-    "retraining": (["retrain", "stream", *RETRAIN],
-                   ["mlflow:after-start", "train:epoch-0:batch-1", "retrain:before-finish", "mlflow:before-end"]),
-    "promotion": (["retrain", "stream", *RETRAIN],
-                  ["retrain:before-publish", "retrain:before-alias", "retrain:after-alias",
-                   "retrain:before-ship-commit"]),
+    "ingest": (
+        ["data", "add", "mnist1d", "--samples", "240", "--seed", "7", "--name", "extra", "--json"],
+        [
+            "register:before-publish",
+            "register:after-publish",
+            "register:after-dvc-add",
+            "catalog:before-commit",
+            "register:after-commit",
+        ],
+    ),
+    "scoring": (
+        ["score", "base", "--arch", "mlp", "--epochs", "1", "--device", "cpu", "--json"],
+        ["train:epoch-0:batch-1", "score:batch-0", "score:before-write", "score:before-commit"],
+    ),
+    "selection": (
+        ["select", "base", "-m", "uniform", "--budget", "60", "--seed", "1", "--json"],
+        ["select:after-fit", "select:after-write", "select:before-commit"],
+    ),
+    "training": (
+        ["train", "base", *TRAIN],
+        [
+            "mlflow:after-start",
+            "train:epoch-1:batch-2",
+            "checkpoint:before-rename",
+            "train:before-finish",
+            "mlflow:before-end",
+        ],
+    ),
+    "retraining": (
+        ["retrain", "stream", *RETRAIN],
+        ["mlflow:after-start", "train:epoch-0:batch-1", "retrain:before-finish", "mlflow:before-end"],
+    ),
+    "promotion": (
+        ["retrain", "stream", *RETRAIN],
+        ["retrain:before-publish", "retrain:before-alias", "retrain:after-alias", "retrain:before-ship-commit"],
+    ),
 }
 MOVES_ALIAS = {"retrain:after-alias", "retrain:before-ship-commit"}  # the committed champion got its alias
 ALL = [(stage, point) for stage, (_, points) in STAGES.items() for point in points]
@@ -79,8 +100,14 @@ class Project:
     def cli(self, args: list[str], kill_at: str | None = None) -> subprocess.CompletedProcess:
         env = {k: v for k, v in os.environ.items() if not k.startswith("CURATION_")}
         env |= {"CURATION_HOME": str(self.work)} | ({"CURATION_KILL_AT": kill_at} if kill_at else {})
-        return subprocess.run([sys.executable, "-m", "curation", *args], cwd=self.work, env=env, capture_output=True,
-                              text=True, timeout=300)
+        return subprocess.run(
+            [sys.executable, "-m", "curation", *args],
+            cwd=self.work,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
 
     def rows(self, sql: str) -> list[tuple]:
         return query(self.catalog, sql)
@@ -89,37 +116,55 @@ class Project:
         return dict(query(self.mlflow, "SELECT run_uuid, status FROM runs"))
 
     def aliases(self) -> dict[tuple[str, str], str]:
-        return {(n, a): str(v) for n, a, v in query(self.mlflow, "SELECT name, alias, version FROM "
-                                                                 "registered_model_aliases")}
+        return {
+            (n, a): str(v)
+            for n, a, v in query(self.mlflow, "SELECT name, alias, version FROM registered_model_aliases")
+        }
 
     def result(self, stage: str) -> dict:
         """What a stage produced, in the terms an uninterrupted run must reproduce."""
         if stage == "ingest":
-            return {"versions": self.rows("SELECT d.name, v.content_hash, v.rows FROM dataset_versions v "
-                                          "JOIN datasets d ON d.id = v.dataset_id ORDER BY v.id")}
+            return {
+                "versions": self.rows(
+                    "SELECT d.name, v.content_hash, v.rows FROM dataset_versions v "
+                    "JOIN datasets d ON d.id = v.dataset_id ORDER BY v.id"
+                )
+            }
         if stage == "scoring":
             return {"scores": self.rows("SELECT id, content_hash, columns FROM score_sets")}
         if stage == "selection":
             return {"plans": self.rows("SELECT id, method, budget, seed, content_hash FROM selection_plans")}
-        finished = [(v, a, json.loads(m)) for v, a, m in self.rows(
-            "SELECT version_id, architecture, metrics FROM training_runs WHERE status = 'FINISHED' ORDER BY id")]
-        history = [(v, a, [round(e["accuracy"], 6) for e in m.get("history", [])], m["summary"].get("accuracy"))
-                   for v, a, m in finished]
+        finished = [
+            (v, a, json.loads(m))
+            for v, a, m in self.rows(
+                "SELECT version_id, architecture, metrics FROM training_runs WHERE status = 'FINISHED' ORDER BY id"
+            )
+        ]
+        history = [
+            (v, a, [round(e["accuracy"], 6) for e in m.get("history", [])], m["summary"].get("accuracy"))
+            for v, a, m in finished
+        ]
         if stage == "training":  # a new run per call: the newest finished one must match (a run killed after
             return {"last": history[-1]}  # its commit, before MLflow ended, is finished already)
-        return {"finished": history,
-                "models": [(json.loads(m)["promoted"] if "promoted" in m else None) for (m,) in
-                           self.rows("SELECT metrics FROM model_versions ORDER BY id")],
-                "shipped_updates": self.rows("SELECT sequence, bytes, rho FROM shipped_updates ORDER BY id"),
-                "aliased": sorted(a for (_, a) in self.aliases())}
+        return {
+            "finished": history,
+            "models": [
+                (json.loads(m)["promoted"] if "promoted" in m else None)
+                for (m,) in self.rows("SELECT metrics FROM model_versions ORDER BY id")
+            ],
+            "shipped_updates": self.rows("SELECT sequence, bytes, rho FROM shipped_updates ORDER BY id"),
+            "aliased": sorted(a for (_, a) in self.aliases()),
+        }
 
     def check_consistent(self) -> None:
         """Everything the catalog claims is on disk with its hash; DVC and the MLflow aliases agree with it."""
         home = self.work
-        claims = self.rows("SELECT path, content_hash FROM dataset_versions UNION ALL "
-                           "SELECT path, content_hash FROM score_sets UNION ALL "
-                           "SELECT path, content_hash FROM selection_plans WHERE path IS NOT NULL UNION ALL "
-                           "SELECT path, content_hash FROM model_versions")
+        claims = self.rows(
+            "SELECT path, content_hash FROM dataset_versions UNION ALL "
+            "SELECT path, content_hash FROM score_sets UNION ALL "
+            "SELECT path, content_hash FROM selection_plans WHERE path IS NOT NULL UNION ALL "
+            "SELECT path, content_hash FROM model_versions"
+        )
         for path, digest in claims:
             assert (home / path).is_file() and md5(home / path) == digest, f"catalog claims {path} ({digest})"
         for path, size in self.rows("SELECT path, bytes FROM shipped_updates"):
@@ -130,8 +175,9 @@ class Project:
         versions = {(d, v) for d, v in self.rows("SELECT name, registry_version FROM model_versions")}
         for (name, _), version in self.aliases().items():
             assert (name, version) in versions, f"alias points at {name} v{version}, unknown to the catalog"
-        unfinished_models = self.rows("SELECT m.id FROM model_versions m JOIN training_runs r ON r.id = m.run_id "
-                                      "WHERE r.status != 'FINISHED'")
+        unfinished_models = self.rows(
+            "SELECT m.id FROM model_versions m JOIN training_runs r ON r.id = m.run_id WHERE r.status != 'FINISHED'"
+        )
         assert unfinished_models == [], "a model row without its finished run"
 
 
@@ -204,8 +250,9 @@ def test_kill_leaves_a_consistent_project_and_the_rerun_completes_the_work(prepa
     assert rerun.returncode == 0, rerun.stderr
     prepared.check_consistent()
     assert "RUNNING" not in prepared.runs().values(), "a killed run was left RUNNING after the next start"
-    assert not prepared.rows("SELECT id FROM training_runs WHERE status = 'RUNNING'"), \
+    assert not prepared.rows("SELECT id FROM training_runs WHERE status = 'RUNNING'"), (
         "a killed catalog run was left RUNNING after the next start"
+    )
     assert prepared.result(stage) == expected
 
 

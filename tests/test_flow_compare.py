@@ -2,7 +2,6 @@
 
 import json
 
-import anyio
 import pytest
 
 from curation.catalog import Catalog, SelectionPlan, TrainingRun
@@ -34,7 +33,6 @@ def _artifact(key: str) -> dict:
 
 def test_compare_flow_nests_runs_publishes_and_caches_selection(prefect_server, home, monkeypatch):
     import mlflow
-
     from curation.config import load_settings
     from curation.data import sources
     from curation.data.versions import add_version

@@ -16,7 +16,6 @@ def test_ingest_flow_registers_once(prefect_server, settings):
     assert len(Catalog(settings.catalog).versions("mnist1d")) == 1
 
     import anyio
-
     from prefect.client.schemas.sorting import FlowRunSort
 
     async def read_runs():

@@ -27,8 +27,14 @@ def data(tmp_path_factory) -> TrainingData:
 def trainer(data, selector, checkpoint=None, callbacks=(), **options) -> Trainer:
     config = TrainConfig(arch="mlp", **{"epochs": 8, "batch_size": 32, **options})
     torch.manual_seed(0)
-    return Trainer(build("mlp", ModelSpec(40, data.feature_shape, 10)), data, config, selector=selector,
-                   checkpoint=checkpoint, callbacks=callbacks)
+    return Trainer(
+        build("mlp", ModelSpec(40, data.feature_shape, 10)),
+        data,
+        config,
+        selector=selector,
+        checkpoint=checkpoint,
+        callbacks=callbacks,
+    )
 
 
 def full(data) -> FullPlan:
@@ -78,9 +84,16 @@ def test_expected_gradient_of_a_pruned_epoch_equals_the_full_epochs():
     x, y = torch.randn(n, d), torch.randint(0, c, (n,))
     model = torch.nn.Linear(d, c)
     losses = F.cross_entropy(model(x), y, reduction="none")
-    per_sample = torch.stack([torch.cat([g.flatten() for g in torch.autograd.grad(losses[i], model.parameters(),
-                                                                                   retain_graph=True)])
-                              for i in range(n)]).numpy().astype(np.float64)
+    per_sample = (
+        torch.stack(
+            [
+                torch.cat([g.flatten() for g in torch.autograd.grad(losses[i], model.parameters(), retain_graph=True)])
+                for i in range(n)
+            ]
+        )
+        .numpy()
+        .astype(np.float64)
+    )
     full_grad = per_sample.sum(0)
     draws, unweighted = [], []
     for seed in range(600):

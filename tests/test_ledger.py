@@ -61,13 +61,16 @@ def test_ledger_round_trips_through_a_dict():
         ComputeLedger.from_dict({**data, "gpu_hours": 1})
 
 
-CURVE = Curve(flops=np.array([10.0, 100.0, 1000.0]), seconds=np.array([1.0, 2.0, 3.0]),
-              accuracy=np.array([0.5, 0.8, 0.9]))
+CURVE = Curve(
+    flops=np.array([10.0, 100.0, 1000.0]), seconds=np.array([1.0, 2.0, 3.0]), accuracy=np.array([0.5, 0.8, 0.9])
+)
 
 
 def test_curve_from_history_and_costs_to_a_target():
-    history = [{"flops": f, "seconds": s, "accuracy": a, "epoch": i + 1}
-               for i, (f, s, a) in enumerate(zip(CURVE.flops, CURVE.seconds, CURVE.accuracy))]
+    history = [
+        {"flops": f, "seconds": s, "accuracy": a, "epoch": i + 1}
+        for i, (f, s, a) in enumerate(zip(CURVE.flops, CURVE.seconds, CURVE.accuracy))
+    ]
     curve = Curve.from_history(history)
     assert curve.best == 0.9
     assert efficiency.compute_to_accuracy(curve, 0.8) == 100.0

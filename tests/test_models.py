@@ -21,7 +21,10 @@ def test_mnist1d_convnet_is_the_papers():
     model = build("cnn1d", ModelSpec(40, (1, 40), 10))
     convs = [model.conv1, model.conv2, model.conv3]
     assert [(c.in_channels, c.out_channels, c.kernel_size[0], c.stride[0], c.padding[0]) for c in convs] == [
-        (1, 25, 5, 2, 1), (25, 25, 3, 2, 1), (25, 25, 3, 2, 1)]
+        (1, 25, 5, 2, 1),
+        (25, 25, 3, 2, 1),
+        (25, 25, 3, 2, 1),
+    ]
     assert (model.linear.in_features, model.linear.out_features) == (125, 10)  # 25 channels x 5 steps
     assert model(torch.randn(7, 1, 40)).shape == (7, 10)
 

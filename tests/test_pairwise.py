@@ -3,7 +3,9 @@
 import numpy as np
 import pytest
 import scipy.sparse as sp
-from hypothesis import given, settings as hsettings, strategies as st
+from hypothesis import given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 from curation.errors import CurationError
 from curation.selection.base import SelectionInput, make_selector
@@ -18,7 +20,7 @@ def random_graph(n: int, seed: int, degree: int = 4) -> sp.csr_matrix:
 
 def brute_objective(graph: sp.csr_matrix, utility, rows, alpha, beta) -> float:
     dense, rows = graph.toarray(), list(rows)
-    pairs = sum(dense[v, w] for i, v in enumerate(rows) for w in rows[i + 1:])
+    pairs = sum(dense[v, w] for i, v in enumerate(rows) for w in rows[i + 1 :])
     return alpha * sum(utility[v] for v in rows) - beta * pairs
 
 
@@ -34,7 +36,8 @@ def test_objective_counts_each_edge_inside_s_once(instance):
     utility = rng.random(n)
     rows = rng.choice(n, size=rng.integers(0, n + 1), replace=False)
     assert objective(graph, utility, rows, alpha, beta) == pytest.approx(
-        brute_objective(graph, utility, rows, alpha, beta), abs=1e-9)
+        brute_objective(graph, utility, rows, alpha, beta), abs=1e-9
+    )
 
 
 @given(instance=instances)
@@ -83,8 +86,9 @@ def test_gain_functions_work_on_a_partition_of_the_rows():
     selected = np.zeros(60, bool)
     selected[[3, 17, 41]] = True
     part = np.arange(20, 45)
-    np.testing.assert_allclose(gains(graph[part], utility[part], selected, 1.0, 2.0),
-                               gains(graph, utility, selected, 1.0, 2.0)[part])
+    np.testing.assert_allclose(
+        gains(graph[part], utility[part], selected, 1.0, 2.0), gains(graph, utility, selected, 1.0, 2.0)[part]
+    )
 
 
 def test_density_is_the_mean_neighbour_similarity():
@@ -98,8 +102,13 @@ def test_density_is_the_mean_neighbour_similarity():
 def test_without_redundancy_greedy_is_top_k_by_utility():
     rng = np.random.default_rng(3)
     n = 500
-    data = SelectionInput(1, np.arange(n), np.zeros(n, int), embeddings=rng.normal(size=(n, 4)).astype(np.float32),
-                          scores={"loss": rng.random(n)})
+    data = SelectionInput(
+        1,
+        np.arange(n),
+        np.zeros(n, int),
+        embeddings=rng.normal(size=(n, 4)).astype(np.float32),
+        scores={"loss": rng.random(n)},
+    )
     modular = make_selector("pairwise", budget=50, utility="loss", beta=0.0).fit(data)
     top = make_selector("topk", budget=50, score="loss").fit(data)
     assert set(modular.selected_) == set(top.selected_)

@@ -5,11 +5,11 @@ import os
 import subprocess
 import sys
 
-import mlflow
 import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+import mlflow
 from curation.catalog import Catalog, TrainingRun
 from curation.cli import app
 from curation.config import load_settings
@@ -21,8 +21,21 @@ from curation.data.sources import Loaded
 from curation.data.stream import add_chunk
 from curation.training import records
 
-FAST = ["--arch", "mlp", "--epochs", "2", "--passes", "4", "--min-samples", "1", "--device", "cpu", "--json",
-        "--policy", "reactive"]
+FAST = [
+    "--arch",
+    "mlp",
+    "--epochs",
+    "2",
+    "--passes",
+    "4",
+    "--min-samples",
+    "1",
+    "--device",
+    "cpu",
+    "--json",
+    "--policy",
+    "reactive",
+]
 QUIET, DRIFT = Decision(False, "drift", "quiet"), Decision(True, "drift", "drifted")
 
 
@@ -38,8 +51,9 @@ def blobs(c: int, shift: float = 0.0, n: int = 400) -> Loaded:
     labels = rng.integers(0, 4, n)
     features = rng.normal(size=(n, 12)) + 1.5 * np.eye(4, 12)[labels] + shift
     split = np.where(np.arange(n) % 5 == 0, "test", "train")
-    return Loaded(build_table(features, labels, sample_ids=c * 10_000 + np.arange(n), split=split), {"kind": "blobs",
-                                                                                                    "c": c}, "s")
+    return Loaded(
+        build_table(features, labels, sample_ids=c * 10_000 + np.arange(n), split=split), {"kind": "blobs", "c": c}, "s"
+    )
 
 
 def runs(settings):
@@ -48,8 +62,13 @@ def runs(settings):
 
 
 def retrain(*args, env=None):
-    return subprocess.run([sys.executable, "-m", "curation", "retrain", "s", *FAST, *args], capture_output=True,
-                          text=True, env={**os.environ, **(env or {})}, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "curation", "retrain", "s", *FAST, *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=600,
+    )
 
 
 def test_reactive_spends_saved_passes_after_a_drift_within_the_fixed_budget():

@@ -18,17 +18,30 @@ N = 1000
 def _row(method, params, epochs, ratio, kind, accuracy, speedups=(None, None), target=0.9):
     flops = np.cumsum(np.full(epochs, 1e9 * ratio)).tolist()
     coverage = [1.0] * epochs if kind == "full" else [min(1.0, ratio * (e + 1) * 0.8) for e in range(epochs)]
-    history = [{"epoch": e + 1, "flops": flops[e], "seconds": 0.5 * (e + 1), "accuracy": accuracy[e],
-                "coverage": coverage[e]} for e in range(epochs)]
+    history = [
+        {"epoch": e + 1, "flops": flops[e], "seconds": 0.5 * (e + 1), "accuracy": accuracy[e], "coverage": coverage[e]}
+        for e in range(epochs)
+    ]
     occ = [0] * (epochs + 1)
     occ[epochs] = N if kind == "full" else 0
     if kind == "static":
         occ[0], occ[epochs] = int(N * (1 - ratio)), int(N * ratio)
     elif kind == "soft":
         occ[:4] = [200, 300, 300, 200]
-    row = {"method": method, "params": params, "run_id": 1, "epochs": epochs, "ratio": ratio,
-           "train_samples": N, "plan_kind": kind, "history": history, "occupancy": occ,
-           "best_accuracy": max(accuracy), "speedup_compute": speedups[0], "speedup_time": speedups[1]}
+    row = {
+        "method": method,
+        "params": params,
+        "run_id": 1,
+        "epochs": epochs,
+        "ratio": ratio,
+        "train_samples": N,
+        "plan_kind": kind,
+        "history": history,
+        "occupancy": occ,
+        "best_accuracy": max(accuracy),
+        "speedup_compute": speedups[0],
+        "speedup_time": speedups[1],
+    }
     if method != "full":
         row["target_accuracy"] = target
     return row
@@ -36,9 +49,11 @@ def _row(method, params, epochs, ratio, kind, accuracy, speedups=(None, None), t
 
 @pytest.fixture
 def rows():
-    return [_row("full", {}, 3, 1.0, "full", [0.6, 0.8, 0.91]),
-            _row("soft", {"ratio": 0.5, "seed": 0}, 6, 0.5, "soft", [0.5, 0.7, 0.8, 0.85, 0.9, 0.92], (1.6, 1.3)),
-            _row("uniform", {"budget": 0.5}, 6, 0.5, "static", [0.4, 0.6, 0.7, 0.75, 0.8, 0.82])]
+    return [
+        _row("full", {}, 3, 1.0, "full", [0.6, 0.8, 0.91]),
+        _row("soft", {"ratio": 0.5, "seed": 0}, 6, 0.5, "soft", [0.5, 0.7, 0.8, 0.85, 0.9, 0.92], (1.6, 1.3)),
+        _row("uniform", {"budget": 0.5}, 6, 0.5, "static", [0.4, 0.6, 0.7, 0.75, 0.8, 0.82]),
+    ]
 
 
 def test_accuracy_chart_has_every_run_and_the_target(rows):
@@ -98,11 +113,14 @@ def test_render_writes_real_pngs(rows, tmp_path):
     assert sorted(p.name for p in (tmp_path / "report").iterdir()) == sorted(f"{c}.png" for c in reports.CHARTS)
 
 
-@pytest.mark.parametrize("bad, message", [
-    ([], "no comparison rows"),
-    ([{"method": "soft"}], "lacks epochs"),
-    ("history", "has no evaluation curve"),
-])
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        ([], "no comparison rows"),
+        ([{"method": "soft"}], "lacks epochs"),
+        ("history", "has no evaluation curve"),
+    ],
+)
 def test_bad_rows_are_one_line_errors_and_write_nothing(rows, tmp_path, bad, message):
     if bad == "history":
         bad = [dict(rows[0], history=[])]
@@ -122,12 +140,31 @@ def test_one_table_of_a_comparison_as_cells_and_markdown(rows):
     for row in rows:
         row.update(total_flops=row["history"][-1]["flops"], total_seconds=3.0, backward_samples=3000)
     cells = reports.table(rows)
-    assert list(cells[0]) == ["method", "run", "epochs", "best acc", "GFLOP", "seconds", "backward", "coverage",
-                              "x compute", "x time"]
+    assert list(cells[0]) == [
+        "method",
+        "run",
+        "epochs",
+        "best acc",
+        "GFLOP",
+        "seconds",
+        "backward",
+        "coverage",
+        "x compute",
+        "x time",
+    ]
     assert [c["method"] for c in cells] == ["full data", "soft ratio=0.5", "uniform budget=0.5"]
-    assert cells[1] == {"method": "soft ratio=0.5", "run": "1", "epochs": "6", "best acc": "0.9200",
-                             "GFLOP": "3.0", "seconds": "3.0", "backward": "3,000", "coverage": "1.000",
-                             "x compute": "1.60", "x time": "1.30"}
+    assert cells[1] == {
+        "method": "soft ratio=0.5",
+        "run": "1",
+        "epochs": "6",
+        "best acc": "0.9200",
+        "GFLOP": "3.0",
+        "seconds": "3.0",
+        "backward": "3,000",
+        "coverage": "1.000",
+        "x compute": "1.60",
+        "x time": "1.30",
+    }
     assert cells[2]["x compute"] == "-" and cells[0]["coverage"] == "1.000"
     lines = reports.markdown(cells).splitlines()
     assert lines[0] == "| " + " | ".join(cells[0]) + " |" and lines[1] == "|---|" + "---:|" * 9

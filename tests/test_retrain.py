@@ -12,15 +12,15 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from curation.catalog import Catalog, ShippedUpdate, ModelVersion, TrainingRun
+from curation.catalog import Catalog, ModelVersion, ShippedUpdate, TrainingRun
 from curation.cli import app
 from curation.config import load_settings
 from curation.continual.retrain import ALIAS, deployed_replica
 from curation.data.contract import build_table
 from curation.data.sources import Loaded
 from curation.data.stream import add_chunk, drifting_mnist1d
-from curation.sparse_updates import SparseUpdate, Sparsifier
 from curation.errors import CurationError
+from curation.sparse_updates import SparseUpdate, Sparsifier
 from curation.tracking import Tracker
 from curation.training.checkpoint import load_checkpoint
 
@@ -47,8 +47,14 @@ def cli(*args):
 
 
 def shell(home, *args, env=None):
-    return subprocess.run([sys.executable, "-m", "curation", *args], cwd=home, capture_output=True, text=True,
-                          env={**os.environ, **(env or {})}, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "curation", *args],
+        cwd=home,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=600,
+    )
 
 
 def alias(settings):
@@ -113,11 +119,14 @@ def test_sparse_training_ships_promoted_steps_and_carries_the_residual(fast, mon
     deployments = rows(fast, ShippedUpdate)
     assert n1 > 1 and n2 > 1 and [d.sequence for d in deployments] == list(range(1, n1 + n2 + 1))
     assert [d.model_version_id for d in deployments] == [first.id] * n1 + [second.id] * n2
-    assert all(d.base_model_version_id == base.id and d.bytes == (fast.home / d.path).stat().st_size
-               < d.dense_bytes / 100 for d in deployments)
+    assert all(
+        d.base_model_version_id == base.id and d.bytes == (fast.home / d.path).stat().st_size < d.dense_bytes / 100
+        for d in deployments
+    )
     # the rejected model's updates were staged after the first's and never shipped
-    assert SparseUpdate.from_bytes((fast.home / staged[rejected.id]["updates"][0]["path"]).read_bytes()).sequence \
-        == n1 + 1
+    assert (
+        SparseUpdate.from_bytes((fast.home / staged[rejected.id]["updates"][0]["path"]).read_bytes()).sequence == n1 + 1
+    )
     replica, checkpoint = deployed_replica(fast, "stream"), staged[second.id]
     assert replica.sequence == n1 + n2
     assert all(torch.equal(checkpoint["model"][k], replica.state[k]) for k in replica.state)  # bit for bit
@@ -142,8 +151,11 @@ def test_ship_model_sends_one_update_per_promoted_model(fast, monkeypatch):
     models = rows(fast, ModelVersion)
     assert second["promoted"] and rows(fast, TrainingRun)[-1].params["ship"] == "model"
     [shipped] = rows(fast, ShippedUpdate)
-    assert (shipped.model_version_id, shipped.base_model_version_id, shipped.sequence) == (models[1].id,
-                                                                                          models[0].id, 1)
+    assert (shipped.model_version_id, shipped.base_model_version_id, shipped.sequence) == (
+        models[1].id,
+        models[0].id,
+        1,
+    )
     assert shipped.bytes == (fast.home / shipped.path).stat().st_size < shipped.dense_bytes
     assert second["shipped"]["updates"] == 1
     replica = deployed_replica(fast, "stream")
@@ -185,13 +197,15 @@ def test_crashes_keep_the_champion_and_the_next_run_completes_the_work(fast):
 def test_bad_input_is_one_line_and_promotes_nothing(fast, monkeypatch):
     chunk(fast, 0)
     assert cli("retrain", "stream", *FAST).exit_code == 0
-    cases = {("nosuch",): "data set 'nosuch' has no versions",
-             ("stream", "--new-per-batch", "0"): "bad retraining setting 'new_per_batch'",
-             ("stream", "--rho", "0"): "rho 0.0 is outside (0, 1]",
-             ("stream", "--lineage", "../x"): "bad data set name",
-             ("stream", "--mode", "full", "--ship", "batch"): "--ship batch trains the deployed model sparsely",
-             ("stream", *FAST, "--ship", "model"): "lineage 'proactive' ships per batch, not per model",
-             ("stream", *FAST, "--arch", "cnn1d"): "lineage 'proactive' trains mlp, not cnn1d"}
+    cases = {
+        ("nosuch",): "data set 'nosuch' has no versions",
+        ("stream", "--new-per-batch", "0"): "bad retraining setting 'new_per_batch'",
+        ("stream", "--rho", "0"): "rho 0.0 is outside (0, 1]",
+        ("stream", "--lineage", "../x"): "bad data set name",
+        ("stream", "--mode", "full", "--ship", "batch"): "--ship batch trains the deployed model sparsely",
+        ("stream", *FAST, "--ship", "model"): "lineage 'proactive' ships per batch, not per model",
+        ("stream", *FAST, "--arch", "cnn1d"): "lineage 'proactive' trains mlp, not cnn1d",
+    }
     for args, expected in cases.items():
         result = cli("retrain", *args)
         lines = result.stderr.strip().splitlines()
@@ -199,8 +213,12 @@ def test_bad_input_is_one_line_and_promotes_nothing(fast, monkeypatch):
     alien = Loaded(build_table(np.ones((5, 40)), np.full(5, 11), split=["train"] * 5, chunk=np.ones(5)), {}, "x")
     narrow = Loaded(build_table(np.ones((5, 3)), np.zeros(5, int)), {}, "x")
     empty = Loaded(pa.table({"sample_id": pa.array([], pa.int64())}), {}, "x")
-    for refused, expected in ((alien, "classes"), (narrow, "differs"), (empty, "empty"),
-                              (drifting_mnist1d(0, samples=240, seed=2), "already registered")):
+    for refused, expected in (
+        (alien, "classes"),
+        (narrow, "differs"),
+        (empty, "empty"),
+        (drifting_mnist1d(0, samples=240, seed=2), "already registered"),
+    ):
         with pytest.raises(CurationError, match=expected):
             add_chunk(fast, "stream", refused)
     assert json.loads(cli("retrain", "stream", *FAST, "--json").stdout)["status"] == "up-to-date"
@@ -212,8 +230,9 @@ def test_bad_input_is_one_line_and_promotes_nothing(fast, monkeypatch):
     assert second.metrics["promoted"]
     shipped = rows(fast, ShippedUpdate)[0]
     foreign = Sparsifier(1e-3, "999").start(load_checkpoint(fast.home / first.path)["model"])
-    (fast.home / shipped.path).write_bytes(foreign.update(load_checkpoint(fast.home / second.path)["model"],
-                                                          "999").to_bytes())
+    (fast.home / shipped.path).write_bytes(
+        foreign.update(load_checkpoint(fast.home / second.path)["model"], "999").to_bytes()
+    )
     chunk(fast, 2)
     result = cli("retrain", "stream", *FAST)
     assert result.exit_code == 2 and "is for base '999'" in result.stderr

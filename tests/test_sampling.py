@@ -4,7 +4,9 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import given, settings as hsettings, strategies as st
+from hypothesis import given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 from curation.errors import CurationError
 from curation.metrics.coverage import (
@@ -98,12 +100,19 @@ def test_sampling_selectors_on_tiny_inputs(n, ratio, seed):
     assert len(np.unique(uniform.selected_)) == k
 
 
-@pytest.mark.parametrize("name, params, match", [
-    ("soft", {"ratio": 0.0}, "outside"), ("soft", {"ratio": 1.5}, "outside"), ("rs2", {"seed": -1}, "seed"),
-    ("uniform", {"budget": 0}, "at least 1"), ("uniform", {"budget": 11}, "larger than"),
-    ("uniform", {"budget": "10"}, "must be a number"), ("soft", {"budget": 3}, "unknown parameters"),
-    ("nope", {}, "unknown selection method"),
-])
+@pytest.mark.parametrize(
+    "name, params, match",
+    [
+        ("soft", {"ratio": 0.0}, "outside"),
+        ("soft", {"ratio": 1.5}, "outside"),
+        ("rs2", {"seed": -1}, "seed"),
+        ("uniform", {"budget": 0}, "at least 1"),
+        ("uniform", {"budget": 11}, "larger than"),
+        ("uniform", {"budget": "10"}, "must be a number"),
+        ("soft", {"budget": 3}, "unknown parameters"),
+        ("nope", {}, "unknown selection method"),
+    ],
+)
 def test_bad_parameters_are_one_line_errors(name, params, match):
     data = SelectionInput(1, np.arange(10), np.zeros(10, int))
     with pytest.raises(CurationError, match=match) as info:

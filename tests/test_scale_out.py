@@ -30,12 +30,29 @@ def stack(pg_database, tmp_path):
     catalog = pg_database("e2e", ("", "_mlflow"))
     env_file = tmp_path / "stack.env"
     env = {**os.environ, "CURATION_HOME": str(home), "PREFECT_WORKER_QUERY_SECONDS": "2"}  # the worker asks for
-    env.pop("PREFECT_API_URL", None)                                                     # work every 2 s, not 10
+    env.pop("PREFECT_API_URL", None)  # work every 2 s, not 10
     with open(tmp_path / "stack.log", "w") as log:
-        proc = subprocess.Popen([CURATION, "stack", "--pg-url", catalog, "--mlflow-port", str(free_port()),
-                                 "--prefect-port", str(free_port()), "--dask-port", str(free_port()),
-                                 "--env-file", str(env_file)], cwd=home, env=env, stdout=log,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen(
+            [
+                CURATION,
+                "stack",
+                "--pg-url",
+                catalog,
+                "--mlflow-port",
+                str(free_port()),
+                "--prefect-port",
+                str(free_port()),
+                "--dask-port",
+                str(free_port()),
+                "--env-file",
+                str(env_file),
+            ],
+            cwd=home,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     try:
         deadline = time.monotonic() + 300
         while not env_file.exists():
@@ -70,7 +87,9 @@ def runs_of(env, name: str) -> list:
     async def read(client):  # sort and limit given: Prefect 3.8's server refuses the client's None defaults
         return await client.read_flow_runs(
             deployment_filter=DeploymentFilter(name=DeploymentFilterName(any_=[name])),
-            sort=FlowRunSort.EXPECTED_START_TIME_ASC, limit=50)
+            sort=FlowRunSort.EXPECTED_START_TIME_ASC,
+            limit=50,
+        )
 
     return prefect(env, read)
 
@@ -83,17 +102,22 @@ def wait_for(env, name: str, count: int, timeout_s: float = 240) -> list:
         if sum(r.state.is_final() for r in runs if r.state) >= count:
             return runs
         time.sleep(2)
-    pytest.fail(f"{count} {name} runs did not finish in {timeout_s:.0f} s: "
-                f"{[(r.name, r.state.type.value if r.state else None) for r in runs_of(env, name)]}")
+    pytest.fail(
+        f"{count} {name} runs did not finish in {timeout_s:.0f} s: "
+        f"{[(r.name, r.state.type.value if r.state else None) for r in runs_of(env, name)]}"
+    )
 
 
 def ingest_on_the_worker(env, path: Path):
     from prefect.deployments import run_deployment
 
     async def run(client):
-        return await run_deployment("ingest/ingest", parameters={"source": str(path), "name": "stream",
-                                                                 "id_column": "sample_id"},
-                                    timeout=0, client=client)
+        return await run_deployment(
+            "ingest/ingest",
+            parameters={"source": str(path), "name": "stream", "id_column": "sample_id"},
+            timeout=0,
+            client=client,
+        )
 
     return prefect(env, run)
 
@@ -111,10 +135,10 @@ def cli(*args) -> dict | list:
 
 @pytest.mark.postgres
 def test_ingest_select_train_and_event_driven_retrain_across_servers(stack, monkeypatch):
-    from mlflow import MlflowClient
     from prefect.client.schemas.actions import DeploymentUpdate
 
     from curation.catalog import Catalog, TrainingRun
+    from mlflow import MlflowClient
 
     env, home, tmp = stack
     for key in ("CURATION_HOME", "CURATION_CATALOG_URL", "CURATION_TRACKING_URI"):
@@ -129,8 +153,9 @@ def test_ingest_select_train_and_event_driven_retrain_across_servers(stack, monk
 
     async def fast_retrain(client):  # what a user sets in the deployment's parameters (UI or API)
         deployment = await client.read_deployment_by_name("retrain/retrain")
-        await client.update_deployment(deployment.id,
-                                       DeploymentUpdate(parameters={**deployment.parameters, **FAST_RETRAIN}))
+        await client.update_deployment(
+            deployment.id, DeploymentUpdate(parameters={**deployment.parameters, **FAST_RETRAIN})
+        )
         return deployment
 
     retrain_deployment = prefect(env, fast_retrain)
@@ -146,8 +171,9 @@ def test_ingest_select_train_and_event_driven_retrain_across_servers(stack, monk
     # scoring on Dask (issue 19, item 3) goes here: `curation score stream --engine dask` on
     # env["DASK_SCHEDULER_ADDRESS"], whose 2 workers the stack runs
     plan = cli("select", "stream", "-m", "uniform", "--budget", "0.5", "--seed", "1")
-    trained = cli("train", "stream", "--plan", str(plan["id"]), "--arch", "mlp", "--epochs", "1",
-                  "--device", "cpu")  # `--nproc 2` (issue 19, item 4) goes here
+    trained = cli(
+        "train", "stream", "--plan", str(plan["id"]), "--arch", "mlp", "--epochs", "1", "--device", "cpu"
+    )  # `--nproc 2` (issue 19, item 4) goes here
     ingest_on_the_worker(env, chunks[1])
 
     ingests = wait_for(env, "ingest", 2)
@@ -178,9 +204,12 @@ def test_ingest_select_train_and_event_driven_retrain_across_servers(stack, monk
 def test_every_service_binds_loopback_unless_told(tmp_path):
     from curation.stack import dask_scheduler, dask_worker, mlflow_server, prefect_server
 
-    for service in (mlflow_server("postgresql+psycopg://u@h/db", tmp_path, "127.0.0.1", 5000),
-                    prefect_server(tmp_path, "127.0.0.1", 4200), dask_scheduler("127.0.0.1", 8786),
-                    dask_worker("tcp://127.0.0.1:8786", "127.0.0.1", 1)):
+    for service in (
+        mlflow_server("postgresql+psycopg://u@h/db", tmp_path, "127.0.0.1", 5000),
+        prefect_server(tmp_path, "127.0.0.1", 4200),
+        dask_scheduler("127.0.0.1", 8786),
+        dask_worker("tcp://127.0.0.1:8786", "127.0.0.1", 1),
+    ):
         assert service.command[service.command.index("--host") + 1] == "127.0.0.1", service.name
         assert not any("postgresql" in part for part in service.command)  # a store's password stays out of `ps`
 

@@ -22,7 +22,7 @@ def test_scores_match_definitions():
         with torch.no_grad():
             layer.weight.zero_()
             layer.bias.copy_(logits[i])  # logits_i = W h + b with W = 0
-        torch.nn.functional.cross_entropy(layer(h[i:i + 1]), labels[i:i + 1]).backward()
+        torch.nn.functional.cross_entropy(layer(h[i : i + 1]), labels[i : i + 1]).backward()
         full = torch.cat([layer.weight.grad.flatten(), layer.bias.grad]).norm()
         assert s["grad_norm"][i] == pytest.approx(float(full), rel=1e-5)
 

@@ -26,11 +26,18 @@ from curation.cli import app
 from curation.errors import CurationError
 
 SECRET = "s3cret-Pw-71"
-TOKENS = {"HF_TOKEN": "hf_5ecretTok3n", "AWS_SECRET_ACCESS_KEY": "aws5ecretKey88", "GITHUB_TOKEN": "ghp_5ecret99",
-          "MLFLOW_TRACKING_PASSWORD": "mlflow5ecret42"}
+TOKENS = {
+    "HF_TOKEN": "hf_5ecretTok3n",
+    "AWS_SECRET_ACCESS_KEY": "aws5ecretKey88",
+    "GITHUB_TOKEN": "ghp_5ecret99",
+    "MLFLOW_TRACKING_PASSWORD": "mlflow5ecret42",
+}
 NEEDLES = [SECRET, *TOKENS.values()]
-SOURCES = [p for root in ("curation", "flows", "models")
-           for p in sorted((Path(curation.__file__).parent.parent / root).rglob("*.py"))]
+SOURCES = [
+    p
+    for root in ("curation", "flows", "models")
+    for p in sorted((Path(curation.__file__).parent.parent / root).rglob("*.py"))
+]
 
 
 def leaks(text: str) -> list[str]:
@@ -65,17 +72,27 @@ def _mlflow_text(settings) -> str:
     ids = [e.experiment_id for e in client.search_experiments()]
     runs = client.search_runs(ids)
     assert runs, "the flow logged no MLflow run"
-    return json.dumps([{"params": r.data.params, "tags": r.data.tags, "metrics": r.data.metrics,
-                        "inputs": str(r.inputs)} for r in runs])
+    return json.dumps(
+        [
+            {"params": r.data.params, "tags": r.data.tags, "metrics": r.data.metrics, "inputs": str(r.inputs)}
+            for r in runs
+        ]
+    )
 
 
 def _catalog_text(settings) -> str:
     from curation.catalog import Base, Catalog
 
     with Catalog(settings.catalog).session() as s:
-        return json.dumps([{c.name: getattr(row, c.name) for c in table.columns}
-                           for mapper in Base.registry.mappers for table in [mapper.local_table]
-                           for row in s.query(mapper.class_).all()], default=str)
+        return json.dumps(
+            [
+                {c.name: getattr(row, c.name) for c in table.columns}
+                for mapper in Base.registry.mappers
+                for table in [mapper.local_table]
+                for row in s.query(mapper.class_).all()
+            ],
+            default=str,
+        )
 
 
 def _artifacts_text() -> str:
@@ -119,16 +136,34 @@ def test_no_secret_in_logs_mlflow_prefect_catalog_files_or_errors(prefect_server
     with pytest.raises(CurationError) as bad:
         train(version="no-such-version", arch="mlp", epochs=1)
     assert any("accuracy" in line for line in logs)  # the flow's printed summary was collected
-    shell = subprocess.run([sys.executable, "-m", "curation", "data", "ls"], cwd=settings.home, capture_output=True,
-                           text=True, env=dict(os.environ), timeout=120)
-    failed = subprocess.run([sys.executable, "-m", "curation", "train", "999", "--arch", "mlp"], cwd=settings.home,
-                            capture_output=True, text=True, env=dict(os.environ), timeout=120)
+    shell = subprocess.run(
+        [sys.executable, "-m", "curation", "data", "ls"],
+        cwd=settings.home,
+        capture_output=True,
+        text=True,
+        env=dict(os.environ),
+        timeout=120,
+    )
+    failed = subprocess.run(
+        [sys.executable, "-m", "curation", "train", "999", "--arch", "mlp"],
+        cwd=settings.home,
+        capture_output=True,
+        text=True,
+        env=dict(os.environ),
+        timeout=120,
+    )
     assert shell.returncode == 0 and failed.returncode == 2, shell.stderr + failed.stderr
     written = "".join(p.read_bytes().decode("latin-1") for p in settings.home.rglob("*") if p.is_file())
-    places = {"flow output and logs": "\n".join(logs), "error": str(bad.value),
-              "CLI": shell.stdout + shell.stderr + failed.stdout + failed.stderr, "MLflow": _mlflow_text(settings),
-              "Prefect artifacts": _artifacts_text(), "catalog": _catalog_text(settings), "files": written,
-              "outcome": json.dumps(outcome, default=str)}
+    places = {
+        "flow output and logs": "\n".join(logs),
+        "error": str(bad.value),
+        "CLI": shell.stdout + shell.stderr + failed.stdout + failed.stderr,
+        "MLflow": _mlflow_text(settings),
+        "Prefect artifacts": _artifacts_text(),
+        "catalog": _catalog_text(settings),
+        "files": written,
+        "outcome": json.dumps(outcome, default=str),
+    }
     assert {where: leaks(text) for where, text in places.items() if leaks(text)} == {}
     assert outcome["run_id"] and "***" not in outcome["version"]
 
@@ -184,8 +219,11 @@ def _constant_sql(node: ast.AST) -> bool:
     if isinstance(node, ast.Constant):
         return isinstance(node.value, str)
     if isinstance(node, ast.JoinedStr):
-        return all(isinstance(v, ast.Constant) or (isinstance(v, ast.FormattedValue) and isinstance(v.value, ast.Name)
-                                                    and v.value.id.isupper()) for v in node.values)
+        return all(
+            isinstance(v, ast.Constant)
+            or (isinstance(v, ast.FormattedValue) and isinstance(v.value, ast.Name) and v.value.id.isupper())
+            for v in node.values
+        )
     return False
 
 
@@ -213,12 +251,15 @@ def test_the_sql_check_catches_interpolation():
     assert not _constant_sql(ast.parse('"SELECT " + name').body[0].value)
 
 
-@pytest.mark.parametrize("args", [
-    ["data", "add", "digits", "--name", "../../escaped"],
-    ["data", "add", "digits", "--name", "/tmp/escaped"],
-    ["retrain", "stream", "--lineage", "../../escaped"],
-    ["data", "show", "../../../etc/passwd"],
-])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["data", "add", "digits", "--name", "../../escaped"],
+        ["data", "add", "digits", "--name", "/tmp/escaped"],
+        ["retrain", "stream", "--lineage", "../../escaped"],
+        ["data", "show", "../../../etc/passwd"],
+    ],
+)
 def test_names_cannot_escape_their_folders(settings, args):
     outside = settings.home.parent
     before = sorted(outside.iterdir())

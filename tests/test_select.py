@@ -53,10 +53,12 @@ def test_cli_select_and_errors(project, version):
     result = runner.invoke(app, ["select", str(version.id), "-m", "rs2", "--ratio", "0.5", "--json"])
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["method"] == "rs2"
-    for args, message in [(["-m", "uniform", "--budget", "x"], "not a number"),
-                          (["-m", "uniform", "--budget", "401"], "larger than the 400"),
-                          (["-m", "soft", "--param", "oops"], "not key=value"),
-                          (["-m", "bogus"], "unknown selection method")]:
+    for args, message in [
+        (["-m", "uniform", "--budget", "x"], "not a number"),
+        (["-m", "uniform", "--budget", "401"], "larger than the 400"),
+        (["-m", "soft", "--param", "oops"], "not key=value"),
+        (["-m", "bogus"], "unknown selection method"),
+    ]:
         bad = runner.invoke(app, ["select", str(version.id), *args])
         assert bad.exit_code == 2 and message in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
     assert len(plans(project)) == 1  # nothing recorded by the failures
@@ -73,7 +75,11 @@ def test_kill_during_select_records_nothing_and_rerun_works(point, settings):
     version = add_version(settings, mnist1d(samples=200))
     run = lambda env: subprocess.run(  # noqa: E731
         [sys.executable, "-m", "curation", "select", str(version.id), "-m", "uniform", "--budget", "20", "--json"],
-        cwd=settings.home, capture_output=True, text=True, env={**os.environ, **env})
+        cwd=settings.home,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **env},
+    )
     assert run({"CURATION_KILL_AT": point}).returncode == -9
     assert plans(settings) == []
     done = run({})

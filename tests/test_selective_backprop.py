@@ -12,7 +12,7 @@ def test_selected_fraction_is_one_over_beta_plus_one(beta):
     rng = np.random.default_rng(beta)
     sb = SelectiveBackprop(beta=beta, seed=beta).start(100_000)
     selected = total = 0
-    for step in range(400):
+    for _ in range(400):
         rows = rng.integers(0, 100_000, 128)
         mask = sb.decide(rows, rng.exponential(size=128), epoch=1)
         selected += mask.sum()

@@ -8,7 +8,9 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import given, settings as hsettings, strategies as st
+from hypothesis import given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 from curation.errors import CurationError
 from curation.selection.base import SelectionInput, make_selector
@@ -40,8 +42,14 @@ def inputs(draw, n=st.integers(1, 40)):
     points = rng.integers(0, grid, size=(n, 2)).astype(np.float32)
     classes = draw(st.integers(1, 3))
     scores = rng.integers(0, draw(st.sampled_from([1, 3, 1000])), size=n).astype(np.float64)
-    return SelectionInput(1, np.sort(rng.choice(10 * n + 5, size=n, replace=False)), rng.integers(0, classes, size=n),
-                          embeddings=points, gradients=points[:, ::-1].copy(), scores={"loss": scores})
+    return SelectionInput(
+        1,
+        np.sort(rng.choice(10 * n + 5, size=n, replace=False)),
+        rng.integers(0, classes, size=n),
+        embeddings=points,
+        gradients=points[:, ::-1].copy(),
+        scores={"loss": scores},
+    )
 
 
 def fit(name: str, data: SelectionInput, budget, seed: int = 0):
@@ -103,9 +111,14 @@ def test_nan_or_inf_in_what_a_selector_reads_is_a_one_line_error(name, data, row
 @pytest.mark.parametrize("name", sorted(SELECTORS))
 @pytest.mark.parametrize("n", [1, 2, 3])
 def test_tiny_inputs_every_budget(name, n):
-    data = SelectionInput(1, np.arange(n) + 10, np.arange(n) % 2,
-                          embeddings=np.arange(2 * n, dtype=np.float32).reshape(n, 2),
-                          gradients=np.ones((n, 2), np.float32), scores={"loss": np.arange(n, dtype=float)})
+    data = SelectionInput(
+        1,
+        np.arange(n) + 10,
+        np.arange(n) % 2,
+        embeddings=np.arange(2 * n, dtype=np.float32).reshape(n, 2),
+        gradients=np.ones((n, 2), np.float32),
+        scores={"loss": np.arange(n, dtype=float)},
+    )
     for k in range(1, n + 1):
         if name.startswith("craig") and k < min(n, 2):
             continue
@@ -116,8 +129,14 @@ def test_tiny_inputs_every_budget(name, n):
 @pytest.mark.parametrize("name", sorted(SELECTORS))
 def test_one_class_of_identical_points(name):
     n = 12
-    data = SelectionInput(1, np.arange(n), np.zeros(n, int), embeddings=np.ones((n, 3), np.float32),
-                          gradients=np.ones((n, 3), np.float32), scores={"loss": np.ones(n)})
+    data = SelectionInput(
+        1,
+        np.arange(n),
+        np.zeros(n, int),
+        embeddings=np.ones((n, 3), np.float32),
+        gradients=np.ones((n, 3), np.float32),
+        scores={"loss": np.ones(n)},
+    )
     selector = fit(name, data, 5)
     assert len(np.unique(selector.selected_)) == 5
     if name.startswith("craig"):

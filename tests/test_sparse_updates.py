@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from curation.sparse_updates import Replica, SparseUpdate, Sparsifier, dense_bytes
 from curation.errors import CurationError
+from curation.sparse_updates import Replica, SparseUpdate, Sparsifier, dense_bytes
 
 
 def _train_steps(model, steps, seed=0):
@@ -21,7 +21,9 @@ def _train_steps(model, steps, seed=0):
 
 def _model():
     torch.manual_seed(1)
-    return torch.nn.Sequential(torch.nn.Linear(20, 64), torch.nn.BatchNorm1d(64), torch.nn.ReLU(), torch.nn.Linear(64, 3))
+    return torch.nn.Sequential(
+        torch.nn.Linear(20, 64), torch.nn.BatchNorm1d(64), torch.nn.ReLU(), torch.nn.Linear(64, 3)
+    )
 
 
 @pytest.mark.parametrize("scope", ["tensor", "model"])
@@ -38,7 +40,9 @@ def test_replica_is_the_sum_of_shipped_updates(rho, scope):
         replica.apply(update)
         total_bytes += update.nbytes
         for name, (idx, values) in update.sparse.items():
-            summed[name].view(-1).index_add_(0, torch.from_numpy(idx.astype(np.int64)), torch.from_numpy(values).float())
+            summed[name].view(-1).index_add_(
+                0, torch.from_numpy(idx.astype(np.int64)), torch.from_numpy(values).float()
+            )
         for name, (idx, values) in update.exact.items():
             summed[name].view(-1)[torch.from_numpy(idx.astype(np.int64))] = torch.from_numpy(values)
         for name, value in update.dense.items():
@@ -68,7 +72,7 @@ def test_error_feedback_ships_everything_eventually():
     sender = Sparsifier(0.05, "m").start(model.state_dict())
     replica = Replica(model.state_dict(), "m")
     list(_train_steps(model, 3))
-    for step in range(40):
+    for _ in range(40):
         replica.apply(sender.update(model.state_dict(), "final"))
     for name, value in model.state_dict().items():
         assert torch.equal(replica.state[name], value), name
@@ -128,8 +132,16 @@ def test_float16_rounding_stays_in_the_residual():
     assert sender.gap(trained) == 0
 
 
-@pytest.mark.parametrize("damage", [lambda b: b[:-1], lambda b: b + b"x", lambda b: b"CSU2" + b"\xff" * 8,
-                                    lambda b: b.replace(b'"<f2"', b'"|O1"'), lambda b: b[:20]])
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda b: b[:-1],
+        lambda b: b + b"x",
+        lambda b: b"CSU2" + b"\xff" * 8,
+        lambda b: b.replace(b'"<f2"', b'"|O1"'),
+        lambda b: b[:20],
+    ],
+)
 def test_damaged_updates_are_one_line_errors(damage):
     model = _model()
     sender = Sparsifier(1e-2, "m").start(model.state_dict())

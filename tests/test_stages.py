@@ -19,13 +19,19 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 ALL_STAGES = {"prepare", "score", "baseline", "select", "train", "method@selective-backprop", "evaluate", "report"}
-SMALL = {"data": {"samples": 300}, "score": {"epochs": 1}, "train": {"epochs": 1},
-         "compare": {"methods": ["selective-backprop"], "ratio": 0.5}}
+SMALL = {
+    "data": {"samples": 300},
+    "score": {"epochs": 1},
+    "train": {"epochs": 1},
+    "compare": {"methods": ["selective-backprop"], "ratio": 0.5},
+}
 
 
 def _merge(base: dict, update: dict) -> dict:
-    return {k: _merge(base[k], v) if isinstance(v, dict) and isinstance(base.get(k), dict) else v
-            for k, v in {**base, **update}.items()}
+    return {
+        k: _merge(base[k], v) if isinstance(v, dict) and isinstance(base.get(k), dict) else v
+        for k, v in {**base, **update}.items()
+    }
 
 
 def _project(path: Path, params: dict) -> tuple[Path, dict]:
@@ -37,8 +43,9 @@ def _project(path: Path, params: dict) -> tuple[Path, dict]:
         copy(ROOT / name, path / name)
     for package in ("curation", "models"):
         shutil.copytree(ROOT / package, path / package, ignore=shutil.ignore_patterns("__pycache__"))
-    (path / "params.yaml").write_text(yaml.safe_dump(_merge(yaml.safe_load((ROOT / "params.yaml").read_text()),
-                                                            params)))
+    (path / "params.yaml").write_text(
+        yaml.safe_dump(_merge(yaml.safe_load((ROOT / "params.yaml").read_text()), params))
+    )
     env = {k: v for k, v in os.environ.items() if not k.startswith("CURATION_") or k == "CURATION_TEST_PG_URL"}
     env.pop("CURATION_TEST_PG_URL", None)
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
@@ -80,8 +87,11 @@ def test_first_repro_runs_every_stage_and_writes_metrics(built):
     assert 0 < metrics["select"]["best_accuracy"] <= 1 and 0 < metrics["select"]["coverage"] <= 1
     assert metrics["full"]["coverage"] == 1.0
     assert "soft ratio=0.3" in (path / "pipeline" / "report" / "table.md").read_text()
-    assert {p.name for p in (path / "pipeline" / "report").glob("*.png")} >= {"accuracy_vs_compute.png",
-                                                                             "coverage.png", "speedup.png"}
+    assert {p.name for p in (path / "pipeline" / "report").glob("*.png")} >= {
+        "accuracy_vs_compute.png",
+        "coverage.png",
+        "speedup.png",
+    }
     assert _changed(path) <= {"dvc.lock"}  # run state and outputs are ignored by git
     shown = _run((path, env), "dvc", "metrics", "show", "--json").stdout
     assert "best_accuracy" in shown
@@ -116,10 +126,15 @@ def test_exp_run_with_a_new_ratio_reruns_exactly_select_and_after(built):
     assert "uniform" in json.dumps(shown)
 
 
-@pytest.mark.parametrize("params, key", [({"select": {"ration": 0.3}}, "select.ration"),
-                                         ({"select": {"ratio": 1.5}}, "select.ratio"),
-                                         ({"train": {"device": "tpu"}}, "train.device"),
-                                         ({"compare": {"methods": ["nope"]}}, "compare.methods")])
+@pytest.mark.parametrize(
+    "params, key",
+    [
+        ({"select": {"ration": 0.3}}, "select.ration"),
+        ({"select": {"ratio": 1.5}}, "select.ratio"),
+        ({"train": {"device": "tpu"}}, "train.device"),
+        ({"compare": {"methods": ["nope"]}}, "compare.methods"),
+    ],
+)
 def test_bad_params_give_one_line_naming_the_key_and_write_nothing(tmp_path, monkeypatch, params, key):
     from typer.testing import CliRunner
 
@@ -130,8 +145,16 @@ def test_bad_params_give_one_line_naming_the_key_and_write_nothing(tmp_path, mon
     result = CliRunner().invoke(app, ["stage", "prepare"])
     assert result.exit_code == 2
     assert len(result.output.strip().splitlines()) == 1 and key in result.output, result.output
-    assert sorted(p.name for p in path.iterdir()) == [".dvc", ".dvcignore", ".git", ".gitignore", "curation",
-                                                      "dvc.yaml", "models", "params.yaml"]
+    assert sorted(p.name for p in path.iterdir()) == [
+        ".dvc",
+        ".dvcignore",
+        ".git",
+        ".gitignore",
+        "curation",
+        "dvc.yaml",
+        "models",
+        "params.yaml",
+    ]
 
 
 def test_dvc_repro_stops_on_an_unknown_key_before_any_output(tmp_path):

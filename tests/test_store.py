@@ -4,7 +4,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from hypothesis import given, settings as hsettings, strategies as st
+from hypothesis import given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
 from curation.data.contract import build_table, check_name, read_manifest
 from curation.data.sources import from_file
@@ -24,8 +26,13 @@ def test_same_table_gives_same_bytes(tmp_path):
 
 
 def test_contract_types_and_manifest():
-    table = build_table(np.ones((4, 6)), np.array([3, 1, 1, 0]), sample_ids=[40, 10, 30, 20],
-                        split=["train", "test", "train", "train"], feature_shape=[2, 3])
+    table = build_table(
+        np.ones((4, 6)),
+        np.array([3, 1, 1, 0]),
+        sample_ids=[40, 10, 30, 20],
+        split=["train", "test", "train", "train"],
+        feature_shape=[2, 3],
+    )
     assert table.schema.field("sample_id").type == pa.int64()
     assert table.schema.field("label").type == pa.int32()
     assert table.schema.field("features").type == pa.list_(pa.float32(), 6)
@@ -59,8 +66,10 @@ def test_take_reads_only_needed_row_groups(big_reader, monkeypatch):
     reader, ids = big_reader
     asked = []
     original = reader._file.read_row_groups
-    monkeypatch.setattr(reader._file, "read_row_groups", lambda groups, **kw: asked.append(groups) or original(groups, **kw))
-    reader.take(ids[ROW_GROUP_SIZE * 2: ROW_GROUP_SIZE * 2 + 10])
+    monkeypatch.setattr(
+        reader._file, "read_row_groups", lambda groups, **kw: asked.append(groups) or original(groups, **kw)
+    )
+    reader.take(ids[ROW_GROUP_SIZE * 2 : ROW_GROUP_SIZE * 2 + 10])
     assert asked == [[2]]
 
 

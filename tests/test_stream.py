@@ -31,11 +31,16 @@ def test_chunks_form_a_parent_chain_with_drift(fast):
 def test_refused_chunks_leave_the_catalog_unchanged(fast):
     add_chunk(fast, "stream", drifting_mnist1d(0, samples=100))
     narrow = Loaded(build_table(np.ones((5, 3)), np.zeros(5, int)), {"kind": "t"}, "x")
-    alien = Loaded(build_table(np.ones((5, 40)), np.full(5, 11), split=["train"] * 5, chunk=np.ones(5)),
-                   {"kind": "t"}, "x")
+    alien = Loaded(
+        build_table(np.ones((5, 40)), np.full(5, 11), split=["train"] * 5, chunk=np.ones(5)), {"kind": "t"}, "x"
+    )
     empty = Loaded(pa.table({"sample_id": pa.array([], pa.int64())}), {"kind": "t"}, "x")
-    cases = [(narrow, "differs"), (alien, "classes \\[11\\]"), (empty, "empty"),
-             (drifting_mnist1d(0, samples=100), "already registered")]
+    cases = [
+        (narrow, "differs"),
+        (alien, "classes \\[11\\]"),
+        (empty, "empty"),
+        (drifting_mnist1d(0, samples=100), "already registered"),
+    ]
     for loaded, match in cases:
         with pytest.raises(CurationError, match=match):
             add_chunk(fast, "stream", loaded)

@@ -32,6 +32,7 @@ def brute_squared_distances(x: np.ndarray) -> np.ndarray:
 
 # --- the k-NN graph -----------------------------------------------------------------------------
 
+
 def test_neighbors_are_the_exact_nearest_and_never_the_point_itself():
     x = blobs(300, 1)
     rows, cols, d2 = neighbors(x, 7)
@@ -81,6 +82,7 @@ def test_tiny_and_duplicated_inputs_make_valid_graphs():
 
 
 # --- facility location optimizers ---------------------------------------------------------------
+
 
 @pytest.mark.parametrize("n,fraction,seed", [(300, 0.05, 0), (800, 0.1, 1), (1500, 0.2, 2)])
 @pytest.mark.parametrize("kind", ["dense", "knn"])
@@ -143,7 +145,8 @@ def test_lazy_greedy_matches_apricot_on_the_same_similarity():
     for sim in similarities(600, 7).values():
         ours = maximize(sim, 60, "lazy")
         theirs = apricot.FacilityLocationSelection(60, metric="precomputed", optimizer="lazy").fit(
-            sim.astype(np.float64) if isinstance(sim, np.ndarray) else sim)
+            sim.astype(np.float64) if isinstance(sim, np.ndarray) else sim
+        )
         assert ours.objective >= objective(sim, theirs.ranking) - 1e-6
         np.testing.assert_allclose(ours.gains, theirs.gains, rtol=1e-5)
 
@@ -187,6 +190,7 @@ def test_facility_location_selector_records_its_run():
 
 
 # --- CRAIG --------------------------------------------------------------------------------------
+
 
 def craig_input(n: int, classes: int, seed: int) -> SelectionInput:
     rng = np.random.default_rng(seed)

@@ -4,7 +4,6 @@ import json
 from pathlib import Path
 
 import pytest
-from mlflow import MlflowClient
 
 from curation.catalog import Catalog, ModelVersion, TrainingRun
 from curation.config import load_settings
@@ -14,6 +13,7 @@ from curation.data.versions import add_version, open_version
 from curation.selection.plans import StaticPlan
 from curation.training import Callback, TrainConfig, train_version
 from curation.training.records import FAILED, FINISHED
+from mlflow import MlflowClient
 
 CONFIG = TrainConfig(arch="cnn1d", epochs=3, batch_size=32)
 
@@ -35,8 +35,9 @@ def test_two_plans_side_by_side_in_mlflow(project):
     _, reader = open_version(settings, info.id)
     train_ids = reader.read(["sample_id"], split="train").column("sample_id").to_numpy()
     ids = train_ids[::2]
-    half = train_version(settings, info.ref, CONFIG, StaticPlan(info.id, ids, method="every-other"),
-                         baseline=full.run_id)
+    half = train_version(
+        settings, info.ref, CONFIG, StaticPlan(info.id, ids, method="every-other"), baseline=full.run_id
+    )
 
     client = MlflowClient(settings.tracking)
     experiment = client.get_experiment_by_name("mnist1d")
@@ -45,15 +46,20 @@ def test_two_plans_side_by_side_in_mlflow(project):
     assert set(runs) == {full.mlflow_run_id, half.mlflow_run_id}
     a, b = runs[full.mlflow_run_id], runs[half.mlflow_run_id]
     assert a.info.status == b.info.status == "FINISHED"
-    assert a.data.params.keys() == b.data.params.keys() >= {"arch", "epochs", "lr", "batch_size", "seed",
-                                                             "plan_method", "plan_digest", "flops_per_sample"}
+    assert (
+        a.data.params.keys()
+        == b.data.params.keys()
+        >= {"arch", "epochs", "lr", "batch_size", "seed", "plan_method", "plan_digest", "flops_per_sample"}
+    )
     assert (a.data.params["plan_method"], b.data.params["plan_method"]) == ("full", "every-other")
     assert a.data.tags["curation.run_id"] == str(full.run_id) and b.data.tags["curation.version_id"] == str(info.id)
 
     n = len(train_ids)
     for run, per_epoch in ((a, n), (b, len(ids))):
-        history = {k: client.get_metric_history(run.info.run_id, k) for k in ("accuracy", "backward_samples",
-                                                                           "coverage", "flops", "seconds")}
+        history = {
+            k: client.get_metric_history(run.info.run_id, k)
+            for k in ("accuracy", "backward_samples", "coverage", "flops", "seconds")
+        }
         assert [m.step for m in history["accuracy"]] == [1, 2, 3]  # step = epoch, each logged once
         assert [m.value for m in history["backward_samples"]] == [per_epoch, 2 * per_epoch, 3 * per_epoch]
         assert history["coverage"][-1].value == pytest.approx(per_epoch / n)
@@ -74,16 +80,21 @@ def test_two_plans_side_by_side_in_mlflow(project):
 
     # The catalog keeps each MLflow run id, the final ledger, the history, and the model with its md5.
     rows = catalog_runs(settings)
-    assert [(r.status, r.mlflow_run_id) for r in rows] == [(FINISHED, full.mlflow_run_id),
-                                                           (FINISHED, half.mlflow_run_id)]
-    ledger = json.loads(Path(client.download_artifacts(half.mlflow_run_id, "ledger.json", str(settings.home)))
-                        .read_text())
+    assert [(r.status, r.mlflow_run_id) for r in rows] == [
+        (FINISHED, full.mlflow_run_id),
+        (FINISHED, half.mlflow_run_id),
+    ]
+    ledger = json.loads(
+        Path(client.download_artifacts(half.mlflow_run_id, "ledger.json", str(settings.home))).read_text()
+    )
     assert rows[1].ledger == ledger == half.ledger
     assert rows[1].metrics["history"] == half.history
     with Catalog(settings.catalog).session() as s:
         models = list(s.query(ModelVersion).order_by(ModelVersion.id))
     assert [(m.run_id, m.name, m.registry_version) for m in models] == [
-        (full.run_id, "mnist1d-cnn1d", "1"), (half.run_id, "mnist1d-cnn1d", "2")]
+        (full.run_id, "mnist1d-cnn1d", "1"),
+        (half.run_id, "mnist1d-cnn1d", "2"),
+    ]
     assert models[1].content_hash == file_md5(settings.home / models[1].path)
     registered = client.get_model_version("mnist1d-cnn1d", "2")
     assert registered.run_id == half.mlflow_run_id
@@ -132,9 +143,8 @@ def test_parent_run_nests_the_runs_started_inside_its_block(home):
     run = client.get_run(parent.run_id)
     assert run.info.status == "FINISHED" and run.data.tags["curation.kind"] == "compare"
     assert OWNER_TAG in run.data.tags  # a killed comparison's parent is ended by end_dead_runs
-    with pytest.raises(RuntimeError):
-        with tracker.parent("broken") as broken:
-            raise RuntimeError("boom")
+    with pytest.raises(RuntimeError), tracker.parent("broken") as broken:
+        raise RuntimeError("boom")
     assert client.get_run(broken.run_id).info.status == "FAILED"
     with tracker.run(name="alone") as alone:
         pass

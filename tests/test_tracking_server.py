@@ -5,7 +5,6 @@ import json
 from pathlib import Path
 
 import pytest
-from mlflow import MlflowClient
 from typer.testing import CliRunner
 
 from curation.cli import app
@@ -13,6 +12,7 @@ from curation.config import load_settings
 from curation.data.stream import add_chunk, drifting_mnist1d
 from curation.errors import CurationError
 from curation.tracking import Tracker
+from mlflow import MlflowClient
 
 
 def cli(*args):
@@ -31,8 +31,9 @@ def served(home, mlflow_server, monkeypatch):
 @pytest.mark.postgres
 def test_comparison_and_retrain_land_in_the_server(served, mlflow_server, tmp_path):
     info = json.loads(cli("data", "add", "mnist1d", "--samples", "300", "--json").stdout)
-    rows = json.loads(cli("compare", "mnist1d", "-m", "uniform:budget=0.5", "--arch", "mlp", "--epochs", "1",
-                          "--json").stdout)
+    rows = json.loads(
+        cli("compare", "mnist1d", "-m", "uniform:budget=0.5", "--arch", "mlp", "--epochs", "1", "--json").stdout
+    )
     assert [r["method"] for r in rows] == ["full", "uniform"]
 
     client = MlflowClient(mlflow_server)
@@ -47,16 +48,35 @@ def test_comparison_and_retrain_land_in_the_server(served, mlflow_server, tmp_pa
         assert used.dataset.digest == info["content_hash"] and used.dataset.name == "mnist1d"
         assert {a.path for a in client.list_artifacts(child.info.run_id)} >= {"ledger.json"}
     pictures = sorted(a.path for a in client.list_artifacts(parent.info.run_id, "report"))
-    assert pictures == ["report/accuracy_vs_compute.png", "report/coverage.png", "report/occupancy.png",
-                        "report/speedup.png"]
+    assert pictures == [
+        "report/accuracy_vs_compute.png",
+        "report/coverage.png",
+        "report/occupancy.png",
+        "report/speedup.png",
+    ]
     local = client.download_artifacts(parent.info.run_id, "report/coverage.png", str(tmp_path))
     assert Path(local).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     registered = client.search_model_versions("name = 'mnist1d-mlp'")
     assert len(registered) == 2 and {v.status for v in registered} == {"READY"}
 
     add_chunk(served, "stream", drifting_mnist1d(0, samples=240, seed=2))
-    outcome = json.loads(cli("retrain", "stream", "--arch", "mlp", "--epochs", "1", "--passes", "1",
-                             "--min-samples", "1", "--device", "cpu", "--json").stdout)
+    outcome = json.loads(
+        cli(
+            "retrain",
+            "stream",
+            "--arch",
+            "mlp",
+            "--epochs",
+            "1",
+            "--passes",
+            "1",
+            "--min-samples",
+            "1",
+            "--device",
+            "cpu",
+            "--json",
+        ).stdout
+    )
     assert outcome["status"] == "trained" and outcome["promoted"]
     champion = client.get_model_version_by_alias("stream-proactive", "champion")
     run = client.get_run(champion.run_id)

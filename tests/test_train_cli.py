@@ -10,7 +10,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import torch
-from mlflow import MlflowClient
 from typer.testing import CliRunner
 
 from curation.catalog import Catalog, SelectionPlan, TrainingRun
@@ -21,6 +20,7 @@ from curation.data.store import file_md5
 from curation.data.versions import add_version, open_version
 from curation.training import Callback, TrainConfig, train_version
 from curation.training.records import FAILED, FINISHED, RUNNING
+from mlflow import MlflowClient
 
 runner = CliRunner()
 SMALL = ["--arch", "cnn1d", "--epochs", "3", "--batch-size", "32"]
@@ -72,8 +72,13 @@ def test_train_prints_the_outcome_as_json(project):
 def test_killed_mid_epoch_then_resume_matches_an_uninterrupted_run(project):
     settings, info = project
     env = {**os.environ, "CURATION_KILL_AT": "train:epoch-1:batch-4"}
-    killed = subprocess.run([sys.executable, "-m", "curation", "train", info.ref, *SMALL, "--json"],
-                            env=env, capture_output=True, text=True, timeout=300)
+    killed = subprocess.run(
+        [sys.executable, "-m", "curation", "train", info.ref, *SMALL, "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert killed.returncode == -9, killed.stderr
     assert statuses(settings) == [RUNNING] and mlflow_statuses(settings) == ["RUNNING"]
 
@@ -96,8 +101,15 @@ def test_killed_mid_epoch_then_resume_matches_an_uninterrupted_run(project):
 
 def write_plan(path, ids, epochs=(-1,)):
     rows = [(e, i) for e in epochs for i in ids]
-    pq.write_table(pa.table({"epoch": pa.array([r[0] for r in rows], pa.int32()),
-                             "sample_id": pa.array([r[1] for r in rows], pa.int64())}), path)
+    pq.write_table(
+        pa.table(
+            {
+                "epoch": pa.array([r[0] for r in rows], pa.int32()),
+                "sample_id": pa.array([r[1] for r in rows], pa.int64()),
+            }
+        ),
+        path,
+    )
     return path
 
 
@@ -110,14 +122,25 @@ def test_bad_input_is_one_line_and_nothing_finishes(project, tmp_path):
     user_error(cli(info.ref, "--epochs", "0"), "bad training setting 'epochs'")
     user_error(cli("nosuchdata"), "no data set version 'nosuchdata'")
     user_error(cli(info.ref, "--plan", tmp_path / "missing.parquet"), "does not exist")
-    user_error(cli(info.ref, "--plan", write_plan(tmp_path / "outside.parquet", train_ids + [999_999])),
-               "1 sample ids are not in this version (first: 999999)")
+    user_error(
+        cli(info.ref, "--plan", write_plan(tmp_path / "outside.parquet", train_ids + [999_999])),
+        "1 sample ids are not in this version (first: 999999)",
+    )
     user_error(cli(info.ref, "--plan", write_plan(tmp_path / "empty.parquet", [])), "no sample ids for epoch 0")
     other = add_version(settings, sources.mnist1d(samples=300, seed=7))
     foreign = write_plan(tmp_path / "foreign.parquet", train_ids)
     with Catalog(settings.catalog).session() as s:
-        s.add(SelectionPlan(version_id=other.id, method="uniform", params={}, seed=0, path=str(foreign),
-                            content_hash=file_md5(foreign), ledger={}))
+        s.add(
+            SelectionPlan(
+                version_id=other.id,
+                method="uniform",
+                params={},
+                seed=0,
+                path=str(foreign),
+                content_hash=file_md5(foreign),
+                ledger={},
+            )
+        )
     user_error(cli(info.ref, "--plan", foreign), f"is for data set version {other.id}, not version {info.id}")
     user_error(cli(info.ref, *SMALL, "--resume"), "no interrupted cnn1d run")
     if not torch.cuda.is_available():
@@ -144,14 +167,18 @@ def test_damaged_or_foreign_checkpoints_fail_resume_in_one_line(project):
     settings, info = project
     run, checkpoint = interrupted(settings, info, "cnn1d")
     checkpoint.write_bytes(checkpoint.read_bytes()[:1000])
-    user_error(cli(info.ref, "--arch", "cnn1d", "--epochs", "2", "--batch-size", "32", "--resume"),
-               "is corrupted or not a checkpoint")
+    user_error(
+        cli(info.ref, "--arch", "cnn1d", "--epochs", "2", "--batch-size", "32", "--resume"),
+        "is corrupted or not a checkpoint",
+    )
 
     mlp_run, mlp_checkpoint = interrupted(settings, info, "mlp")
     run, checkpoint = interrupted(settings, info, "cnn1d")
     shutil.copyfile(mlp_checkpoint, checkpoint)
-    user_error(cli(info.ref, "--arch", "cnn1d", "--epochs", "2", "--batch-size", "32", "--resume"),
-               "is from architecture 'mlp', not 'cnn1d'")
+    user_error(
+        cli(info.ref, "--arch", "cnn1d", "--epochs", "2", "--batch-size", "32", "--resume"),
+        "is from architecture 'mlp', not 'cnn1d'",
+    )
     assert statuses(settings) == [FAILED, FAILED, FAILED]
     assert FINISHED not in mlflow_statuses(settings) and "RUNNING" not in mlflow_statuses(settings)
 

@@ -26,8 +26,16 @@ def test_train_flow_trains_records_and_publishes_the_history(prefect_server, hom
         assert (run.id, run.status, run.mlflow_run_id) == (outcome["run_id"], "FINISHED", outcome["mlflow_run_id"])
 
     with get_client(sync_client=True) as client:  # the typed read_artifacts sends null filters the server rejects
-        found = client.request("POST", "/artifacts/filter", json={
-            "artifacts": {"key": {"any_": ["training-history"]}}, "limit": 50, "offset": 0, "sort": "CREATED_DESC"})
+        found = client.request(
+            "POST",
+            "/artifacts/filter",
+            json={
+                "artifacts": {"key": {"any_": ["training-history"]}},
+                "limit": 50,
+                "offset": 0,
+                "sort": "CREATED_DESC",
+            },
+        )
     # the server is shared by the session's tests: this run's artifact is the one naming its MLflow run
     [artifact] = [a for a in found.json() if outcome["mlflow_run_id"] in (a["description"] or "")]
     assert [row["epoch"] for row in json.loads(artifact["data"])] == [1, 2]

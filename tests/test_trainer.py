@@ -121,7 +121,7 @@ class TopHalf(OnlineMethod):
         self.queue = np.concatenate([self.queue, keep])
         if len(self.queue) < self.batch_size:
             return np.empty(0, dtype=np.int64)
-        ready, self.queue = self.queue[: self.batch_size], self.queue[self.batch_size:]
+        ready, self.queue = self.queue[: self.batch_size], self.queue[self.batch_size :]
         return ready
 
     def flush(self, epoch):
@@ -287,7 +287,7 @@ def test_occupancy_counts_every_backward_pass_per_row(data):
     soft = SampledPlan(data.version_id, data.train.sample_ids, "soft", 0.3, seed=4)  # with replacement
     measured = make(data, arch="mlp", epochs=4).fit(soft).occupancy
     exact = plan_statistics("soft", n, 0.3, 4, seed=4)["occupancy"]
-    assert measured[:len(exact)] == exact and not any(measured[len(exact):])
+    assert measured[: len(exact)] == exact and not any(measured[len(exact) :])
     subset = StaticPlan(data.version_id, data.train.sample_ids[:100])
     assert make(data, arch="mlp", epochs=3).fit(subset).occupancy == [n - 100, 0, 0, 100]
 

@@ -24,8 +24,16 @@ from curation.errors import CurationError
 from curation.faults import kill_point
 
 __all__ = [
-    "Base", "Catalog", "Dataset", "DatasetVersion", "ModelVersion", "ScoreSet",
-    "SelectionPlan", "ShippedUpdate", "TrainingRun", "redact",
+    "Base",
+    "Catalog",
+    "Dataset",
+    "DatasetVersion",
+    "ModelVersion",
+    "ScoreSet",
+    "SelectionPlan",
+    "ShippedUpdate",
+    "TrainingRun",
+    "redact",
 ]
 
 
@@ -51,7 +59,9 @@ class Catalog:
     def find_version(self, dataset: str, content_hash: str) -> DatasetVersion | None:
         with self.session() as s:
             return s.scalar(
-                select(DatasetVersion).join(Dataset).options(selectinload(DatasetVersion.dataset))
+                select(DatasetVersion)
+                .join(Dataset)
+                .options(selectinload(DatasetVersion.dataset))
                 .where(Dataset.name == dataset, DatasetVersion.content_hash == content_hash)
             )
 
@@ -97,14 +107,20 @@ class Catalog:
                 found = s.scalar(query.where(DatasetVersion.id == int(text)))
             elif "@" in text:
                 name, prefix = text.split("@", 1)
-                hits = list(s.scalars(query.where(Dataset.name == name,
-                                                  DatasetVersion.content_hash.startswith(prefix, autoescape=True))))
+                hits = list(
+                    s.scalars(
+                        query.where(
+                            Dataset.name == name, DatasetVersion.content_hash.startswith(prefix, autoescape=True)
+                        )
+                    )
+                )
                 if len(hits) > 1:
                     raise CurationError(f"version {text!r} is ambiguous ({len(hits)} matches)", "give more of the hash")
                 found = hits[0] if hits else None
             else:
                 found = s.scalar(query.where(Dataset.name == text).order_by(DatasetVersion.id.desc()).limit(1))
             if found is None:
-                raise CurationError(f"no data set version {text!r} in the catalog",
-                                    "list versions with `curation data ls`")
+                raise CurationError(
+                    f"no data set version {text!r} in the catalog", "list versions with `curation data ls`"
+                )
             return found

@@ -90,12 +90,16 @@ def connect(url: str) -> Engine:
     try:
         parsed = make_url(url)
     except ArgumentError:
-        raise CurationError(f"catalog URL {redact(url)!r} is not a database URL",
-                            "set CURATION_CATALOG_URL to e.g. sqlite:///catalog.db or postgresql+psycopg://user@host/db") from None
+        raise CurationError(
+            f"catalog URL {redact(url)!r} is not a database URL",
+            "set CURATION_CATALOG_URL to e.g. sqlite:///catalog.db or postgresql+psycopg://user@host/db",
+        ) from None
     if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
         db = Path(parsed.database)
         if not db.parent.is_dir():
-            raise CurationError(f"catalog directory {db.parent} does not exist", "create it or fix CURATION_CATALOG_URL")
+            raise CurationError(
+                f"catalog directory {db.parent} does not exist", "create it or fix CURATION_CATALOG_URL"
+            )
         engine = create_engine(parsed, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
         event.listen(engine, "connect", _sqlite_pragmas)
     else:
@@ -105,12 +109,16 @@ def connect(url: str) -> Engine:
         try:
             engine = create_engine(parsed, **kwargs)
         except (ImportError, ModuleNotFoundError) as exc:
-            raise CurationError(f"no driver for catalog URL {redact(url)}: {exc}",
-                                "install the 'postgres' extra: pip install 'curation[postgres]'") from None
+            raise CurationError(
+                f"no driver for catalog URL {redact(url)}: {exc}",
+                "install the 'postgres' extra: pip install 'curation[postgres]'",
+            ) from None
     try:
         migrate(engine)
     except SQLAlchemyError as exc:
         engine.dispose()
-        raise CurationError(f"cannot reach the catalog at {redact(url)}: {_one_line(exc, url)}",
-                            "check CURATION_CATALOG_URL and that the database server is running") from None
+        raise CurationError(
+            f"cannot reach the catalog at {redact(url)}: {_one_line(exc, url)}",
+            "check CURATION_CATALOG_URL and that the database server is running",
+        ) from None
     return engine

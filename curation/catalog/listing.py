@@ -64,10 +64,20 @@ def _rows(s: Session, model, dataset: str | None, *where) -> tuple[list, dict[in
 
 # -- score sets -----------------------------------------------------------------------------------
 
+
 def _score_set(row: ScoreSet, version: DatasetVersion) -> dict:
-    return {"id": row.id, **_version(version), "scorer": row.scorer, "params": row.params, "columns": row.columns,
-            "path": row.path, "content_hash": row.content_hash, "ledger": row.ledger,
-            "mlflow_run_id": row.mlflow_run_id, "created_at": _iso(row.created_at)}
+    return {
+        "id": row.id,
+        **_version(version),
+        "scorer": row.scorer,
+        "params": row.params,
+        "columns": row.columns,
+        "path": row.path,
+        "content_hash": row.content_hash,
+        "ledger": row.ledger,
+        "mlflow_run_id": row.mlflow_run_id,
+        "created_at": _iso(row.created_at),
+    }
 
 
 def score_sets(catalog: Catalog, dataset: str | None = None) -> list[dict]:
@@ -81,18 +91,31 @@ def score_set(catalog: Catalog, ident: int) -> dict:
         row = _get(s, ScoreSet, ident)
         if row is None:
             raise CurationError(f"no score set {ident} in the catalog", "list them with `curation scores ls`")
-        plans = s.scalars(select(SelectionPlan.id).where(SelectionPlan.score_set_id == ident)
-                          .order_by(SelectionPlan.id))
+        plans = s.scalars(
+            select(SelectionPlan.id).where(SelectionPlan.score_set_id == ident).order_by(SelectionPlan.id)
+        )
         return {**_score_set(row, s.get(DatasetVersion, row.version_id)), "plans": list(plans)}
 
 
 # -- selection plans ------------------------------------------------------------------------------
 
+
 def _plan(row: SelectionPlan, version: DatasetVersion) -> dict:
-    return {"id": row.id, **_version(version), "method": row.method, "params": row.params, "budget": row.budget,
-            "ratio": row.ratio, "seed": row.seed, "score_set_id": row.score_set_id,
-            "generated": row.path is None, "path": row.path, "content_hash": row.content_hash,
-            "ledger": row.ledger, "created_at": _iso(row.created_at)}
+    return {
+        "id": row.id,
+        **_version(version),
+        "method": row.method,
+        "params": row.params,
+        "budget": row.budget,
+        "ratio": row.ratio,
+        "seed": row.seed,
+        "score_set_id": row.score_set_id,
+        "generated": row.path is None,
+        "path": row.path,
+        "content_hash": row.content_hash,
+        "ledger": row.ledger,
+        "created_at": _iso(row.created_at),
+    }
 
 
 def plans(catalog: Catalog, dataset: str | None = None) -> list[dict]:
@@ -112,19 +135,33 @@ def plan(catalog: Catalog, ident: int) -> dict:
 
 # -- training runs --------------------------------------------------------------------------------
 
+
 def _run(row: TrainingRun, version: DatasetVersion, models: list[int]) -> dict:
-    return {"id": row.id, **_version(version), "plan_id": row.plan_id, "architecture": row.architecture,
-            "status": row.status, "lineage": lineage_of(row.params), "params": row.params,
-            "summary": (row.metrics or {}).get("summary", {}), "ledger": row.ledger,
-            "mlflow_run_id": row.mlflow_run_id, "model_version_ids": models,
-            "started_at": _iso(row.started_at), "ended_at": _iso(row.ended_at)}
+    return {
+        "id": row.id,
+        **_version(version),
+        "plan_id": row.plan_id,
+        "architecture": row.architecture,
+        "status": row.status,
+        "lineage": lineage_of(row.params),
+        "params": row.params,
+        "summary": (row.metrics or {}).get("summary", {}),
+        "ledger": row.ledger,
+        "mlflow_run_id": row.mlflow_run_id,
+        "model_version_ids": models,
+        "started_at": _iso(row.started_at),
+        "ended_at": _iso(row.ended_at),
+    }
 
 
 def _models_of(s: Session, run_ids: list[int]) -> dict[int, list[int]]:
     found: dict[int, list[int]] = {}
     if run_ids:
-        for model_id, run_id in s.execute(select(ModelVersion.id, ModelVersion.run_id)
-                                          .where(ModelVersion.run_id.in_(run_ids)).order_by(ModelVersion.id)):
+        for model_id, run_id in s.execute(
+            select(ModelVersion.id, ModelVersion.run_id)
+            .where(ModelVersion.run_id.in_(run_ids))
+            .order_by(ModelVersion.id)
+        ):
             found.setdefault(run_id, []).append(model_id)
     return found
 
@@ -148,12 +185,24 @@ def run(catalog: Catalog, ident: int) -> dict:
 
 # -- model versions -------------------------------------------------------------------------------
 
+
 def _model(row: ModelVersion, run_row: TrainingRun, version: DatasetVersion) -> dict:
-    return {"id": row.id, **_version(version), "name": row.name, "registry_version": row.registry_version,
-            "run_id": row.run_id, "parent_id": row.parent_id, "architecture": run_row.architecture,
-            "lineage": lineage_of(run_row.params), "promoted": bool(row.metrics.get("promoted")),
-            "metrics": row.metrics, "path": row.path, "content_hash": row.content_hash,
-            "mlflow_run_id": run_row.mlflow_run_id, "created_at": _iso(row.created_at)}
+    return {
+        "id": row.id,
+        **_version(version),
+        "name": row.name,
+        "registry_version": row.registry_version,
+        "run_id": row.run_id,
+        "parent_id": row.parent_id,
+        "architecture": run_row.architecture,
+        "lineage": lineage_of(run_row.params),
+        "promoted": bool(row.metrics.get("promoted")),
+        "metrics": row.metrics,
+        "path": row.path,
+        "content_hash": row.content_hash,
+        "mlflow_run_id": run_row.mlflow_run_id,
+        "created_at": _iso(row.created_at),
+    }
 
 
 def models(catalog: Catalog, dataset: str | None = None, lineage_name: str | None = None) -> list[dict]:
@@ -163,8 +212,11 @@ def models(catalog: Catalog, dataset: str | None = None, lineage_name: str | Non
         if dataset is not None:
             query = query.where(TrainingRun.version_id.in_(list(versions)))
         pairs = s.execute(query.order_by(ModelVersion.id))
-        return [_model(m, r, versions[r.version_id]) for m, r in pairs
-                if lineage_name is None or lineage_of(r.params) == lineage_name]
+        return [
+            _model(m, r, versions[r.version_id])
+            for m, r in pairs
+            if lineage_name is None or lineage_of(r.params) == lineage_name
+        ]
 
 
 def model(catalog: Catalog, ident: int) -> dict:
@@ -174,8 +226,18 @@ def model(catalog: Catalog, ident: int) -> dict:
         if row is None:
             raise CurationError(f"no model version {ident} in the catalog", "list them with `curation models ls`")
         run_row = s.get(TrainingRun, row.run_id)
-        shipped = s.scalars(select(ShippedUpdate).where(ShippedUpdate.model_version_id == ident)
-                            .order_by(ShippedUpdate.sequence))
-        updates = [{"sequence": u.sequence, "rho": u.rho, "bytes": u.bytes, "dense_bytes": u.dense_bytes, "gap": u.gap,
-                    "path": u.path} for u in shipped]
+        shipped = s.scalars(
+            select(ShippedUpdate).where(ShippedUpdate.model_version_id == ident).order_by(ShippedUpdate.sequence)
+        )
+        updates = [
+            {
+                "sequence": u.sequence,
+                "rho": u.rho,
+                "bytes": u.bytes,
+                "dense_bytes": u.dense_bytes,
+                "gap": u.gap,
+                "path": u.path,
+            }
+            for u in shipped
+        ]
         return {**_model(row, run_row, s.get(DatasetVersion, run_row.version_id)), "shipped_updates": updates}

@@ -39,25 +39,30 @@ class StreamData:
             raise CurationError("no chunks to train on", "add a chunk with `curation data add` first")
         shapes = {c.feature_shape for c in chunks}
         if len(shapes) > 1:
-            raise CurationError(f"chunks have different feature shapes {sorted(shapes)}",
-                                "train on chunks of one data set")
+            raise CurationError(
+                f"chunks have different feature shapes {sorted(shapes)}", "train on chunks of one data set"
+            )
         ids = np.concatenate([c.train.sample_ids for c in chunks])
         order = np.argsort(ids, kind="stable")
         repeated = ids[order][1:][np.diff(ids[order]) == 0]
         if len(repeated):
-            raise CurationError(f"sample id {int(repeated[0])} is in two chunks",
-                                "add chunks with `curation data add SOURCE --name DATASET --chunk`, which gives a "
-                                "chunk whose ids collide fresh ids")
+            raise CurationError(
+                f"sample id {int(repeated[0])} is in two chunks",
+                "add chunks with `curation data add SOURCE --name DATASET --chunk`, which gives a "
+                "chunk whose ids collide fresh ids",
+            )
         position = np.empty_like(order)
         position[order] = np.arange(len(order))
         bounds = np.cumsum([0] + [len(c.train) for c in chunks])
         newest = chunks[-1]
         device = newest.train.device
         index = torch.from_numpy(order)
-        train = Split("train", ids[order],
-                      torch.cat([c.train.features.to(device) for c in chunks]).index_select(0, index.to(device)),
-                      torch.cat([c.train.labels.to(device) for c in chunks]).index_select(0, index.to(device)),
-                      device)
+        train = Split(
+            "train",
+            ids[order],
+            torch.cat([c.train.features.to(device) for c in chunks]).index_select(0, index.to(device)),
+            torch.cat([c.train.labels.to(device) for c in chunks]).index_select(0, index.to(device)),
+            device,
+        )
         data = TrainingData(newest.reader, newest.version_id, newest.feature_shape, train, newest.test)
-        return cls(data, [position[lo:hi] for lo, hi in zip(bounds[:-1], bounds[1:])],
-                   [c.version_id for c in chunks])
+        return cls(data, [position[lo:hi] for lo, hi in zip(bounds[:-1], bounds[1:])], [c.version_id for c in chunks])

@@ -31,15 +31,24 @@ def _history_pool(history: Sequence[np.ndarray], strategy: str, window: int) -> 
     return pool, weights / weights.sum()
 
 
-def mixed_batches(new_rows: np.ndarray, history: Sequence[np.ndarray], batch_size: int = 128, new_per_batch: int = 32,
-                  strategy: str = "uniform", window: int = 3, seed: int = 0) -> Iterator[np.ndarray]:
+def mixed_batches(
+    new_rows: np.ndarray,
+    history: Sequence[np.ndarray],
+    batch_size: int = 128,
+    new_per_batch: int = 32,
+    strategy: str = "uniform",
+    window: int = 3,
+    seed: int = 0,
+) -> Iterator[np.ndarray]:
     """One pass over the new chunk in batches of ``new_per_batch`` new rows plus history rows.
 
     With no history yet, batches are all new rows (``batch_size`` of them).
     """
     if not 0 < new_per_batch <= batch_size:
-        raise CurationError(f"t = {new_per_batch} new examples per batch of {batch_size} is not in 1..B",
-                            "choose t between 1 and the batch size")
+        raise CurationError(
+            f"t = {new_per_batch} new examples per batch of {batch_size} is not in 1..B",
+            "choose t between 1 and the batch size",
+        )
     if window < 1:
         raise CurationError(f"window {window} must be at least 1 chunk", "give a positive window")
     rng = np.random.default_rng(seed)
@@ -48,7 +57,7 @@ def mixed_batches(new_rows: np.ndarray, history: Sequence[np.ndarray], batch_siz
     step = new_per_batch if len(pool) else batch_size
     old = min(batch_size - new_per_batch, len(pool))
     for start in range(0, len(new_rows), step):
-        fresh = new_rows[start:start + step]
+        fresh = new_rows[start : start + step]
         if not len(pool) or old == 0:
             yield fresh
             continue

@@ -51,8 +51,9 @@ class Spend:
         return {**asdict(self), "bank_after": self.bank_after}
 
 
-def signals(model: nn.Module, stream: StreamData, new: int, config: ContinualConfig, reference: float | None,
-            seed: int = 0) -> tuple[list[triggers.Decision], float]:
+def signals(
+    model: nn.Module, stream: StreamData, new: int, config: ContinualConfig, reference: float | None, seed: int = 0
+) -> tuple[list[triggers.Decision], float]:
     """The KS drift and (given the previous step's accuracy ``reference``) the accuracy-drop trigger on a stream
     whose last ``new`` chunks the model has not seen; and its accuracy on them."""
     rng = np.random.default_rng(seed)
@@ -66,8 +67,9 @@ def signals(model: nn.Module, stream: StreamData, new: int, config: ContinualCon
     return decisions, now
 
 
-def decide(config: ContinualConfig, model: nn.Module, stream: StreamData, new: int,
-           steps: Iterable[dict | None], seed: int = 0) -> Spend:
+def decide(
+    config: ContinualConfig, model: nn.Module, stream: StreamData, new: int, steps: Iterable[dict | None], seed: int = 0
+) -> Spend:
     """The passes of a proactive step of ``model`` over the last ``new`` chunks after the finished steps whose
     ``Spend.record``s are ``steps`` (oldest first; None: a step without one)."""
     steps = [s for s in steps if s]

@@ -43,14 +43,19 @@ class ContinualConfig(BaseModel):
     batch_size: int | None = Field(None, ge=1, description="B of a proactive batch (default: the training batch size)")
     strategy: Strategy = Strategy.uniform
     window: int = Field(3, ge=1, description="chunks of history the window strategy draws from")
-    passes: int = Field(4, ge=1, description="passes over the new rows per proactive step (the reactive "
-                                             "policy's budget per step)")
-    policy: Policy = Field(Policy.fixed, description="fixed: passes at every step; reactive: "
-                                              "fewer on quiet steps, more after a drift, same budget")
-    quiet_passes: int | None = Field(None, ge=1, description="reactive: passes of a step without drift "
-                                                             "(default: passes - 1, at least 1)")
-    max_passes: int | None = Field(None, ge=1, description="reactive: the most passes of a step after a drift "
-                                                           "(default: twice passes)")
+    passes: int = Field(
+        4, ge=1, description="passes over the new rows per proactive step (the reactive policy's budget per step)"
+    )
+    policy: Policy = Field(
+        Policy.fixed,
+        description="fixed: passes at every step; reactive: fewer on quiet steps, more after a drift, same budget",
+    )
+    quiet_passes: int | None = Field(
+        None, ge=1, description="reactive: passes of a step without drift (default: passes - 1, at least 1)"
+    )
+    max_passes: int | None = Field(
+        None, ge=1, description="reactive: the most passes of a step after a drift (default: twice passes)"
+    )
     lr_scale: float = Field(1.0, gt=0, le=1, description="proactive steps train at this share of the training lr")
     every: int = Field(3, ge=1, description="periodic mode: retrain every this many chunks")
     min_samples: int = Field(1000, ge=1, description="amount trigger: new train samples that call for training")
@@ -82,8 +87,9 @@ class ContinualConfig(BaseModel):
         except ValidationError as exc:
             e = exc.errors()[0]
             where = ".".join(str(p) for p in e["loc"]) or "max_passes"  # the only check across fields
-            raise CurationError(f"bad retraining setting {where!r}: {e['msg']}",
-                                f"fix --{where.replace('_', '-')}") from None
+            raise CurationError(
+                f"bad retraining setting {where!r}: {e['msg']}", f"fix --{where.replace('_', '-')}"
+            ) from None
 
     def due(self, new_chunks: int) -> bool:
         """Whether this many untrained chunks call for a step (periodic waits for ``every``)."""
@@ -104,9 +110,18 @@ def evaluate(model: nn.Module, stream: StreamData, train: TrainConfig) -> float:
     return Trainer(model, stream.data, train).evaluate()[0]
 
 
-def train_step(stream: StreamData, new: int, model: nn.Module | None, config: ContinualConfig,
-               train: TrainConfig, spec: ModelSpec, step: int = 0, optimizer: dict | None = None,
-               callbacks: Sequence[Callback] = (), passes: int | None = None) -> StepResult:
+def train_step(
+    stream: StreamData,
+    new: int,
+    model: nn.Module | None,
+    config: ContinualConfig,
+    train: TrainConfig,
+    spec: ModelSpec,
+    step: int = 0,
+    optimizer: dict | None = None,
+    callbacks: Sequence[Callback] = (),
+    passes: int | None = None,
+) -> StepResult:
     """Train on a stream whose last ``new`` chunks are new; ``model`` is the deployed one (None: none yet).
 
     ``passes``: a proactive step's passes (default ``config.passes``; the reactive policy's choice, policy.py);
@@ -122,23 +137,41 @@ def train_step(stream: StreamData, new: int, model: nn.Module | None, config: Co
     torch.manual_seed(train.seed + step)
     trainer = Trainer(build(train.arch, spec), stream.data, train, callbacks=callbacks)
     trainer.fit(FullPlan(stream.data.version_id, stream.data.train.sample_ids))
-    return StepResult(trainer.model, True, trainer.history[-1]["accuracy"], trainer.ledger,
-                      trainer.optimizer.state_dict())
+    return StepResult(
+        trainer.model, True, trainer.history[-1]["accuracy"], trainer.ledger, trainer.optimizer.state_dict()
+    )
 
 
-def _proactive(stream: StreamData, new: int, model: nn.Module, config: ContinualConfig, train: TrainConfig,
-               step: int, optimizer: dict | None, callbacks: Sequence[Callback], passes: int) -> Trainer:
+def _proactive(
+    stream: StreamData,
+    new: int,
+    model: nn.Module,
+    config: ContinualConfig,
+    train: TrainConfig,
+    step: int,
+    optimizer: dict | None,
+    callbacks: Sequence[Callback],
+    passes: int,
+) -> Trainer:
     """``passes`` passes of mixed batches over the new rows at ``lr_scale`` times the training lr,
     annealed to 0 over the step when the training schedule is cosine (a warm restart per chunk)."""
     trainer = Trainer(model, stream.data, train, callbacks=callbacks)
     if optimizer is not None:
         trainer.optimizer.load_state_dict(optimizer)
     history, fresh = stream.chunk_rows[:-new], np.concatenate(stream.chunk_rows[-new:])
-    batches = (rows for p in range(passes)
-               for rows in mixed_batches(fresh, history, config.batch_size or train.batch_size,
-                                         config.new_per_batch, config.strategy,
-                                         config.window, int(np.random.SeedSequence([train.seed, step, p])
-                                                            .generate_state(1)[0])))
+    batches = (
+        rows
+        for p in range(passes)
+        for rows in mixed_batches(
+            fresh,
+            history,
+            config.batch_size or train.batch_size,
+            config.new_per_batch,
+            config.strategy,
+            config.window,
+            int(np.random.SeedSequence([train.seed, step, p]).generate_state(1)[0]),
+        )
+    )
 
     def lr(i: int, n: int) -> float:
         anneal = 0.5 * (1 + math.cos(math.pi * i / n)) if train.schedule == "cosine" else 1.0

@@ -29,13 +29,13 @@ from __future__ import annotations
 
 import logging
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import torch
 from sqlalchemy import select
 
-from curation.catalog import Catalog, ShippedUpdate, ModelVersion, TrainingRun
+from curation.catalog import Catalog, ModelVersion, ShippedUpdate, TrainingRun
 from curation.catalog.listing import lineage_of
 from curation.choices import Ship
 from curation.config import Settings
@@ -46,10 +46,10 @@ from curation.data.contract import check_name
 from curation.data.store import file_md5
 from curation.data.stream import chunks
 from curation.data.versions import VersionInfo
-from curation.sparse_updates import Replica, SparseTraining, SparseUpdate, Sparsifier, dense_bytes
 from curation.errors import CurationError
 from curation.faults import kill_point
 from curation.files import write_atomic
+from curation.sparse_updates import Replica, SparseTraining, SparseUpdate, Sparsifier, dense_bytes
 from curation.tracking import Tracker
 from curation.training import records
 from curation.training.checkpoint import load_checkpoint, save_checkpoint
@@ -96,12 +96,17 @@ class _Lineage:
     def __init__(self, catalog: Catalog, dataset: str, name: str, infos: list[VersionInfo]):
         ids = [i.id for i in infos]
         with catalog.session() as s:
-            runs = [r for r in s.scalars(select(TrainingRun).where(TrainingRun.version_id.in_(ids))
-                                         .order_by(TrainingRun.id))
-                    if lineage_of(r.params) == name and r.params.get("dataset") == dataset]
+            runs = [
+                r
+                for r in s.scalars(select(TrainingRun).where(TrainingRun.version_id.in_(ids)).order_by(TrainingRun.id))
+                if lineage_of(r.params) == name and r.params.get("dataset") == dataset
+            ]
             finished = [r.id for r in runs if r.status == records.FINISHED]
-            models = list(s.scalars(select(ModelVersion).where(ModelVersion.run_id.in_(finished))
-                                    .order_by(ModelVersion.id))) if finished else []
+            models = (
+                list(s.scalars(select(ModelVersion).where(ModelVersion.run_id.in_(finished)).order_by(ModelVersion.id)))
+                if finished
+                else []
+            )
         self.runs = runs
         self.consumed = {v for r in runs if r.status == records.FINISHED for v in r.params["chunks"]}
         promoted = [m for m in models if m.metrics.get("promoted")]
@@ -112,8 +117,15 @@ class _Lineage:
         self.ship = next((r.params.get("ship", "model") for r in runs if r.status == records.FINISHED), None)
 
 
-def retrain(settings: Settings, dataset: str, lineage: str | None = None, config: ContinualConfig | None = None,
-            train: TrainConfig | None = None, rho: float = 1e-3, ship: str | None = None) -> RetrainOutcome:
+def retrain(
+    settings: Settings,
+    dataset: str,
+    lineage: str | None = None,
+    config: ContinualConfig | None = None,
+    train: TrainConfig | None = None,
+    rho: float = 1e-3,
+    ship: str | None = None,
+) -> RetrainOutcome:
     """Bring lineage ``lineage`` (default: the mode's name) up to date with data set ``dataset``.
 
     ``ship``: "batch" (sparse training, a sparse update per training batch; the default of proactive
@@ -126,8 +138,10 @@ def retrain(settings: Settings, dataset: str, lineage: str | None = None, config
     if ship is not None and ship not in set(Ship):
         raise CurationError(f"unknown shipping {ship!r}", "use --ship batch or --ship model")
     if ship == "batch" and config.mode != "proactive":
-        raise CurationError(f"--ship batch trains the deployed model sparsely, and {config.mode} retraining starts "
-                            "from scratch", "use --ship model, or --mode proactive")
+        raise CurationError(
+            f"--ship batch trains the deployed model sparsely, and {config.mode} retraining starts from scratch",
+            "use --ship model, or --mode proactive",
+        )
     infos = chunks(settings, dataset)
     if not infos:
         raise CurationError(f"data set {dataset!r} has no versions", "add a chunk with `curation data add` first")
@@ -138,11 +152,15 @@ def retrain(settings: Settings, dataset: str, lineage: str | None = None, config
         state = _Lineage(catalog, dataset, name, infos)
         tracker.end_dead_runs()
         if state.architecture not in (None, train.arch):
-            raise CurationError(f"lineage {name!r} trains {state.architecture}, not {train.arch}",
-                                f"use --arch {state.architecture}, or start a new --lineage")
+            raise CurationError(
+                f"lineage {name!r} trains {state.architecture}, not {train.arch}",
+                f"use --arch {state.architecture}, or start a new --lineage",
+            )
         if ship and state.ship not in (None, ship):
-            raise CurationError(f"lineage {name!r} ships per {state.ship}, not per {ship}",
-                                f"use --ship {state.ship}, or start a new --lineage")
+            raise CurationError(
+                f"lineage {name!r} ships per {state.ship}, not per {ship}",
+                f"use --ship {state.ship}, or start a new --lineage",
+            )
         ship = ship or state.ship or ("batch" if config.mode == "proactive" else "model")
         for run in state.runs:  # a crashed call of this lineage (we hold its lock)
             if run.status == records.RUNNING:
@@ -167,9 +185,14 @@ def retrain(settings: Settings, dataset: str, lineage: str | None = None, config
             outcome.champion_accuracy = evaluate(champion, stream, train)
             step = len(stream.chunk_rows) - 1
             if config.mode == "proactive":  # its passes, from what the lineage's finished steps recorded
-                spend = policy.decide(config, champion, stream, len(new),
-                                      [r.params.get("spend") for r in state.runs if r.status == records.FINISHED],
-                                      seed=step)
+                spend = policy.decide(
+                    config,
+                    champion,
+                    stream,
+                    len(new),
+                    [r.params.get("spend") for r in state.runs if r.status == records.FINISHED],
+                    seed=step,
+                )
                 outcome.spend = spend.record()
                 drift = triggers.Decision(**spend.signals[0])
             else:
@@ -182,8 +205,26 @@ def retrain(settings: Settings, dataset: str, lineage: str | None = None, config
             outcome.status = "waiting"
             return outcome
         sparse = _SparseTraining.of(replica, champion, checkpoint.get("residual", {}), rho) if ship == "batch" else None
-        _train(settings, catalog, tracker, name, dataset, state, stream, new, champion, checkpoint.get("optimizer"),
-               config, train, spec, rho, ship, sparse, spend, outcome)
+        _train(
+            settings,
+            catalog,
+            tracker,
+            name,
+            dataset,
+            state,
+            stream,
+            new,
+            champion,
+            checkpoint.get("optimizer"),
+            config,
+            train,
+            spec,
+            rho,
+            ship,
+            sparse,
+            spend,
+            outcome,
+        )
         state = _Lineage(catalog, dataset, name, infos)
         outcome.champion_model_version_id = state.champion.id
         kill_point("retrain:before-publish")
@@ -192,8 +233,14 @@ def retrain(settings: Settings, dataset: str, lineage: str | None = None, config
         return outcome
 
 
-def _decide(config: ContinualConfig, state: _Lineage, stream: StreamData, new: int,
-            drift: triggers.Decision | None, champion_accuracy: float | None) -> list[triggers.Decision]:
+def _decide(
+    config: ContinualConfig,
+    state: _Lineage,
+    stream: StreamData,
+    new: int,
+    drift: triggers.Decision | None,
+    champion_accuracy: float | None,
+) -> list[triggers.Decision]:
     """Every trigger's decision on the new chunks (any one firing trains): amount, time, the KS ``drift``
     (policy.signals) and the champion's accuracy drop on the newest test chunk."""
     if state.champion is None:
@@ -201,70 +248,161 @@ def _decide(config: ContinualConfig, state: _Lineage, stream: StreamData, new: i
     if config.mode == "periodic":
         due = config.due(new)
         return [triggers.Decision(due, "schedule", f"{new} new chunks {'>=' if due else '<'} every {config.every}")]
-    last = state.last_trained if state.last_trained.tzinfo else state.last_trained.replace(tzinfo=timezone.utc)
-    return [triggers.amount(sum(len(rows) for rows in stream.chunk_rows[-new:]), config.min_samples),
-            triggers.elapsed((datetime.now(timezone.utc) - last).total_seconds(), config.every_s),
-            drift,
-            triggers.accuracy_drop(state.champion.metrics["accuracy"], champion_accuracy, len(stream.data.test),
-                                   config.max_drop)]
+    last = state.last_trained if state.last_trained.tzinfo else state.last_trained.replace(tzinfo=UTC)
+    return [
+        triggers.amount(sum(len(rows) for rows in stream.chunk_rows[-new:]), config.min_samples),
+        triggers.elapsed((datetime.now(UTC) - last).total_seconds(), config.every_s),
+        drift,
+        triggers.accuracy_drop(
+            state.champion.metrics["accuracy"], champion_accuracy, len(stream.data.test), config.max_drop
+        ),
+    ]
 
 
-def _train(settings: Settings, catalog: Catalog, tracker: Tracker, name: str, dataset: str, state: _Lineage,
-           stream: StreamData, new: list[VersionInfo], champion: torch.nn.Module | None, optimizer: dict | None,
-           config: ContinualConfig,
-           train: TrainConfig, spec: ModelSpec, rho: float, ship: str, sparse: _SparseTraining | None,
-           spend: policy.Spend | None, outcome: RetrainOutcome) -> None:
+def _train(
+    settings: Settings,
+    catalog: Catalog,
+    tracker: Tracker,
+    name: str,
+    dataset: str,
+    state: _Lineage,
+    stream: StreamData,
+    new: list[VersionInfo],
+    champion: torch.nn.Module | None,
+    optimizer: dict | None,
+    config: ContinualConfig,
+    train: TrainConfig,
+    spec: ModelSpec,
+    rho: float,
+    ship: str,
+    sparse: _SparseTraining | None,
+    spend: policy.Spend | None,
+    outcome: RetrainOutcome,
+) -> None:
     """One tracked training step; the run and its model commit together (see the module docstring)."""
     parent = state.champion.id if state.champion else None
-    params = {"lineage": name, "dataset": dataset, "chunks": [i.id for i in new], "history": sorted(state.consumed),
-              "parent_model_version_id": parent, "continual": config.model_dump(), "train": train.model_dump(),
-              "rho": rho, "ship": ship, "decisions": outcome.decisions, "spend": outcome.spend}
+    params = {
+        "lineage": name,
+        "dataset": dataset,
+        "chunks": [i.id for i in new],
+        "history": sorted(state.consumed),
+        "parent_model_version_id": parent,
+        "continual": config.model_dump(),
+        "train": train.model_dump(),
+        "rho": rho,
+        "ship": ship,
+        "decisions": outcome.decisions,
+        "spend": outcome.spend,
+    }
     run_id = records.start_run(catalog, new[-1].id, None, train.arch, params)
     registered = f"{dataset}-{name}"
     try:
         with tracker.run(name=f"retrain-{name}-{run_id}") as tracked:
             records.set_mlflow_run(catalog, run_id, tracked.run_id)
-            tracked.log_params({**config.model_dump(), **train.model_dump(), "lineage": name, "rho": rho, "ship": ship,
-                                "chunks": ",".join(str(i.id) for i in new), "parent_model_version_id": parent,
-                                "passes_spent": spend.passes if spend else None,
-                                "pass_bank": spend.bank if spend else None,
-                                "drifted": spend.drifted if spend else None})
-            tracked.set_tags({"curation.run_id": run_id, "curation.stages": name, "curation.version_id": new[-1].id,
-                              "curation.parent_model_version_id": parent})
+            tracked.log_params(
+                {
+                    **config.model_dump(),
+                    **train.model_dump(),
+                    "lineage": name,
+                    "rho": rho,
+                    "ship": ship,
+                    "chunks": ",".join(str(i.id) for i in new),
+                    "parent_model_version_id": parent,
+                    "passes_spent": spend.passes if spend else None,
+                    "pass_bank": spend.bank if spend else None,
+                    "drifted": spend.drifted if spend else None,
+                }
+            )
+            tracked.set_tags(
+                {
+                    "curation.run_id": run_id,
+                    "curation.stages": name,
+                    "curation.version_id": new[-1].id,
+                    "curation.parent_model_version_id": parent,
+                }
+            )
             if sparse:
                 sparse.model_version = f"run-{run_id}"
-            step = train_step(stream, len(new), champion, config, train, spec, step=len(stream.chunk_rows) - 1,
-                              optimizer=optimizer, callbacks=[sparse] if sparse else [],
-                              passes=spend.passes if spend else None)
+            step = train_step(
+                stream,
+                len(new),
+                champion,
+                config,
+                train,
+                spec,
+                step=len(stream.chunk_rows) - 1,
+                optimizer=optimizer,
+                callbacks=[sparse] if sparse else [],
+                passes=spend.passes if spend else None,
+            )
             promoted = outcome.champion_accuracy is None or step.accuracy >= outcome.champion_accuracy
-            summary = {"accuracy": step.accuracy, "champion_accuracy": outcome.champion_accuracy,
-                       "from_scratch": float(step.from_scratch), "promoted": float(promoted),
-                       "train_seconds": step.ledger.train_seconds, "backward_samples": step.ledger.backward_samples,
-                       "total_flops": step.ledger.total_flops}
+            summary = {
+                "accuracy": step.accuracy,
+                "champion_accuracy": outcome.champion_accuracy,
+                "from_scratch": float(step.from_scratch),
+                "promoted": float(promoted),
+                "train_seconds": step.ledger.train_seconds,
+                "backward_samples": step.ledger.backward_samples,
+                "total_flops": step.ledger.total_flops,
+            }
             tracked.log_summary(summary)
             path = run_dir(settings, run_id) / MODEL_FILE
-            save_checkpoint(path, {"arch": train.arch, "feature_shape": list(stream.data.feature_shape),
-                                   "model": step.model.state_dict(), "optimizer": step.optimizer,
-                                   **(sparse.stage(settings, path.parent) if sparse else {})})
+            save_checkpoint(
+                path,
+                {
+                    "arch": train.arch,
+                    "feature_shape": list(stream.data.feature_shape),
+                    "model": step.model.state_dict(),
+                    "optimizer": step.optimizer,
+                    **(sparse.stage(settings, path.parent) if sparse else {}),
+                },
+            )
             example = stream.data.test.features[:4].cpu().numpy()
             model = _model(train.arch, spec, step.model.state_dict())  # a CPU copy for the registry
-            registry_version = tracked.log_model(model.eval(), example, registered, tags={
-                "curation.stages": name, "curation.parent_model_version_id": parent,
-                "curation.parent_registry_version": state.champion.registry_version if state.champion else None,
-                "curation.chunks": ",".join(str(i.id) for i in new)})
+            registry_version = tracked.log_model(
+                model.eval(),
+                example,
+                registered,
+                tags={
+                    "curation.stages": name,
+                    "curation.parent_model_version_id": parent,
+                    "curation.parent_registry_version": state.champion.registry_version if state.champion else None,
+                    "curation.chunks": ",".join(str(i.id) for i in new),
+                },
+            )
             kill_point("retrain:before-finish")
             model_version_id = records.finish_run(
-                catalog, run_id, step.ledger.to_dict(), {"summary": summary},
-                {"name": registered, "path": str(path.relative_to(settings.home)), "content_hash": file_md5(path),
-                 "metrics": {"accuracy": step.accuracy, "champion_accuracy": outcome.champion_accuracy,
-                             "promoted": promoted, "test_version_id": stream.data.version_id},
-                 "registry_version": registry_version, "parent_id": parent})
+                catalog,
+                run_id,
+                step.ledger.to_dict(),
+                {"summary": summary},
+                {
+                    "name": registered,
+                    "path": str(path.relative_to(settings.home)),
+                    "content_hash": file_md5(path),
+                    "metrics": {
+                        "accuracy": step.accuracy,
+                        "champion_accuracy": outcome.champion_accuracy,
+                        "promoted": promoted,
+                        "test_version_id": stream.data.version_id,
+                    },
+                    "registry_version": registry_version,
+                    "parent_id": parent,
+                },
+            )
             tracked.set_tags({"curation.model_version_id": model_version_id})
     except BaseException:
         records.mark_failed(catalog, run_id)
         raise
-    log.info("lineage %s: model %d (parent %s) accuracy %.4f vs champion %s: %s", name, model_version_id, parent,
-             step.accuracy, outcome.champion_accuracy, "promoted" if promoted else "kept the champion")
+    log.info(
+        "lineage %s: model %d (parent %s) accuracy %.4f vs champion %s: %s",
+        name,
+        model_version_id,
+        parent,
+        step.accuracy,
+        outcome.champion_accuracy,
+        "promoted" if promoted else "kept the champion",
+    )
     outcome.status, outcome.run_id, outcome.model_version_id = "trained", run_id, model_version_id
     outcome.parent_model_version_id, outcome.accuracy, outcome.promoted = parent, step.accuracy, promoted
     outcome.registry_version, outcome.ledger = registry_version, step.ledger.to_dict()
@@ -285,8 +423,13 @@ def _replica(settings: Settings, catalog: Catalog, base: ModelVersion) -> Replic
     update that does not fit the lineage is a one-line error."""
     replica = Replica(_state(settings, base), str(base.id))
     with catalog.session() as s:
-        shipped = list(s.scalars(select(ShippedUpdate).where(ShippedUpdate.base_model_version_id == base.id)
-                                 .order_by(ShippedUpdate.sequence)))
+        shipped = list(
+            s.scalars(
+                select(ShippedUpdate)
+                .where(ShippedUpdate.base_model_version_id == base.id)
+                .order_by(ShippedUpdate.sequence)
+            )
+        )
     for row in shipped:
         replica.apply(SparseUpdate.from_bytes((settings.home / row.path).read_bytes()))
     return replica
@@ -296,8 +439,10 @@ def deployed_replica(settings: Settings, dataset: str, lineage: str = "proactive
     """What the serving side holds for a lineage: its first champion plus the sparse updates shipped since."""
     state = _Lineage(Catalog(settings.catalog), dataset, lineage, chunks(settings, dataset))
     if state.base is None:
-        raise CurationError(f"lineage {lineage!r} of {dataset!r} has deployed nothing yet",
-                            f"run `curation retrain {dataset} --lineage {lineage}` first")
+        raise CurationError(
+            f"lineage {lineage!r} of {dataset!r} has deployed nothing yet",
+            f"run `curation retrain {dataset} --lineage {lineage}` first",
+        )
     return _replica(settings, Catalog(settings.catalog), state.base)
 
 
@@ -313,29 +458,58 @@ def lineage_status(settings: Settings, dataset: str, lineage: str = "proactive")
     last = None
     if state.base is not None:
         with catalog.session() as s:
-            row = s.scalars(select(ShippedUpdate).where(ShippedUpdate.base_model_version_id == state.base.id)
-                            .order_by(ShippedUpdate.sequence.desc()).limit(1)).first()
+            row = s.scalars(
+                select(ShippedUpdate)
+                .where(ShippedUpdate.base_model_version_id == state.base.id)
+                .order_by(ShippedUpdate.sequence.desc())
+                .limit(1)
+            ).first()
         if row is not None:
-            last = {"sequence": row.sequence, "model_version_id": row.model_version_id, "rho": row.rho,
-                    "bytes": row.bytes, "dense_bytes": row.dense_bytes, "gap": row.gap,
-                    "created_at": row.created_at.isoformat()}
+            last = {
+                "sequence": row.sequence,
+                "model_version_id": row.model_version_id,
+                "rho": row.rho,
+                "bytes": row.bytes,
+                "dense_bytes": row.dense_bytes,
+                "gap": row.gap,
+                "created_at": row.created_at.isoformat(),
+            }
     finished = [r for r in state.runs if r.status == records.FINISHED]
-    return {"dataset": dataset, "lineage": lineage, "runs": len(finished),
-            "failed_runs": sum(r.status == records.FAILED for r in state.runs),
-            "policy": finished[-1].params.get("continual", {}).get("policy", "fixed") if finished else None,
-            "champion": None if champion is None else {
-                "model_version_id": champion.id, "name": champion.name, "registry_version": champion.registry_version,
-                "accuracy": champion.metrics.get("accuracy"), "test_version_id": champion.metrics.get("test_version_id"),
-                "parent_id": champion.parent_id},
-            "base_model_version_id": state.base.id if state.base else None,
-            "consumed": [i.id for i in infos if i.id in state.consumed],
-            "waiting": [i.id for i in infos if i.id not in state.consumed],
-            "last_update": last}
+    return {
+        "dataset": dataset,
+        "lineage": lineage,
+        "runs": len(finished),
+        "failed_runs": sum(r.status == records.FAILED for r in state.runs),
+        "policy": finished[-1].params.get("continual", {}).get("policy", "fixed") if finished else None,
+        "champion": None
+        if champion is None
+        else {
+            "model_version_id": champion.id,
+            "name": champion.name,
+            "registry_version": champion.registry_version,
+            "accuracy": champion.metrics.get("accuracy"),
+            "test_version_id": champion.metrics.get("test_version_id"),
+            "parent_id": champion.parent_id,
+        },
+        "base_model_version_id": state.base.id if state.base else None,
+        "consumed": [i.id for i in infos if i.id in state.consumed],
+        "waiting": [i.id for i in infos if i.id not in state.consumed],
+        "last_update": last,
+    }
 
 
-def _publish(settings: Settings, catalog: Catalog, tracker: Tracker, name: str, state: _Lineage,
-             replica: Replica | None, rho: float, stream: StreamData, train: TrainConfig,
-             spec: ModelSpec) -> dict | None:
+def _publish(
+    settings: Settings,
+    catalog: Catalog,
+    tracker: Tracker,
+    name: str,
+    state: _Lineage,
+    replica: Replica | None,
+    rho: float,
+    stream: StreamData,
+    train: TrainConfig,
+    spec: ModelSpec,
+) -> dict | None:
     """Give the champion its alias and ship it to ``replica`` (which advances), unless done; the shipped updates'
     report."""
     champion, base = state.champion, state.base
@@ -356,8 +530,9 @@ def _publish(settings: Settings, catalog: Catalog, tracker: Tracker, name: str, 
     if staged is None:  # ship="model": one update, the top-k of trained - deployed
         sender = Sparsifier.following(replica, rho)
         update = sender.update(trained, str(champion.id))
-        path = _write(settings.data_path / "sparse_updates" / name / f"{base.id}-{update.sequence:06d}.csu",
-                      update.to_bytes())
+        path = _write(
+            settings.data_path / "sparse_updates" / name / f"{base.id}-{update.sequence:06d}.csu", update.to_bytes()
+        )
         staged = [{"path": str(path.relative_to(settings.home)), "gap": sender.gap(trained)}]
     if not staged:
         return None  # a step without batches changed nothing
@@ -367,9 +542,18 @@ def _publish(settings: Settings, catalog: Catalog, tracker: Tracker, name: str, 
         payload = (settings.home / entry["path"]).read_bytes()
         update = SparseUpdate.from_bytes(payload)
         replica.apply(update)  # the lineage and the sequence are checked before anything is recorded
-        rows.append(ShippedUpdate(model_version_id=champion.id, base_model_version_id=base.id, sequence=update.sequence,
-                               rho=update.rho, path=entry["path"], bytes=len(payload), dense_bytes=dense,
-                               gap=entry["gap"]))
+        rows.append(
+            ShippedUpdate(
+                model_version_id=champion.id,
+                base_model_version_id=base.id,
+                sequence=update.sequence,
+                rho=update.rho,
+                path=entry["path"],
+                bytes=len(payload),
+                dense_bytes=dense,
+                gap=entry["gap"],
+            )
+        )
     with catalog.session() as s:
         s.add_all(rows)
     model = _model(train.arch, spec, trained)
@@ -377,14 +561,32 @@ def _publish(settings: Settings, catalog: Catalog, tracker: Tracker, name: str, 
     model.load_state_dict(replica.state)
     deployed_accuracy = evaluate(model, stream, train)
     sent = sum(r.bytes for r in rows)
-    report = {"first_sequence": rows[0].sequence, "sequence": rows[-1].sequence, "updates": len(rows),
-              "model_version_id": champion.id, "base_model_version_id": base.id, "rho": rows[-1].rho,
-              "bytes": sent, "dense_bytes": dense, "bytes_ratio": sent / len(rows) / dense, "gap": rows[-1].gap,
-              "path": str(settings.home / rows[-1].path), "trained_accuracy": trained_accuracy,
-              "deployed_accuracy": deployed_accuracy, "accuracy_gap": trained_accuracy - deployed_accuracy}
-    log.info("lineage %s: shipped updates %d-%d (%d bytes, %.4f%% of dense per update), trained %.4f vs deployed "
-             "%.4f", name, rows[0].sequence, rows[-1].sequence, sent, 100 * report["bytes_ratio"], trained_accuracy,
-             deployed_accuracy)
+    report = {
+        "first_sequence": rows[0].sequence,
+        "sequence": rows[-1].sequence,
+        "updates": len(rows),
+        "model_version_id": champion.id,
+        "base_model_version_id": base.id,
+        "rho": rows[-1].rho,
+        "bytes": sent,
+        "dense_bytes": dense,
+        "bytes_ratio": sent / len(rows) / dense,
+        "gap": rows[-1].gap,
+        "path": str(settings.home / rows[-1].path),
+        "trained_accuracy": trained_accuracy,
+        "deployed_accuracy": deployed_accuracy,
+        "accuracy_gap": trained_accuracy - deployed_accuracy,
+    }
+    log.info(
+        "lineage %s: shipped updates %d-%d (%d bytes, %.4f%% of dense per update), trained %.4f vs deployed %.4f",
+        name,
+        rows[0].sequence,
+        rows[-1].sequence,
+        sent,
+        100 * report["bytes_ratio"],
+        trained_accuracy,
+        deployed_accuracy,
+    )
     return report
 
 
@@ -404,15 +606,19 @@ class _SparseTraining(SparseTraining):
         self.updates: list[tuple[int, bytes, float]] = []  # sequence, payload, gap after it
 
     @classmethod
-    def of(cls, replica: Replica | None, model: torch.nn.Module | None, carried: dict[str, torch.Tensor],
-           rho: float) -> _SparseTraining | None:
+    def of(
+        cls, replica: Replica | None, model: torch.nn.Module | None, carried: dict[str, torch.Tensor], rho: float
+    ) -> _SparseTraining | None:
         """Sparse training of the champion ``model`` with its checkpoint's residual ``carried``; None without a
         champion: the first model trains from scratch and is deployed in full."""
         if model is None:
             return None
         sender = Sparsifier(rho, replica.base_version, carry=True).start(replica.state, replica.sequence)
-        sender.residual = {k: v.detach().cpu().float().reshape(-1) - replica.state[k].float().reshape(-1)
-                           + carried.get(k, 0) for k, v in model.state_dict().items() if v.is_floating_point()}
+        sender.residual = {
+            k: v.detach().cpu().float().reshape(-1) - replica.state[k].float().reshape(-1) + carried.get(k, 0)
+            for k, v in model.state_dict().items()
+            if v.is_floating_point()
+        }
         model.load_state_dict(replica.state)
         return cls(sender)
 
@@ -421,6 +627,11 @@ class _SparseTraining(SparseTraining):
 
     def stage(self, settings: Settings, folder: Path) -> dict:
         """Write the updates into ``folder``/updates; the checkpoint entries that point to them and the residual."""
-        staged = [{"path": str(_write(folder / "updates" / f"{sequence:06d}.csu", payload).relative_to(settings.home)),
-                   "gap": gap} for sequence, payload, gap in self.updates]
+        staged = [
+            {
+                "path": str(_write(folder / "updates" / f"{sequence:06d}.csu", payload).relative_to(settings.home)),
+                "gap": gap,
+            }
+            for sequence, payload, gap in self.updates
+        ]
         return {"updates": staged, "residual": {k: v.cpu() for k, v in self.sender.residual.items()}}

@@ -81,8 +81,10 @@ def build_table(
         sorted_ids = sample_ids[order]
     dup = sorted_ids[1:] == sorted_ids[:-1]
     if dup.any():
-        raise CurationError(f"{what} has duplicate sample ids (first: {int(sorted_ids[1:][dup][0])})",
-                            "make sample ids unique or omit them to number rows 0..N-1")
+        raise CurationError(
+            f"{what} has duplicate sample ids (first: {int(sorted_ids[1:][dup][0])})",
+            "make sample ids unique or omit them to number rows 0..N-1",
+        )
     shape = list(feature_shape) if feature_shape else [d]
     if int(np.prod(shape)) != d:
         raise CurationError(f"feature shape {shape} does not hold {d} features", "fix the feature shape")
@@ -98,14 +100,19 @@ def build_table(
         names, codes = np.unique(np.asarray(split).astype(str), return_inverse=True)
         unknown = sorted(set(names.tolist()) - set(SPLITS))
         if unknown:
-            raise CurationError(f"{what} has split names {unknown[:5]} (allowed: {', '.join(SPLITS)})",
-                                "name each row's split 'train' or 'test', or omit the split column")
-        columns["split"] = pa.DictionaryArray.from_arrays(pa.array(codes[order].astype(np.int32)),
-                                                          pa.array(names.tolist(), pa.string()))
+            raise CurationError(
+                f"{what} has split names {unknown[:5]} (allowed: {', '.join(SPLITS)})",
+                "name each row's split 'train' or 'test', or omit the split column",
+            )
+        columns["split"] = pa.DictionaryArray.from_arrays(
+            pa.array(codes[order].astype(np.int32)), pa.array(names.tolist(), pa.string())
+        )
     if chunk is not None:
         columns["chunk"] = pa.array(np.asarray(chunk)[order].astype(np.int32), pa.int32())
     table = pa.table(columns)
-    return table.replace_schema_metadata({MANIFEST_KEY: json.dumps(manifest(table, shape, class_names, transform)).encode()})
+    return table.replace_schema_metadata(
+        {MANIFEST_KEY: json.dumps(manifest(table, shape, class_names, transform)).encode()}
+    )
 
 
 def _feature_values(features: np.ndarray, n: int, sample_ids: np.ndarray, what: str) -> np.ndarray:
@@ -116,8 +123,10 @@ def _feature_values(features: np.ndarray, n: int, sample_ids: np.ndarray, what: 
         raise CurationError(f"{what} has {features.shape[0]} feature rows but {n} labels", "give one label per row")
     if features.shape[1] == 0:
         raise CurationError(f"{what} has no feature columns", "name the feature columns or add numeric columns")
-    if not (np.issubdtype(features.dtype, np.number) and not np.issubdtype(features.dtype, np.complexfloating)) \
-            or features.dtype == np.bool_:
+    if (
+        not (np.issubdtype(features.dtype, np.number) and not np.issubdtype(features.dtype, np.complexfloating))
+        or features.dtype == np.bool_
+    ):
         raise CurationError(f"{what} has non-numeric features ({features.dtype})", "give numeric feature columns only")
     with np.errstate(over="ignore", invalid="ignore"):
         values = features.astype(np.float32, copy=False)
@@ -140,16 +149,22 @@ def encode_labels(labels: np.ndarray, sample_ids: np.ndarray, what: str) -> tupl
         elif kinds <= {int, np.int64}:
             labels = labels.astype(np.int64)
         else:
-            raise CurationError(f"{what} has labels of mixed types ({', '.join(sorted(k.__name__ for k in kinds))})",
-                                "give labels that are all integers or all strings")
+            raise CurationError(
+                f"{what} has labels of mixed types ({', '.join(sorted(k.__name__ for k in kinds))})",
+                "give labels that are all integers or all strings",
+            )
     if labels.dtype.kind == "f":
-        raise CurationError(f"{what} has labels of type {labels.dtype}, not integers or names",
-                            "give class names (strings) or integer labels")
+        raise CurationError(
+            f"{what} has labels of type {labels.dtype}, not integers or names",
+            "give class names (strings) or integer labels",
+        )
     if labels.dtype.kind in "iu":
         out_of_range = (labels < INT32.min) | (labels > INT32.max)
         if out_of_range.any():
-            raise CurationError(f"{what} has labels outside int32 (first: sample_id "
-                                f"{_first_bad(sample_ids, out_of_range)})", "encode labels as small integers")
+            raise CurationError(
+                f"{what} has labels outside int32 (first: sample_id {_first_bad(sample_ids, out_of_range)})",
+                "encode labels as small integers",
+            )
         if labels.min() >= 0:  # already class indices
             return labels.astype(np.int32), list(range(int(labels.max()) + 1))
     if labels.dtype.kind not in "iubUS":
@@ -158,8 +173,9 @@ def encode_labels(labels: np.ndarray, sample_ids: np.ndarray, what: str) -> tupl
     return codes.astype(np.int32), [v.item() if isinstance(v, np.generic) else v for v in names.tolist()]
 
 
-def manifest(table: pa.Table, feature_shape: Sequence[int], class_names: Sequence | None = None,
-             transform: dict | None = None) -> dict:
+def manifest(
+    table: pa.Table, feature_shape: Sequence[int], class_names: Sequence | None = None, transform: dict | None = None
+) -> dict:
     """What a version is: rows, schema, classes, feature shape and split sizes (the hash comes from DVC)."""
     labels = table.column("label").to_numpy()
     splits = {}

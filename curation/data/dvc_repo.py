@@ -101,9 +101,11 @@ def dvc_track(home: Path, path: Path, patience_s: float = PATIENCE_S) -> str:
                 return dvc_hash(path)
             except LockError:
                 if time.monotonic() > deadline:
-                    raise CurationError(f"the DVC repository in {home} stayed locked for {patience_s:.0f} s",
-                                        "wait for the other DVC command to finish, or remove .dvc/tmp/lock "
-                                        "if no DVC process is running") from None
+                    raise CurationError(
+                        f"the DVC repository in {home} stayed locked for {patience_s:.0f} s",
+                        "wait for the other DVC command to finish, or remove .dvc/tmp/lock "
+                        "if no DVC process is running",
+                    ) from None
                 time.sleep(delay)
                 delay = min(delay * 2, 2.0)
 
@@ -125,8 +127,10 @@ def set_remote(home: Path, url: str) -> str:
     try:
         get_cloud_fs({}, url=url)  # a known scheme whose plugin is installed
     except (ImportError, DvcException) as exc:
-        raise CurationError(f"DVC cannot use remote {url!r}: {str(exc).splitlines()[0]}",
-                            "install the plugin it names (e.g. pip install dvc-s3) or give a folder") from None
+        raise CurationError(
+            f"DVC cannot use remote {url!r}: {str(exc).splitlines()[0]}",
+            "install the plugin it names (e.g. pip install dvc-s3) or give a folder",
+        ) from None
     with _dvc_queue(home, "remote add"), _quiet_dvc(), Repo(str(home)) as repo, repo.config.edit() as conf:
         conf["remote"][REMOTE] = {"url": url}
         conf["core"]["remote"] = REMOTE
@@ -155,8 +159,10 @@ def _transfer(home: Path, path: Path, verb: str) -> None:
                 getattr(repo, verb)(targets=[str(path)])
         except (DvcException, OSError) as exc:  # OSError: a local remote that is not a writable folder
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-            raise CurationError(f"dvc {verb} of {path.name} to/from remote {default_remote(home)!r} failed: {first}",
-                                f"check the remote (`dvc remote list`), then run `dvc {verb} {path}.dvc`") from None
+            raise CurationError(
+                f"dvc {verb} of {path.name} to/from remote {default_remote(home)!r} failed: {first}",
+                f"check the remote (`dvc remote list`), then run `dvc {verb} {path}.dvc`",
+            ) from None
 
 
 def dvc_push(home: Path, path: Path) -> None:

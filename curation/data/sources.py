@@ -49,8 +49,11 @@ def mnist1d(samples: int = 5000, seed: int = 42, train_split: float = 0.8) -> Lo
         feature_shape=[1, data["x"].shape[1]],
         what="mnist1d",
     )
-    return Loaded(table, {"kind": "mnist1d", "samples": int(samples), "seed": int(seed),
-                          "train_split": float(train_split)}, "mnist1d")
+    return Loaded(
+        table,
+        {"kind": "mnist1d", "samples": int(samples), "seed": int(seed), "train_split": float(train_split)},
+        "mnist1d",
+    )
 
 
 def digits(seed: int = 0, test_fraction: float = TEST_FRACTION) -> Loaded:
@@ -75,14 +78,16 @@ def stratified_split(labels: np.ndarray, test_fraction: float, seed: int) -> np.
     names, codes = np.unique(labels.astype(str) if labels.dtype.kind == "O" else labels, return_inverse=True)
     for c in range(len(names)):
         rows = rng.permutation(np.flatnonzero(codes == c))
-        split[rows[:min(int(np.floor(test_fraction * len(rows) + 0.5)), len(rows) - 1)]] = "test"
+        split[rows[: min(int(np.floor(test_fraction * len(rows) + 0.5)), len(rows) - 1)]] = "test"
     return split
 
 
 def check_held_out(split: np.ndarray, test_fraction: float, what: str) -> None:
     if not (split == "test").any():
-        raise CurationError(f"{what} has too few rows to hold out a test fraction of {test_fraction}",
-                            "add more rows, raise --test-fraction, or give a split column")
+        raise CurationError(
+            f"{what} has too few rows to hold out a test fraction of {test_fraction}",
+            "add more rows, raise --test-fraction, or give a split column",
+        )
 
 
 def _read_file(path: Path) -> pa.Table:
@@ -109,11 +114,14 @@ def _numeric_column(table: pa.Table, name: str, path: Path) -> np.ndarray:
     if pa.types.is_null(column.type):
         raise CurationError(f"column {name!r} in {path} is empty", "drop it or fill it with numbers")
     if not (pa.types.is_integer(column.type) or pa.types.is_floating(column.type)):
-        raise CurationError(f"feature column {name!r} in {path} is {column.type}, not numeric",
-                            "give numeric feature columns only (use --feature-columns to pick them)")
+        raise CurationError(
+            f"feature column {name!r} in {path} is {column.type}, not numeric",
+            "give numeric feature columns only (use --feature-columns to pick them)",
+        )
     if column.null_count:
-        raise CurationError(f"feature column {name!r} in {path} has {column.null_count} missing values",
-                            "fill or drop those rows")
+        raise CurationError(
+            f"feature column {name!r} in {path} has {column.null_count} missing values", "fill or drop those rows"
+        )
     return column.to_numpy()
 
 
@@ -137,8 +145,10 @@ def from_file(
     names = table.column_names
     for col in [label_column, id_column, split_column, *(feature_columns or [])]:
         if col is not None and col not in names:
-            raise CurationError(f"column {col!r} not found in {path} (columns: {', '.join(names[:20])})",
-                                "name an existing column with --label-column / --feature-columns / --id-column")
+            raise CurationError(
+                f"column {col!r} not found in {path} (columns: {', '.join(names[:20])})",
+                "name an existing column with --label-column / --feature-columns / --id-column",
+            )
     labels = _labels(table, label_column, path)
     reserved = {label_column, id_column, split_column}
     list_features = "features" in names and _is_list(table.column("features").type)
@@ -157,8 +167,10 @@ def from_file(
     if split_column:
         column = table.column(split_column)
         if column.null_count:
-            raise CurationError(f"split column {split_column!r} in {path} has {column.null_count} missing values",
-                                "name every row's split 'train' or 'test'")
+            raise CurationError(
+                f"split column {split_column!r} in {path} has {column.null_count} missing values",
+                "name every row's split 'train' or 'test'",
+            )
         split = column.to_numpy(zero_copy_only=False).astype(str)
     made_split = split is None
     if made_split:
@@ -166,8 +178,14 @@ def from_file(
     ids = table.column(id_column).to_numpy() if id_column else None
     if ids is None and "sample_id" in names:
         ids = table.column("sample_id").to_numpy()
-    source = {"kind": "file", "path": str(path.resolve()), "label_column": label_column,
-              "feature_columns": feature_columns, "id_column": id_column, "split_column": split_column}
+    source = {
+        "kind": "file",
+        "path": str(path.resolve()),
+        "label_column": label_column,
+        "feature_columns": feature_columns,
+        "id_column": id_column,
+        "split_column": split_column,
+    }
     if made_split:
         source |= {"test_fraction": float(test_fraction), "split_seed": int(seed)}
     if images:
@@ -176,8 +194,15 @@ def from_file(
             raise CurationError(f"image column in {path} has {column.null_count} missing images", "drop those rows")
         where = [f"in row {i} of {path}" for i in range(len(column))]
         transform = image_transform(column.to_pylist(), where, split, image_size)
-        built = build_table(column, labels, sample_ids=ids, split=split, what=str(path), transform=transform,
-                            feature_shape=[transform["channels"], *transform["size"]])
+        built = build_table(
+            column,
+            labels,
+            sample_ids=ids,
+            split=split,
+            what=str(path),
+            transform=transform,
+            feature_shape=[transform["channels"], *transform["size"]],
+        )
         if made_split:
             check_held_out(split, test_fraction, str(path))
         return Loaded(built, source | {"image_size": image_size}, path.stem)
@@ -196,19 +221,24 @@ def _labels(table: pa.Table, label_column: str, path: Path) -> np.ndarray:
     """The label column as integers or class names; a one-line error for missing values or other types."""
     column = table.column(label_column)
     if column.null_count:
-        raise CurationError(f"label column {label_column!r} in {path} has {column.null_count} missing values",
-                            "fill or drop those rows")
+        raise CurationError(
+            f"label column {label_column!r} in {path} has {column.null_count} missing values", "fill or drop those rows"
+        )
     if pa.types.is_dictionary(column.type):
         column = column.cast(column.type.value_type)
-    if not (pa.types.is_integer(column.type) or pa.types.is_string(column.type)
-            or pa.types.is_large_string(column.type)):
-        raise CurationError(f"label column {label_column!r} in {path} is {column.type}, not integers or names",
-                            "give class names (strings) or integer labels")
+    if not (
+        pa.types.is_integer(column.type) or pa.types.is_string(column.type) or pa.types.is_large_string(column.type)
+    ):
+        raise CurationError(
+            f"label column {label_column!r} in {path} is {column.type}, not integers or names",
+            "give class names (strings) or integer labels",
+        )
     return column.to_numpy(zero_copy_only=False)
 
 
-def from_folder(path: str | Path, test_fraction: float = TEST_FRACTION, seed: int = 0,
-                image_size: list[int] | None = None) -> Loaded:
+def from_folder(
+    path: str | Path, test_fraction: float = TEST_FRACTION, seed: int = 0, image_size: list[int] | None = None
+) -> Loaded:
     """A folder of images, one subfolder per class (the subfolder's name is the class name); files in sorted
     order, numbered 0..N-1 class by class."""
     path = Path(path)
@@ -227,10 +257,21 @@ def from_folder(path: str | Path, test_fraction: float = TEST_FRACTION, seed: in
     blobs = [f.read_bytes() for f in files]
     transform = image_transform(blobs, [str(f.relative_to(path)) for f in files], split, image_size)
     check_held_out(split, test_fraction, str(path))
-    table = build_table(pa.array(blobs, pa.binary()), labels, split=split, what=str(path), transform=transform,
-                        feature_shape=[transform["channels"], *transform["size"]])
-    source = {"kind": "image-folder", "path": str(path.resolve()), "test_fraction": float(test_fraction),
-              "split_seed": int(seed), "image_size": image_size}
+    table = build_table(
+        pa.array(blobs, pa.binary()),
+        labels,
+        split=split,
+        what=str(path),
+        transform=transform,
+        feature_shape=[transform["channels"], *transform["size"]],
+    )
+    source = {
+        "kind": "image-folder",
+        "path": str(path.resolve()),
+        "test_fraction": float(test_fraction),
+        "split_seed": int(seed),
+        "image_size": image_size,
+    }
     return Loaded(table, source, path.name)
 
 
@@ -248,7 +289,9 @@ def _list_features(column: pa.ChunkedArray, path: Path) -> np.ndarray:
         raise CurationError(f"features in {path} have {array.null_count} missing rows", "fill or drop those rows")
     lengths = None if pa.types.is_fixed_size_list(array.type) else np.asarray(array.value_lengths())
     if lengths is not None and (lengths != lengths[0]).any():
-        raise CurationError(f"feature lists in {path} have different lengths", "give every row the same number of features")
+        raise CurationError(
+            f"feature lists in {path} have different lengths", "give every row the same number of features"
+        )
     values = array.flatten()
     if not (pa.types.is_integer(values.type) or pa.types.is_floating(values.type)):
         raise CurationError(f"features in {path} are {values.type}, not numeric", "give numeric features")
@@ -260,6 +303,7 @@ def _list_features(column: pa.ChunkedArray, path: Path) -> np.ndarray:
 def load(source: str, **options) -> Loaded:
     """Dispatch on the source name: 'mnist1d', 'digits', 'mnist1d-drift' (option ``step``: which chunk), a folder
     of images, or a file path."""
+
     def given(*keys):
         return {k: v for k, v in options.items() if k in keys and v is not None}
 
@@ -273,5 +317,16 @@ def load(source: str, **options) -> Loaded:
         return digits(**given("seed", "test_fraction"))
     if Path(source).is_dir():
         return from_folder(source, **given("test_fraction", "seed", "image_size"))
-    return from_file(source, **given("label_column", "feature_columns", "id_column", "split_column", "test_fraction",
-                                     "seed", "image_size", "standardize"))
+    return from_file(
+        source,
+        **given(
+            "label_column",
+            "feature_columns",
+            "id_column",
+            "split_column",
+            "test_fraction",
+            "seed",
+            "image_size",
+            "standardize",
+        ),
+    )

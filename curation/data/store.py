@@ -75,8 +75,14 @@ def stage(table: pa.Table, data_dir: Path) -> Staged:
         with open(path, "wb") as raw:
             sink = _HashingSink(raw)
             # lz4: reads ~4x faster than zstd at ~10% more bytes; training reads far more often than it writes
-            pq.write_table(table, sink, row_group_size=ROW_GROUP_SIZE, compression="lz4",
-                           use_dictionary=["split"], write_statistics=["sample_id"])
+            pq.write_table(
+                table,
+                sink,
+                row_group_size=ROW_GROUP_SIZE,
+                compression="lz4",
+                use_dictionary=["split"],
+                write_statistics=["sample_id"],
+            )
         return Staged(path, sink.digest.hexdigest(), read_manifest(table.schema))
     except BaseException:
         path.unlink(missing_ok=True)
@@ -114,8 +120,9 @@ class VersionReader:
         self._stored = "image" if self.images else "features"
         self.num_rows = self._file.metadata.num_rows
         self._ids: np.ndarray | None = None
-        self._group_starts = np.cumsum([0] + [self._file.metadata.row_group(i).num_rows
-                                              for i in range(self._file.num_row_groups)])
+        self._group_starts = np.cumsum(
+            [0] + [self._file.metadata.row_group(i).num_rows for i in range(self._file.num_row_groups)]
+        )
 
     @property
     def sample_ids(self) -> np.ndarray:
@@ -131,8 +138,10 @@ class VersionReader:
         pos_clipped = np.minimum(pos, self.num_rows - 1)
         missing = self.sample_ids[pos_clipped] != ids
         if missing.any():
-            raise CurationError(f"{int(missing.sum())} sample ids are not in this version (first: {int(ids[missing][0])})",
-                                "select ids from this version only")
+            raise CurationError(
+                f"{int(missing.sum())} sample ids are not in this version (first: {int(ids[missing][0])})",
+                "select ids from this version only",
+            )
         return pos_clipped
 
     def take(self, sample_ids, columns: list[str] | None = None) -> pa.Table:
@@ -159,8 +168,9 @@ class VersionReader:
         table = self._file.read(columns=self._columns(wanted))
         if split is not None:
             if "split" not in table.column_names:
-                raise CurationError(f"version has no split column, cannot select split {split!r}",
-                                    "add the data with a split column")
+                raise CurationError(
+                    f"version has no split column, cannot select split {split!r}", "add the data with a split column"
+                )
             table = table.filter(pc.equal(table.column("split"), split))
         table = transforms.apply(table, self.transform)
         return table.select(columns) if columns else table

@@ -28,8 +28,9 @@ ORIGINAL_ID = "original_sample_id"  # a renumbered chunk's source ids
 OPTIONAL = {"chunk", ORIGINAL_ID}  # columns a chunk may have or lack
 
 
-def drifting_mnist1d(chunk: int, samples: int = 2000, seed: int = 0, drift: float = 1.0,
-                     test_fraction: float = 0.2) -> Loaded:
+def drifting_mnist1d(
+    chunk: int, samples: int = 2000, seed: int = 0, drift: float = 1.0, test_fraction: float = 0.2
+) -> Loaded:
     """MNIST-1D chunk ``chunk`` with drift growing over chunks: more noise, more shear, shifting class priors.
 
     Each chunk holds ``samples`` rows, a ``test_fraction`` of them in its own test split.
@@ -56,10 +57,18 @@ def drifting_mnist1d(chunk: int, samples: int = 2000, seed: int = 0, drift: floa
     rows = rng.choice(len(pool["y"]), size=samples, replace=False, p=weights / weights.sum())
     split = np.where(rng.random(samples) < test_fraction, "test", "train")
     ids = chunk * ID_STRIDE + np.arange(samples, dtype=np.int64)
-    table = build_table(pool["x"][rows], pool["y"][rows], sample_ids=ids, split=split,
-                        chunk=np.full(samples, chunk), feature_shape=[1, pool["x"].shape[1]], what=f"chunk {chunk}")
-    return Loaded(table, {"kind": "drifting-mnist1d", "chunk": chunk, "samples": samples, "seed": seed,
-                          "drift": drift}, "stream")
+    table = build_table(
+        pool["x"][rows],
+        pool["y"][rows],
+        sample_ids=ids,
+        split=split,
+        chunk=np.full(samples, chunk),
+        feature_shape=[1, pool["x"].shape[1]],
+        what=f"chunk {chunk}",
+    )
+    return Loaded(
+        table, {"kind": "drifting-mnist1d", "chunk": chunk, "samples": samples, "seed": seed, "drift": drift}, "stream"
+    )
 
 
 def chunks(settings: Settings, dataset: str) -> list[VersionInfo]:
@@ -82,23 +91,38 @@ def add_chunk(settings: Settings, dataset: str, loaded: Loaded, renumber: bool =
         loaded = Loaded(table, loaded.source, loaded.default_name)
     staged = stage_version(settings, loaded)
     try:
-        same = next((v for v in so_far if staged.content_hash in (v.content_hash, v.source.get("renumbered", {})
-                                                                   .get("original_content_hash"))), None)
+        same = next(
+            (
+                v
+                for v in so_far
+                if staged.content_hash in (v.content_hash, v.source.get("renumbered", {}).get("original_content_hash"))
+            ),
+            None,
+        )
         if same is not None:
-            raise CurationError(f"this chunk is already registered as version {same.id} of {dataset!r}",
-                                "send only new data")
+            raise CurationError(
+                f"this chunk is already registered as version {same.id} of {dataset!r}", "send only new data"
+            )
         taken = [VersionReader(settings.home / v.path).sample_ids for v in so_far]
         ids = table.column("sample_id").to_numpy()
         clash = np.intersect1d(ids, np.concatenate(taken)) if taken else ids[:0]
         source = loaded.source
         if len(clash) and not renumber:
-            raise CurationError(f"{len(clash)} sample ids of this chunk (first: {int(clash[0])}) are already in "
-                                f"data set {dataset!r}", "add it with --chunk to give it fresh ids (the source's ids "
-                                                         f"are kept in {ORIGINAL_ID})")
+            raise CurationError(
+                f"{len(clash)} sample ids of this chunk (first: {int(clash[0])}) are already in data set {dataset!r}",
+                f"add it with --chunk to give it fresh ids (the source's ids are kept in {ORIGINAL_ID})",
+            )
         if len(clash):
             first = int(max(t.max() for t in taken if len(t))) + 1
-            source = {**source, "renumbered": {"original_content_hash": staged.content_hash, "first_id": first,
-                                               "column": ORIGINAL_ID, "colliding": len(clash)}}
+            source = {
+                **source,
+                "renumbered": {
+                    "original_content_hash": staged.content_hash,
+                    "first_id": first,
+                    "column": ORIGINAL_ID,
+                    "colliding": len(clash),
+                },
+            }
             staged.discard()
             staged = stage_version(settings, Loaded(_renumbered(table, first), source, loaded.default_name))
     except BaseException:
@@ -106,8 +130,9 @@ def add_chunk(settings: Settings, dataset: str, loaded: Loaded, renumber: bool =
         raise
     info = register(settings, staged, dataset, source, parent=str(so_far[-1].id) if so_far else None)
     if not info.created:
-        raise CurationError(f"this chunk is already registered as version {info.id} of {dataset!r}",
-                            "send only new data")
+        raise CurationError(
+            f"this chunk is already registered as version {info.id} of {dataset!r}", "send only new data"
+        )
     return info
 
 
@@ -117,13 +142,17 @@ def _check_fits(table: pa.Table, dataset: str, so_far: list[VersionInfo]) -> Non
     width = table.schema.field("features").type.list_size
     columns, expected = set(table.column_names) - OPTIONAL, set(last.schema_columns) - OPTIONAL
     if width != last.num_features or columns != expected:
-        raise CurationError(f"chunk schema ({width} features, columns {sorted(columns)}) differs from data set "
-                            f"{dataset!r} ({last.num_features} features, {sorted(expected)})",
-                            "send chunks with the data set's schema")
+        raise CurationError(
+            f"chunk schema ({width} features, columns {sorted(columns)}) differs from data set "
+            f"{dataset!r} ({last.num_features} features, {sorted(expected)})",
+            "send chunks with the data set's schema",
+        )
     new_classes = sorted(set(np.unique(table.column("label").to_numpy()).tolist()) - set(so_far[0].classes))
     if new_classes:
-        raise CurationError(f"chunk has classes {new_classes} that data set {dataset!r} does not have "
-                            f"({so_far[0].classes})", "send chunks with the data set's classes only")
+        raise CurationError(
+            f"chunk has classes {new_classes} that data set {dataset!r} does not have ({so_far[0].classes})",
+            "send chunks with the data set's classes only",
+        )
 
 
 def _renumbered(table: pa.Table, first: int) -> pa.Table:
@@ -131,8 +160,10 @@ def _renumbered(table: pa.Table, first: int) -> pa.Table:
     ids = table.column("sample_id")
     fresh = pa.array(np.arange(first, first + table.num_rows, dtype=np.int64), pa.int64())
     shape = read_manifest(table.schema)["feature_shape"]
-    return _with_manifest(table.set_column(table.schema.get_field_index("sample_id"), "sample_id", fresh)
-                          .append_column(ORIGINAL_ID, ids), shape)
+    return _with_manifest(
+        table.set_column(table.schema.get_field_index("sample_id"), "sample_id", fresh).append_column(ORIGINAL_ID, ids),
+        shape,
+    )
 
 
 def _with_manifest(table: pa.Table, feature_shape: list) -> pa.Table:

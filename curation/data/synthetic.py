@@ -27,8 +27,9 @@ def _split(x: np.ndarray, y: np.ndarray, train_split: float):
 
 def _labels(rng: np.random.Generator, samples: int, classes: int) -> np.ndarray:
     if samples < 2 or classes < 2:
-        raise CurationError(f"synthetic data needs at least 2 samples and 2 classes, got {samples} and {classes}",
-                            "ask for more")
+        raise CurationError(
+            f"synthetic data needs at least 2 samples and 2 classes, got {samples} and {classes}", "ask for more"
+        )
     return rng.permutation(np.arange(samples) % classes).astype(np.int64)
 
 
@@ -42,8 +43,9 @@ def _smooth(values: np.ndarray, width: float, axis: int = -1) -> np.ndarray:
     return np.fft.irfft(np.fft.rfft(values, axis=axis) * kernel, n=n, axis=axis)
 
 
-def sequences(samples: int = 5000, seed: int = 0, length: int = 40, classes: int = 10,
-              train_split: float = 0.8) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+def sequences(
+    samples: int = 5000, seed: int = 0, length: int = 40, classes: int = 10, train_split: float = 0.8
+) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
     """MNIST-1D-like sequences shaped [1, length] (see the module docstring)."""
     templates = _smooth(np.random.default_rng(TEMPLATE_SEED).normal(size=(classes, TEMPLATE_POINTS)), 1.0)
     templates /= np.abs(templates).max(axis=1, keepdims=True)
@@ -61,8 +63,13 @@ def sequences(samples: int = 5000, seed: int = 0, length: int = 40, classes: int
     return _split(x[:, None, :].astype(np.float32), y, train_split)
 
 
-def images(samples: int = 5000, seed: int = 0, shape: tuple[int, int, int] = (3, 32, 32), classes: int = 10,
-           train_split: float = 0.8) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+def images(
+    samples: int = 5000,
+    seed: int = 0,
+    shape: tuple[int, int, int] = (3, 32, 32),
+    classes: int = 10,
+    train_split: float = 0.8,
+) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
     """Small [C, H, W] images (see the module docstring)."""
     c, h, w = shape
     patterns = np.random.default_rng(TEMPLATE_SEED).normal(size=(classes, c, h, w))
@@ -73,7 +80,8 @@ def images(samples: int = 5000, seed: int = 0, shape: tuple[int, int, int] = (3,
     shift_h, shift_w = rng.integers(-h // 8, h // 8 + 1, size=samples), rng.integers(-w // 8, w // 8 + 1, size=samples)
     rows = (np.arange(h)[None, :] - shift_h[:, None]) % h
     cols = (np.arange(w)[None, :] - shift_w[:, None]) % w
-    x = patterns[y[:, None, None, None], np.arange(c)[None, :, None, None], rows[:, None, :, None],
-                 cols[:, None, None, :]]
+    x = patterns[
+        y[:, None, None, None], np.arange(c)[None, :, None, None], rows[:, None, :, None], cols[:, None, None, :]
+    ]
     x = x * rng.uniform(0.6, 1.4, size=(samples, 1, 1, 1)) + 4.0 * rng.normal(size=x.shape)
     return _split(x.astype(np.float32), y, train_split)

@@ -32,8 +32,10 @@ def fit_standardize(values: np.ndarray, split: Sequence[str] | np.ndarray | None
     """Per-feature mean and std of the train split (all rows without a split); constant features keep std 1."""
     train = values if split is None else values[np.asarray(split).astype(str) == "train"]
     if len(train) == 0:
-        raise CurationError("the train split is empty: nothing to fit the standardization on",
-                            "give the data some rows in the 'train' split")
+        raise CurationError(
+            "the train split is empty: nothing to fit the standardization on",
+            "give the data some rows in the 'train' split",
+        )
     with np.errstate(all="ignore"):  # non-finite values are refused by build_table, with the row
         mean = train.mean(axis=0, dtype=np.float64).astype(np.float32)
         std = train.std(axis=0, dtype=np.float64).astype(np.float32)
@@ -65,8 +67,9 @@ def _pixels(image, channels: int, size: Sequence[int]) -> np.ndarray:
     return array[None] if channels == 1 else array.transpose(2, 0, 1)
 
 
-def image_transform(blobs: Iterable[bytes], names: Sequence[str], split: np.ndarray | None,
-                    size: Sequence[int] | None = None) -> dict:
+def image_transform(
+    blobs: Iterable[bytes], names: Sequence[str], split: np.ndarray | None, size: Sequence[int] | None = None
+) -> dict:
     """Check every image decodes (and has one size unless ``size`` resizes them) and fit the normalization.
 
     ``names`` say where each image came from (a file or a row) for the one-line errors.
@@ -80,19 +83,21 @@ def image_transform(blobs: Iterable[bytes], names: Sequence[str], split: np.ndar
         sizes.add((image.height, image.width))
         if size is None and len(sizes) > 1:
             found = ", ".join(f"{w}x{h}" for h, w in sorted(sizes))
-            raise CurationError(f"images have different sizes ({found}; first odd one: {name})",
-                                "resize them with --image-size HEIGHTxWIDTH")
+            raise CurationError(
+                f"images have different sizes ({found}; first odd one: {name})",
+                "resize them with --image-size HEIGHTxWIDTH",
+            )
     shape = [int(s) for s in (size or next(iter(sizes)))]
     base = {"kind": "image", "channels": channels, "size": shape, "mean": [0.0] * channels, "std": [1.0] * channels}
     train = [b for b, s in zip(blobs, split if split is not None else ["train"] * len(blobs)) if s == "train"]
     total, total_sq, count = np.zeros(channels), np.zeros(channels), 0
     for lo in range(0, len(train), DECODE_BATCH):
-        x = decode(train[lo:lo + DECODE_BATCH], base).astype(np.float64)
+        x = decode(train[lo : lo + DECODE_BATCH], base).astype(np.float64)
         total += x.sum(axis=(0, 2, 3))
-        total_sq += (x ** 2).sum(axis=(0, 2, 3))
+        total_sq += (x**2).sum(axis=(0, 2, 3))
         count += x.shape[0] * x.shape[2] * x.shape[3]
     mean = total / max(count, 1)
-    std = np.sqrt(np.maximum(total_sq / max(count, 1) - mean ** 2, 0.0))
+    std = np.sqrt(np.maximum(total_sq / max(count, 1) - mean**2, 0.0))
     std[~(std > 1e-6)] = 1.0
     return {**base, "mean": mean.astype(np.float32).tolist(), "std": std.astype(np.float32).tolist()}
 
@@ -139,7 +144,7 @@ def augment(x, generator, flip: bool = True, pad: int | None = None):
     padded = F.pad(x, (pad, pad, pad, pad), mode="replicate")
     dy = torch.randint(0, 2 * pad + 1, (n,), generator=generator).tolist()
     dx = torch.randint(0, 2 * pad + 1, (n,), generator=generator).tolist()
-    out = torch.stack([padded[i, :, dy[i]:dy[i] + h, dx[i]:dx[i] + w] for i in range(n)])
+    out = torch.stack([padded[i, :, dy[i] : dy[i] + h, dx[i] : dx[i] + w] for i in range(n)])
     if flip:
         mirrored = (torch.rand(n, generator=generator) < 0.5).to(x.device)
         out[mirrored] = out[mirrored].flip(-1)

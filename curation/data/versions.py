@@ -13,10 +13,18 @@ from pathlib import Path
 from curation.catalog import Catalog, DatasetVersion
 from curation.config import Settings
 from curation.data.contract import check_name, read_manifest
+from curation.data.dvc_repo import (
+    default_remote,
+    dvc_hash,
+    dvc_pull,
+    dvc_push,
+    dvc_track,
+    dvc_untrack,
+    ensure_repo,
+    git_revision,
+)
 from curation.data.sources import Loaded
 from curation.data.store import Staged, VersionReader, final_path, publish, stage
-from curation.data.dvc_repo import (default_remote, dvc_hash, dvc_pull, dvc_push, dvc_track, dvc_untrack, ensure_repo,
-                                    git_revision)
 from curation.errors import CurationError
 from curation.faults import kill_point
 
@@ -43,10 +51,23 @@ class VersionInfo:
 
     @classmethod
     def of(cls, v: DatasetVersion, created: bool = False) -> VersionInfo:
-        return cls(v.id, v.dataset.name, v.content_hash, v.path, v.rows, v.num_features, v.feature_shape,
-                   v.classes, v.splits, v.source, v.parent_id, v.git_rev,
-                   v.created_at.isoformat() if isinstance(v.created_at, datetime) else str(v.created_at),
-                   sorted(v.schema), created)
+        return cls(
+            v.id,
+            v.dataset.name,
+            v.content_hash,
+            v.path,
+            v.rows,
+            v.num_features,
+            v.feature_shape,
+            v.classes,
+            v.splits,
+            v.source,
+            v.parent_id,
+            v.git_rev,
+            v.created_at.isoformat() if isinstance(v.created_at, datetime) else str(v.created_at),
+            sorted(v.schema),
+            created,
+        )
 
     @property
     def ref(self) -> str:
@@ -62,8 +83,10 @@ def stage_version(settings: Settings, loaded: Loaded) -> Staged:
     if len(m["classes"]) < 2:
         names = m.get("class_names")
         only = names[m["classes"][0]] if names else m["classes"][0]
-        raise CurationError(f"the data has only one class ({only!r}); a classifier needs at least 2",
-                            "add rows of at least one more class")
+        raise CurationError(
+            f"the data has only one class ({only!r}); a classifier needs at least 2",
+            "add rows of at least one more class",
+        )
     return stage(loaded.table, settings.data_path)
 
 
@@ -93,13 +116,23 @@ def _register(settings: Settings, staged: Staged, name: str, source: dict, paren
             recorded = dvc_track(settings.home, target)
             kill_point("register:after-dvc-add")
             if recorded != staged.content_hash:
-                raise CurationError(f"DVC recorded hash {recorded} for {target}, expected {staged.content_hash}",
-                                    "report this: the file changed while it was being added")
+                raise CurationError(
+                    f"DVC recorded hash {recorded} for {target}, expected {staged.content_hash}",
+                    "report this: the file changed while it was being added",
+                )
         m = staged.manifest
         version, created = catalog.add_version(
-            name, content_hash=staged.content_hash, path=str(_relative(target, settings.home)), rows=m["rows"],
-            num_features=m["num_features"], feature_shape=m["feature_shape"], schema=m["schema"],
-            classes=m["classes"], splits=m["splits"], source=source, parent_id=parent_id,
+            name,
+            content_hash=staged.content_hash,
+            path=str(_relative(target, settings.home)),
+            rows=m["rows"],
+            num_features=m["num_features"],
+            feature_shape=m["feature_shape"],
+            schema=m["schema"],
+            classes=m["classes"],
+            splits=m["splits"],
+            source=source,
+            parent_id=parent_id,
             git_rev=git_revision(settings.home),
         )
         kill_point("register:after-commit")

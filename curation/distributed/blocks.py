@@ -90,8 +90,13 @@ def load_block(graph: Graph, part: int, utility: Source | None, rows: tuple[int,
     pairs = np.unique(owner * n + src)  # (partition of the neighbour, own row), sorted
     cuts = np.searchsorted(pairs // n, np.arange(len(offsets)))
     folder = graph.folder / "blocks" / part_name(part, "")
-    for name, array in (("data", matrix.data), ("indices", matrix.indices), ("indptr", matrix.indptr), ("halo", halo),
-                        ("exports", (pairs % n).astype(np.int32))):
+    for name, array in (
+        ("data", matrix.data),
+        ("indices", matrix.indices),
+        ("indptr", matrix.indptr),
+        ("halo", halo),
+        ("exports", (pairs % n).astype(np.int32)),
+    ):
         write_npy(array, folder / f"{name}.npy")
     return Block(part, offset, ids, nodes.column("cell").to_numpy(), values, folder, len(halo), int(matrix.nnz), cuts)
 
@@ -103,8 +108,10 @@ def _cut(block: Block, values: np.ndarray) -> tuple[np.ndarray, ...]:
 def exchange(tasks: Tasks, stage: str, blocks: list, values: list) -> list[list]:
     """For each partition j, the futures of its halo's values, in halo order (concatenate them)."""
     cuts = [tasks.submit(f"{stage}-cut", q, _cut, blocks[q], values[q]) for q in range(len(blocks))]
-    return [[tasks.submit(f"{stage}-piece", f"{q}-{j}", getitem, cuts[q], j) for q in range(len(blocks))]
-            for j in range(len(blocks))]
+    return [
+        [tasks.submit(f"{stage}-piece", f"{q}-{j}", getitem, cuts[q], j) for q in range(len(blocks))]
+        for j in range(len(blocks))
+    ]
 
 
 def _with_halo_cells(block: Block, *pieces) -> Block:
@@ -112,8 +119,9 @@ def _with_halo_cells(block: Block, *pieces) -> Block:
     return block
 
 
-def load_blocks(tasks: Tasks, graph: Graph, utility: Source | None, ranges: list[tuple[int, int]],
-                span: tuple[float, float]) -> list:
+def load_blocks(
+    tasks: Tasks, graph: Graph, utility: Source | None, ranges: list[tuple[int, int]], span: tuple[float, float]
+) -> list:
     """Every partition's block, with the cells of its halo (futures, one per partition)."""
     blocks = [tasks.submit("load-block", j, load_block, graph, j, utility, ranges[j]) for j in range(graph.parts)]
     tasks.wait("loading the graph", blocks, *span)

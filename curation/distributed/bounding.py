@@ -55,8 +55,9 @@ def _sorted(bounds: tuple[np.ndarray, np.ndarray], which: int) -> np.ndarray:
     return np.sort(bounds[which])
 
 
-def _decide(state: np.ndarray, bounds: tuple[np.ndarray, np.ndarray], select_above: float, discard_below: float,
-            step: int) -> np.ndarray:
+def _decide(
+    state: np.ndarray, bounds: tuple[np.ndarray, np.ndarray], select_above: float, discard_below: float, step: int
+) -> np.ndarray:
     low, high = bounds
     rows = np.flatnonzero(state == 0)
     new = state.copy()
@@ -77,20 +78,38 @@ def bound(tasks: Tasks, blocks: list, n: int, k: int, alpha: float, beta: float,
         step += 1
         open_slots = k - selected
         tasks.note(f"bounding pass {step}", span[0] + (span[1] - span[0]) * (1 - 0.5 ** (step - 1)))
-        halos = exchange(tasks, f"bound{step}", blocks, [tasks.submit(f"sign{step}", j, _sign, s)
-                                                         for j, s in enumerate(states)])
-        bounds = [tasks.submit(f"bounds{step}", j, _bounds, blocks[j], states[j], alpha, beta, *halos[j])
-                  for j in range(len(blocks))]
-        select_above = kth_largest(tasks.client, [tasks.submit(f"max-gains{step}", j, _sorted, b, 1)
-                                                  for j, b in enumerate(bounds)], open_slots + 1)
-        discard_below = kth_largest(tasks.client, [tasks.submit(f"min-gains{step}", j, _sorted, b, 0)
-                                                   for j, b in enumerate(bounds)], open_slots)
-        new = [tasks.submit(f"decide{step}", j, _decide, states[j], bounds[j], select_above, discard_below, step)
-               for j in range(len(blocks))]
-        counts = np.sum(tasks.gather([tasks.submit(f"decided{step}", j, _decided_at, s, step)
-                                      for j, s in enumerate(new)]), axis=0)
-        passes.append({"pass": step, "open_slots": int(open_slots), "select_above": select_above,
-                       "discard_below": discard_below, "selected": int(counts[0]), "discarded": int(counts[1])})
+        halos = exchange(
+            tasks, f"bound{step}", blocks, [tasks.submit(f"sign{step}", j, _sign, s) for j, s in enumerate(states)]
+        )
+        bounds = [
+            tasks.submit(f"bounds{step}", j, _bounds, blocks[j], states[j], alpha, beta, *halos[j])
+            for j in range(len(blocks))
+        ]
+        select_above = kth_largest(
+            tasks.client,
+            [tasks.submit(f"max-gains{step}", j, _sorted, b, 1) for j, b in enumerate(bounds)],
+            open_slots + 1,
+        )
+        discard_below = kth_largest(
+            tasks.client, [tasks.submit(f"min-gains{step}", j, _sorted, b, 0) for j, b in enumerate(bounds)], open_slots
+        )
+        new = [
+            tasks.submit(f"decide{step}", j, _decide, states[j], bounds[j], select_above, discard_below, step)
+            for j in range(len(blocks))
+        ]
+        counts = np.sum(
+            tasks.gather([tasks.submit(f"decided{step}", j, _decided_at, s, step) for j, s in enumerate(new)]), axis=0
+        )
+        passes.append(
+            {
+                "pass": step,
+                "open_slots": int(open_slots),
+                "select_above": select_above,
+                "discard_below": discard_below,
+                "selected": int(counts[0]),
+                "discarded": int(counts[1]),
+            }
+        )
         if not counts.any():
             break
         states, selected, discarded = new, selected + int(counts[0]), discarded + int(counts[1])

@@ -38,8 +38,14 @@ def sample_size(n: int, nlist: int, dim: int) -> int:
 
 def _kmeans(x: np.ndarray, k: int, seed: int, per_centroid: int) -> np.ndarray:
     """k-means centroids, training on at most ``per_centroid`` points per centroid (a seeded subsample)."""
-    km = faiss.Kmeans(x.shape[1], k, niter=KMEANS_ITERATIONS, seed=seed, min_points_per_centroid=1,
-                      max_points_per_centroid=per_centroid)
+    km = faiss.Kmeans(
+        x.shape[1],
+        k,
+        niter=KMEANS_ITERATIONS,
+        seed=seed,
+        min_points_per_centroid=1,
+        max_points_per_centroid=per_centroid,
+    )
     km.train(np.ascontiguousarray(x, dtype=np.float32))
     return km.centroids
 
@@ -77,8 +83,11 @@ def train_cells(sample: np.ndarray, nlist: int, seed: int) -> Cells:
     home = index.search(sample, 1)[1].ravel()
     sizes = np.bincount(home, minlength=len(coarse))
     shares = apportion(nlist, sizes)
-    return Cells(np.concatenate([_kmeans(sample[home == c], int(shares[c]), seed + int(c) + 1, len(sample))
-                                 for c in np.flatnonzero(shares)]))
+    return Cells(
+        np.concatenate(
+            [_kmeans(sample[home == c], int(shares[c]), seed + int(c) + 1, len(sample)) for c in np.flatnonzero(shares)]
+        )
+    )
 
 
 def apportion(total: int, sizes: np.ndarray) -> np.ndarray:

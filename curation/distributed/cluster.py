@@ -52,21 +52,31 @@ def open_client(scheduler: str | None = None, workers: int | None = None) -> Ite
     """A Dask client: on a new LocalCluster (``workers`` processes, default one per core) or on ``scheduler``."""
     if scheduler is None:
         # no dashboard; the scheduler's small HTTP server (health, metrics) on a free port rather than 8787
-        with LocalCluster(n_workers=workers or os.cpu_count() or 1, threads_per_worker=1, processes=True,
-                          dashboard_address=None, scheduler_kwargs={"dashboard_address": ":0"}) as cluster, \
-                Client(cluster) as client:
+        with (
+            LocalCluster(
+                n_workers=workers or os.cpu_count() or 1,
+                threads_per_worker=1,
+                processes=True,
+                dashboard_address=None,
+                scheduler_kwargs={"dashboard_address": ":0"},
+            ) as cluster,
+            Client(cluster) as client,
+        ):
             yield client
         return
     if not ADDRESS.match(scheduler):
-        raise CurationError(f"scheduler address {scheduler!r} is not like tcp://host:port",
-                            "give the address the scheduler prints, e.g. tcp://10.0.0.5:8786")
+        raise CurationError(
+            f"scheduler address {scheduler!r} is not like tcp://host:port",
+            "give the address the scheduler prints, e.g. tcp://10.0.0.5:8786",
+        )
     try:
         client = Client(scheduler, timeout=CONNECT_TIMEOUT)
     except (OSError, TimeoutError) as exc:
         reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
-        raise CurationError(f"cannot reach the Dask scheduler at {scheduler}: {reason}",
-                            "start it (`dask scheduler`, then `dask worker <address>`) or leave out --scheduler "
-                            "for a local cluster") from None
+        raise CurationError(
+            f"cannot reach the Dask scheduler at {scheduler}: {reason}",
+            "start it (`dask scheduler`, then `dask worker <address>`) or leave out --scheduler for a local cluster",
+        ) from None
     with client:
         yield client
 
@@ -156,7 +166,8 @@ class Tasks:
         return [self.submit(stage, part, fn, *args, **kwargs) for part, args in enumerate(zip(*columns))]
 
     def wait(self, stage: str, futures: list, start: float, stop: float) -> None:
-        """Wait for ``futures``, reporting ``stage`` progress between fractions ``start`` and ``stop``; raise the first error."""
+        """Wait for ``futures``, reporting ``stage`` progress between fractions ``start`` and ``stop``; raise the
+        first error."""
         total = len(futures)
         self.report(Progress(stage, 0, total, start))
         for done, future in enumerate(as_completed(futures), 1):

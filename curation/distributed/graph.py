@@ -84,24 +84,34 @@ class Graph:
         return self.folder / "nodes" / part_name(part)
 
 
-def _scan(embeddings: Source, utility: Source | None, rows: tuple[int, int], part: int, fraction: float,
-          seed: int) -> tuple[int, np.ndarray]:
+def _scan(
+    embeddings: Source, utility: Source | None, rows: tuple[int, int], part: int, fraction: float, seed: int
+) -> tuple[int, np.ndarray]:
     ids, x = embeddings.read(*rows, "embeddings")
     if utility is not None:
         check_aligned(ids, utility.read(*rows, "utilities")[0], part)
-    picked = np.sort(np.random.default_rng([seed, part]).choice(len(ids), size=round(len(ids) * fraction),
-                                                                replace=False))
+    picked = np.sort(
+        np.random.default_rng([seed, part]).choice(len(ids), size=round(len(ids) * fraction), replace=False)
+    )
     return len(ids), (picked, x[picked])
 
 
-def scan(tasks: Tasks, embeddings: Source, utility: Source | None, partition_rows: int, nlist: int, seed: int,
-         span: tuple[float, float]) -> Scan:
+def scan(
+    tasks: Tasks,
+    embeddings: Source,
+    utility: Source | None,
+    partition_rows: int,
+    nlist: int,
+    seed: int,
+    span: tuple[float, float],
+) -> Scan:
     """Read every partition once: checks (finite, aligned), row counts and a sample to train ``nlist`` cells on."""
     ranges = embeddings.partitions(partition_rows)
     rows = max(embeddings.rows, 1)
     fraction = sample_size(rows, nlist, embeddings.width) / rows
-    futures = [tasks.submit("scan", part, _scan, embeddings, utility, r, part, fraction, seed)
-               for part, r in enumerate(ranges)]
+    futures = [
+        tasks.submit("scan", part, _scan, embeddings, utility, r, part, fraction, seed) for part, r in enumerate(ranges)
+    ]
     tasks.wait("reading embeddings", futures, *span)
     counts = tasks.gather([tasks.submit("count", part, getitem, f, 0) for part, f in enumerate(futures)])
     kept = [part for part, count in enumerate(counts) if count]  # e.g. a range of test rows only
@@ -135,12 +145,13 @@ def shard_groups(sizes: list[int], shard_rows: int) -> list[list[int]]:
         groups[-1].append(part)
         rows += size
     if len(groups) == 1 and len(sizes) > 1:
-        groups = [groups[0][:len(sizes) // 2], groups[0][len(sizes) // 2:]]
+        groups = [groups[0][: len(sizes) // 2], groups[0][len(sizes) // 2 :]]
     return groups
 
 
-def _index(embeddings: Source, rows: tuple[int, int], offset: int, cells: Cells, exact: bool, out: Path,
-           nodes: Path) -> None:
+def _index(
+    embeddings: Source, rows: tuple[int, int], offset: int, cells: Cells, exact: bool, out: Path, nodes: Path
+) -> None:
     """Write the partition's index (its points in their nearest cells, or flat) and its nodes (sample_id, cell)."""
     ids, x = embeddings.read(*rows, "embeddings")
     home = np.ascontiguousarray(cells.probe(x, 1)[:, 0])
@@ -196,7 +207,8 @@ def _nearest(x: np.ndarray, shards: list[tuple[Path, int]], keep: int, probes: n
 
 
 def _without_self(rows: np.ndarray, d: np.ndarray, i: np.ndarray):
-    """(src, dst, d2) edges from the k + 1 nearest: the point itself dropped, or else the farthest (as knn.neighbors)."""
+    """(src, dst, d2) edges from the k + 1 nearest: the point itself dropped, or else the farthest (as
+    knn.neighbors)."""
     me = np.repeat(rows, i.shape[1]).reshape(i.shape)
     drop = i == me
     drop[~drop.any(axis=1), -1] = True
@@ -226,8 +238,9 @@ def _probed(shard: tuple[Path, int], x: np.ndarray, probes: np.ndarray, keep: in
     return found
 
 
-def _calibrate(tasks: Tasks, embeddings: Source, found: Scan, shards: list, cells: Cells, keep: int, recall: float,
-               seed: int) -> tuple[int, float]:
+def _calibrate(
+    tasks: Tasks, embeddings: Source, found: Scan, shards: list, cells: Cells, keep: int, recall: float, seed: int
+) -> tuple[int, float]:
     """The fewest probed cells (of ``NPROBES``) whose k-NN recall on sample queries reaches ``recall``; and that recall.
 
     The exact neighbours of ``CALIBRATION_QUERIES`` sample points come from a flat search of each
@@ -237,12 +250,17 @@ def _calibrate(tasks: Tasks, embeddings: Source, found: Scan, shards: list, cell
     nprobes = [n for n in NPROBES if n < cells.nlist] + [min(max(NPROBES), cells.nlist)]
     probes = cells.probe(x, nprobes[-1])
     truth = (np.full((len(x), keep), np.inf, np.float32), np.full((len(x), keep), -1, np.int64))
-    for d, i in tasks.gather([tasks.submit("calibrate-exact", j, _exact, embeddings, r, int(found.offsets[j]), x, keep)
-                              for j, r in enumerate(found.ranges)]):
+    for d, i in tasks.gather(
+        [
+            tasks.submit("calibrate-exact", j, _exact, embeddings, r, int(found.offsets[j]), x, keep)
+            for j, r in enumerate(found.ranges)
+        ]
+    ):
         truth = _merge(*truth, d, i, keep)
     found_ = [(np.full((len(x), keep), np.inf, np.float32), np.full((len(x), keep), -1, np.int64)) for _ in nprobes]
-    for per_shard in tasks.gather([tasks.submit("calibrate", g, _probed, shard, x, probes, keep, nprobes)
-                                   for g, shard in enumerate(shards)]):
+    for per_shard in tasks.gather(
+        [tasks.submit("calibrate", g, _probed, shard, x, probes, keep, nprobes) for g, shard in enumerate(shards)]
+    ):
         found_ = [_merge(*best, d, i, keep) for best, (d, i) in zip(found_, per_shard)]
     true_edges = set(zip(*_without_self(rows, *truth)[:2]))
     for n, (d, i) in zip(nprobes, found_):
@@ -251,8 +269,17 @@ def _calibrate(tasks: Tasks, embeddings: Source, found: Scan, shards: list, cell
             return n, hit
 
 
-def _search(embeddings: Source, rows: tuple[int, int], offsets: np.ndarray, part: int, cells: Cells,
-            nprobe: int | None, shards: list[tuple[Path, int]], k: int, out: Path) -> np.ndarray:
+def _search(
+    embeddings: Source,
+    rows: tuple[int, int],
+    offsets: np.ndarray,
+    part: int,
+    cells: Cells,
+    nprobe: int | None,
+    shards: list[tuple[Path, int]],
+    k: int,
+    out: Path,
+) -> np.ndarray:
     """Partition ``part``'s k nearest neighbours over all shards (path, first row) -> ``out``; its positive d2, sorted.
 
     Each query scans its ``nprobe`` nearest cells in every shard (None: exact, flat shards).
@@ -265,8 +292,9 @@ def _search(embeddings: Source, rows: tuple[int, int], offsets: np.ndarray, part
     src, dst, d2, owner = src[order], dst[order], d2[order], owner[order]
     starts = np.flatnonzero(np.r_[True, owner[1:] != owner[:-1]]) if len(owner) else np.zeros(0, np.int64)
     bounds = np.r_[starts, len(owner)]
-    table = pa.table({"src": pa.array(src, pa.int64()), "dst": pa.array(dst, pa.int64()),
-                      "d2": pa.array(d2, pa.float32())})
+    table = pa.table(
+        {"src": pa.array(src, pa.int64()), "dst": pa.array(dst, pa.int64()), "d2": pa.array(d2, pa.float32())}
+    )
     buckets = {int(owner[s]): g for g, s in enumerate(starts)}
     table = table.replace_schema_metadata({BUCKETS: json.dumps(buckets)})
 
@@ -301,9 +329,16 @@ def _symmetrize(part: int, knn: list[Path], sigma: float, out: Path) -> int:
     d2 = np.minimum.reduceat(d2, starts) if len(starts) else d2
     sim = np.exp(-d2.astype(np.float64) / sigma)
     nonzero = sim > 0  # as knn_graph's eliminate_zeros
-    write_parquet(pa.table({"src": pa.array(src[starts][nonzero], pa.int64()),
-                            "dst": pa.array(dst[starts][nonzero], pa.int64()),
-                            "sim": pa.array(sim[nonzero], pa.float32())}), out)
+    write_parquet(
+        pa.table(
+            {
+                "src": pa.array(src[starts][nonzero], pa.int64()),
+                "dst": pa.array(dst[starts][nonzero], pa.int64()),
+                "sim": pa.array(sim[nonzero], pa.float32()),
+            }
+        ),
+        out,
+    )
     return int(nonzero.sum())
 
 
@@ -316,9 +351,20 @@ def _sigma(tasks: Tasks, positive: list) -> float:
     return kernel_scale(np.array(middle, np.float32))
 
 
-def build_graph(tasks: Tasks, embeddings: Source, found: Scan, folder: Path, k: int, nlist: int,
-                nprobe: int | None, recall: float, shard_rows: int, seed: int, spans: list[tuple[float, float]],
-                exact_max: int = EXACT_MAX) -> Graph:
+def build_graph(
+    tasks: Tasks,
+    embeddings: Source,
+    found: Scan,
+    folder: Path,
+    k: int,
+    nlist: int,
+    nprobe: int | None,
+    recall: float,
+    shard_rows: int,
+    seed: int,
+    spans: list[tuple[float, float]],
+    exact_max: int = EXACT_MAX,
+) -> Graph:
     """Stages 2-6 above; ``nprobe`` None: calibrated to ``recall``; ``spans``: progress of shards, search, scale,
     symmetrize."""
     n, parts = found.n, len(found.ranges)
@@ -326,13 +372,29 @@ def build_graph(tasks: Tasks, embeddings: Source, found: Scan, folder: Path, k: 
     exact = n <= exact_max
     cells = tasks.submit("cells", 0, _train, nlist, seed, *found.samples)
     indexes = [folder / "index" / part_name(j, ".faiss") for j in range(parts)]
-    written = [tasks.submit("index", j, _index, embeddings, found.ranges[j], int(found.offsets[j]), cells, exact,
-                            indexes[j], folder / "nodes" / part_name(j)) for j in range(parts)]
+    written = [
+        tasks.submit(
+            "index",
+            j,
+            _index,
+            embeddings,
+            found.ranges[j],
+            int(found.offsets[j]),
+            cells,
+            exact,
+            indexes[j],
+            folder / "nodes" / part_name(j),
+        )
+        for j in range(parts)
+    ]
     groups = shard_groups(np.diff(found.offsets).tolist(), shard_rows)
-    shards = [(folder / "shards" / part_name(g, ".faiss"), int(found.offsets[group[0]])) for g, group in
-              enumerate(groups)]
-    made = [tasks.submit("shard", g, _shard, [indexes[j] for j in group], shards[g][0],
-                         *[written[j] for j in group]) for g, group in enumerate(groups)]
+    shards = [
+        (folder / "shards" / part_name(g, ".faiss"), int(found.offsets[group[0]])) for g, group in enumerate(groups)
+    ]
+    made = [
+        tasks.submit("shard", g, _shard, [indexes[j] for j in group], shards[g][0], *[written[j] for j in group])
+        for g, group in enumerate(groups)
+    ]
     tasks.wait("cells and shards", written + made, *spans[0])
     trained, measured = cells.result(), 1.0
     if not exact and nprobe is None:
@@ -340,14 +402,30 @@ def build_graph(tasks: Tasks, embeddings: Source, found: Scan, folder: Path, k: 
         nprobe, measured = _calibrate(tasks, embeddings, found, shards, trained, k + 1, recall, seed)
     found.samples.clear()  # cells trained, search calibrated: let the workers free the sample
     knn = [folder / "knn" / part_name(j) for j in range(parts)]
-    positive = [tasks.submit("knn-search", j, _search, embeddings, found.ranges[j], found.offsets, j, cells,
-                             None if exact else nprobe, shards, k, knn[j]) for j in range(parts)]
+    positive = [
+        tasks.submit(
+            "knn-search",
+            j,
+            _search,
+            embeddings,
+            found.ranges[j],
+            found.offsets,
+            j,
+            cells,
+            None if exact else nprobe,
+            shards,
+            k,
+            knn[j],
+        )
+        for j in range(parts)
+    ]
     stage = "k-NN search" if exact else f"k-NN search, {nprobe} of {trained.nlist} cells probed"
     tasks.wait(stage, positive, *spans[1])
     tasks.note("kernel scale", spans[2][0])
     sigma = _sigma(tasks, positive)
     del positive  # released on the workers as soon as no future refers to them
-    edges = [tasks.submit("symmetrize", j, _symmetrize, j, knn, sigma, folder / "edges" / part_name(j))
-             for j in range(parts)]
+    edges = [
+        tasks.submit("symmetrize", j, _symmetrize, j, knn, sigma, folder / "edges" / part_name(j)) for j in range(parts)
+    ]
     tasks.wait("symmetric graph", edges, *spans[3])
     return Graph(folder, found.offsets, sigma, trained, exact, None if exact else nprobe, measured)

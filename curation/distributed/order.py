@@ -17,7 +17,7 @@ GATHER_MAX = 65_536  # values inside the interval that are fetched outright
 
 
 def _inside(values: np.ndarray, lo: float, hi: float) -> np.ndarray:
-    return values[np.searchsorted(values, lo, "right"):np.searchsorted(values, hi, "left")]
+    return values[np.searchsorted(values, lo, "right") : np.searchsorted(values, hi, "left")]
 
 
 def _spread(values: np.ndarray, lo: float, hi: float, samples: int) -> tuple[int, np.ndarray]:
@@ -34,7 +34,8 @@ def _counts(values: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
 
 
 def kth_largest(client, parts: list, k: int) -> float:
-    """The k-th largest value over the sorted arrays behind the futures ``parts`` (-inf when fewer than k, +inf for k <= 0)."""
+    """The k-th largest value over the sorted arrays behind the futures ``parts`` (-inf when fewer than k, +inf
+    for k <= 0)."""
     if k <= 0:
         return np.inf
     lo, hi, above = -np.inf, np.inf, 0  # invariant: the answer lies in (lo, hi); ``above`` values are >= hi
@@ -56,4 +57,3 @@ def kth_largest(client, parts: list, k: int) -> float:
             lo = float(thresholds[split - 1])
         if split < len(thresholds):
             hi, above = float(thresholds[split]), int(ge[split])
-

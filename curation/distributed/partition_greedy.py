@@ -119,9 +119,15 @@ def _split(block: Block, alive: np.ndarray, base: np.ndarray, cut: Cut, folder: 
     cuts = np.searchsorted(row_part[src][order], np.arange(cut.parts + 1))
     degree = np.bincount(src, minlength=len(rows)).astype(np.int32)
     for part in range(cut.parts):
-        own, entries = np.flatnonzero(row_part == part), order[cuts[part]:cuts[part + 1]]
-        piece = {"members": rows[own] + block.offset, "base": base[rows[own]], "degree": degree[own],
-                 "dst": halo_rows[dst[entries]], "sim": sim[entries], "dst_part": halo_part[dst[entries]]}
+        own, entries = np.flatnonzero(row_part == part), order[cuts[part] : cuts[part + 1]]
+        piece = {
+            "members": rows[own] + block.offset,
+            "base": base[rows[own]],
+            "degree": degree[own],
+            "dst": halo_rows[dst[entries]],
+            "sim": sim[entries],
+            "dst_part": halo_part[dst[entries]],
+        }
         write_npz(piece, _piece_path(folder, r, part, block.part))
     return np.bincount(row_part, minlength=cut.parts)
 
@@ -145,14 +151,25 @@ class Part:
 def _start(part: int, paths: list[Path], *after) -> Part:
     """A partition's greedy from its pieces (``after``: the tasks that write them, only waited for)."""
     pieces = [np.load(path) for path in paths]
-    members, base, degree, dst, sim, dst_part = (np.concatenate([p[name] for p in pieces]) for name in
-                                                 ("members", "base", "degree", "dst", "sim", "dst_part"))
+    members, base, degree, dst, sim, dst_part = (
+        np.concatenate([p[name] for p in pieces]) for name in ("members", "base", "degree", "dst", "sim", "dst_part")
+    )
     m, inside = len(members), dst_part == part
     src = np.repeat(np.arange(m, dtype=np.int32), degree)
     graph = sp.csr_matrix((sim[inside], (src[inside], np.searchsorted(members, dst[inside]))), shape=(m, m))
     out = ~inside
-    return Part(members, base, graph, src[out], dst[out], sim[out], dst_part[out], np.zeros(m), np.zeros(m, bool),
-                np.zeros(0, np.int64))
+    return Part(
+        members,
+        base,
+        graph,
+        src[out],
+        dst[out],
+        sim[out],
+        dst_part[out],
+        np.zeros(m),
+        np.zeros(m, bool),
+        np.zeros(0, np.int64),
+    )
 
 
 def _receive(part: Part, beta: float, *incoming) -> Part:
@@ -180,8 +197,9 @@ def _messages(part: Part, parts: int) -> tuple:
     picked = np.zeros(len(part.members), bool)
     picked[part.fresh] = True
     sent = picked[part.out_src]
-    return tuple((part.out_dst[sent & (part.out_part == q)], part.out_sim[sent & (part.out_part == q)])
-                 for q in range(parts))
+    return tuple(
+        (part.out_dst[sent & (part.out_part == q)], part.out_sim[sent & (part.out_part == q)]) for q in range(parts)
+    )
 
 
 def _winners(part: Part, offsets: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -201,8 +219,18 @@ def _seed(seed: int, *path: int) -> int:
     return int(np.random.default_rng([seed, *path]).integers(2**31))
 
 
-def _round(tasks: Tasks, r: int, split: list, folder: Path, sizes: np.ndarray, keep: int, stages: int, beta: float,
-           seed: int, offsets: np.ndarray) -> list:
+def _round(
+    tasks: Tasks,
+    r: int,
+    split: list,
+    folder: Path,
+    sizes: np.ndarray,
+    keep: int,
+    stages: int,
+    beta: float,
+    seed: int,
+    offsets: np.ndarray,
+) -> list:
     """One round's greedy; the winners (futures) per partition.
 
     Each partition picks its share of ``keep`` (in proportion to its candidates). With several
@@ -213,47 +241,116 @@ def _round(tasks: Tasks, r: int, split: list, folder: Path, sizes: np.ndarray, k
     parts = len(sizes)
     steps = 1 if parts == 1 else stages
     quotas = [apportion(int(q), np.ones(steps, np.int64)) for q in apportion(keep, sizes)]
-    state = [tasks.submit(f"greedy{r}-start", p, _start, p, [_piece_path(folder, r, p, j) for j in range(len(split))],
-                          *split) for p in range(parts)]
+    state = [
+        tasks.submit(
+            f"greedy{r}-start", p, _start, p, [_piece_path(folder, r, p, j) for j in range(len(split))], *split
+        )
+        for p in range(parts)
+    ]
     for step in range(steps):
-        state = [tasks.submit(f"greedy{r}-stage{step}", p, _stage, s, int(quotas[p][step]), beta,
-                              _seed(seed, r, p, step)) for p, s in enumerate(state)]
+        state = [
+            tasks.submit(f"greedy{r}-stage{step}", p, _stage, s, int(quotas[p][step]), beta, _seed(seed, r, p, step))
+            for p, s in enumerate(state)
+        ]
         if step + 1 < steps:
             mail = [tasks.submit(f"greedy{r}-send{step}", p, _messages, s, parts) for p, s in enumerate(state)]
-            state = [tasks.submit(f"greedy{r}-receive{step}", p, _receive, state[p], beta,
-                                  *[tasks.submit(f"greedy{r}-mail{step}", f"{q}-{p}", getitem, m, p)
-                                    for q, m in enumerate(mail) if q != p]) for p in range(parts)]
+            state = [
+                tasks.submit(
+                    f"greedy{r}-receive{step}",
+                    p,
+                    _receive,
+                    state[p],
+                    beta,
+                    *[
+                        tasks.submit(f"greedy{r}-mail{step}", f"{q}-{p}", getitem, m, p)
+                        for q, m in enumerate(mail)
+                        if q != p
+                    ],
+                )
+                for p in range(parts)
+            ]
     return [tasks.submit(f"greedy{r}", p, _winners, s, offsets) for p, s in enumerate(state)]
 
 
-def partition_greedy(tasks: Tasks, blocks: list, offsets: np.ndarray, states: list, cells: Cells, folder: Path,
-                     open_slots: int, alpha: float, beta: float, seed: int, max_candidates: int, slack: float,
-                     partitioning: str, stages: int, span: tuple[float, float]) -> tuple[list, list[dict]]:
+def partition_greedy(
+    tasks: Tasks,
+    blocks: list,
+    offsets: np.ndarray,
+    states: list,
+    cells: Cells,
+    folder: Path,
+    open_slots: int,
+    alpha: float,
+    beta: float,
+    seed: int,
+    max_candidates: int,
+    slack: float,
+    partitioning: str,
+    stages: int,
+    span: tuple[float, float],
+) -> tuple[list, list[dict]]:
     """The winners of the final round as a mask per partition (futures), and one record per round."""
-    selected = exchange(tasks, "base", blocks, [tasks.submit("selected", j, _selected, s) for j, s in enumerate(states)])
+    selected = exchange(
+        tasks, "base", blocks, [tasks.submit("selected", j, _selected, s) for j, s in enumerate(states)]
+    )
     base = [tasks.submit("base", j, _base, blocks[j], alpha, beta, *selected[j]) for j in range(len(blocks))]
     alive = [tasks.submit("undecided", j, _undecided, s) for j, s in enumerate(states)]
-    counts = np.sum(tasks.gather([tasks.submit("cell-counts0", j, _cell_counts, blocks[j], alive[j], cells.nlist)
-                                  for j in range(len(blocks))]), axis=0)
+    counts = np.sum(
+        tasks.gather(
+            [
+                tasks.submit("cell-counts0", j, _cell_counts, blocks[j], alive[j], cells.nlist)
+                for j in range(len(blocks))
+            ]
+        ),
+        axis=0,
+    )
     plan = schedule(int(counts.sum()), open_slots, max_candidates, slack)
     records = []
     for r, (parts, keep, final) in enumerate(plan, 1):
         groups = group_cells(cells.centroids, counts, parts) if partitioning == "cells" else None
         cut = Cut(parts, groups, seed, r)
         halo_alive = exchange(tasks, f"alive{r}", blocks, alive)
-        split = [tasks.submit(f"split{r}", j, _split, blocks[j], alive[j], base[j], cut, folder, r, *halo_alive[j])
-                 for j in range(len(blocks))]
+        split = [
+            tasks.submit(f"split{r}", j, _split, blocks[j], alive[j], base[j], cut, folder, r, *halo_alive[j])
+            for j in range(len(blocks))
+        ]
         group_sizes = np.sum(tasks.gather(split), axis=0)
         winners = _round(tasks, r, split, folder, group_sizes, keep, stages, beta, seed, offsets)
         start = span[0] + (span[1] - span[0]) * (r - 1) / len(plan)
-        tasks.wait(f"greedy round {r}/{len(plan)} ({parts} partitions)", winners,
-                   start, start + (span[1] - span[0]) / len(plan))
-        alive = [tasks.submit(f"survivors{r}", j, _survivors, int(offsets[j + 1] - offsets[j]),
-                              *[tasks.submit(f"won{r}", f"{p}-{j}", getitem, w, j) for p, w in enumerate(winners)])
-                 for j in range(len(blocks))]
-        records.append({"round": r, "candidates": int(group_sizes.sum()), "partitions": parts,
-                        "largest_partition": int(group_sizes.max()), "kept": int(keep), "final": final})
+        tasks.wait(
+            f"greedy round {r}/{len(plan)} ({parts} partitions)",
+            winners,
+            start,
+            start + (span[1] - span[0]) / len(plan),
+        )
+        alive = [
+            tasks.submit(
+                f"survivors{r}",
+                j,
+                _survivors,
+                int(offsets[j + 1] - offsets[j]),
+                *[tasks.submit(f"won{r}", f"{p}-{j}", getitem, w, j) for p, w in enumerate(winners)],
+            )
+            for j in range(len(blocks))
+        ]
+        records.append(
+            {
+                "round": r,
+                "candidates": int(group_sizes.sum()),
+                "partitions": parts,
+                "largest_partition": int(group_sizes.max()),
+                "kept": int(keep),
+                "final": final,
+            }
+        )
         if not final:
-            counts = np.sum(tasks.gather([tasks.submit(f"cell-counts{r}", j, _cell_counts, blocks[j], alive[j],
-                                                       cells.nlist) for j in range(len(blocks))]), axis=0)
+            counts = np.sum(
+                tasks.gather(
+                    [
+                        tasks.submit(f"cell-counts{r}", j, _cell_counts, blocks[j], alive[j], cells.nlist)
+                        for j in range(len(blocks))
+                    ]
+                ),
+                axis=0,
+            )
     return alive, records

@@ -21,9 +21,16 @@ from curation.selection.plans import EVERY_EPOCH
 def write_part(sample_ids: np.ndarray, path: Path) -> tuple[str, str, int]:
     """Write one part; returns (name, md5, rows)."""
     n = len(sample_ids)
-    write_parquet(pa.table({"epoch": pa.array(np.full(n, EVERY_EPOCH, np.int32)),
-                            "sample_id": pa.array(sample_ids, pa.int64()),
-                            "weight": pa.array(np.ones(n, np.float32))}), path)
+    write_parquet(
+        pa.table(
+            {
+                "epoch": pa.array(np.full(n, EVERY_EPOCH, np.int32)),
+                "sample_id": pa.array(sample_ids, pa.int64()),
+                "weight": pa.array(np.ones(n, np.float32)),
+            }
+        ),
+        path,
+    )
     return path.name, file_md5(path), n
 
 

@@ -29,9 +29,17 @@ from curation.selection.base import check_seed, resolve_budget
 from curation.selection.knn import EXACT_MAX, check_k_neighbors
 from curation.selection.pairwise import DENSITY, _check_weight, gains
 
-SPANS = {"scan": (0.0, 0.08), "shards": (0.08, 0.18), "search": (0.18, 0.55), "scale": (0.55, 0.57),
-         "symmetrize": (0.57, 0.65), "load": (0.65, 0.7), "bounding": (0.7, 0.75), "greedy": (0.75, 0.95),
-         "write": (0.95, 1.0)}
+SPANS = {
+    "scan": (0.0, 0.08),
+    "shards": (0.08, 0.18),
+    "search": (0.18, 0.55),
+    "scale": (0.55, 0.57),
+    "symmetrize": (0.57, 0.65),
+    "load": (0.65, 0.7),
+    "bounding": (0.7, 0.75),
+    "greedy": (0.75, 0.95),
+    "write": (0.95, 1.0),
+}
 
 
 def _positive_int(name: str, value) -> int:
@@ -86,11 +94,15 @@ class Params:
         if isinstance(made.exact_max, bool) or not isinstance(made.exact_max, int) or made.exact_max < 0:
             raise CurationError(f"exact_max must be an integer >= 0, got {made.exact_max!r}", "give e.g. 100000")
         if made.partitioning not in PARTITIONINGS:
-            raise CurationError(f"partitioning must be one of {', '.join(PARTITIONINGS)}, got {made.partitioning!r}",
-                                "give partitioning=cells (default) or random")
+            raise CurationError(
+                f"partitioning must be one of {', '.join(PARTITIONINGS)}, got {made.partitioning!r}",
+                "give partitioning=cells (default) or random",
+            )
         if made.source not in ("embeddings", "features"):
-            raise CurationError(f"source must be embeddings or features, got {made.source!r}",
-                                "give source=features to use the version's raw features")
+            raise CurationError(
+                f"source must be embeddings or features, got {made.source!r}",
+                "give source=features to use the version's raw features",
+            )
         return made
 
     def to_dict(self) -> dict:
@@ -145,8 +157,15 @@ def _edges(block: Block) -> int:
     return block.nnz
 
 
-def select(client, embeddings: Source, utility: Source | None, params: Params, workdir: Path, out: Path,
-           report: Report | None = None) -> Selection:
+def select(
+    client,
+    embeddings: Source,
+    utility: Source | None,
+    params: Params,
+    workdir: Path,
+    out: Path,
+    report: Report | None = None,
+) -> Selection:
     """Run the whole selection; the plan parts land in ``out`` (created), intermediate files under ``workdir``."""
     tasks = Tasks(client, report)
     workdir = Path(workdir) / f"run-{tasks.run}"
@@ -154,15 +173,32 @@ def select(client, embeddings: Source, utility: Source | None, params: Params, w
     try:
         rows = max(embeddings.rows, 1)
         resolve_budget(params.budget, rows)  # a budget above the file rows fails before any work
-        found = scan(tasks, embeddings, utility, params.partition_rows,
-                     params.nlist or default_nlist(rows, params.max_candidates), params.seed, SPANS["scan"])
+        found = scan(
+            tasks,
+            embeddings,
+            utility,
+            params.partition_rows,
+            params.nlist or default_nlist(rows, params.max_candidates),
+            params.seed,
+            SPANS["scan"],
+        )
         if found.n == 0:
             raise CurationError("no samples to select from", "check the input and its train split")
         k = resolve_budget(params.budget, found.n)
-        graph = build_graph(tasks, embeddings, found, workdir, params.k_neighbors,
-                            params.nlist or default_nlist(found.n, params.max_candidates), params.nprobe,
-                            params.recall, params.shard_rows, params.seed,
-                            [SPANS[s] for s in ("shards", "search", "scale", "symmetrize")], params.exact_max)
+        graph = build_graph(
+            tasks,
+            embeddings,
+            found,
+            workdir,
+            params.k_neighbors,
+            params.nlist or default_nlist(found.n, params.max_candidates),
+            params.nprobe,
+            params.recall,
+            params.shard_rows,
+            params.seed,
+            [SPANS[s] for s in ("shards", "search", "scale", "symmetrize")],
+            params.exact_max,
+        )
         clock.lap("graph")
         blocks = load_blocks(tasks, graph, utility, found.ranges, SPANS["load"])
         clock.lap("load")
@@ -170,17 +206,34 @@ def select(client, embeddings: Source, utility: Source | None, params: Params, w
         clock.lap("bounding")
         won, rounds = [None] * graph.parts, []
         if bounded.selected + bounded.discarded < found.n:
-            won, rounds = partition_greedy(tasks, blocks, graph.offsets, bounded.states, graph.cells,
-                                           workdir / "greedy", k - bounded.selected, params.alpha, params.beta, params.seed,
-                                           params.max_candidates, params.slack, params.partitioning,
-                                           params.stages, SPANS["greedy"])
+            won, rounds = partition_greedy(
+                tasks,
+                blocks,
+                graph.offsets,
+                bounded.states,
+                graph.cells,
+                workdir / "greedy",
+                k - bounded.selected,
+                params.alpha,
+                params.beta,
+                params.seed,
+                params.max_candidates,
+                params.slack,
+                params.partitioning,
+                params.stages,
+                SPANS["greedy"],
+            )
         clock.lap("greedy")
         chosen = [tasks.submit("chosen", j, _chosen, s, w) for j, (s, w) in enumerate(zip(bounded.states, won))]
         halos = exchange(tasks, "final", blocks, chosen)
-        shares = [tasks.submit("objective", j, _objective, blocks[j], chosen[j], params.alpha, params.beta,
-                               *halos[j]) for j in range(graph.parts)]
-        parts = [tasks.submit("write-plan", j, _write, blocks[j], chosen[j], Path(out) / part_name(j))
-                 for j in range(graph.parts)]
+        shares = [
+            tasks.submit("objective", j, _objective, blocks[j], chosen[j], params.alpha, params.beta, *halos[j])
+            for j in range(graph.parts)
+        ]
+        parts = [
+            tasks.submit("write-plan", j, _write, blocks[j], chosen[j], Path(out) / part_name(j))
+            for j in range(graph.parts)
+        ]
         tasks.wait("writing the plan", parts, *SPANS["write"])
         parts = tasks.gather(parts)
         selected = sum(count for _, _, count in parts)
@@ -188,12 +241,27 @@ def select(client, embeddings: Source, utility: Source | None, params: Params, w
             raise RuntimeError(f"selected {selected} points for a budget of {k}")  # a bug, never a user error
         clock.lap("write")
         return Selection(
-            n=found.n, k=k, objective=math.fsum(tasks.gather(shares)), partitions=graph.parts, sigma=graph.sigma,
-            exact=graph.exact, nprobe=graph.nprobe, recall=graph.recall, nlist=graph.cells.nlist,
+            n=found.n,
+            k=k,
+            objective=math.fsum(tasks.gather(shares)),
+            partitions=graph.parts,
+            sigma=graph.sigma,
+            exact=graph.exact,
+            nprobe=graph.nprobe,
+            recall=graph.recall,
+            nlist=graph.cells.nlist,
             edges=sum(tasks.gather([tasks.submit("edges", j, _edges, b) for j, b in enumerate(blocks)])) // 2,
-            bounding=bounded.passes, bounded_selected=bounded.selected, bounded_discarded=bounded.discarded,
-            rounds=rounds, parts=parts, seconds=clock.seconds, cpu_seconds=clock.cpu_seconds, peak_mb=clock.peak_mb,
-            reruns=tasks.reruns(), worker_peak_mb=clock.worker_peak_mb)
+            bounding=bounded.passes,
+            bounded_selected=bounded.selected,
+            bounded_discarded=bounded.discarded,
+            rounds=rounds,
+            parts=parts,
+            seconds=clock.seconds,
+            cpu_seconds=clock.cpu_seconds,
+            peak_mb=clock.peak_mb,
+            reruns=tasks.reruns(),
+            worker_peak_mb=clock.worker_peak_mb,
+        )
     finally:
         tasks.close()
         shutil.rmtree(workdir, ignore_errors=True)

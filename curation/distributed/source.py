@@ -37,8 +37,9 @@ class Source:
     def of(cls, path: str | Path, column: str, split: str | None = "train") -> Source:
         """A Parquet file or a folder of them; a one-line error when missing, unreadable or lacking ``column``."""
         path = Path(path)
-        files = sorted(p for p in path.glob("*.parquet") if not p.name.startswith((".", "_"))) \
-            if path.is_dir() else [path]
+        files = (
+            sorted(p for p in path.glob("*.parquet") if not p.name.startswith((".", "_"))) if path.is_dir() else [path]
+        )
         if not files or not files[0].is_file():
             raise CurationError(f"no Parquet data at {path}", "give a .parquet file or a folder of them")
         rows = []
@@ -50,8 +51,9 @@ class Source:
             names = meta.schema_arrow.names
             for needed in ("sample_id", column):
                 if needed not in names:
-                    raise CurationError(f"{file} has no column {needed!r} (has: {', '.join(names)})",
-                                        "name a column that the file has")
+                    raise CurationError(
+                        f"{file} has no column {needed!r} (has: {', '.join(names)})", "name a column that the file has"
+                    )
             rows.append(meta.metadata.num_rows)
         return cls(tuple(str(f) for f in files), column, tuple(rows), split)
 
@@ -82,7 +84,8 @@ class Source:
         return pa.concat_tables(parts) if len(parts) > 1 else parts[0]
 
     def read(self, start: int, stop: int, what: str) -> tuple[np.ndarray, np.ndarray]:
-        """(sample ids, values): an (n, d) float32 matrix for a list column, else float64; finite or a one-line error."""
+        """(sample ids, values): an (n, d) float32 matrix for a list column, else float64; finite or a one-line
+        error."""
         table = self.read_table(start, stop)
         ids = table.column("sample_id").to_numpy().astype(np.int64)
         column = table.column(self.column)
@@ -93,11 +96,16 @@ class Source:
             values = column.to_numpy().astype(np.float64)
             bad = ~np.isfinite(values)
         else:
-            raise CurationError(f"column {self.column!r} of {self.files[0]} is {column.type}",
-                                "give a fixed-size list (embeddings) or a numeric column (utility)")
+            raise CurationError(
+                f"column {self.column!r} of {self.files[0]} is {column.type}",
+                "give a fixed-size list (embeddings) or a numeric column (utility)",
+            )
         if bad.any():
-            raise CurationError(f"{what} have NaN or inf in {int(bad.sum())} rows (first: sample_id "
-                                f"{int(ids[np.flatnonzero(bad)[0]])})", "rescore or drop those samples")
+            raise CurationError(
+                f"{what} have NaN or inf in {int(bad.sum())} rows (first: sample_id "
+                f"{int(ids[np.flatnonzero(bad)[0]])})",
+                "rescore or drop those samples",
+            )
         return ids, values
 
 
@@ -120,12 +128,16 @@ def _read_rows(file: str, lo: int, hi: int, column: str, split: str | None) -> p
 def check_aligned(ids: np.ndarray, other: np.ndarray, partition: int) -> None:
     """Embeddings and utilities of one partition name the same samples in the same order, or a one-line error."""
     if len(ids) != len(other):
-        raise CurationError(f"embeddings and utilities are partitioned differently: partition {partition} has "
-                            f"{len(ids)} embedding rows and {len(other)} utility rows",
-                            "write both with the same sample ids in the same row order")
+        raise CurationError(
+            f"embeddings and utilities are partitioned differently: partition {partition} has "
+            f"{len(ids)} embedding rows and {len(other)} utility rows",
+            "write both with the same sample ids in the same row order",
+        )
     differ = ids != other
     if differ.any():
         at = int(np.flatnonzero(differ)[0])
-        raise CurationError(f"embeddings and utilities are partitioned differently: partition {partition} row {at} "
-                            f"is sample {int(ids[at])} in the embeddings and {int(other[at])} in the utilities",
-                            "write both with the same sample ids in the same row order")
+        raise CurationError(
+            f"embeddings and utilities are partitioned differently: partition {partition} row {at} "
+            f"is sample {int(ids[at])} in the embeddings and {int(other[at])} in the utilities",
+            "write both with the same sample ids in the same row order",
+        )

@@ -32,8 +32,11 @@ def rs2_coverage(ratio: float, epochs: int) -> float:
 def poisson_pmf(mean: float, kmax: int) -> np.ndarray:
     """P(X = 0..kmax) for X ~ Poisson(mean): the occupancy law of soft sampling after k epochs (mean r k)."""
     k = np.arange(kmax + 1)
-    return np.exp(-mean + k * math.log(mean) - np.array([math.lgamma(i + 1) for i in k])) if mean > 0 else \
-        (k == 0).astype(float)
+    return (
+        np.exp(-mean + k * math.log(mean) - np.array([math.lgamma(i + 1) for i in k]))
+        if mean > 0
+        else (k == 0).astype(float)
+    )
 
 
 def expected_epochs_to_cover_all(n: int, ratio: float) -> float:
@@ -61,8 +64,12 @@ class CoverageTracker:
         """Add one epoch's draws (row positions, duplicates allowed); returns that epoch's summary."""
         self.counts += np.bincount(positions, minlength=self.n).astype(np.uint32)
         seen = self.counts > 0
-        summary = {"epoch": len(self.history), "coverage": float(seen.mean()),
-                   "draws": int(self.counts.sum()), "distinct": int(seen.sum())}
+        summary = {
+            "epoch": len(self.history),
+            "coverage": float(seen.mean()),
+            "draws": int(self.counts.sum()),
+            "distinct": int(seen.sum()),
+        }
         if self.labels is not None:
             per_class = np.bincount(self._class_of[seen], minlength=len(self._classes)) / self._class_sizes
             summary["coverage_per_class"] = {int(c): float(v) for c, v in zip(self._classes, per_class)}
@@ -100,12 +107,21 @@ def plan_statistics(kind: str, n: int, ratio: float, epochs: int, seed: int = 0,
     draws = 0
     counts = np.stack([block_counts(kind, seed, e, n, m) for e in range(epochs)])
     with ThreadPoolExecutor(max_workers=workers) as pool:  # numpy releases the GIL in the heavy parts
-        for f, occ, d in pool.map(lambda b: _block_stats(kind, seed, counts, b, int(lengths[b])),
-                                  range(len(lengths))):
+        for f, occ, d in pool.map(lambda b: _block_stats(kind, seed, counts, b, int(lengths[b])), range(len(lengths))):
             first_seen += f
             occupancy = np.pad(occupancy, (0, max(0, len(occ) - len(occupancy))))
             occupancy[: len(occ)] += occ
             draws += d
     coverage = np.cumsum(first_seen[:epochs]) / n
-    return {"kind": kind, "n": n, "ratio": ratio, "epochs": epochs, "seed": seed, "per_epoch": m,
-            "draws": draws, "coverage": coverage.tolist(), "occupancy": occupancy.tolist(), "block": BLOCK}
+    return {
+        "kind": kind,
+        "n": n,
+        "ratio": ratio,
+        "epochs": epochs,
+        "seed": seed,
+        "per_epoch": m,
+        "draws": draws,
+        "coverage": coverage.tolist(),
+        "occupancy": occupancy.tolist(),
+        "block": BLOCK,
+    }

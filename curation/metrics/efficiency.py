@@ -99,20 +99,27 @@ def _accuracy_at(curve: Curve, log_flops: np.ndarray, points: np.ndarray) -> np.
 
 def summarize(curve: Curve, baseline: Curve | None = None, fraction: float = DEFAULT_FRACTION) -> dict:
     """Every summary of one run; with a baseline, target, costs to reach it and speedups too."""
-    out = {"best_accuracy": curve.best, "final_accuracy": float(curve.accuracy[-1]),
-           "total_flops": float(curve.flops[-1]), "total_seconds": float(curve.seconds[-1]),
-           "accuracy_per_pflop": accuracy_per_pflop(curve), "auc_log_compute": auc_log_compute(curve)}
+    out = {
+        "best_accuracy": curve.best,
+        "final_accuracy": float(curve.accuracy[-1]),
+        "total_flops": float(curve.flops[-1]),
+        "total_seconds": float(curve.seconds[-1]),
+        "accuracy_per_pflop": accuracy_per_pflop(curve),
+        "auc_log_compute": auc_log_compute(curve),
+    }
     if baseline is not None:
         target = target_accuracy(baseline, fraction)
         lo = min(curve.flops[0], baseline.flops[0])
         hi = max(curve.flops[-1], baseline.flops[-1])
-        out |= {"target_accuracy": target,
-                "compute_to_target": compute_to_accuracy(curve, target),
-                "time_to_target": time_to_accuracy(curve, target),
-                "speedup_compute": speedup(baseline, curve, target, "flops"),
-                "speedup_time": speedup(baseline, curve, target, "seconds"),
-                "auc_log_compute_shared": auc_log_compute(curve, lo, hi),
-                "baseline_auc_log_compute_shared": auc_log_compute(baseline, lo, hi)}
+        out |= {
+            "target_accuracy": target,
+            "compute_to_target": compute_to_accuracy(curve, target),
+            "time_to_target": time_to_accuracy(curve, target),
+            "speedup_compute": speedup(baseline, curve, target, "flops"),
+            "speedup_time": speedup(baseline, curve, target, "seconds"),
+            "auc_log_compute_shared": auc_log_compute(curve, lo, hi),
+            "baseline_auc_log_compute_shared": auc_log_compute(baseline, lo, hi),
+        }
     return out
 
 

@@ -67,8 +67,9 @@ class ComputeLedger:
 
     def absorb_selection(self, other: ComputeLedger) -> None:
         """Book everything another ledger spent (a scoring run, a plan's selection) as selection cost here."""
-        self.book_selection(other.forward_samples + other.selection_forward_samples, other.total_seconds,
-                            flops=other.total_flops)
+        self.book_selection(
+            other.forward_samples + other.selection_forward_samples, other.total_seconds, flops=other.total_flops
+        )
 
     @property
     def total_flops(self) -> float:

@@ -61,8 +61,15 @@ class _Forgetting(Callback):
         self.correct.append(right)
 
 
-def score_version(settings: Settings, ref: str | int, arch: str | None = None, epochs: int = 3, seed: int = 0,
-                  model_version: int | None = None, device: str = "auto") -> ScoreInfo:
+def score_version(
+    settings: Settings,
+    ref: str | int,
+    arch: str | None = None,
+    epochs: int = 3,
+    seed: int = 0,
+    model_version: int | None = None,
+    device: str = "auto",
+) -> ScoreInfo:
     """Score ``ref``'s train split with a proxy (trained here for ``epochs``, or catalog model ``model_version``)."""
     from models import ModelSpec, build
 
@@ -76,8 +83,9 @@ def score_version(settings: Settings, ref: str | int, arch: str | None = None, e
                 raise CurationError(f"no model version {model_version} in the catalog", "give a trained model's id")
             checkpoint = load_checkpoint(settings.home / row.path)
         arch = arch or checkpoint["arch"]
-    cfg = TrainConfig.make(arch=arch, epochs=epochs, seed=seed, device=device).resolve(info.feature_shape,
-                                                                                            images=reader.images)
+    cfg = TrainConfig.make(arch=arch, epochs=epochs, seed=seed, device=device).resolve(
+        info.feature_shape, images=reader.images
+    )
     data = TrainingData.load(reader, info.id, info.feature_shape, resolve_device(cfg.device), cfg.workers)
     torch.manual_seed(cfg.seed)
     model = build(cfg.arch, ModelSpec.of(info))
@@ -85,15 +93,18 @@ def score_version(settings: Settings, ref: str | int, arch: str | None = None, e
     forgetting = None
     if checkpoint is not None:
         if checkpoint["arch"] != cfg.arch or list(checkpoint["feature_shape"]) != list(info.feature_shape):
-            raise CurationError(f"model version {model_version} is a {checkpoint['arch']} for input shape "
-                                f"{checkpoint['feature_shape']}, not {cfg.arch} for {info.feature_shape}",
-                                "score with a model trained on this data set")
+            raise CurationError(
+                f"model version {model_version} is a {checkpoint['arch']} for input shape "
+                f"{checkpoint['feature_shape']}, not {cfg.arch} for {info.feature_shape}",
+                "score with a model trained on this data set",
+            )
         try:
             model.load_state_dict(checkpoint["model"])
         except RuntimeError as exc:
-            raise CurationError(f"model version {model_version} does not fit version {info.id} "
-                                f"({str(exc).splitlines()[0][:120]})", "score with a model trained on this data set") \
-                from None
+            raise CurationError(
+                f"model version {model_version} does not fit version {info.id} ({str(exc).splitlines()[0][:120]})",
+                "score with a model trained on this data set",
+            ) from None
     else:
         tracker = _Forgetting(model, data, lambda: trainer.ledger)
         trainer.callbacks.append(tracker)
@@ -104,17 +115,28 @@ def score_version(settings: Settings, ref: str | int, arch: str | None = None, e
     ledger.book_selection(forwards=len(data.train))
     kill_point("score:before-write")
     path, digest = _write(settings, table)
-    params = {"arch": cfg.arch, "epochs": 0 if checkpoint is not None else cfg.epochs, "seed": cfg.seed,
-              "model_version": model_version}
-    row = ScoreSet(version_id=info.id, scorer=f"proxy:{cfg.arch}", params=params,
-                   columns=[c for c in table.column_names if c != "sample_id"], path=path, content_hash=digest,
-                   ledger=_as_scoring_cost(ledger))
+    params = {
+        "arch": cfg.arch,
+        "epochs": 0 if checkpoint is not None else cfg.epochs,
+        "seed": cfg.seed,
+        "model_version": model_version,
+    }
+    row = ScoreSet(
+        version_id=info.id,
+        scorer=f"proxy:{cfg.arch}",
+        params=params,
+        columns=[c for c in table.column_names if c != "sample_id"],
+        path=path,
+        content_hash=digest,
+        ledger=_as_scoring_cost(ledger),
+    )
     with catalog.session() as s:
         s.add(row)
         s.flush()
         kill_point("score:before-commit")
-    return ScoreInfo(row.id, row.version_id, row.scorer, row.params, row.columns, row.path, row.content_hash,
-                     row.ledger)
+    return ScoreInfo(
+        row.id, row.version_id, row.scorer, row.params, row.columns, row.path, row.content_hash, row.ledger
+    )
 
 
 def _as_scoring_cost(ledger: ComputeLedger) -> dict:
@@ -125,6 +147,9 @@ def _as_scoring_cost(ledger: ComputeLedger) -> dict:
 
 
 def _write(settings: Settings, table: pa.Table) -> tuple[str, str]:
-    target = write_named(settings.data_path / "scores", lambda tmp: pq.write_table(table, tmp, compression="lz4"),
-                         lambda tmp: f"{file_md5(tmp)}.parquet")
+    target = write_named(
+        settings.data_path / "scores",
+        lambda tmp: pq.write_table(table, tmp, compression="lz4"),
+        lambda tmp: f"{file_md5(tmp)}.parquet",
+    )
     return str(target.relative_to(settings.home)), target.stem

@@ -26,8 +26,10 @@ SCORES = ("loss", "el2n", "grad_norm", "entropy", "margin", "least_confidence")
 def _last_linear(model: nn.Module) -> nn.Linear:
     layers = [m for m in model.modules() if isinstance(m, nn.Linear)]
     if not layers:
-        raise CurationError(f"{type(model).__name__} has no final nn.Linear layer to score with",
-                            "score with an architecture that ends in a linear classifier")
+        raise CurationError(
+            f"{type(model).__name__} has no final nn.Linear layer to score with",
+            "score with an architecture that ends in a linear classifier",
+        )
     return layers[-1]
 
 

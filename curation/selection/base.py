@@ -37,12 +37,17 @@ class SelectionInput:
     def __post_init__(self):
         self.sample_ids = np.asarray(self.sample_ids, dtype=np.int64)
         self.labels = np.asarray(self.labels)
-        for name, array in [("labels", self.labels), ("features", self.features),
-                            ("embeddings", self.embeddings), ("gradients", self.gradients),
-                            *self.scores.items()]:
+        for name, array in [
+            ("labels", self.labels),
+            ("features", self.features),
+            ("embeddings", self.embeddings),
+            ("gradients", self.gradients),
+            *self.scores.items(),
+        ]:
             if array is not None and len(array) != len(self.sample_ids):
-                raise CurationError(f"{name} has {len(array)} rows for {len(self.sample_ids)} samples",
-                                    "give one row per sample")
+                raise CurationError(
+                    f"{name} has {len(array)} rows for {len(self.sample_ids)} samples", "give one row per sample"
+                )
 
     @property
     def n(self) -> int:
@@ -52,28 +57,37 @@ class SelectionInput:
         """A finite float32 matrix (features, embeddings or gradients), or a one-line error."""
         value = getattr(self, name)
         if value is None:
-            raise CurationError(f"this selector needs {name}", f"score the version first (`curation score`) or pass {name}")
+            raise CurationError(
+                f"this selector needs {name}", f"score the version first (`curation score`) or pass {name}"
+            )
         value = np.asarray(value, dtype=np.float32)
         if value.ndim != 2:
             value = value.reshape(len(value), -1)
         bad = ~np.isfinite(value).all(axis=1)
         if bad.any():
-            raise CurationError(f"{name} have NaN or inf in {int(bad.sum())} rows (first: sample_id "
-                                f"{int(self.sample_ids[np.flatnonzero(bad)[0]])})", "rescore or drop those samples")
+            raise CurationError(
+                f"{name} have NaN or inf in {int(bad.sum())} rows (first: sample_id "
+                f"{int(self.sample_ids[np.flatnonzero(bad)[0]])})",
+                "rescore or drop those samples",
+            )
         return value
 
     def score(self, name: str) -> np.ndarray:
         """A finite per-sample score, or a one-line error."""
         if name not in self.scores:
             have = ", ".join(sorted(self.scores)) or "none"
-            raise CurationError(f"score {name!r} not available (have: {have})",
-                                "run `curation score <version>` and pass its id with --score-set")
+            raise CurationError(
+                f"score {name!r} not available (have: {have})",
+                "run `curation score <version>` and pass its id with --score-set",
+            )
         value = np.asarray(self.scores[name], dtype=np.float64)
         bad = ~np.isfinite(value)
         if bad.any():
-            raise CurationError(f"score {name!r} is NaN or inf for {int(bad.sum())} samples "
-                                f"(first: sample_id {int(self.sample_ids[np.flatnonzero(bad)[0]])})",
-                                "rescore or drop those samples")
+            raise CurationError(
+                f"score {name!r} is NaN or inf for {int(bad.sum())} samples "
+                f"(first: sample_id {int(self.sample_ids[np.flatnonzero(bad)[0]])})",
+                "rescore or drop those samples",
+            )
         return value
 
 
@@ -118,8 +132,10 @@ class Method:
     def defaults(cls) -> dict:
         """Constructor parameters and their defaults (None where a parameter has no default)."""
         sig = inspect.signature(cls.__init__)
-        return {name: (None if sig.parameters[name].default is inspect.Parameter.empty
-                       else sig.parameters[name].default) for name in cls._param_names()}
+        return {
+            name: (None if sig.parameters[name].default is inspect.Parameter.empty else sig.parameters[name].default)
+            for name in cls._param_names()
+        }
 
     @classmethod
     def at_ratio(cls, ratio: float) -> dict:
@@ -133,8 +149,9 @@ class Method:
     def set_params(self, **params) -> Method:
         unknown = set(params) - set(self._param_names())
         if unknown:
-            raise CurationError(f"unknown parameters for {self.name}: {sorted(unknown)}",
-                                f"use {', '.join(self._param_names())}")
+            raise CurationError(
+                f"unknown parameters for {self.name}: {sorted(unknown)}", f"use {', '.join(self._param_names())}"
+            )
         for key, value in params.items():
             setattr(self, key, value)
         return self
@@ -187,6 +204,8 @@ def make_selector(name: str, **params) -> Method:
     cls = SELECTORS[name]
     unknown = set(params) - set(cls._param_names())
     if unknown:
-        raise CurationError(f"unknown parameters for {name}: {sorted(unknown)}",
-                            f"{name} takes {', '.join(cls._param_names()) or 'no parameters'}")
+        raise CurationError(
+            f"unknown parameters for {name}: {sorted(unknown)}",
+            f"{name} takes {', '.join(cls._param_names()) or 'no parameters'}",
+        )
     return cls(**params)

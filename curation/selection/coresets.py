@@ -36,8 +36,9 @@ def class_quotas(labels: np.ndarray, k: int, at_least_one: bool = False) -> tupl
     quotas = largest_remainder(sizes, k)
     if at_least_one:
         if k < len(classes):
-            raise CurationError(f"budget {k} is below the {len(classes)} classes",
-                                f"give a budget of at least {len(classes)}")
+            raise CurationError(
+                f"budget {k} is below the {len(classes)} classes", f"give a budget of at least {len(classes)}"
+            )
         share = sizes * k / sizes.sum()
         for empty in np.flatnonzero(quotas == 0):
             donor = int(np.argmax(np.where(quotas >= 2, quotas - share, -np.inf)))

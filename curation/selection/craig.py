@@ -30,8 +30,8 @@ def cluster_sizes(points: np.ndarray, medoids: np.ndarray) -> np.ndarray:
     nearest = np.empty(len(points), dtype=np.int64)
     step = max(1, (1 << 22) // len(medoids))
     for start in range(0, len(points), step):
-        distance = norms[None, :] - 2.0 * (points[start:start + step] @ centers.T)  # + |p|^2, same for all
-        nearest[start:start + step] = np.argmin(distance, axis=1)
+        distance = norms[None, :] - 2.0 * (points[start : start + step] @ centers.T)  # + |p|^2, same for all
+        nearest[start : start + step] = np.argmin(distance, axis=1)
     nearest[medoids] = np.arange(len(medoids))
     return np.bincount(nearest, minlength=len(medoids))
 
@@ -46,8 +46,15 @@ class Craig(Selector):
 
     name = "craig"
 
-    def __init__(self, budget: int | float = 0.1, seed: int = 0, optimizer: str = "lazy", epsilon: float = 0.001,
-                 k_neighbors: int = 10, dense_max: int = 20_000):
+    def __init__(
+        self,
+        budget: int | float = 0.1,
+        seed: int = 0,
+        optimizer: str = "lazy",
+        epsilon: float = 0.001,
+        k_neighbors: int = 10,
+        dense_max: int = 20_000,
+    ):
         self.budget = budget
         self.seed = seed
         self.optimizer = optimizer
@@ -67,8 +74,13 @@ class Craig(Selector):
         for label, quota in zip(classes, quotas):
             members = np.flatnonzero(data.labels == label)
             g = gradients[members]
-            result = maximize(similarity_for(g, self.k_neighbors, self.dense_max), int(quota), self.optimizer,
-                              float(self.epsilon), int(self.seed))
+            result = maximize(
+                similarity_for(g, self.k_neighbors, self.dense_max),
+                int(quota),
+                self.optimizer,
+                float(self.epsilon),
+                int(self.seed),
+            )
             rows.append(members[result.rows])
             weights.append(cluster_sizes(g, result.rows))
             self.objective_ += result.objective

@@ -33,8 +33,10 @@ class InfoBatch(OnlineMethod):
     def start(self, n: int) -> InfoBatch:
         """Reset for a run over ``n`` training rows: no row scored yet."""
         if not 0 <= self.prune < 1 or not 0 <= self.anneal <= 1:
-            raise CurationError(f"bad InfoBatch parameters prune={self.prune}, anneal={self.anneal}",
-                                "use 0 <= prune < 1 and 0 <= anneal <= 1, e.g. infobatch:prune=0.5,anneal=0.125")
+            raise CurationError(
+                f"bad InfoBatch parameters prune={self.prune}, anneal={self.anneal}",
+                "use 0 <= prune < 1 and 0 <= anneal <= 1, e.g. infobatch:prune=0.5,anneal=0.125",
+            )
         check_seed(self.seed)
         self.scores_ = np.full(n, np.nan, dtype=np.float32)
         self.keep_ = np.ones(n, dtype=bool)

@@ -87,8 +87,10 @@ def knn_graph(x: np.ndarray, k: int, self_loops: bool = False, exact_max: int = 
 def _compact(graph: sp.csr_matrix) -> sp.csr_matrix:
     """float64 data, int32 indices where they fit (what apricot's sparse kernels expect too)."""
     index_type = np.int32 if graph.nnz < np.iinfo(np.int32).max else np.int64
-    return sp.csr_matrix((graph.data.astype(np.float64), graph.indices.astype(index_type),
-                          graph.indptr.astype(index_type)), shape=graph.shape)
+    return sp.csr_matrix(
+        (graph.data.astype(np.float64), graph.indices.astype(index_type), graph.indptr.astype(index_type)),
+        shape=graph.shape,
+    )
 
 
 def dense_similarity(x: np.ndarray, k: int) -> np.ndarray:
@@ -100,10 +102,10 @@ def dense_similarity(x: np.ndarray, k: int) -> np.ndarray:
     norms = np.einsum("ij,ij->i", x, x)
     out = np.empty((n, n), dtype=np.float32)
     for start in range(0, n, DENSE_BLOCK):
-        block = out[start:start + DENSE_BLOCK]
-        np.matmul(x[start:start + DENSE_BLOCK], x.T, out=block)
+        block = out[start : start + DENSE_BLOCK]
+        np.matmul(x[start : start + DENSE_BLOCK], x.T, out=block)
         block *= -2
-        block += norms[start:start + DENSE_BLOCK, None]
+        block += norms[start : start + DENSE_BLOCK, None]
         block += norms[None, :]
         np.maximum(block, 0, out=block)
         block[np.arange(len(block)), np.arange(start, start + len(block))] = 0  # exact zero self-distance

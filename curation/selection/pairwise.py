@@ -36,9 +36,14 @@ def gains(graph: sp.csr_matrix, utility: np.ndarray, selected: np.ndarray, alpha
     return alpha * utility - beta * (graph @ selected.astype(np.float64))
 
 
-def gain_bounds(graph: sp.csr_matrix, utility: np.ndarray, alpha: float, beta: float,
-                selected: np.ndarray | None = None,
-                discarded: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+def gain_bounds(
+    graph: sp.csr_matrix,
+    utility: np.ndarray,
+    alpha: float,
+    beta: float,
+    selected: np.ndarray | None = None,
+    discarded: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """(min, max) of gain(v | S) over every S that contains ``selected`` and avoids ``discarded`` (masks).
 
     With nothing decided: max = alpha*u(v), min = alpha*u(v) - beta * (sum over all neighbours).
@@ -57,8 +62,9 @@ def objective(graph: sp.csr_matrix, utility: np.ndarray, rows: np.ndarray, alpha
     return float(alpha * utility[rows].sum() - beta * inside)
 
 
-def greedy(graph: sp.csr_matrix, utility: np.ndarray, k: int, alpha: float, beta: float,
-           seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def greedy(
+    graph: sp.csr_matrix, utility: np.ndarray, k: int, alpha: float, beta: float, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
     """Centralized greedy: ``k`` rows, each of largest gain given those before (equal gains in a seeded order).
 
     Gains only fall, so a heap of possibly stale gains is exact: a popped entry that is stale is pushed
@@ -99,8 +105,16 @@ class Pairwise(Selector):
 
     name = "pairwise"
 
-    def __init__(self, budget: int | float = 0.1, seed: int = 0, alpha: float = 1.0, beta: float = 1.0,
-                 k_neighbors: int = 10, utility: str = DENSITY, source: str = "embeddings"):
+    def __init__(
+        self,
+        budget: int | float = 0.1,
+        seed: int = 0,
+        alpha: float = 1.0,
+        beta: float = 1.0,
+        k_neighbors: int = 10,
+        utility: str = DENSITY,
+        source: str = "embeddings",
+    ):
         self.budget = budget
         self.seed = seed
         self.alpha = alpha

@@ -27,6 +27,7 @@ def parse_pairs(pairs: Iterable[str], where: str, example: str) -> dict:
             params[key.strip()] = yaml.safe_load(value)
         except yaml.YAMLError as exc:
             problem = getattr(exc, "problem", None) or type(exc).__name__
-            raise CurationError(f"{where}: the value of {pair!r} is not valid YAML ({problem})",
-                                f"quote it or write e.g. {example}") from None
+            raise CurationError(
+                f"{where}: the value of {pair!r} is not valid YAML ({problem})", f"quote it or write e.g. {example}"
+            ) from None
     return params

@@ -83,8 +83,7 @@ class TablePlan(Plan):
             raise CurationError(f"plan table lacks columns {sorted(missing)}", "write epoch, sample_id[, weight]")
         self._epoch = table.column("epoch").to_numpy().astype(np.int64)
         self._ids = table.column("sample_id").to_numpy().astype(np.int64)
-        self._weights = (table.column("weight").to_numpy().astype(np.float32)
-                         if "weight" in table.column_names else None)
+        self._weights = table.column("weight").to_numpy().astype(np.float32) if "weight" in table.column_names else None
 
     @classmethod
     def read(cls, path: str | Path, version_id: int, method: str = "table") -> TablePlan:
@@ -110,7 +109,13 @@ def plan_table(plan: Plan, epochs: int) -> pa.Table:
     for epoch in range(epochs):
         ids = plan.ids(epoch)
         w = plan.weights(epoch)
-        parts.append(pa.table({"epoch": pa.array(np.full(len(ids), epoch, np.int32)),
-                               "sample_id": pa.array(ids, pa.int64()),
-                               "weight": pa.array(np.ones(len(ids), np.float32) if w is None else w, pa.float32())}))
+        parts.append(
+            pa.table(
+                {
+                    "epoch": pa.array(np.full(len(ids), epoch, np.int32)),
+                    "sample_id": pa.array(ids, pa.int64()),
+                    "weight": pa.array(np.ones(len(ids), np.float32) if w is None else w, pa.float32()),
+                }
+            )
+        )
     return pa.concat_tables(parts)

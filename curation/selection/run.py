@@ -45,13 +45,15 @@ class PlanInfo:
         return asdict(self)
 
 
-def selection_input(settings: Settings, ref: str | int, score_set_id: int | None = None
-                    ) -> tuple[VersionInfo, VersionReader, SelectionInput]:
+def selection_input(
+    settings: Settings, ref: str | int, score_set_id: int | None = None
+) -> tuple[VersionInfo, VersionReader, SelectionInput]:
     """The train split of a version (ids, labels, features) plus a score set's scores and embeddings."""
     info, reader = open_version(settings, ref)
     table = reader.take(reader.split_ids("train"))
-    data = SelectionInput(info.id, table.column("sample_id").to_numpy(), table.column("label").to_numpy(),
-                          features=features_numpy(table))
+    data = SelectionInput(
+        info.id, table.column("sample_id").to_numpy(), table.column("label").to_numpy(), features=features_numpy(table)
+    )
     if score_set_id is not None:
         _attach_scores(settings, info, data, score_set_id)
     return info, reader, data
@@ -63,8 +65,10 @@ def _attach_scores(settings: Settings, info: VersionInfo, data: SelectionInput, 
         if row is None:
             raise CurationError(f"no score set {score_set_id} in the catalog", "list them with `curation scores ls`")
         if row.version_id != info.id:
-            raise CurationError(f"score set {score_set_id} belongs to version {row.version_id}, not {info.id}",
-                                "score this version first")
+            raise CurationError(
+                f"score set {score_set_id} belongs to version {row.version_id}, not {info.id}",
+                "score this version first",
+            )
         path = settings.home / row.path
     table = pq.read_table(path)
     order = np.searchsorted(table.column("sample_id").to_numpy(), data.sample_ids)
@@ -83,21 +87,29 @@ def _write_plan(settings: Settings, plan: Plan) -> tuple[str, str]:
     """Write a subset plan's table atomically under its md5; returns (relative path, md5)."""
     ids = plan.ids(0)
     weights = plan.weights(0)
-    table = pa.table({"epoch": pa.array(np.full(len(ids), EVERY_EPOCH, np.int32)),
-                      "sample_id": pa.array(ids, pa.int64()),
-                      "weight": pa.array(np.ones(len(ids), np.float32) if weights is None else weights, pa.float32())})
-    target = write_named(settings.data_path / "plans", lambda tmp: pq.write_table(table, tmp),
-                         lambda tmp: f"{file_md5(tmp)}.parquet")
+    table = pa.table(
+        {
+            "epoch": pa.array(np.full(len(ids), EVERY_EPOCH, np.int32)),
+            "sample_id": pa.array(ids, pa.int64()),
+            "weight": pa.array(np.ones(len(ids), np.float32) if weights is None else weights, pa.float32()),
+        }
+    )
+    target = write_named(
+        settings.data_path / "plans", lambda tmp: pq.write_table(table, tmp), lambda tmp: f"{file_md5(tmp)}.parquet"
+    )
     return str(target.relative_to(settings.home)), target.stem
 
 
-def select_plan(settings: Settings, ref: str | int, method: str, params: dict | None = None,
-                score_set_id: int | None = None) -> tuple[PlanInfo, Selector]:
+def select_plan(
+    settings: Settings, ref: str | int, method: str, params: dict | None = None, score_set_id: int | None = None
+) -> tuple[PlanInfo, Selector]:
     """Fit ``method`` on the version's train split and record the plan; returns it and the fitted selector."""
     selector = make_selector(method, **(params or {}))
     if selector.online:
-        raise CurationError(f"{method} is an online method: it decides inside training, so it has no plan",
-                            f"train it beside the others: `curation compare VERSION -m {method}`")
+        raise CurationError(
+            f"{method} is an online method: it decides inside training, so it has no plan",
+            f"train it beside the others: `curation compare VERSION -m {method}`",
+        )
     info, _, data = selection_input(settings, ref, score_set_id)
     selector.fit(data)
     kill_point("select:after-fit")
@@ -113,10 +125,15 @@ def select_plan(settings: Settings, ref: str | int, method: str, params: dict | 
             ledger.absorb_selection(ComputeLedger.from_dict(s.get(ScoreSet, score_set_id).ledger))
     ledger.book_selection(seconds=selector.selection_seconds_)
     row = SelectionPlan(
-        version_id=info.id, score_set_id=score_set_id, method=selector.name, params=_jsonable(fields),
+        version_id=info.id,
+        score_set_id=score_set_id,
+        method=selector.name,
+        params=_jsonable(fields),
         budget=None if chosen is None or selector.generated else len(chosen),
         ratio=fields.get("ratio") if selector.generated else (len(chosen) / data.n if chosen is not None else None),
-        seed=int(fields.get("seed", 0)), path=path, content_hash=digest,
+        seed=int(fields.get("seed", 0)),
+        path=path,
+        content_hash=digest,
         ledger=ledger.to_dict(),
     )
     with Catalog(settings.catalog).session() as s:
@@ -127,8 +144,18 @@ def select_plan(settings: Settings, ref: str | int, method: str, params: dict | 
 
 
 def _info(row: SelectionPlan) -> PlanInfo:
-    return PlanInfo(row.id, row.version_id, row.method, row.params, row.budget, row.ratio, row.seed, row.path,
-                    row.content_hash, row.ledger.get("selection_seconds", 0.0))
+    return PlanInfo(
+        row.id,
+        row.version_id,
+        row.method,
+        row.params,
+        row.budget,
+        row.ratio,
+        row.seed,
+        row.path,
+        row.content_hash,
+        row.ledger.get("selection_seconds", 0.0),
+    )
 
 
 def load_plan(settings: Settings, plan_id: int) -> Plan:
@@ -148,8 +175,10 @@ def load_plan(settings: Settings, plan_id: int) -> Plan:
     else:
         intact = path.is_file() and file_md5(path) == row.content_hash
     if not intact:
-        raise CurationError(f"plan {row.path} is missing or was changed by hand (its hash differs from the catalog)",
-                            "select again to write a fresh plan")
+        raise CurationError(
+            f"plan {row.path} is missing or was changed by hand (its hash differs from the catalog)",
+            "select again to write a fresh plan",
+        )
     return TablePlan.read(path, row.version_id, method=row.method)
 
 

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from curation.errors import CurationError
-from curation.selection.base import Selector, SelectionInput, check_seed, register_selector, resolve_budget
+from curation.selection.base import SelectionInput, Selector, check_seed, register_selector, resolve_budget
 from curation.selection.plans import FullPlan, Plan
 
 BLOCK = 1 << 20  # a power of two (in-block positions are exact with a bit mask) that fits in cache
@@ -78,7 +78,9 @@ def epoch_positions(kind: str, seed: int, epoch: int, n: int, m: int) -> Iterato
     """Epoch ``epoch``'s positions in 0..n-1 (int64), one block at a time, blocks in seeded order."""
     lengths = _blocks(n)
     counts = block_counts(kind, seed, epoch, n, m)
-    order = np.arange(len(lengths)) if len(lengths) == 1 else _rng(seed, epoch, -2 % (1 << 32)).permutation(len(lengths))
+    order = (
+        np.arange(len(lengths)) if len(lengths) == 1 else _rng(seed, epoch, -2 % (1 << 32)).permutation(len(lengths))
+    )
     for b in order:
         if counts[b]:
             yield block_draws(kind, seed, epoch, int(b), int(counts[b]), int(lengths[b])).astype(np.int64) + b * BLOCK
@@ -100,8 +102,13 @@ class SampledPlan(Plan):
         return self.sample_ids[self.positions(epoch)]
 
     def describe(self) -> dict:
-        return {"method": self.kind, "version_id": self.version_id, "ratio": self.ratio, "seed": self.seed,
-                "per_epoch": self.m}
+        return {
+            "method": self.kind,
+            "version_id": self.version_id,
+            "ratio": self.ratio,
+            "seed": self.seed,
+            "per_epoch": self.m,
+        }
 
 
 @register_selector

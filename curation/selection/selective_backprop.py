@@ -13,8 +13,6 @@ OnlineSelector protocol).
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from curation.errors import CurationError
@@ -28,8 +26,16 @@ class SelectiveBackprop(OnlineMethod):
 
     name = "selective-backprop"
 
-    def __init__(self, beta: float = 3.0, history: int = 1024, p_min: float = 0.0, staleness: int = 0,
-                 warmup_epochs: int = 1, batch_size: int | None = None, seed: int = 0):
+    def __init__(
+        self,
+        beta: float = 3.0,
+        history: int = 1024,
+        p_min: float = 0.0,
+        staleness: int = 0,
+        warmup_epochs: int = 1,
+        batch_size: int | None = None,
+        seed: int = 0,
+    ):
         self.beta = beta
         self.batch_size = batch_size
         self.history = history
@@ -54,14 +60,17 @@ class SelectiveBackprop(OnlineMethod):
         from curation.metrics.ledger import BACKWARD_FACTOR
 
         per_epoch = ((1 / self.staleness if self.staleness else 1) + (1 + BACKWARD_FACTOR) / (self.beta + 1)) / (
-            1 + BACKWARD_FACTOR)
+            1 + BACKWARD_FACTOR
+        )
         return equal_compute_epochs(epochs, per_epoch, warmup=1)
 
     def start(self, n: int) -> SelectiveBackprop:
         """Reset for a run over ``n`` training rows (row positions index the loss cache)."""
         if self.beta < 0 or not 0 <= self.p_min <= 1 or self.history < 1 or self.staleness < 0:
-            raise CurationError(f"bad Selective-Backprop parameters {self.get_params()}",
-                                "use beta >= 0, 0 <= p_min <= 1, history >= 1, staleness >= 0")
+            raise CurationError(
+                f"bad Selective-Backprop parameters {self.get_params()}",
+                "use beta >= 0, 0 <= p_min <= 1, history >= 1, staleness >= 0",
+            )
         self._rng = np.random.default_rng(self.seed)
         self._ring = np.empty(self.history, dtype=np.float64)
         self._filled = 0
@@ -78,7 +87,7 @@ class SelectiveBackprop(OnlineMethod):
         return (epoch - self.cached_epoch_[rows]) >= self.staleness
 
     def _push(self, losses: np.ndarray) -> None:
-        losses = losses[-self.history:]
+        losses = losses[-self.history :]
         idx = (self._head + np.arange(len(losses))) % self.history
         self._ring[idx] = losses
         self._head = (self._head + len(losses)) % self.history
@@ -92,7 +101,7 @@ class SelectiveBackprop(OnlineMethod):
             return np.ones(len(losses))
         history = np.sort(self._ring[: self._filled])
         percentile = np.searchsorted(history, losses, side="left") / self._filled  # strictly lower
-        return np.maximum(self.p_min, percentile ** self.beta)
+        return np.maximum(self.p_min, percentile**self.beta)
 
     def decide(self, rows: np.ndarray, losses: np.ndarray, epoch: int, fresh: np.ndarray | None = None) -> np.ndarray:
         """Boolean mask of the rows to backpropagate. ``losses`` align with ``rows``; entries where
@@ -135,10 +144,15 @@ class SelectiveBackprop(OnlineMethod):
     def state_dict(self) -> dict:
         import torch
 
-        return {"ring": torch.from_numpy(self._ring.copy()), "filled": self._filled, "head": self._head,
-                "cached_loss": torch.from_numpy(self.cached_loss_.copy()),
-                "cached_epoch": torch.from_numpy(self.cached_epoch_.copy()),
-                "queue": torch.from_numpy(self._queue.copy()), "rng": self._rng.bit_generator.state}
+        return {
+            "ring": torch.from_numpy(self._ring.copy()),
+            "filled": self._filled,
+            "head": self._head,
+            "cached_loss": torch.from_numpy(self.cached_loss_.copy()),
+            "cached_epoch": torch.from_numpy(self.cached_epoch_.copy()),
+            "queue": torch.from_numpy(self._queue.copy()),
+            "rng": self._rng.bit_generator.state,
+        }
 
     def load_state_dict(self, state: dict) -> None:
         self._ring = state["ring"].numpy().copy()
@@ -155,6 +169,14 @@ class SelectiveBackpropStale(SelectiveBackprop):
 
     name = "selective-backprop-stale"
 
-    def __init__(self, beta: float = 3.0, history: int = 1024, p_min: float = 0.0, staleness: int = 2,
-                 warmup_epochs: int = 1, batch_size: int | None = None, seed: int = 0):
+    def __init__(
+        self,
+        beta: float = 3.0,
+        history: int = 1024,
+        p_min: float = 0.0,
+        staleness: int = 2,
+        warmup_epochs: int = 1,
+        batch_size: int | None = None,
+        seed: int = 0,
+    ):
         super().__init__(beta, history, p_min, staleness, warmup_epochs, batch_size, seed)

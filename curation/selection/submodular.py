@@ -54,8 +54,9 @@ class Coverage:
             similarity = similarity.astype(np.float64)
         values = similarity.data if self.sparse else similarity
         if values.size and not (values.min() >= 0 and np.isfinite(values.max())):  # NaN fails the first test
-            raise CurationError("similarities must be finite and >= 0",
-                                "rebuild the similarity (knn.py builds valid ones)")
+            raise CurationError(
+                "similarities must be finite and >= 0", "rebuild the similarity (knn.py builds valid ones)"
+            )
         if self.sparse:
             self.row_of = np.repeat(np.arange(similarity.shape[0]), np.diff(similarity.indptr))
             self.by_column = similarity.T.tocsr()  # which candidates cover a point, and how much
@@ -70,8 +71,9 @@ class Coverage:
         """f(S + {i}) - f(S) for each candidate row i."""
         rows = np.asarray(rows, dtype=np.int64)
         if not self.sparse:  # row by row on views: sum(max(s_i, covered)) - sum(covered), float64 sums
-            totals = np.array([np.maximum(self.sim[row], self.covered, out=self._row).sum(dtype=np.float64)
-                               for row in rows.tolist()])
+            totals = np.array(
+                [np.maximum(self.sim[row], self.covered, out=self._row).sum(dtype=np.float64) for row in rows.tolist()]
+            )
             return np.maximum(totals - self.total, 0)
         positions, lengths = _positions(self.sim.indptr, rows)
         excess = np.maximum(self.sim.data[positions] - self.covered[self.sim.indices[positions]], 0)
@@ -196,7 +198,7 @@ def objective(similarity, rows) -> float:
     else:
         step = max(1, CHUNK_ELEMENTS // max(1, similarity.shape[1]))
         for start in range(0, len(rows), step):
-            np.maximum(covered, similarity[rows[start:start + step]].max(axis=0), out=covered)
+            np.maximum(covered, similarity[rows[start : start + step]].max(axis=0), out=covered)
     return float(covered.sum())
 
 
@@ -216,8 +218,10 @@ def check_optimizer(optimizer, epsilon) -> None:
 
 def check_dense_max(dense_max) -> None:
     if isinstance(dense_max, bool) or not isinstance(dense_max, (int, np.integer)) or dense_max < 0:
-        raise CurationError(f"dense_max must be a non-negative integer, got {dense_max!r}",
-                            "give a size like 20000 (0: always a k-NN graph)")
+        raise CurationError(
+            f"dense_max must be a non-negative integer, got {dense_max!r}",
+            "give a size like 20000 (0: always a k-NN graph)",
+        )
 
 
 @register_selector
@@ -230,8 +234,16 @@ class FacilityLocation(Selector):
 
     name = "facility-location"
 
-    def __init__(self, budget: int | float = 0.1, seed: int = 0, optimizer: str = "lazy", epsilon: float = 0.001,
-                 source: str = "embeddings", k_neighbors: int = 10, dense_max: int = 20_000):
+    def __init__(
+        self,
+        budget: int | float = 0.1,
+        seed: int = 0,
+        optimizer: str = "lazy",
+        epsilon: float = 0.001,
+        source: str = "embeddings",
+        k_neighbors: int = 10,
+        dense_max: int = 20_000,
+    ):
         self.budget = budget
         self.seed = seed
         self.optimizer = optimizer
@@ -248,7 +260,8 @@ class FacilityLocation(Selector):
         check_source(self.source)
         k = resolve_budget(self.budget, data.n)
         x = data.matrix(self.source)
-        result = maximize(similarity_for(x, self.k_neighbors, self.dense_max), k, self.optimizer,
-                          float(self.epsilon), int(self.seed))
+        result = maximize(
+            similarity_for(x, self.k_neighbors, self.dense_max), k, self.optimizer, float(self.epsilon), int(self.seed)
+        )
         self.ranking_, self.gains_, self.objective_ = result.rows, result.gains, result.objective
         return self._subset(data, result.rows)

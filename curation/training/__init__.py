@@ -9,8 +9,16 @@ from curation.training.data import TrainingData
 from curation.training.selector import OnlineSelector
 from curation.training.trainer import Callback, Trainer, TrainResult
 
-__all__ = ["Callback", "OnlineSelector", "TrainConfig", "TrainOutcome", "TrainResult", "Trainer", "TrainingData",
-           "train_version"]
+__all__ = [
+    "Callback",
+    "OnlineSelector",
+    "TrainConfig",
+    "TrainOutcome",
+    "TrainResult",
+    "Trainer",
+    "TrainingData",
+    "train_version",
+]
 
 
 def __getattr__(name: str):

@@ -15,6 +15,7 @@ FORMAT = "curation-checkpoint/1"
 
 def save_checkpoint(path: Path, state: dict) -> None:
     """Replace ``path`` atomically and durably (``write_atomic``)."""
+
     def write(tmp: Path) -> None:
         torch.save({"format": FORMAT, **state}, tmp)
         kill_point("checkpoint:before-rename")
@@ -30,8 +31,10 @@ def load_checkpoint(path: Path) -> dict:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # any failure to unpickle untrusted bytes means the file is unusable
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-        raise CurationError(f"checkpoint {path} is corrupted or not a checkpoint ({first})",
-                            "delete it and train again without --resume") from None
+        raise CurationError(
+            f"checkpoint {path} is corrupted or not a checkpoint ({first})",
+            "delete it and train again without --resume",
+        ) from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CurationError(f"{path} is not a curation checkpoint", "train again without --resume")
     return state

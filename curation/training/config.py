@@ -10,8 +10,15 @@ from curation.choices import Amp, Augment, Device
 from curation.errors import CurationError
 
 # Used where neither the user nor the architecture's registered defaults give a value.
-FALLBACK = {"epochs": 20, "batch_size": 128, "lr": 1e-3, "weight_decay": 0.0, "label_smoothing": 0.0,
-            "optimizer": "adamw", "schedule": "cosine"}
+FALLBACK = {
+    "epochs": 20,
+    "batch_size": 128,
+    "lr": 1e-3,
+    "weight_decay": 0.0,
+    "label_smoothing": 0.0,
+    "optimizer": "adamw",
+    "schedule": "cosine",
+}
 
 
 class TrainConfig(BaseModel):
@@ -23,13 +30,21 @@ class TrainConfig(BaseModel):
     epochs: int | None = Field(None, ge=1)
     batch_size: int | None = Field(None, ge=1)
     candidate_batch_size: int | None = Field(
-        None, ge=1, description="online selectors: rows scored per selection step (forward); default batch_size")
+        None, ge=1, description="online selectors: rows scored per selection step (forward); default batch_size"
+    )
     eval_every: float | None = Field(
-        None, gt=0, description="evaluate each time this fraction of a full-data epoch's compute is spent "
-                                "(and at the start and end); default: once per epoch")
+        None,
+        gt=0,
+        description="evaluate each time this fraction of a full-data epoch's compute is spent "
+        "(and at the start and end); default: once per epoch",
+    )
     budget: float | None = Field(
-        None, gt=0, le=1, description="compute budget: this share of the full run's backward samples (N x epochs); "
-                                      "the run stops there and its learning rate decays linearly to 0 at that point")
+        None,
+        gt=0,
+        le=1,
+        description="compute budget: this share of the full run's backward samples (N x epochs); "
+        "the run stops there and its learning rate decays linearly to 0 at that point",
+    )
     lr: float | None = Field(None, gt=0)
     weight_decay: float | None = Field(None, ge=0)
     label_smoothing: float | None = Field(None, ge=0, lt=1)
@@ -38,12 +53,15 @@ class TrainConfig(BaseModel):
     seed: int = Field(0, ge=0)
     device: Device = Device.auto
     amp: Amp | None = Field(
-        None, description="mixed precision (autocast): bf16, fp16 (with a GradScaler) or off; default: bf16 on a "
-                          "GPU that supports it, else fp16 on a GPU, off on the CPU")
+        None,
+        description="mixed precision (autocast): bf16, fp16 (with a GradScaler) or off; default: bf16 on a "
+        "GPU that supports it, else fp16 on a GPU, off on the CPU",
+    )
     compile: bool = Field(False, description="run the model's forward through torch.compile")
     workers: int = Field(2, ge=0, description="image versions: DataLoader worker processes that decode the images")
     augment: Augment | None = Field(
-        None, description="image versions: a random crop (and a horizontal flip) of every training sample")
+        None, description="image versions: a random crop (and a horizontal flip) of every training sample"
+    )
 
     @classmethod
     def make(cls, **values) -> TrainConfig:
@@ -53,8 +71,9 @@ class TrainConfig(BaseModel):
         except ValidationError as exc:
             e = exc.errors()[0]
             where = ".".join(str(p) for p in e["loc"]) or "config"
-            raise CurationError(f"bad training setting {where!r}: {e['msg']}", f"fix --{where.replace('_', '-')}") \
-                from None
+            raise CurationError(
+                f"bad training setting {where!r}: {e['msg']}", f"fix --{where.replace('_', '-')}"
+            ) from None
 
     def resolve(self, feature_shape, images: bool = False) -> TrainConfig:
         """Every field filled: the user's value, else the architecture's default, else ``FALLBACK``.
@@ -63,8 +82,10 @@ class TrainConfig(BaseModel):
         from models import default_for, get
 
         if self.augment and len(feature_shape) != 3:
-            raise CurationError(f"--augment needs image features [channels, height, width], not {list(feature_shape)}",
-                                "drop --augment for this version")
+            raise CurationError(
+                f"--augment needs image features [channels, height, width], not {list(feature_shape)}",
+                "drop --augment for this version",
+            )
         arch = self.arch or default_for(feature_shape, images)
         defaults = {**FALLBACK, **get(arch).defaults}
         filled = {k: (v if v is not None else defaults.get(k)) for k, v in self.model_dump().items()}

@@ -55,31 +55,44 @@ class TrainingData:
     test: Split
 
     @classmethod
-    def load(cls, reader: VersionReader, version_id: int, feature_shape, device: torch.device,
-             workers: int = 0) -> TrainingData:
+    def load(
+        cls, reader: VersionReader, version_id: int, feature_shape, device: torch.device, workers: int = 0
+    ) -> TrainingData:
         """Both splits in memory; an image version's images are decoded by ``workers`` DataLoader processes."""
         shape = tuple(int(s) for s in feature_shape)
         splits = reader.manifest.get("splits") or {}
         for name in ("train", "test"):
             if not splits.get(name):
-                raise CurationError(f"version {version_id} has no {name!r} split (splits: {splits or 'none'})",
-                                    "add the data with a split column holding 'train' and 'test' rows")
+                raise CurationError(
+                    f"version {version_id} has no {name!r} split (splits: {splits or 'none'})",
+                    "add the data with a split column holding 'train' and 'test' rows",
+                )
         need = (splits["train"] + splits["test"]) * int(np.prod(shape)) * 4
         if need > MEMORY_SHARE * psutil.virtual_memory().available:
-            raise CurationError(f"version {version_id} needs {need / 2**30:.1f} GiB in memory to train",
-                                "free memory or train on a smaller version")
-        return cls(reader, version_id, shape,
-                   *(_load_split(reader, n, shape, device, workers) for n in ("train", "test")))
+            raise CurationError(
+                f"version {version_id} needs {need / 2**30:.1f} GiB in memory to train",
+                "free memory or train on a smaller version",
+            )
+        return cls(
+            reader, version_id, shape, *(_load_split(reader, n, shape, device, workers) for n in ("train", "test"))
+        )
 
     @classmethod
-    def of_arrays(cls, train: tuple[np.ndarray, np.ndarray], test: tuple[np.ndarray, np.ndarray],
-                  device: torch.device, version_id: int = 0) -> TrainingData:
+    def of_arrays(
+        cls,
+        train: tuple[np.ndarray, np.ndarray],
+        test: tuple[np.ndarray, np.ndarray],
+        device: torch.device,
+        version_id: int = 0,
+    ) -> TrainingData:
         """In-memory data, no store: (features, labels) per split, sample ids 0..N-1 (train) and N.. (test).
         Benchmarks and device checks use it; ``train_rows`` then refuses unknown ids without naming the version."""
         (xtr, ytr), (xte, yte) = train, test
         shape = tuple(int(s) for s in np.shape(xtr)[1:])
-        splits = [_in_memory(n, np.arange(lo, lo + len(y)), x, y, device)
-                  for n, lo, x, y in (("train", 0, xtr, ytr), ("test", len(ytr), xte, yte))]
+        splits = [
+            _in_memory(n, np.arange(lo, lo + len(y)), x, y, device)
+            for n, lo, x, y in (("train", 0, xtr, ytr), ("test", len(ytr), xte, yte))
+        ]
         return cls(None, version_id, shape, *splits)
 
     def train_rows(self, sample_ids: np.ndarray) -> np.ndarray:
@@ -91,11 +104,15 @@ class TrainingData:
         if outside.any():
             bad = ids[outside]
             if self.reader is None:
-                raise CurationError(f"{len(bad)} sample ids are not in the train split (first: {int(bad[0])})",
-                                    "train only on ids of the train split")
+                raise CurationError(
+                    f"{len(bad)} sample ids are not in the train split (first: {int(bad[0])})",
+                    "train only on ids of the train split",
+                )
             self.reader.rows_of(bad)  # raises for ids that are not in the version at all
-            raise CurationError(f"{len(bad)} sample ids are in the test split of version {self.version_id} "
-                                f"(first: {int(bad[0])})", "train only on ids of the train split")
+            raise CurationError(
+                f"{len(bad)} sample ids are in the test split of version {self.version_id} (first: {int(bad[0])})",
+                "train only on ids of the train split",
+            )
         return pos
 
 
@@ -125,20 +142,26 @@ def read_split(reader: VersionReader, name: str, workers: int = 0) -> pa.Table:
     ids = reader.split_ids(name)
     chunks = np.array_split(ids, max(1, -(-len(ids) // DECODE_CHUNK)))
     # forkserver: workers start from a clean process, whatever threads this one runs (a Prefect server, MLflow)
-    loader = torch.utils.data.DataLoader(_Decoded(reader.path, chunks), batch_size=None, num_workers=workers,
-                                         collate_fn=_as_is, multiprocessing_context="forkserver")
+    loader = torch.utils.data.DataLoader(
+        _Decoded(reader.path, chunks),
+        batch_size=None,
+        num_workers=workers,
+        collate_fn=_as_is,
+        multiprocessing_context="forkserver",
+    )
     return pa.concat_tables(list(loader))
 
 
-def _load_split(reader: VersionReader, name: str, shape: tuple[int, ...], device: torch.device,
-                workers: int) -> Split:
+def _load_split(reader: VersionReader, name: str, shape: tuple[int, ...], device: torch.device, workers: int) -> Split:
     table = read_split(reader, name, workers)
     ids = table.column("sample_id").to_numpy()
     if len(ids) > 1 and (np.diff(ids) <= 0).any():
-        raise CurationError(f"sample ids of {reader.path} are not sorted",
-                            "re-add the version with `curation data add`")
-    return _in_memory(name, ids, features_numpy(table).reshape(len(ids), *shape), table.column("label").to_numpy(),
-                      device)
+        raise CurationError(
+            f"sample ids of {reader.path} are not sorted", "re-add the version with `curation data add`"
+        )
+    return _in_memory(
+        name, ids, features_numpy(table).reshape(len(ids), *shape), table.column("label").to_numpy(), device
+    )
 
 
 def _in_memory(name: str, ids: np.ndarray, features: np.ndarray, labels: np.ndarray, device: torch.device) -> Split:

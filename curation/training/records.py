@@ -7,7 +7,7 @@ half-finished: the FINISHED status, the final ledger and the ModelVersion row co
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from sqlalchemy import select
 
@@ -21,8 +21,9 @@ RUNNING, FINISHED, FAILED = (status.value for status in RunStatus)  # plain stri
 
 def start_run(catalog: Catalog, version_id: int, plan_id: int | None, architecture: str, params: dict) -> int:
     with catalog.session() as s:
-        run = TrainingRun(version_id=version_id, plan_id=plan_id, architecture=architecture, params=params,
-                          status=RUNNING)
+        run = TrainingRun(
+            version_id=version_id, plan_id=plan_id, architecture=architecture, params=params, status=RUNNING
+        )
         s.add(run)
         s.flush()
         return run.id
@@ -38,7 +39,7 @@ def mark_failed(catalog: Catalog, run_id: int) -> None:
     with catalog.session() as s:
         run = s.get(TrainingRun, run_id)
         if run is not None and run.status != FINISHED:
-            run.status, run.ended_at = FAILED, datetime.now(timezone.utc)
+            run.status, run.ended_at = FAILED, datetime.now(UTC)
 
 
 def running(catalog: Catalog) -> list[int]:
@@ -58,25 +59,34 @@ def finish_run(catalog: Catalog, run_id: int, ledger: dict, metrics: dict, model
     """FINISHED with the final ledger and metrics, and the trained model's row; returns the model's id."""
     with catalog.session() as s:
         run = s.get(TrainingRun, run_id)
-        run.status, run.ended_at, run.ledger, run.metrics = FINISHED, datetime.now(timezone.utc), ledger, metrics
+        run.status, run.ended_at, run.ledger, run.metrics = FINISHED, datetime.now(UTC), ledger, metrics
         version = ModelVersion(run_id=run_id, **model)
         s.add(version)
         s.flush()
         return version.id
 
 
-def interrupted_run(catalog: Catalog, version_id: int, architecture: str, params: dict,
-                    resumable: Callable[[int], bool]) -> TrainingRun:
+def interrupted_run(
+    catalog: Catalog, version_id: int, architecture: str, params: dict, resumable: Callable[[int], bool]
+) -> TrainingRun:
     """The newest unfinished, ``resumable`` run of this version with these params (what ``--resume`` continues)."""
     with catalog.session() as s:
-        candidates = s.scalars(select(TrainingRun).where(
-            TrainingRun.version_id == version_id, TrainingRun.architecture == architecture,
-            TrainingRun.status != FINISHED).order_by(TrainingRun.id.desc()))
+        candidates = s.scalars(
+            select(TrainingRun)
+            .where(
+                TrainingRun.version_id == version_id,
+                TrainingRun.architecture == architecture,
+                TrainingRun.status != FINISHED,
+            )
+            .order_by(TrainingRun.id.desc())
+        )
         for run in candidates:
             if _same(run.params, params) and resumable(run.id):
                 return run
-    raise CurationError(f"no interrupted {architecture} run of version {version_id} with these settings to resume",
-                        "drop --resume to start a new run, or repeat the interrupted run's options exactly")
+    raise CurationError(
+        f"no interrupted {architecture} run of version {version_id} with these settings to resume",
+        "drop --resume to start a new run, or repeat the interrupted run's options exactly",
+    )
 
 
 def _same(a: dict, b: dict) -> bool:
@@ -87,8 +97,12 @@ def _same(a: dict, b: dict) -> bool:
 def plan_row(catalog: Catalog, content_hash: str) -> SelectionPlan | None:
     """The catalog's record of a plan file, found by the file's md5."""
     with catalog.session() as s:
-        return s.scalar(select(SelectionPlan).where(SelectionPlan.content_hash == content_hash)
-                        .order_by(SelectionPlan.id.desc()).limit(1))
+        return s.scalar(
+            select(SelectionPlan)
+            .where(SelectionPlan.content_hash == content_hash)
+            .order_by(SelectionPlan.id.desc())
+            .limit(1)
+        )
 
 
 def plan_ledger(catalog: Catalog, plan_id: int) -> dict:
@@ -103,6 +117,8 @@ def run_curve(catalog: Catalog, run_id: int) -> Curve:
     with catalog.session() as s:
         run = s.get(TrainingRun, run_id)
         if run is None or run.status != FINISHED or not run.metrics.get("history"):
-            raise CurationError(f"baseline run {run_id} is not a finished training run",
-                                "give the catalog id of a finished run (`curation train --json` prints it)")
+            raise CurationError(
+                f"baseline run {run_id} is not a finished training run",
+                "give the catalog id of a finished run (`curation train --json` prints it)",
+            )
         return Curve.from_history(run.metrics["history"])

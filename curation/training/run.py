@@ -100,8 +100,9 @@ def end_dead_runs(settings: Settings, catalog: Catalog) -> list[int]:
     return ended
 
 
-def load_plan(settings: Settings, catalog: Catalog, info: VersionInfo, plan: str | int | Path
-              ) -> tuple[Plan, int | None, dict]:
+def load_plan(
+    settings: Settings, catalog: Catalog, info: VersionInfo, plan: str | int | Path
+) -> tuple[Plan, int | None, dict]:
     """A plan by catalog id (as `curation select` stores it) or a Parquet plan file; with its catalog id
     and selection ledger when the catalog knows it (a file is matched by its md5)."""
     if isinstance(plan, int) or str(plan).isdigit():
@@ -118,9 +119,17 @@ def load_plan(settings: Settings, catalog: Catalog, info: VersionInfo, plan: str
     return TablePlan.read(path, row.version_id, method=row.method), row.id, row.ledger or {}
 
 
-def train_version(settings: Settings, ref: str | int, config: TrainConfig | None = None,
-                  plan: Plan | str | int | Path | None = None, *, resume: bool = False, baseline: int | None = None,
-                  selector: OnlineSelector | None = None, callbacks: Sequence[Callback] = ()) -> TrainOutcome:
+def train_version(
+    settings: Settings,
+    ref: str | int,
+    config: TrainConfig | None = None,
+    plan: Plan | str | int | Path | None = None,
+    *,
+    resume: bool = False,
+    baseline: int | None = None,
+    selector: OnlineSelector | None = None,
+    callbacks: Sequence[Callback] = (),
+) -> TrainOutcome:
     """Train on a data set version with a plan (default: every train sample, every epoch), tracked in MLflow.
 
     ``plan`` is a Plan, a catalog plan id or a Parquet plan file (see ``load_plan``).
@@ -143,27 +152,48 @@ def train_version(settings: Settings, ref: str | int, config: TrainConfig | None
     baseline_curve = records.run_curve(catalog, baseline) if baseline is not None else None
     torch.manual_seed(cfg.seed)
     model = build(cfg.arch, spec)
-    params = {**cfg.model_dump(), "plan": {**plan.describe(), "digest": digest, "id": plan_id},
-              "selector": None if selector is None else type(selector).__qualname__}
+    params = {
+        **cfg.model_dump(),
+        "plan": {**plan.describe(), "digest": digest, "id": plan_id},
+        "selector": None if selector is None else type(selector).__qualname__,
+    }
 
     end_dead_runs(settings, catalog)
     previous = None
     if resume:
-        previous = records.interrupted_run(catalog, info.id, cfg.arch, params,
-                                           lambda rid: (run_dir(settings, rid) / CHECKPOINT).is_file())
+        previous = records.interrupted_run(
+            catalog, info.id, cfg.arch, params, lambda rid: (run_dir(settings, rid) / CHECKPOINT).is_file()
+        )
     run_id = previous.id if previous else records.start_run(catalog, info.id, plan_id, cfg.arch, params)
     tracker = Tracker(settings, experiment=info.dataset)
     with exclusive(run_dir(settings, run_id)):
         try:
-            trainer = Trainer(model, data, cfg, selector=selector, checkpoint=run_dir(settings, run_id) / CHECKPOINT,
-                              callbacks=callbacks)
+            trainer = Trainer(
+                model,
+                data,
+                cfg,
+                selector=selector,
+                checkpoint=run_dir(settings, run_id) / CHECKPOINT,
+                callbacks=callbacks,
+            )
             if previous:
                 records.reopen(catalog, run_id)
                 trainer.resume(plan)
             else:
                 trainer.ledger.absorb_selection(ComputeLedger.from_dict(plan_ledger))
-            return _tracked(settings, catalog, tracker, info, trainer, plan, params, run_id,
-                            previous.mlflow_run_id if previous else None, baseline, baseline_curve)
+            return _tracked(
+                settings,
+                catalog,
+                tracker,
+                info,
+                trainer,
+                plan,
+                params,
+                run_id,
+                previous.mlflow_run_id if previous else None,
+                baseline,
+                baseline_curve,
+            )
         except BaseException:
             records.mark_failed(catalog, run_id)
             if previous and previous.mlflow_run_id:
@@ -171,28 +201,54 @@ def train_version(settings: Settings, ref: str | int, config: TrainConfig | None
             raise
 
 
-def _tracked(settings: Settings, catalog: Catalog, tracker: Tracker, info: VersionInfo, trainer: Trainer,
-             plan: Plan, params: dict, run_id: int, mlflow_run_id: str | None, baseline: int | None,
-             baseline_curve: efficiency.Curve | None) -> TrainOutcome:
+def _tracked(
+    settings: Settings,
+    catalog: Catalog,
+    tracker: Tracker,
+    info: VersionInfo,
+    trainer: Trainer,
+    plan: Plan,
+    params: dict,
+    run_id: int,
+    mlflow_run_id: str | None,
+    baseline: int | None,
+    baseline_curve: efficiency.Curve | None,
+) -> TrainOutcome:
     cfg = trainer.config
     with tracker.run(mlflow_run_id, name=f"{cfg.arch}-{plan.method}-{run_id}") as tracked:
         if mlflow_run_id is None:
             records.set_mlflow_run(catalog, run_id, tracked.run_id)
-            tracked.log_params({**{k: v for k, v in params.items() if k != "plan"},
-                                **{f"plan_{k}": v for k, v in params["plan"].items()},
-                                "flops_per_sample": trainer.ledger.flops_per_sample,
-                                "train_samples": len(trainer.data.train),
-                                "class_names": _class_names(trainer.data.reader.manifest)})
+            tracked.log_params(
+                {
+                    **{k: v for k, v in params.items() if k != "plan"},
+                    **{f"plan_{k}": v for k, v in params["plan"].items()},
+                    "flops_per_sample": trainer.ledger.flops_per_sample,
+                    "train_samples": len(trainer.data.train),
+                    "class_names": _class_names(trainer.data.reader.manifest),
+                }
+            )
             plan_id = params["plan"]["id"]
-            tracked.set_tags({"curation.run_id": run_id, "curation.version_id": info.id,
-                              "curation.version": info.ref, "curation.plan_id": plan_id,
-                              "curation.plan_method": plan.method, "curation.baseline_run_id": baseline,
-                              "curation.device": trainer.device.type})
-            tracked.log_dataset(info.dataset, settings.home / info.path, info.content_hash,
-                                {"version_id": info.id, "rows": info.rows, "splits": info.splits})
+            tracked.set_tags(
+                {
+                    "curation.run_id": run_id,
+                    "curation.version_id": info.id,
+                    "curation.version": info.ref,
+                    "curation.plan_id": plan_id,
+                    "curation.plan_method": plan.method,
+                    "curation.baseline_run_id": baseline,
+                    "curation.device": trainer.device.type,
+                }
+            )
+            tracked.log_dataset(
+                info.dataset,
+                settings.home / info.path,
+                info.content_hash,
+                {"version_id": info.id, "rows": info.rows, "splits": info.splits},
+            )
             manifest = trainer.data.reader.manifest  # what the model's outputs mean and what its inputs went through
-            tracked.log_dict({"class_names": manifest.get("class_names"), "transform": manifest.get("transform")},
-                             "classes.json")
+            tracked.log_dict(
+                {"class_names": manifest.get("class_names"), "transform": manifest.get("transform")}, "classes.json"
+            )
         logged = tracked.logged_epochs()
         for record in trainer.history:  # epochs a killed run checkpointed but did not log
             if record["epoch"] not in logged:
@@ -212,10 +268,30 @@ def _tracked(settings: Settings, catalog: Catalog, tracker: Tracker, info: Versi
         kill_point("train:before-finish")
         checkpoint = result.checkpoint
         model_version_id = records.finish_run(
-            catalog, run_id, result.ledger.to_dict(), {"history": result.history, "summary": summary},
-            {"name": registered, "path": str(checkpoint.relative_to(settings.home)),
-             "content_hash": file_md5(checkpoint), "metrics": summary, "registry_version": registry_version})
+            catalog,
+            run_id,
+            result.ledger.to_dict(),
+            {"history": result.history, "summary": summary},
+            {
+                "name": registered,
+                "path": str(checkpoint.relative_to(settings.home)),
+                "content_hash": file_md5(checkpoint),
+                "metrics": summary,
+                "registry_version": registry_version,
+            },
+        )
         tracked.set_tags({"curation.model_version_id": model_version_id})
-    return TrainOutcome(run_id, tracked.run_id, model_version_id, registered, registry_version, info.ref,
-                        cfg.model_dump(), summary, result.ledger.to_dict(), result.history, str(checkpoint),
-                        result.occupancy)
+    return TrainOutcome(
+        run_id,
+        tracked.run_id,
+        model_version_id,
+        registered,
+        registry_version,
+        info.ref,
+        cfg.model_dump(),
+        summary,
+        result.ledger.to_dict(),
+        result.history,
+        str(checkpoint),
+        result.occupancy,
+    )

@@ -89,8 +89,9 @@ def amp_dtype(setting: str | None, device: torch.device) -> torch.dtype | None:
     if setting == "fp16" and not cuda:
         raise CurationError("--amp fp16 needs a CUDA device", "use --amp bf16 or --amp off on the CPU")
     if setting == "bf16" and cuda and not torch.cuda.is_bf16_supported():
-        raise CurationError(f"--amp bf16 is not supported by {torch.cuda.get_device_name(device)}",
-                            "use --amp fp16 or --amp off")
+        raise CurationError(
+            f"--amp bf16 is not supported by {torch.cuda.get_device_name(device)}", "use --amp fp16 or --amp off"
+        )
     if setting is None:
         setting = ("bf16" if torch.cuda.is_bf16_supported() else "fp16") if cuda else "off"
     return {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}[setting]
@@ -112,8 +113,10 @@ def inference_batch(device: torch.device) -> int:
 def compiled(model: nn.Module, device: torch.device) -> Callable[[torch.Tensor], torch.Tensor]:
     """``torch.compile(model)``, sharing its parameters; inductor on the CPU needs a C++ compiler."""
     if device.type == "cpu" and not any(shutil.which(c) for c in (os.environ.get("CXX", "g++"), "g++", "clang++")):
-        raise CurationError("--compile on the CPU needs a C++ compiler (g++ or clang++, or $CXX)",
-                            "install one, or train without --compile")
+        raise CurationError(
+            "--compile on the CPU needs a C++ compiler (g++ or clang++, or $CXX)",
+            "install one, or train without --compile",
+        )
     return torch.compile(model)
 
 
@@ -121,8 +124,10 @@ def epoch_rows(plan: Plan, data: TrainingData, epoch: int) -> tuple[np.ndarray, 
     """Train-split rows and loss weights of one epoch of a plan, validated (one-line errors)."""
     ids = np.asarray(plan.ids(epoch))
     if ids.size == 0:
-        raise CurationError(f"plan {plan.method!r} has no sample ids for epoch {epoch}",
-                            "give a plan with at least one sample id per epoch")
+        raise CurationError(
+            f"plan {plan.method!r} has no sample ids for epoch {epoch}",
+            "give a plan with at least one sample id per epoch",
+        )
     if not np.issubdtype(ids.dtype, np.integer):
         raise CurationError(f"plan {plan.method!r} has sample ids of type {ids.dtype}", "give int64 sample ids")
     rows = data.train_rows(ids)
@@ -130,26 +135,32 @@ def epoch_rows(plan: Plan, data: TrainingData, epoch: int) -> tuple[np.ndarray, 
     if weights is not None:
         weights = np.asarray(weights, dtype=np.float32)
         if weights.shape != ids.shape:
-            raise CurationError(f"plan {plan.method!r} has {weights.size} weights for {ids.size} ids in epoch {epoch}",
-                                "give one weight per sample id")
+            raise CurationError(
+                f"plan {plan.method!r} has {weights.size} weights for {ids.size} ids in epoch {epoch}",
+                "give one weight per sample id",
+            )
         if not (np.isfinite(weights).all() and (weights >= 0).all()):
-            raise CurationError(f"plan {plan.method!r} has negative or non-finite weights in epoch {epoch}",
-                                "give finite weights >= 0")
+            raise CurationError(
+                f"plan {plan.method!r} has negative or non-finite weights in epoch {epoch}", "give finite weights >= 0"
+            )
     return rows, weights
 
 
 def check_plan(plan: Plan, data: TrainingData, epochs: int, online: bool = False) -> str:
     """Validate every epoch of a plan against the data; returns the plan's fingerprint (md5 of ids and weights)."""
     if plan.version_id != data.version_id:
-        raise CurationError(f"plan {plan.method!r} is for data set version {plan.version_id}, "
-                            f"not version {data.version_id}",
-                            f"make a plan for version {data.version_id} or train version {plan.version_id}")
+        raise CurationError(
+            f"plan {plan.method!r} is for data set version {plan.version_id}, not version {data.version_id}",
+            f"make a plan for version {data.version_id} or train version {plan.version_id}",
+        )
     digest = hashlib.md5()
     for epoch in range(epochs):
         rows, weights = epoch_rows(plan, data, epoch)
         if online and weights is not None:
-            raise CurationError(f"plan {plan.method!r} is weighted; an online selector trains unweighted",
-                                "use an unweighted plan with an online selector")
+            raise CurationError(
+                f"plan {plan.method!r} is weighted; an online selector trains unweighted",
+                "use an unweighted plan with an online selector",
+            )
         digest.update(np.int64(len(rows)).tobytes() + rows.tobytes())
         digest.update(b"-" if weights is None else weights.tobytes())
     return digest.hexdigest()
@@ -158,9 +169,16 @@ def check_plan(plan: Plan, data: TrainingData, epochs: int, online: bool = False
 class Trainer:
     """Trains one model on one version's train split; see the module docstring."""
 
-    def __init__(self, model: nn.Module, data: TrainingData, config: TrainConfig, *,
-                 selector: OnlineSelector | None = None, checkpoint: Path | None = None,
-                 callbacks: Sequence[Callback] = ()):
+    def __init__(
+        self,
+        model: nn.Module,
+        data: TrainingData,
+        config: TrainConfig,
+        *,
+        selector: OnlineSelector | None = None,
+        checkpoint: Path | None = None,
+        callbacks: Sequence[Callback] = (),
+    ):
         self.config = config.resolve(data.feature_shape)
         self.data = data
         self.device = data.train.device
@@ -238,8 +256,10 @@ class Trainer:
         while not self._done(epoch):
             stats = self._train_epoch(plan, epoch)
             if stats["trained"] == 0 and self.budget_samples is not None:
-                raise CurationError(f"epoch {epoch + 1} trained no sample, so the budget can never be spent",
-                                    "give a plan or selector that trains some samples every epoch")
+                raise CurationError(
+                    f"epoch {epoch + 1} trained no sample, so the budget can never be spent",
+                    "give a plan or selector that trains some samples every epoch",
+                )
             record = self._record(epoch, stats)
             self.history.append(record)
             self.epoch = epoch + 1
@@ -250,14 +270,16 @@ class Trainer:
             epoch += 1
         if self.config.eval_every and self.evaluations[-1]["flops"] < self.ledger.total_flops:
             self._scheduled_evaluation(float(self.epoch))
-        return TrainResult(self.model, self.history, self.ledger, self.checkpoint, self.evaluations,
-                           np.bincount(self.counts).tolist())
+        return TrainResult(
+            self.model, self.history, self.ledger, self.checkpoint, self.evaluations, np.bincount(self.counts).tolist()
+        )
 
     def resume(self, plan: Plan) -> None:
         """Restore the state saved in the checkpoint file (validated against this trainer and plan)."""
         if self.checkpoint is None:
-            raise CurationError("nothing to resume from: this trainer has no checkpoint path",
-                                "pass checkpoint=... to the Trainer")
+            raise CurationError(
+                "nothing to resume from: this trainer has no checkpoint path", "pass checkpoint=... to the Trainer"
+            )
         self.restore(load_checkpoint(self.checkpoint), plan)
 
     def _bind(self, plan: Plan) -> str:
@@ -272,15 +294,21 @@ class Trainer:
         rows, weights = rows[order], (None if weights is None else weights[order])
         self.model.train()
         stats = {"loss_sum": torch.zeros((), device=self.device), "trained": 0, "batches": 0, "data_seconds": 0.0}
-        self._clock = (time.perf_counter(), self.ledger.train_seconds, self.ledger.selection_seconds,
-                       self.ledger.eval_seconds)
+        self._clock = (
+            time.perf_counter(),
+            self.ledger.train_seconds,
+            self.ledger.selection_seconds,
+            self.ledger.eval_seconds,
+        )
         size, n = self.config.batch_size, len(rows)
         if self.selector is None:
             for lo in range(0, n, size):
                 if self._spent():
                     break
                 self._set_lr(epoch + lo / n)
-                self._train_rows(rows[lo:lo + size], None if weights is None else weights[lo:lo + size], epoch, stats)
+                self._train_rows(
+                    rows[lo : lo + size], None if weights is None else weights[lo : lo + size], epoch, stats
+                )
                 self._maybe_evaluate(epoch + min(lo + size, n) / n)
         else:
             step = self.config.candidate_batch_size or size
@@ -292,7 +320,7 @@ class Trainer:
                     break
                 self._set_lr(epoch + lo / n)
                 tick = self._synchronized_clock()
-                chosen = self.selector.select(rows[lo:lo + step], epoch, self._score, self.ledger)
+                chosen = self.selector.select(rows[lo : lo + step], epoch, self._score, self.ledger)
                 self.ledger.book_selection(seconds=time.perf_counter() - tick)
                 self._train_chosen(chosen, epoch, stats)
                 self._maybe_evaluate(epoch + min(lo + step, n) / n)  # selection alone can cross a checkpoint
@@ -314,8 +342,12 @@ class Trainer:
         if self._clock is None:
             return self.ledger.train_seconds
         start, train, selection, evaluation = self._clock
-        return train + (time.perf_counter() - start) - (self.ledger.selection_seconds - selection) - (
-            self.ledger.eval_seconds - evaluation)
+        return (
+            train
+            + (time.perf_counter() - start)
+            - (self.ledger.selection_seconds - selection)
+            - (self.ledger.eval_seconds - evaluation)
+        )
 
     def _maybe_evaluate(self, progress: float) -> None:
         """A scheduled evaluation when the run's compute has crossed the next checkpoint."""
@@ -334,11 +366,17 @@ class Trainer:
         led = self.ledger
         start, eval_cpu = self._cpu
         self._cpu = (start, eval_cpu + time.process_time() - cpu)
-        record = {"epoch": round(progress, 6), "accuracy": accuracy, "loss": loss, "flops": led.total_flops,
-                  "seconds": self._train_seconds_now() + led.selection_seconds,
-                  "cpu_seconds": cpu - start - eval_cpu,
-                  "backward_samples": led.backward_samples, "forward_samples": led.forward_samples,
-                  "selection_forward_samples": led.selection_forward_samples}
+        record = {
+            "epoch": round(progress, 6),
+            "accuracy": accuracy,
+            "loss": loss,
+            "flops": led.total_flops,
+            "seconds": self._train_seconds_now() + led.selection_seconds,
+            "cpu_seconds": cpu - start - eval_cpu,
+            "backward_samples": led.backward_samples,
+            "forward_samples": led.forward_samples,
+            "selection_forward_samples": led.selection_forward_samples,
+        }
         self.evaluations.append(record)
         for cb in self.callbacks:
             cb.on_evaluate(record)
@@ -354,13 +392,16 @@ class Trainer:
         the per-example losses of the training forward."""
         rows = np.asarray(rows, dtype=np.int64)
         if len(rows) and (rows.min() < 0 or rows.max() >= len(self.data.train)):
-            raise CurationError(f"the online selector chose rows outside the train split "
-                                f"(0..{len(self.data.train) - 1})", "return rows of the candidates it was given")
+            raise CurationError(
+                f"the online selector chose rows outside the train split (0..{len(self.data.train) - 1})",
+                "return rows of the candidates it was given",
+            )
         for lo in range(0, len(rows), self.config.batch_size):
-            batch = rows[lo:lo + self.config.batch_size]
+            batch = rows[lo : lo + self.config.batch_size]
             weights = self.selector.loss_weights(batch)
-            batch, losses = self._train_rows(batch, None if weights is None else np.asarray(weights, np.float32),
-                                             epoch, stats)
+            batch, losses = self._train_rows(
+                batch, None if weights is None else np.asarray(weights, np.float32), epoch, stats
+            )
             if len(batch):
                 self.selector.observe(batch, losses)
 
@@ -370,8 +411,10 @@ class Trainer:
         tick = time.perf_counter()
         batches = [np.asarray(rows, dtype=np.int64) for rows in batches]
         if any(len(rows) and (rows.min() < 0 or rows.max() >= len(self.data.train)) for rows in batches):
-            raise CurationError(f"a batch has rows outside the train split (0..{len(self.data.train) - 1})",
-                                "compose batches of train-split rows")
+            raise CurationError(
+                f"a batch has rows outside the train split (0..{len(self.data.train) - 1})",
+                "compose batches of train-split rows",
+            )
         self.model.train()
         stats = {"loss_sum": torch.zeros((), device=self.device), "trained": 0, "batches": 0, "data_seconds": 0.0}
         for i, rows in enumerate(batches):
@@ -381,13 +424,14 @@ class Trainer:
         self.ledger.train_seconds += time.perf_counter() - tick
         return stats
 
-    def _train_rows(self, rows: np.ndarray, weights: np.ndarray | None, epoch: int, stats: dict
-                    ) -> tuple[np.ndarray, torch.Tensor | None]:
+    def _train_rows(
+        self, rows: np.ndarray, weights: np.ndarray | None, epoch: int, stats: dict
+    ) -> tuple[np.ndarray, torch.Tensor | None]:
         """One step on ``rows`` (cut to what is left of a budget, at the budget's learning rate); the rows
         trained and their per-example losses (detached)."""
         if self.budget_samples is not None:
-            rows = rows[:max(0, self.budget_samples - self.ledger.backward_samples)]
-            weights = None if weights is None else weights[:len(rows)]
+            rows = rows[: max(0, self.budget_samples - self.ledger.backward_samples)]
+            weights = None if weights is None else weights[: len(rows)]
             if len(rows) == 0:
                 return rows, None
             self._set_budget_lr(len(rows))
@@ -431,9 +475,10 @@ class Trainer:
         try:
             size = inference_batch(self.device)
             for lo in range(0, len(rows), size):
-                x, y = self.data.train.batch(rows[lo:lo + size])
-                parts.append(F.cross_entropy(self._logits(x), y, reduction="none",
-                                             label_smoothing=self.config.label_smoothing))
+                x, y = self.data.train.batch(rows[lo : lo + size])
+                parts.append(
+                    F.cross_entropy(self._logits(x), y, reduction="none", label_smoothing=self.config.label_smoothing)
+                )
         finally:
             self.model.train()
         self.ledger.book_selection(forwards=len(rows))
@@ -483,13 +528,21 @@ class Trainer:
         else:
             accuracy, loss = self.evaluate()
         ledger = self.ledger
-        return {"epoch": epoch + 1, "accuracy": accuracy, "loss": loss,
-                "train_loss": stats["loss_sum"].item() / max(stats["trained"], 1),
-                "trained_samples": stats["trained"], "coverage": float(np.count_nonzero(self.counts) / max(len(self.counts), 1)),
-                "forward_samples": ledger.forward_samples, "backward_samples": ledger.backward_samples,
-                "selection_forward_samples": ledger.selection_forward_samples,
-                "flops": ledger.total_flops, "seconds": ledger.total_seconds,
-                "selection_seconds": ledger.selection_seconds, "data_seconds": stats["data_seconds"]}
+        return {
+            "epoch": epoch + 1,
+            "accuracy": accuracy,
+            "loss": loss,
+            "train_loss": stats["loss_sum"].item() / max(stats["trained"], 1),
+            "trained_samples": stats["trained"],
+            "coverage": float(np.count_nonzero(self.counts) / max(len(self.counts), 1)),
+            "forward_samples": ledger.forward_samples,
+            "backward_samples": ledger.backward_samples,
+            "selection_forward_samples": ledger.selection_forward_samples,
+            "flops": ledger.total_flops,
+            "seconds": ledger.total_seconds,
+            "selection_seconds": ledger.selection_seconds,
+            "data_seconds": stats["data_seconds"],
+        }
 
     # -- checkpoints ---------------------------------------------------------------------------
 
@@ -497,32 +550,49 @@ class Trainer:
         """What a checkpoint must match to be resumed by this trainer."""
         config = {k: v for k, v in self.config.model_dump().items() if k not in RESUME_IGNORES}
         selector = None if self.selector is None else type(self.selector).__qualname__
-        return {"arch": self.config.arch, "feature_shape": list(self.data.feature_shape),
-                "version_id": self.data.version_id, "config": config,
-                "plan": {**plan.describe(), "digest": self._bind(plan)}, "selector": selector}
+        return {
+            "arch": self.config.arch,
+            "feature_shape": list(self.data.feature_shape),
+            "version_id": self.data.version_id,
+            "config": config,
+            "plan": {**plan.describe(), "digest": self._bind(plan)},
+            "selector": selector,
+        }
 
     def state(self, plan: Plan) -> dict:
         """The full training state after ``self.epoch`` epochs (plain values and tensors only)."""
         rng = {"torch": torch.get_rng_state()}
         if self.device.type == "cuda":
             rng["cuda"] = torch.cuda.get_rng_state_all()
-        return {**self._identity(plan), "epoch": self.epoch, "model": self.model.state_dict(),
-                "optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict(), "rng": rng,
-                "ledger": self.ledger.to_dict(), "history": self.history, "evaluations": self.evaluations,
-                "counts": torch.from_numpy(self.counts),
-                "selector_state": None if self.selector is None else self.selector.state_dict()}
+        return {
+            **self._identity(plan),
+            "epoch": self.epoch,
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "rng": rng,
+            "ledger": self.ledger.to_dict(),
+            "history": self.history,
+            "evaluations": self.evaluations,
+            "counts": torch.from_numpy(self.counts),
+            "selector_state": None if self.selector is None else self.selector.state_dict(),
+        }
 
     def restore(self, state: dict, plan: Plan) -> None:
         """Continue from ``state``; a one-line error when it belongs to another architecture, data or setup."""
         where = self.checkpoint or "the checkpoint"
         mine = self._identity(plan)
         if state.get("arch") != mine["arch"]:
-            raise CurationError(f"checkpoint {where} is from architecture {state.get('arch')!r}, not {mine['arch']!r}",
-                                "resume with the same --arch, or train again without --resume")
+            raise CurationError(
+                f"checkpoint {where} is from architecture {state.get('arch')!r}, not {mine['arch']!r}",
+                "resume with the same --arch, or train again without --resume",
+            )
         for key in ("feature_shape", "version_id", "config", "plan", "selector"):
             if state.get(key) != mine[key]:
-                raise CurationError(f"checkpoint {where} has a different {key} ({state.get(key)} vs {mine[key]})",
-                                    "resume with the settings of the interrupted run, or train again without --resume")
+                raise CurationError(
+                    f"checkpoint {where} has a different {key} ({state.get(key)} vs {mine[key]})",
+                    "resume with the settings of the interrupted run, or train again without --resume",
+                )
         try:
             self.model.load_state_dict(state["model"])
             self.optimizer.load_state_dict(state["optimizer"])
@@ -536,8 +606,9 @@ class Trainer:
                 raise ValueError(f"backward counts of {counts.shape[0]} rows for {self.counts.shape[0]}")
         except (KeyError, RuntimeError, ValueError, TypeError) as exc:
             first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
-            raise CurationError(f"checkpoint {where} does not fit this model ({first})",
-                                "train again without --resume") from None
+            raise CurationError(
+                f"checkpoint {where} does not fit this model ({first})", "train again without --resume"
+            ) from None
         self.counts = counts.astype(np.int32, copy=True)
         self.history = list(state["history"])
         self.evaluations = list(state.get("evaluations", []))

@@ -7,8 +7,8 @@ Create Date: 2026-12-03 09:00:00
 
 from alembic import op
 
-revision = '0002'
-down_revision = '0001'
+revision = "0002"
+down_revision = "0001"
 branch_labels = None
 depends_on = None
 
