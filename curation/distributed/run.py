@@ -25,7 +25,7 @@ from curation.faults import kill_point
 from curation.files import move_into_place, temporary_path
 from curation.metrics.ledger import ComputeLedger
 from curation.selection.pairwise import DENSITY
-from curation.selection.run import PlanInfo
+from curation.selection.run import PlanInfo, plan_info
 
 if TYPE_CHECKING:
     from curation.distributed.selection import Selection
@@ -136,19 +136,7 @@ def select_distributed(
         shutil.rmtree(tmp, ignore_errors=True)
         if made is not None:
             shutil.rmtree(made, ignore_errors=True)
-    info = PlanInfo(
-        row.id,
-        row.version_id,
-        row.method,
-        row.params,
-        row.budget,
-        row.ratio,
-        row.seed,
-        row.path,
-        row.content_hash,
-        seconds,
-    )
-    return info, selection
+    return plan_info(row), selection
 
 
 def _track(settings: Settings, experiment: str, plan_id: int, params, selection, seconds: float) -> None:

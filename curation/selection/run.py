@@ -140,10 +140,11 @@ def select_plan(
         s.add(row)
         s.flush()
         kill_point("select:before-commit")
-    return _info(row), selector
+    return plan_info(row), selector
 
 
-def _info(row: SelectionPlan) -> PlanInfo:
+def plan_info(row: SelectionPlan) -> PlanInfo:
+    """A catalog plan row as the PlanInfo every caller gets (its selection time from the row's ledger)."""
     return PlanInfo(
         row.id,
         row.version_id,
@@ -187,7 +188,7 @@ def plans(settings: Settings, version_id: int | None = None) -> list[PlanInfo]:
         query = select(SelectionPlan).order_by(SelectionPlan.id)
         if version_id is not None:
             query = query.where(SelectionPlan.version_id == version_id)
-        return [_info(r) for r in s.scalars(query)]
+        return [plan_info(r) for r in s.scalars(query)]
 
 
 def _jsonable(params: dict) -> dict:
