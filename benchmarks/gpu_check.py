@@ -189,7 +189,7 @@ def grid(
     """Every method at the full run's training compute; wall seconds to the target. A method is left out
     when the time left is under 1.5 x the full run's wall time."""
     from benchmarks.accuracy_per_compute import FRACTION, _to_target
-    from curation.metrics.ledger import BACKWARD_FACTOR
+    from curation.metrics.ledger import equal_compute_epochs
     from curation.selection.plans import FullPlan
     from curation.selection.sampling import SOFT, SampledPlan
     from curation.selection.selective_backprop import SelectiveBackprop
@@ -246,18 +246,16 @@ def grid(
     run("full", epochs, full_plan)
     run(
         f"soft {SOFT_RATIO:g}",
-        math.ceil(epochs / SOFT_RATIO),
+        equal_compute_epochs(epochs, SOFT_RATIO),
         SampledPlan(data.version_id, ids, SOFT, SOFT_RATIO, seed),
     )
     for system, staleness in (("selective-backprop", 0), ("selective-backprop-stale", SB_STALENESS)):
-        per_epoch = ((1 / staleness if staleness else 1) + (1 + BACKWARD_FACTOR) / (SB_BETA + 1)) / (
-            1 + BACKWARD_FACTOR
-        )  # expected cost of an epoch after warm-up, in full-data epochs
+        selector = SelectiveBackprop(beta=SB_BETA, staleness=staleness, batch_size=batch, seed=seed)
         run(
             system,
-            1 + math.ceil((epochs - 1) / per_epoch - 1e-9),
+            selector.equal_compute_epochs(epochs),
             full_plan,
-            SelectiveBackprop(beta=SB_BETA, staleness=staleness, batch_size=batch, seed=seed),
+            selector,
             candidates=int(batch * (SB_BETA + 1)),
             beta=SB_BETA,
             staleness=staleness,

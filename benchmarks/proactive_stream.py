@@ -21,7 +21,7 @@ none of the seeds anything was tuned on (0, 1 and 5, 6 set the fixed defaults; 2
 policy's). Reported per system: the mean over seeds, the spread and the worst seed of its points
 against full retraining, the same per chunk, and the passes each step spent. Seeds finish one
 after another (tasks are queued seed by seed); after each, what finished so far is written to
-``<name>.partial.json``; the result file only when every seed finished."""
+``<name>.so-far.json``; the result file only when every seed finished."""
 
 from __future__ import annotations
 
@@ -34,6 +34,7 @@ from multiprocessing import get_context
 from pathlib import Path
 
 from benchmarks._common import RESULTS, parser, peak_rss_mb, write_result
+from curation.files import write_atomic
 
 TARGET_POINTS = 0.5  # proactive mean accuracy within this many points of full retraining
 TARGET_WORST = 1.5  # ... and its worst seed within this many
@@ -291,7 +292,7 @@ def main() -> None:
         "threads": args.threads,
         "seeds": seeds,
     }
-    partial = (args.out or RESULTS / "proactive_stream.json").with_suffix(".partial.json")
+    partial = (args.out or RESULTS / "proactive_stream.json").with_suffix(".so-far.json")
     wall = time.perf_counter()
     at = list(range(chunks))
     lanes = [sorted({at[i], at[-1 - i]}) for i in range((chunks + 1) // 2)]  # balanced: c and chunks-1-c
@@ -322,21 +323,16 @@ def main() -> None:
             runs[seed] |= {name: f.result() for name, f in proactives.items()}
             if not args.quick:
                 results, ratios = summarize(runs, configs)
-                partial.write_text(
-                    json.dumps(
-                        {
-                            "benchmark": "proactive_stream",
-                            "partial": True,
-                            "finished_seeds": sorted(runs),
-                            "params": params,
-                            "wall_seconds": time.perf_counter() - wall,
-                            "results": results,
-                            "ratios": ratios,
-                        },
-                        indent=2,
-                    )
-                    + "\n"
-                )
+                so_far = {
+                    "benchmark": "proactive_stream",
+                    "partial": True,
+                    "finished_seeds": sorted(runs),
+                    "params": params,
+                    "wall_seconds": time.perf_counter() - wall,
+                    "results": results,
+                    "ratios": ratios,
+                }
+                write_atomic(partial, lambda tmp, doc=so_far: tmp.write_text(json.dumps(doc, indent=2) + "\n"))
                 print(f"seed {seed} finished ({len(runs)}/{len(seeds)}): {partial}", flush=True)
     wall = time.perf_counter() - wall
 

@@ -22,7 +22,6 @@ one stage each.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -33,7 +32,7 @@ import numpy as np
 from curation import reports
 from curation.config import Settings
 from curation.data.versions import VersionInfo, open_version
-from curation.errors import CurationError
+from curation.metrics.ledger import equal_compute_epochs
 from curation.selection.base import make_selector
 from curation.selection.params import parse_pairs
 from curation.selection.plans import FullPlan, Plan
@@ -122,21 +121,6 @@ def check_methods(methods: list[str]) -> list[tuple[str, dict]]:
     for name, params in parsed:
         make_selector(name, **params)
     return parsed
-
-
-def equal_compute_epochs(epochs: int, ratio: float, warmup: int = 0) -> int:
-    """The epochs a method trains to spend the compute of ``epochs`` full-data epochs.
-
-    One of its epochs costs ``ratio`` of a full-data epoch, after ``warmup`` epochs at full cost (Selective-
-    Backprop's first epoch backpropagates everything). The rule: the fewest epochs that reach the baseline's
-    compute, ``warmup + ceil((epochs - warmup) / ratio)``, at least one; so a method never gets less compute
-    than the baseline, and at most one of its own epochs more. A float error (1 / 0.1 = 10.000000000000002)
-    does not add an epoch.
-    """
-    if ratio <= 0:
-        raise CurationError(f"a method's cost per epoch must be positive, not {ratio}", "give a ratio above 0")
-    warmup = min(warmup, epochs)
-    return max(1, warmup + math.ceil((epochs - warmup) / ratio - 1e-9))
 
 
 def train_row(

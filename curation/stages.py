@@ -9,7 +9,7 @@ never catalog ids or times, so a stage that re-runs on the same inputs writes th
 stages after it stay cached; the next stage finds the catalog rows by that content. Training records
 name their catalog and MLflow runs.
 
-Every method runs at the full-data run's compute (``compare.equal_compute_epochs``): a method that trains on a
+Every method runs at the full-data run's compute (``metrics.ledger.equal_compute_epochs``): a method that trains on a
 fraction r of the data per epoch gets ceil(E / r) epochs; an online method (registered as such: Selective-Backprop
 with beta = 1/r - 1, so about r of each candidate batch is backpropagated; InfoBatch, which picks its own share)
 gets the epochs whose expected cost matches.

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from curation.compare import equal_compute_epochs
+from curation.metrics.ledger import equal_compute_epochs
 from curation.errors import CurationError
 from curation.files import write_atomic, write_named
 from curation.locks import locked
@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SINGLE = {
     r"\bos\.(replace|rename)\(|\.tmp\b[\"']|\.partial\b|\bfsync\(": "curation/files.py",
     r"\bfcntl\b|\bflock\(|\bFileLock\b|\bimport filelock\b|\bfrom filelock\b": "curation/locks.py",
-    r"\b(ceil|round)\([^)]*epochs": "curation/compare.py",  # equal_compute_epochs
+    r"\b(ceil|round)\([^)]*epochs": "curation/metrics/ledger.py",  # equal_compute_epochs
 }
 
 

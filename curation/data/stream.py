@@ -167,4 +167,8 @@ def _renumbered(table: pa.Table, first: int) -> pa.Table:
 
 
 def _with_manifest(table: pa.Table, feature_shape: list) -> pa.Table:
-    return table.replace_schema_metadata({MANIFEST_KEY: json.dumps(manifest(table, feature_shape)).encode()})
+    """The table with the stream's feature shape in its manifest; the class names and transform it came with
+    are kept (so the same chunk gives the same bytes, whichever chunk of the stream it is)."""
+    given = json.loads((table.schema.metadata or {}).get(MANIFEST_KEY, b"{}"))
+    shaped = manifest(table, feature_shape, given.get("class_names"), given.get("transform"))
+    return table.replace_schema_metadata({MANIFEST_KEY: json.dumps(shaped).encode()})

@@ -8,6 +8,7 @@ FLOPs are counted from the architecture's forward FLOPs per sample, measured onc
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
 
@@ -90,3 +91,18 @@ class ComputeLedger:
         if unknown:
             raise CurationError(f"ledger has unknown entries {sorted(unknown)}", "record ledgers with ComputeLedger")
         return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def equal_compute_epochs(epochs: int, ratio: float, warmup: int = 0) -> int:
+    """The epochs a method trains to spend the compute of ``epochs`` full-data epochs.
+
+    One of its epochs costs ``ratio`` of a full-data epoch, after ``warmup`` epochs at full cost (Selective-
+    Backprop's first epoch backpropagates everything). The rule: the fewest epochs that reach the baseline's
+    compute, ``warmup + ceil((epochs - warmup) / ratio)``, at least one; so a method never gets less compute
+    than the baseline, and at most one of its own epochs more. A float error (1 / 0.1 = 10.000000000000002)
+    does not add an epoch.
+    """
+    if ratio <= 0:
+        raise CurationError(f"a method's cost per epoch must be positive, not {ratio}", "give a ratio above 0")
+    warmup = min(warmup, epochs)
+    return max(1, warmup + math.ceil((epochs - warmup) / ratio - 1e-9))

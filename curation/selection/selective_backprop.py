@@ -56,8 +56,7 @@ class SelectiveBackprop(OnlineMethod):
     def equal_compute_epochs(self, epochs: int) -> int:
         """Epochs costing about ``epochs`` full-data epochs (the first epoch backpropagates all): each later
         epoch costs selection forwards (all rows, or 1/staleness) plus 1/(beta+1) of the forward+backward."""
-        from curation.compare import equal_compute_epochs
-        from curation.metrics.ledger import BACKWARD_FACTOR
+        from curation.metrics.ledger import BACKWARD_FACTOR, equal_compute_epochs
 
         per_epoch = ((1 / self.staleness if self.staleness else 1) + (1 + BACKWARD_FACTOR) / (self.beta + 1)) / (
             1 + BACKWARD_FACTOR

@@ -12,30 +12,6 @@ down_revision = "0001"
 branch_labels = None
 depends_on = None
 
-# PostgreSQL renames in place, the implicit names (primary key, foreign keys, id sequence) included
-POSTGRES_UP = [
-    "ALTER TABLE deployments RENAME TO shipped_updates",
-    "ALTER INDEX ix_deployments_model_version_id RENAME TO ix_shipped_updates_model_version_id",
-    "ALTER TABLE shipped_updates RENAME CONSTRAINT uq_deployment_sequence TO uq_shipped_update_sequence",
-    "ALTER TABLE shipped_updates RENAME CONSTRAINT deployments_pkey TO shipped_updates_pkey",
-    "ALTER TABLE shipped_updates RENAME CONSTRAINT deployments_model_version_id_fkey "
-    "TO shipped_updates_model_version_id_fkey",
-    "ALTER TABLE shipped_updates RENAME CONSTRAINT deployments_base_model_version_id_fkey "
-    "TO shipped_updates_base_model_version_id_fkey",
-    "ALTER SEQUENCE deployments_id_seq RENAME TO shipped_updates_id_seq",
-]
-POSTGRES_DOWN = [
-    "ALTER SEQUENCE shipped_updates_id_seq RENAME TO deployments_id_seq",
-    "ALTER TABLE shipped_updates RENAME CONSTRAINT shipped_updates_base_model_version_id_fkey "
-    "TO deployments_base_model_version_id_fkey",
-    "ALTER TABLE shipped_updates RENAME CONSTRAINT shipped_updates_model_version_id_fkey "
-    "TO deployments_model_version_id_fkey",
-    "ALTER TABLE shipped_updates RENAME CONSTRAINT shipped_updates_pkey TO deployments_pkey",
-    "ALTER TABLE shipped_updates RENAME CONSTRAINT uq_shipped_update_sequence TO uq_deployment_sequence",
-    "ALTER INDEX ix_shipped_updates_model_version_id RENAME TO ix_deployments_model_version_id",
-    "ALTER TABLE shipped_updates RENAME TO deployments",
-]
-
 
 def _sqlite(old: tuple[str, str, str], new: tuple[str, str, str]) -> None:
     """SQLite: rename the table, then recreate it by a copy so its index and unique constraint get new names."""
@@ -52,16 +28,37 @@ NEW = ("shipped_updates", "ix_shipped_updates_model_version_id", "uq_shipped_upd
 
 
 def upgrade() -> None:
-    if op.get_context().dialect.name == "postgresql":
-        for statement in POSTGRES_UP:
-            op.execute(statement)
-    else:
-        _sqlite(OLD, NEW)
+    if op.get_context().dialect.name != "postgresql":
+        return _sqlite(OLD, NEW)
+    # PostgreSQL renames in place, the implicit names (primary key, foreign keys, id sequence) included
+    op.execute("ALTER TABLE deployments RENAME TO shipped_updates")
+    op.execute("ALTER INDEX ix_deployments_model_version_id RENAME TO ix_shipped_updates_model_version_id")
+    op.execute("ALTER TABLE shipped_updates RENAME CONSTRAINT uq_deployment_sequence TO uq_shipped_update_sequence")
+    op.execute("ALTER TABLE shipped_updates RENAME CONSTRAINT deployments_pkey TO shipped_updates_pkey")
+    op.execute(
+        "ALTER TABLE shipped_updates RENAME CONSTRAINT deployments_model_version_id_fkey "
+        "TO shipped_updates_model_version_id_fkey"
+    )
+    op.execute(
+        "ALTER TABLE shipped_updates RENAME CONSTRAINT deployments_base_model_version_id_fkey "
+        "TO shipped_updates_base_model_version_id_fkey"
+    )
+    op.execute("ALTER SEQUENCE deployments_id_seq RENAME TO shipped_updates_id_seq")
 
 
 def downgrade() -> None:
-    if op.get_context().dialect.name == "postgresql":
-        for statement in POSTGRES_DOWN:
-            op.execute(statement)
-    else:
-        _sqlite(NEW, OLD)
+    if op.get_context().dialect.name != "postgresql":
+        return _sqlite(NEW, OLD)
+    op.execute("ALTER SEQUENCE shipped_updates_id_seq RENAME TO deployments_id_seq")
+    op.execute(
+        "ALTER TABLE shipped_updates RENAME CONSTRAINT shipped_updates_base_model_version_id_fkey "
+        "TO deployments_base_model_version_id_fkey"
+    )
+    op.execute(
+        "ALTER TABLE shipped_updates RENAME CONSTRAINT shipped_updates_model_version_id_fkey "
+        "TO deployments_model_version_id_fkey"
+    )
+    op.execute("ALTER TABLE shipped_updates RENAME CONSTRAINT shipped_updates_pkey TO deployments_pkey")
+    op.execute("ALTER TABLE shipped_updates RENAME CONSTRAINT uq_shipped_update_sequence TO uq_deployment_sequence")
+    op.execute("ALTER INDEX ix_shipped_updates_model_version_id RENAME TO ix_deployments_model_version_id")
+    op.execute("ALTER TABLE shipped_updates RENAME TO deployments")
