@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from curation.metrics.ledger import equal_compute_epochs
 from curation.errors import CurationError
 from curation.files import write_atomic, write_named
 from curation.locks import locked
+from curation.metrics.ledger import equal_compute_epochs
 
 ROOT = Path(__file__).resolve().parents[1]
 # pattern -> the only module allowed to contain it
