@@ -42,7 +42,8 @@ def section(result: dict) -> str:
 
 
 def main() -> None:
-    results = [json.loads(p.read_text()) for p in sorted(RESULTS.glob("*.json")) if not p.name.endswith(".quick.json")]
+    unfinished = (".quick.json", ".so-far.json")  # smoke runs, and the seeds a run had finished when stopped
+    results = [json.loads(p.read_text()) for p in sorted(RESULTS.glob("*.json")) if not p.name.endswith(unfinished)]
     header = (
         "# Benchmarks\n\nGenerated from `benchmarks/results/*.json` by `python -m benchmarks.report`; do not edit by "
         "hand. Each benchmark runs our method and its baseline side by side in one process; ratios are what to "
