@@ -35,6 +35,14 @@ class Augment(StrEnum):
     crop_flip = "crop-flip"
 
 
+class DataPath(StrEnum):
+    """How training reads a split: held in memory, streamed from disk, or (auto) streamed when too big."""
+
+    auto = "auto"
+    memory = "memory"
+    stream = "stream"
+
+
 class Engine(StrEnum):
     """Where a selection runs: in this process, or the pairwise method on a Dask cluster."""
 

@@ -14,7 +14,7 @@ from rich.table import Table
 from typer._click.exceptions import UsageError  # typer 0.29 vendors click; its errors are these classes
 from typer.core import TyperCommand, TyperGroup
 
-from curation.choices import Amp, Augment, Device, Engine, Mode, Policy, RunStatus, Ship, Strategy
+from curation.choices import Amp, Augment, DataPath, Device, Engine, Mode, Policy, RunStatus, Ship, Strategy
 from curation.config import load_settings
 from curation.errors import CurationError
 
@@ -691,7 +691,11 @@ def train(
         None, help="Mixed precision (default: bf16 on a GPU that supports it, else fp16; off on the CPU)."
     ),
     compile_model: bool = typer.Option(False, "--compile", help="Run the model through torch.compile."),
-    workers: int = typer.Option(2, help="Image versions: worker processes that decode the images."),
+    workers: int = typer.Option(2, help="Worker processes that decode images and read streamed splits."),
+    data_path: DataPath = typer.Option(
+        DataPath.auto,
+        help="Hold the splits in memory, stream them from disk, or auto: stream a split over half the free memory.",
+    ),
     augment: Augment | None = typer.Option(
         None, help="Image versions: random crops (and horizontal flips) of every training sample."
     ),
@@ -734,6 +738,7 @@ def train(
             amp=amp,
             compile=compile_model,
             workers=workers,
+            data_path=data_path,
             augment=augment,
         )
         settings = load_settings()
@@ -782,6 +787,11 @@ def score(
         None, help="Score with this trained catalog model version instead (see `curation models ls`)."
     ),
     device: Device = typer.Option(Device.auto, help="Where to train (auto: the GPU when one is found)."),
+    workers: int = typer.Option(2, help="Worker processes that decode images and read streamed splits."),
+    data_path: DataPath = typer.Option(
+        DataPath.auto,
+        help="Hold the splits in memory, stream them from disk, or auto: stream a split over half the free memory.",
+    ),
     json_out: bool = typer.Option(False, "--json", help="Print the score set as JSON."),
 ):
     """Score every train sample (loss, EL2N, gradient norm, entropy, margin, forgetting, embeddings)."""
@@ -793,7 +803,7 @@ def score(
         settings = load_settings()
         with steps(enabled=not json_out and err.is_terminal) as step:
             step("training the proxy model and scoring" if model is None else f"scoring with model {model}")
-            info = score_version(settings, version, arch, epochs, seed, model, device)
+            info = score_version(settings, version, arch, epochs, seed, model, device, data_path, workers)
     if json_out:
         emit_json(info.to_dict())
         return

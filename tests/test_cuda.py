@@ -10,11 +10,12 @@ import os
 os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # deterministic cuBLAS (before its first use)
 
 import numpy as np
+import pyarrow as pa
 import pytest
 import torch
 
 from curation.data import synthetic
-from curation.scoring.scores import SCORES, score_table
+from curation.scoring.scores import SCORES, score_batches
 from curation.selection.plans import FullPlan
 from curation.selection.selective_backprop import SelectiveBackprop
 from curation.sparse_updates import Replica, SparseTraining, SparseUpdate, Sparsifier
@@ -124,9 +125,9 @@ def test_resume_on_the_gpu_equals_the_uninterrupted_run_bit_for_bit(amp, tmp_pat
 def test_scoring_on_the_gpu_matches_the_cpu():
     t = trainer("cnn1d", CPU, epochs=1)
     fit(t)
-    cpu = score_table(t.model, t.data.train)
+    cpu = pa.Table.from_batches(list(score_batches(t.model, t.data.train)))
     gpu_data = data("cnn1d", GPU)
-    gpu = score_table(t.model.to(GPU), gpu_data.train)
+    gpu = pa.Table.from_batches(list(score_batches(t.model.to(GPU), gpu_data.train)))
     assert cpu.column_names == gpu.column_names and gpu.num_rows == len(gpu_data.train)
     for name in (*SCORES, "embedding", "gradient"):
         a, b = (

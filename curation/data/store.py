@@ -117,10 +117,10 @@ class VersionReader:
         self.manifest = read_manifest(self._file.schema_arrow)
         self.transform = self.manifest.get("transform")
         self.images = "image" in self._file.schema_arrow.names  # features are decoded from encoded images
-        self._stored = "image" if self.images else "features"
+        self.stored = "image" if self.images else "features"  # the column features are read from
         self.num_rows = self._file.metadata.num_rows
         self._ids: np.ndarray | None = None
-        self._group_starts = np.cumsum(
+        self.group_starts = np.cumsum(  # the first row of each row group, then the row count
             [0] + [self._file.metadata.row_group(i).num_rows for i in range(self._file.num_row_groups)]
         )
 
@@ -147,13 +147,13 @@ class VersionReader:
     def take(self, sample_ids, columns: list[str] | None = None) -> pa.Table:
         """Rows for the given ids, in the given order (duplicates allowed), reading only needed row groups."""
         rows = self.rows_of(np.asarray(sample_ids))
-        groups = np.searchsorted(self._group_starts, rows, side="right") - 1
+        groups = np.searchsorted(self.group_starts, rows, side="right") - 1
         needed = np.unique(groups)
         part = self._file.read_row_groups(needed.tolist(), columns=self._columns(columns))
         # offsets of each needed group inside `part`
-        sizes = self._group_starts[needed + 1] - self._group_starts[needed]
+        sizes = self.group_starts[needed + 1] - self.group_starts[needed]
         offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]])
-        local = offsets[np.searchsorted(needed, groups)] + (rows - self._group_starts[groups])
+        local = offsets[np.searchsorted(needed, groups)] + (rows - self.group_starts[groups])
         return transforms.apply(part.take(pa.array(local, pa.int64())), self.transform)
 
     def split_ids(self, split: str = "train") -> np.ndarray:
@@ -182,4 +182,4 @@ class VersionReader:
 
     def _columns(self, columns: list[str] | None) -> list[str] | None:
         """The stored columns that hold the asked-for ones (``features`` of an image version are ``image``)."""
-        return None if columns is None else [self._stored if c == "features" else c for c in columns]
+        return None if columns is None else [self.stored if c == "features" else c for c in columns]

@@ -1,11 +1,13 @@
 """Scoring a version: train a proxy model for a few epochs (or load a trained one), then stream the
-train split through it in batches (``scores.score_table``) and write every score, the penultimate
-embedding and the last-layer gradient as a score set (Parquet + catalog row, with the scoring cost in
-its ledger)."""
+train split through it in batches (``scores.score_batches``) and write every score, the penultimate
+embedding and the last-layer gradient as a score set, batch by batch (Parquet + catalog row, with the
+scoring cost in its ledger)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -13,14 +15,15 @@ import pyarrow.parquet as pq
 import torch
 
 from curation.catalog import Catalog, ModelVersion, ScoreSet
+from curation.choices import DataPath
 from curation.config import Settings
 from curation.data.store import file_md5
-from curation.data.versions import open_version
+from curation.data.versions import VersionInfo, open_version
 from curation.errors import CurationError
 from curation.faults import kill_point
 from curation.files import write_named
 from curation.metrics.ledger import ComputeLedger
-from curation.scoring.scores import forgetting_events, predict, score_table
+from curation.scoring.scores import forgetting_events, predict, score_batches
 from curation.selection.plans import FullPlan
 from curation.training.checkpoint import load_checkpoint
 from curation.training.config import TrainConfig
@@ -52,10 +55,8 @@ class _Forgetting(Callback):
     def on_epoch_end(self, record: dict) -> None:
         split = self.data.train
         right = np.empty(len(split), dtype=bool)
-        size = inference_batch(split.device)
-        for lo in range(0, len(split), size):
-            rows = np.arange(lo, min(lo + size, len(split)))
-            logits, y, _ = predict(self.model, split, rows)
+        for rows, x, y in split.in_order(inference_batch(split.device)):
+            logits, _ = predict(self.model, x)
             right[rows] = (logits.argmax(1) == y).cpu().numpy()
         self.ledger_of().book_selection(forwards=len(split))
         self.correct.append(right)
@@ -69,10 +70,11 @@ def score_version(
     seed: int = 0,
     model_version: int | None = None,
     device: str = "auto",
+    data_path: DataPath | str = DataPath.auto,
+    workers: int = 2,
 ) -> ScoreInfo:
-    """Score ``ref``'s train split with a proxy (trained here for ``epochs``, or catalog model ``model_version``)."""
-    from models import ModelSpec, build
-
+    """Score ``ref``'s train split with a proxy (trained here for ``epochs``, or catalog model ``model_version``);
+    ``data_path`` and ``workers`` as in ``TrainConfig``."""
     info, reader = open_version(settings, ref)
     catalog = Catalog(settings.catalog)
     checkpoint = None
@@ -83,10 +85,29 @@ def score_version(
                 raise CurationError(f"no model version {model_version} in the catalog", "give a trained model's id")
             checkpoint = load_checkpoint(settings.home / row.path)
         arch = arch or checkpoint["arch"]
-    cfg = TrainConfig.make(arch=arch, epochs=epochs, seed=seed, device=device).resolve(
-        info.feature_shape, images=reader.images
+    cfg = TrainConfig.make(
+        arch=arch, epochs=epochs, seed=seed, device=device, data_path=data_path, workers=workers
+    ).resolve(info.feature_shape, images=reader.images)
+    data = TrainingData.load(
+        reader, info.id, info.feature_shape, resolve_device(cfg.device), cfg.workers, cfg.data_path
     )
-    data = TrainingData.load(reader, info.id, info.feature_shape, resolve_device(cfg.device), cfg.workers)
+    try:
+        return _score(settings, catalog, info, data, cfg, checkpoint, model_version)
+    finally:
+        data.close()
+
+
+def _score(
+    settings: Settings,
+    catalog: Catalog,
+    info: VersionInfo,
+    data: TrainingData,
+    cfg: TrainConfig,
+    checkpoint: dict | None,
+    model_version: int | None,
+) -> ScoreInfo:
+    from models import ModelSpec, build
+
     torch.manual_seed(cfg.seed)
     model = build(cfg.arch, ModelSpec.of(info))
     trainer = Trainer(model, data, cfg)
@@ -111,10 +132,8 @@ def score_version(
         trainer.fit(FullPlan(info.id, data.train.sample_ids))
         forgetting = forgetting_events(np.stack(tracker.correct))
     ledger = trainer.ledger
-    table = score_table(model, data.train, forgetting)
+    path, digest, columns = _write(settings, score_batches(model, data.train, forgetting))
     ledger.book_selection(forwards=len(data.train))
-    kill_point("score:before-write")
-    path, digest = _write(settings, table)
     params = {
         "arch": cfg.arch,
         "epochs": 0 if checkpoint is not None else cfg.epochs,
@@ -125,7 +144,7 @@ def score_version(
         version_id=info.id,
         scorer=f"proxy:{cfg.arch}",
         params=params,
-        columns=[c for c in table.column_names if c != "sample_id"],
+        columns=columns,
         path=path,
         content_hash=digest,
         ledger=_as_scoring_cost(ledger),
@@ -146,10 +165,18 @@ def _as_scoring_cost(ledger: ComputeLedger) -> dict:
     return cost.to_dict()
 
 
-def _write(settings: Settings, table: pa.Table) -> tuple[str, str]:
-    target = write_named(
-        settings.data_path / "scores",
-        lambda tmp: pq.write_table(table, tmp, compression="lz4"),
-        lambda tmp: f"{file_md5(tmp)}.parquet",
-    )
-    return str(target.relative_to(settings.home)), target.stem
+def _write(settings: Settings, batches: Iterator[pa.RecordBatch]) -> tuple[str, str, list[str]]:
+    """Write the score set batch by batch under its md5; its path, md5 and score columns."""
+    columns: list[str] = []
+
+    def write(tmp: Path) -> None:
+        first = next(batches)
+        with pq.ParquetWriter(tmp, first.schema, compression="lz4") as writer:
+            writer.write_batch(first)
+            for batch in batches:
+                writer.write_batch(batch)
+        kill_point("score:before-write")
+        columns.extend(c for c in first.schema.names if c != "sample_id")
+
+    target = write_named(settings.data_path / "scores", write, lambda tmp: f"{file_md5(tmp)}.parquet")
+    return str(target.relative_to(settings.home)), target.stem, columns

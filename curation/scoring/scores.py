@@ -9,6 +9,8 @@ correct -> incorrect transitions of an example's prediction across training epoc
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 import pyarrow as pa
 import torch
@@ -18,6 +20,7 @@ from torch import nn
 from curation.errors import CurationError
 from curation.faults import kill_point
 from curation.training.data import Split
+from curation.training.streaming import StreamedSplit
 from curation.training.trainer import inference_batch, memory_format
 
 SCORES = ("loss", "el2n", "grad_norm", "entropy", "margin", "least_confidence")
@@ -34,44 +37,39 @@ def _last_linear(model: nn.Module) -> nn.Linear:
 
 
 @torch.inference_mode()
-def predict(model: nn.Module, split: Split, rows: np.ndarray):
-    """Float32 logits, labels and penultimate activations of ``rows`` (eval mode, inference mode, the input in
-    the model's memory format; training mode restored). Scores are computed in float32, whatever the AMP setting."""
+def predict(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Float32 logits and penultimate activations of a batch (eval mode, inference mode, the input in the
+    model's memory format; training mode restored). Scores are computed in float32, whatever the AMP setting."""
     captured = {}
     hook = _last_linear(model).register_forward_hook(lambda m, inputs, out: captured.update(h=inputs[0]))
     was_training = model.training
     model.eval()
     try:
-        x, y = split.batch(rows)
         logits = model(x.contiguous(memory_format=memory_format(model, x.shape[1:], x.device))).float()
     finally:
         hook.remove()
         model.train(was_training)
-    return logits, y, captured["h"]
+    return logits, captured["h"]
 
 
-def score_table(model: nn.Module, split: Split, forgetting: np.ndarray | None = None) -> pa.Table:
+def score_batches(
+    model: nn.Module, split: Split | StreamedSplit, forgetting: np.ndarray | None = None
+) -> Iterator[pa.RecordBatch]:
     """Every score of SCORES, the penultimate embedding and the last-layer gradient (softmax - onehot) of every
-    row of ``split``, in large inference batches on the split's device (the caller books the forwards)."""
-    parts: dict[str, list] = {name: [] for name in SCORES}
-    embeddings, gradients = [], []
-    size = inference_batch(split.device)
-    for lo in range(0, len(split), size):
-        rows = np.arange(lo, min(lo + size, len(split)))
-        logits, y, h = predict(model, split, rows)
-        for name, values in batch_scores(logits, y, h).items():
-            parts[name].append(values)
-        embeddings.append(h.flatten(1).float().cpu().numpy())
-        kill_point(f"score:batch-{lo // size}")
-        gradients.append((torch.softmax(logits, 1) - F.one_hot(y, logits.shape[1])).cpu().numpy())
-    columns = {"sample_id": pa.array(split.sample_ids, pa.int64())}
-    columns |= {name: pa.array(np.concatenate(v), pa.float32()) for name, v in parts.items()}
-    if forgetting is not None:
-        columns["forgetting"] = pa.array(forgetting.astype(np.float32), pa.float32())
-    for name, blocks in (("embedding", embeddings), ("gradient", gradients)):
-        matrix = np.concatenate(blocks).astype(np.float32)
-        columns[name] = pa.FixedSizeListArray.from_arrays(pa.array(matrix.reshape(-1), pa.float32()), matrix.shape[1])
-    return pa.table(columns)
+    row of ``split``, one record batch per inference batch on the split's device (the caller books the
+    forwards): memory holds one batch, whatever the split's size."""
+    for i, (rows, x, y) in enumerate(split.in_order(inference_batch(split.device))):
+        logits, h = predict(model, x)
+        columns = {"sample_id": pa.array(split.sample_ids[rows], pa.int64())}
+        columns |= {name: pa.array(values, pa.float32()) for name, values in batch_scores(logits, y, h).items()}
+        if forgetting is not None:
+            columns["forgetting"] = pa.array(forgetting[rows].astype(np.float32), pa.float32())
+        gradient = (torch.softmax(logits, 1) - F.one_hot(y, logits.shape[1])).cpu().numpy()
+        for name, matrix in (("embedding", h.flatten(1).float().cpu().numpy()), ("gradient", gradient)):
+            flat = pa.array(np.ascontiguousarray(matrix, np.float32).reshape(-1), pa.float32())
+            columns[name] = pa.FixedSizeListArray.from_arrays(flat, matrix.shape[1])
+        kill_point(f"score:batch-{i}")
+        yield pa.RecordBatch.from_pydict(columns)
 
 
 @torch.inference_mode()

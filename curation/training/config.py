@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from curation.choices import Amp, Augment, Device
+from curation.choices import Amp, Augment, DataPath, Device
 from curation.errors import CurationError
 
 # Used where neither the user nor the architecture's registered defaults give a value.
@@ -58,7 +58,14 @@ class TrainConfig(BaseModel):
         "GPU that supports it, else fp16 on a GPU, off on the CPU",
     )
     compile: bool = Field(False, description="run the model's forward through torch.compile")
-    workers: int = Field(2, ge=0, description="image versions: DataLoader worker processes that decode the images")
+    workers: int = Field(
+        2, ge=0, description="DataLoader worker processes that decode images and read a streamed split"
+    )
+    data_path: DataPath = Field(
+        DataPath.auto,
+        description="hold the splits in memory, stream them from disk, or auto: stream a split that would take "
+        "over half the available memory",
+    )
     augment: Augment | None = Field(
         None, description="image versions: a random crop (and a horizontal flip) of every training sample"
     )

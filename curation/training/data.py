@@ -1,7 +1,13 @@
-"""The data a run trains and evaluates on: a version's train and test splits as tensors, looked up by sample id."""
+"""The data a run trains and evaluates on: a version's train and test splits, looked up by sample id.
+
+A split is held in memory (``Split``: one tensor, a batch is one ``index_select``) when it fits, else read
+from disk while training (``training.streaming.StreamedSplit``); ``data_path`` chooses (auto: per split, by
+the memory it would take). Both answer ``batch(rows)``, ``batches(...)`` (an epoch) and ``in_order(size)``.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -9,11 +15,13 @@ import psutil
 import pyarrow as pa
 import torch
 
+from curation.choices import DataPath
 from curation.data.store import VersionReader, features_numpy
 from curation.errors import CurationError
+from curation.training.streaming import StreamedSplit
 
 COLUMNS = ["sample_id", "label", "features"]
-MEMORY_SHARE = 0.8  # refuse to load a split bigger than this share of available memory
+MEMORY_SHARE = 0.5  # data_path auto: a split bigger than this share of available memory is streamed
 DEVICE_SHARE = 0.5  # keep a split on the GPU when it takes at most this share of free GPU memory
 DECODE_CHUNK = 256  # images a decoding worker reads and decodes per task
 
@@ -43,6 +51,26 @@ class Split:
         torch.index_select(self.labels, 0, index, out=y)
         return x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
 
+    def batches(
+        self, rows: np.ndarray, weights: np.ndarray | None, size: int, seed: list[int]
+    ) -> Iterator[tuple[np.ndarray, np.ndarray | None, torch.Tensor, torch.Tensor]]:
+        """An epoch over ``rows`` (repeats kept), shuffled from ``seed``, in batches of ``size``:
+        (rows, weights, features, labels)."""
+        order = np.random.default_rng(seed).permutation(len(rows))
+        rows, weights = rows[order], (None if weights is None else weights[order])
+        for lo in range(0, len(rows), size):
+            part = rows[lo : lo + size]
+            yield part, None if weights is None else weights[lo : lo + size], *self.batch(part)
+
+    def in_order(self, size: int) -> Iterator[tuple[np.ndarray, torch.Tensor, torch.Tensor]]:
+        """Every row in order, in batches of ``size``: (rows, features, labels)."""
+        for lo in range(0, len(self), size):
+            rows = np.arange(lo, min(lo + size, len(self)))
+            yield rows, *self.batch(rows)
+
+    def close(self) -> None:
+        """Nothing to release (a streamed split stops its workers)."""
+
 
 @dataclass
 class TrainingData:
@@ -51,14 +79,20 @@ class TrainingData:
     reader: VersionReader
     version_id: int
     feature_shape: tuple[int, ...]
-    train: Split
-    test: Split
+    train: Split | StreamedSplit
+    test: Split | StreamedSplit
 
     @classmethod
     def load(
-        cls, reader: VersionReader, version_id: int, feature_shape, device: torch.device, workers: int = 0
+        cls,
+        reader: VersionReader,
+        version_id: int,
+        feature_shape,
+        device: torch.device,
+        workers: int = 0,
+        data_path: DataPath | str = DataPath.auto,
     ) -> TrainingData:
-        """Both splits in memory; an image version's images are decoded by ``workers`` DataLoader processes."""
+        """Both splits, in memory or streamed (``data_path``); images are decoded by ``workers`` processes."""
         shape = tuple(int(s) for s in feature_shape)
         splits = reader.manifest.get("splits") or {}
         for name in ("train", "test"):
@@ -67,14 +101,11 @@ class TrainingData:
                     f"version {version_id} has no {name!r} split (splits: {splits or 'none'})",
                     "add the data with a split column holding 'train' and 'test' rows",
                 )
-        need = (splits["train"] + splits["test"]) * int(np.prod(shape)) * 4
-        if need > MEMORY_SHARE * psutil.virtual_memory().available:
-            raise CurationError(
-                f"version {version_id} needs {need / 2**30:.1f} GiB in memory to train",
-                "free memory or train on a smaller version",
-            )
         return cls(
-            reader, version_id, shape, *(_load_split(reader, n, shape, device, workers) for n in ("train", "test"))
+            reader,
+            version_id,
+            shape,
+            *(_split(reader, n, splits[n], shape, device, workers, DataPath(data_path)) for n in ("train", "test")),
         )
 
     @classmethod
@@ -94,6 +125,16 @@ class TrainingData:
             for n, lo, x, y in (("train", 0, xtr, ytr), ("test", len(ytr), xte, yte))
         ]
         return cls(None, version_id, shape, *splits)
+
+    @property
+    def streamed(self) -> bool:
+        """Whether the train split is read from disk while training."""
+        return isinstance(self.train, StreamedSplit)
+
+    def close(self) -> None:
+        """Stop a streamed split's worker processes."""
+        self.train.close()
+        self.test.close()
 
     def train_rows(self, sample_ids: np.ndarray) -> np.ndarray:
         """Rows in the train split of these ids; a one-line error for ids outside the version or its train split."""
@@ -150,6 +191,30 @@ def read_split(reader: VersionReader, name: str, workers: int = 0) -> pa.Table:
         multiprocessing_context="forkserver",
     )
     return pa.concat_tables(list(loader))
+
+
+def _split(
+    reader: VersionReader,
+    name: str,
+    rows: int,
+    shape: tuple[int, ...],
+    device: torch.device,
+    workers: int,
+    data_path: DataPath,
+) -> Split | StreamedSplit:
+    """A split in memory, or streamed: as asked, or (auto) when it would take over ``MEMORY_SHARE`` of the
+    available memory."""
+    need, available = rows * int(np.prod(shape)) * 4, psutil.virtual_memory().available
+    if data_path == DataPath.auto:
+        data_path = DataPath.stream if need > MEMORY_SHARE * available else DataPath.memory
+    if data_path == DataPath.memory and need > 0.9 * available:
+        raise CurationError(
+            f"the {name} split needs {need / 2**30:.1f} GiB in memory, {available / 2**30:.1f} GiB are available",
+            "train with --data-path stream (or auto)",
+        )
+    if data_path == DataPath.stream:
+        return StreamedSplit(reader, name, shape, device, workers)
+    return _load_split(reader, name, shape, device, workers)
 
 
 def _load_split(reader: VersionReader, name: str, shape: tuple[int, ...], device: torch.device, workers: int) -> Split:

@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from curation.catalog import Catalog
@@ -140,7 +141,27 @@ def train_version(
     info, reader = open_version(settings, ref)
     spec = ModelSpec.of(info)
     cfg = (config or TrainConfig()).resolve(info.feature_shape, images=reader.images)
-    data = TrainingData.load(reader, info.id, info.feature_shape, resolve_device(cfg.device), cfg.workers)
+    data = TrainingData.load(
+        reader, info.id, info.feature_shape, resolve_device(cfg.device), cfg.workers, cfg.data_path
+    )
+    try:
+        return _train(settings, info, spec, cfg, data, plan, resume, baseline, selector, callbacks)
+    finally:
+        data.close()
+
+
+def _train(
+    settings: Settings,
+    info: VersionInfo,
+    spec: ModelSpec,
+    cfg: TrainConfig,
+    data: TrainingData,
+    plan: Plan | str | int | Path | None,
+    resume: bool,
+    baseline: int | None,
+    selector: OnlineSelector | None,
+    callbacks: Sequence[Callback],
+) -> TrainOutcome:
     amp_dtype(cfg.amp, data.train.device)  # a bad --amp for this device is an error before anything is recorded
     catalog = Catalog(settings.catalog)
     plan_id, plan_ledger = None, {}
@@ -263,7 +284,7 @@ def _tracked(
         curves = {f"run {run_id}": curve} | ({f"baseline run {baseline}": baseline_curve} if baseline_curve else {})
         tracked.log_figure(efficiency.plot(curves, summary.get("target_accuracy")), "accuracy_vs_compute.png")
         registered = f"{info.dataset}-{cfg.arch}"
-        example = trainer.data.test.features[:4].cpu().numpy()
+        example = trainer.data.test.batch(np.arange(min(4, len(trainer.data.test))))[0].cpu().numpy()
         registry_version = tracked.log_model(copy.deepcopy(result.model).cpu().eval(), example, registered)
         kill_point("train:before-finish")
         checkpoint = result.checkpoint

@@ -44,7 +44,7 @@ from curation.training.selector import OnlineSelector
 
 EVAL_BATCH = {"cpu": 1024, "cuda": 8192}  # rows per inference forward (evaluation, selection), per device type
 SGD_MOMENTUM = 0.9
-RESUME_IGNORES = {"device", "compile"}  # settings a resumed run may change
+RESUME_IGNORES = {"device", "compile", "data_path"}  # settings a resumed run may change (not the path taken)
 
 
 class Callback:
@@ -187,6 +187,12 @@ class Trainer:
         self._forward = compiled(self.model, self.device) if self.config.compile else self.model
         self.selector = selector
         if selector is not None:
+            if data.streamed:
+                raise CurationError(
+                    f"the online selector {type(selector).__name__} reads rows at random; the train split is "
+                    "streamed from disk",
+                    "train it with --data-path memory on a machine where the split fits in memory",
+                )
             selector.start(len(data.train))
         self.checkpoint = checkpoint
         self.callbacks: list[Callback] = []
@@ -290,8 +296,6 @@ class Trainer:
 
     def _train_epoch(self, plan: Plan, epoch: int) -> dict:
         rows, weights = epoch_rows(plan, self.data, epoch)
-        order = np.random.default_rng([self.config.seed, epoch]).permutation(len(rows))
-        rows, weights = rows[order], (None if weights is None else weights[order])
         self.model.train()
         stats = {"loss_sum": torch.zeros((), device=self.device), "trained": 0, "batches": 0, "data_seconds": 0.0}
         self._clock = (
@@ -302,15 +306,19 @@ class Trainer:
         )
         size, n = self.config.batch_size, len(rows)
         if self.selector is None:
-            for lo in range(0, n, size):
-                if self._spent():
+            batches, done = self.data.train.batches(rows, weights, size, [self.config.seed, epoch]), 0
+            while not self._spent():
+                tick = time.perf_counter()
+                batch = next(batches, None)
+                stats["data_seconds"] += time.perf_counter() - tick
+                if batch is None:
                     break
-                self._set_lr(epoch + lo / n)
-                self._train_rows(
-                    rows[lo : lo + size], None if weights is None else weights[lo : lo + size], epoch, stats
-                )
-                self._maybe_evaluate(epoch + min(lo + size, n) / n)
+                self._set_lr(epoch + done / n)
+                self._train_rows(*batch[:2], epoch, stats, batch[2:])
+                done += len(batch[0])
+                self._maybe_evaluate(epoch + done / n)
         else:
+            rows = rows[np.random.default_rng([self.config.seed, epoch]).permutation(n)]
             step = self.config.candidate_batch_size or size
             tick = time.perf_counter()
             self.selector.start_epoch(epoch, self._progress(epoch))
@@ -425,10 +433,15 @@ class Trainer:
         return stats
 
     def _train_rows(
-        self, rows: np.ndarray, weights: np.ndarray | None, epoch: int, stats: dict
+        self,
+        rows: np.ndarray,
+        weights: np.ndarray | None,
+        epoch: int,
+        stats: dict,
+        loaded: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> tuple[np.ndarray, torch.Tensor | None]:
-        """One step on ``rows`` (cut to what is left of a budget, at the budget's learning rate); the rows
-        trained and their per-example losses (detached)."""
+        """One step on ``rows`` (their features and labels ``loaded`` already, or read here; cut to what is left
+        of a budget, at the budget's learning rate); the rows trained and their per-example losses (detached)."""
         if self.budget_samples is not None:
             rows = rows[: max(0, self.budget_samples - self.ledger.backward_samples)]
             weights = None if weights is None else weights[: len(rows)]
@@ -436,7 +449,7 @@ class Trainer:
                 return rows, None
             self._set_budget_lr(len(rows))
         tick = time.perf_counter()
-        x, y = self.data.train.batch(rows)
+        x, y = self.data.train.batch(rows) if loaded is None else (loaded[0][: len(rows)], loaded[1][: len(rows)])
         if self.config.augment:
             x = augment(x, self._augment_rng, flip=self.config.augment == "crop-flip")
         w = None if weights is None else torch.from_numpy(weights).to(self.device, non_blocking=True)
@@ -509,9 +522,7 @@ class Trainer:
         self.model.eval()
         correct = torch.zeros((), device=self.device, dtype=torch.long)
         loss = torch.zeros((), device=self.device)
-        size = inference_batch(self.device)
-        for lo in range(0, len(test), size):
-            x, y = test.batch(np.arange(lo, min(lo + size, len(test))))
+        for _, x, y in test.in_order(inference_batch(self.device)):
             out = self._logits(x)
             loss += F.cross_entropy(out, y, reduction="sum")
             correct += (out.argmax(1) == y).sum()
@@ -557,6 +568,7 @@ class Trainer:
             "config": config,
             "plan": {**plan.describe(), "digest": self._bind(plan)},
             "selector": selector,
+            "streamed": self.data.streamed,  # the order of an epoch's batches depends on it
         }
 
     def state(self, plan: Plan) -> dict:
@@ -587,8 +599,8 @@ class Trainer:
                 f"checkpoint {where} is from architecture {state.get('arch')!r}, not {mine['arch']!r}",
                 "resume with the same --arch, or train again without --resume",
             )
-        for key in ("feature_shape", "version_id", "config", "plan", "selector"):
-            if state.get(key) != mine[key]:
+        for key in ("feature_shape", "version_id", "config", "plan", "selector", "streamed"):
+            if state.get(key, False if key == "streamed" else None) != mine[key]:
                 raise CurationError(
                     f"checkpoint {where} has a different {key} ({state.get(key)} vs {mine[key]})",
                     "resume with the settings of the interrupted run, or train again without --resume",

@@ -1,0 +1,148 @@
+"""Peak memory of each stage as N grows: the CLI a user runs, on versions of 1M and 4M rows x 40 float features.
+
+Side by side in one run, for each N: ``curation data add`` of a Parquet file with a split column,
+``curation train --arch mlp --epochs 1`` with the splits held in memory (``--data-path memory``) and
+streamed from disk (``--data-path stream``), and ``curation score --epochs 1 --data-path stream`` (a
+proxy epoch, then every train row scored and written batch by batch). Each command runs in its own
+process; its peak memory is the peak of the summed PSS of its process tree (DataLoader workers
+included), sampled every 0.2 s. Labels come from a fixed random linear teacher, so the models learn.
+The result: peak memory per stage, its growth per million rows, and the ratio of the largest to the
+smallest N (1.0 = independent of N).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import psutil
+
+from benchmarks._common import parser, write_result
+
+FEATURES = 40
+CLASSES = 10
+WRITE_ROWS = 500_000  # rows generated and written per batch
+TARGET_GROWTH = 1.25  # streamed stages: peak at the largest N over the smallest
+
+
+def write_source(path: Path, rows: int, seed: int = 0) -> None:
+    """A Parquet file of ``rows`` samples (features list, label, split), written batch by batch."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rng = np.random.default_rng(seed)
+    teacher = np.random.default_rng(1234).normal(size=(FEATURES, CLASSES)).astype(np.float32)
+    writer = None
+    for lo in range(0, rows, WRITE_ROWS):
+        n = min(WRITE_ROWS, rows - lo)
+        x = rng.normal(size=(n, FEATURES)).astype(np.float32)
+        label = (x @ teacher + 0.5 * rng.normal(size=(n, CLASSES))).argmax(1).astype(np.int64)
+        split = np.where(rng.random(n) < 0.2, "test", "train")
+        table = pa.table(
+            {
+                "sample_id": pa.array(np.arange(lo, lo + n), pa.int64()),
+                "features": pa.FixedSizeListArray.from_arrays(pa.array(x.reshape(-1)), FEATURES),
+                "label": pa.array(label),
+                "split": pa.array(split),
+            }
+        )
+        writer = writer or pq.ParquetWriter(path, table.schema)
+        writer.write_table(table)
+    writer.close()
+
+
+def tree_pss_mb(pid: int) -> float:
+    """Summed proportional set size of a process and its descendants (shared pages counted once in all)."""
+    total = 0
+    try:
+        root = psutil.Process(pid)
+        procs = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return 0.0
+    for proc in procs:
+        with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
+            total += proc.memory_full_info().pss
+    return total / 2**20
+
+
+def measured(command: list[str], env: dict) -> dict:
+    """Run a CLI command; its wall seconds, peak tree PSS (MB) and JSON output."""
+    tick = time.perf_counter()
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    peak = 0.0
+    while proc.poll() is None:
+        peak = max(peak, tree_pss_mb(proc.pid))
+        time.sleep(0.2)
+    out, err = proc.communicate()
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(command)} failed ({proc.returncode}):\n{err[-2000:]}")
+    return {"seconds": round(time.perf_counter() - tick, 1), "peak_mb": round(peak, 1), "output": out}
+
+
+def main() -> None:
+    p = parser(__doc__)
+    p.add_argument("--rows", default="1000000,4000000", help="comma-separated row counts (20%% test)")
+    p.add_argument("--workers", type=int, default=2, help="DataLoader workers of the streamed runs")
+    args = p.parse_args()
+    sizes = [50_000, 200_000] if args.quick else [int(r) for r in args.rows.split(",")]
+    curation = [sys.executable, "-m", "curation"]
+    stages = {
+        "train (memory)": ["train", "--arch", "mlp", "--epochs", "1", "--data-path", "memory"],
+        "train (stream)": ["train", "--arch", "mlp", "--epochs", "1", "--data-path", "stream"],
+        "score (stream)": ["score", "--arch", "mlp", "--epochs", "1", "--data-path", "stream"],
+    }
+    results = []
+    for rows in sizes:
+        with tempfile.TemporaryDirectory(prefix="bench-memory-") as tmp:
+            home = Path(tmp) / "project"
+            home.mkdir()
+            env = {**os.environ, "CURATION_HOME": str(home), "CURATION_DVC": "false", "OMP_NUM_THREADS": "2"}
+            source = Path(tmp) / "big.parquet"
+            write_source(source, rows)
+            raw_mb = rows * FEATURES * 4 / 2**20
+            add = measured([*curation, "data", "add", str(source), "--split-column", "split", "--json"], env)
+            version = str(json.loads(add["output"])["id"])
+            record = {"rows": rows, "raw_features_mb": round(raw_mb, 1)}
+            record["data add"] = {k: add[k] for k in ("seconds", "peak_mb")}
+            for name, command in stages.items():
+                extra = ["--workers", str(args.workers)] if "stream" in name else []
+                run = measured([*curation, *command[:1], version, *command[1:], *extra, "--json"], env)
+                outcome = json.loads(run["output"])
+                record[name] = {k: run[k] for k in ("seconds", "peak_mb")}
+                if name.startswith("train"):
+                    record[name]["accuracy"] = round(outcome["history"][-1]["accuracy"], 4)
+            results.append(record)
+            print(json.dumps(record), flush=True)
+    small, large = results[0], results[-1]
+    millions = (large["rows"] - small["rows"]) / 1e6
+    ratios = {}
+    for stage in ["data add", *stages]:
+        ratios[f"{stage} peak large/small"] = round(large[stage]["peak_mb"] / small[stage]["peak_mb"], 3)
+        ratios[f"{stage} MB per million rows"] = round(
+            (large[stage]["peak_mb"] - small[stage]["peak_mb"]) / millions, 1
+        )
+    streamed = [s for s in stages if "stream" in s]
+    met = all(ratios[f"{s} peak large/small"] <= TARGET_GROWTH for s in streamed)
+    write_result(
+        "bounded_memory",
+        {"rows": sizes, "features": FEATURES, "classes": CLASSES, "arch": "mlp", "epochs": 1, "workers": args.workers},
+        results,
+        ratios,
+        {f"{s} peak large/small": f"<= {TARGET_GROWTH}" for s in streamed},
+        met,
+        notes="peak = summed PSS of the command's process tree, sampled every 0.2 s; each stage a fresh process; "
+        "a streamed split still keeps per-row ids, file rows and backward counts (~20 bytes a row) in memory",
+        out=args.out,
+        quick=args.quick,
+    )
+
+
+if __name__ == "__main__":
+    main()

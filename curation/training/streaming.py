@@ -1,0 +1,175 @@
+"""Splits read from disk while a model trains, for versions that do not fit in memory (``--data-path stream``).
+
+A ``StreamedSplit`` holds only its sample ids and their rows in the version's file. An epoch's positions
+(a plan's rows, repeats included) are grouped by Parquet row group and cut into pieces of at most
+``PIECE_ROWS``; the row groups are visited in a seeded random order, each group's entries shuffled, and
+``workers`` DataLoader processes read and transform the pieces ahead of the training step (prefetch, pinned
+memory on a GPU). The main process mixes ``BUFFER_PIECES`` pieces at a time (a bounded shuffle buffer) and
+cuts them into batches, so every epoch trains on exactly the plan's multiset of rows, in an order that
+depends only on (seed, epoch): a resumed run replays it. Memory holds a few pieces, whatever N is.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+
+from curation.data import transforms
+from curation.data.store import VersionReader
+
+PIECE_ROWS = 4096  # entries a worker reads and transforms per task
+BUFFER_PIECES = 8  # pieces mixed together before they are cut into batches
+PREFETCH = 4  # pieces each worker reads ahead
+
+
+class _Pieces(torch.utils.data.Dataset):
+    """A piece is (row group, row offsets in it); a worker reads it with its own file handle, opened there
+    (Parquet readers do not pickle) and keeps the last row group it read, since pieces of a group follow."""
+
+    def __init__(self, path: str, stored: str, transform: dict | None):
+        self.path, self.stored, self.transform = path, stored, transform
+        self._file: pq.ParquetFile | None = None
+        self._group: tuple[int, pa.Table] | None = None
+
+    def __getitem__(self, piece: tuple[int, np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+        group, offsets = piece
+        if self._file is None:
+            self._file = pq.ParquetFile(self.path)  # read, not mapped: the pages of a read group are not kept
+        if self._group is None or self._group[0] != group:
+            self._group = (group, self._file.read_row_group(group, columns=["label", self.stored]))
+        table = transforms.apply(self._group[1].take(pa.array(offsets, pa.int64())), self.transform)
+        features = transforms.features_numpy(table)
+        return torch.from_numpy(np.require(features, np.float32, "CW")), torch.from_numpy(
+            table.column("label").to_numpy().astype(np.int64)
+        )
+
+
+class _Queue(torch.utils.data.Sampler):
+    """The pieces of the pass under way; a persistent loader reads whatever was queued last."""
+
+    def __init__(self):
+        self.pieces: list = []
+
+    def __iter__(self):
+        return iter(self.pieces)
+
+    def __len__(self) -> int:
+        return len(self.pieces)
+
+
+class StreamedSplit:
+    """One split read from the version's file on demand; the same interface as ``training.data.Split``."""
+
+    def __init__(self, reader: VersionReader, name: str, shape: tuple[int, ...], device: torch.device, workers: int):
+        self.name, self.shape, self.device, self.workers = name, shape, device, workers
+        self.reader = reader
+        self.sample_ids = reader.split_ids(name)
+        self.file_rows = reader.rows_of(self.sample_ids)
+        self._starts = reader.group_starts
+        self._loader: tuple[torch.utils.data.DataLoader, _Queue] | None = None
+        self._pass = 0  # the pass under way: starting another one ends it
+
+    def __len__(self) -> int:
+        return len(self.sample_ids)
+
+    def batch(self, rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """Features and labels of any rows, read in this process (random access; epochs use ``batches``)."""
+        table = self.reader.take(self.sample_ids[np.asarray(rows)], ["label", "features"])
+        x = torch.from_numpy(np.require(transforms.features_numpy(table), np.float32, "CW"))
+        y = torch.from_numpy(table.column("label").to_numpy().astype(np.int64))
+        return self._to_device(x.reshape(len(x), *self.shape), y)
+
+    def batches(
+        self, rows: np.ndarray, weights: np.ndarray | None, size: int, seed: list[int]
+    ) -> Iterator[tuple[np.ndarray, np.ndarray | None, torch.Tensor, torch.Tensor]]:
+        """An epoch over ``rows`` (repeats kept) in batches of ``size``: (rows, weights, features, labels)."""
+        rng = np.random.default_rng(seed)
+        rows = np.asarray(rows, dtype=np.int64)
+        weights = None if weights is None else np.asarray(weights, dtype=np.float32)
+        file_rows = self.file_rows[rows]
+        groups = np.searchsorted(self._starts, file_rows, side="right") - 1
+        pieces, meta = [], []
+        for group in rng.permutation(np.unique(groups)):
+            members = np.flatnonzero(groups == group)
+            members = members[rng.permutation(len(members))]
+            for lo in range(0, len(members), PIECE_ROWS):
+                part = members[lo : lo + PIECE_ROWS]
+                pieces.append((int(group), file_rows[part] - self._starts[group]))
+                meta.append(part)
+        carry = None  # rows of the last buffer that did not fill a batch
+        read = self._read(pieces)
+        for lo in range(0, len(pieces), BUFFER_PIECES):
+            parts = meta[lo : lo + BUFFER_PIECES]
+            xs, ys = zip(*(next(read) for _ in parts))
+            index, x, y = np.concatenate(parts), torch.cat(xs), torch.cat(ys)
+            order = torch.from_numpy(rng.permutation(len(index)))
+            index, x, y = index[order.numpy()], x[order], y[order]
+            if carry is not None:
+                index, x, y = np.concatenate([carry[0], index]), torch.cat([carry[1], x]), torch.cat([carry[2], y])
+            last = lo + BUFFER_PIECES >= len(pieces)
+            end = len(index) if last else len(index) - len(index) % size
+            for at in range(0, end, size):
+                pick = index[at : min(at + size, end)]
+                yield (
+                    rows[pick],
+                    None if weights is None else weights[pick],
+                    *self._to_device(x[at : at + len(pick)], y[at : at + len(pick)]),
+                )
+            carry = (index[end:], x[end:], y[end:])
+
+    def in_order(self, size: int) -> Iterator[tuple[np.ndarray, torch.Tensor, torch.Tensor]]:
+        """Every row in order, in batches of at most ``size`` (a batch never spans two row groups)."""
+        groups = np.searchsorted(self._starts, self.file_rows, side="right") - 1
+        bounds = np.flatnonzero(np.diff(groups)) + 1
+        pieces, spans = [], []
+        for start, stop in zip(np.r_[0, bounds], np.r_[bounds, len(groups)]):
+            for lo in range(start, stop, size):
+                hi = min(lo + size, stop)
+                pieces.append((int(groups[lo]), self.file_rows[lo:hi] - self._starts[groups[lo]]))
+                spans.append((lo, hi))
+        for (lo, hi), (x, y) in zip(spans, self._read(pieces)):
+            yield (np.arange(lo, hi), *self._to_device(x, y))
+
+    def close(self) -> None:
+        """Stop the worker processes (they also stop when this split is garbage-collected)."""
+        self._loader = None
+
+    def _read(self, pieces: list) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """The pieces, read by the workers in the order given. One persistent loader serves every pass over
+        this split, one pass at a time: a pass started while another is under way ends the earlier one."""
+        if self._loader is None:
+            queue = _Queue()
+            workers = self.workers
+            # forkserver: workers start clean, whatever threads this process runs (a Prefect server, MLflow)
+            loader = torch.utils.data.DataLoader(
+                _Pieces(str(self.reader.path), self.reader.stored, self.reader.transform),
+                batch_size=None,
+                sampler=queue,
+                num_workers=workers,
+                pin_memory=self.device.type == "cuda",
+                persistent_workers=workers > 0,
+                prefetch_factor=PREFETCH if workers else None,
+                multiprocessing_context="forkserver" if workers else None,
+            )
+            self._loader = (loader, queue)
+        loader, queue = self._loader
+        self._pass += 1
+        mine, queue.pieces = self._pass, pieces
+        pieces_read = iter(loader)
+        while True:
+            if self._pass != mine:  # checked before reading: the newer pass keeps all its pieces
+                raise RuntimeError(f"a pass over the {self.name} split was ended by another one")
+            piece = next(pieces_read, None)
+            if piece is None:
+                return
+            yield piece
+
+    def _to_device(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = x.reshape(len(x), *self.shape)
+        if self.device.type == "cuda":
+            return x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+        return x, y
