@@ -26,7 +26,8 @@ def main() -> None:
     rng = np.random.default_rng(1)
     wanted = rng.choice(rows, size=int(rows * args.fraction), replace=False)  # random order
     with tempfile.TemporaryDirectory() as tmp:
-        staged = stage(build_table(features, labels, what="benchmark"), Path(tmp))
+        table = build_table(features, labels, what="benchmark")
+        staged = stage(table.schema, [table], Path(tmp))
 
         def read_subset():
             reader = VersionReader(staged.path)  # cold: open, read the id index, the row groups, take

@@ -207,10 +207,10 @@ def data_add(
                 standardize=standardize,
             )
             if chunk:
-                step(f"adding {loaded.table.num_rows:,} rows as the next chunk")
+                step(f"adding {loaded.rows:,} rows as the next chunk")
                 info = add_chunk(settings, name or loaded.default_name, loaded, renumber=True)
             else:
-                step(f"writing {loaded.table.num_rows:,} rows as Parquet")
+                step(f"writing {loaded.rows:,} rows as Parquet")
                 staged = stage_version(settings, loaded)
                 step("tracking with DVC and recording in the catalog")
                 info = register(settings, staged, name or loaded.default_name, loaded.source, parent)

@@ -353,7 +353,7 @@ def test_structured_parquet_fuzz_gives_a_valid_table_or_one_line(tmp_path_factor
     except CurationError as exc:
         assert "\n" not in str(exc)
     else:
-        out = loaded.table
+        out = loaded.whole()
         assert out.num_rows == table.num_rows > 0
         assert out.schema.field("sample_id").type == pa.int64() and out.schema.field("label").type == pa.int32()
         ids = out.column("sample_id").to_numpy()

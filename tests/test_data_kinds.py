@@ -267,5 +267,5 @@ def test_tabular_file_with_label_names_in_a_parquet(tmp_path):
         path,
     )
     loaded = from_file(path)
-    m = read_manifest(loaded.table.schema)
+    m = read_manifest(loaded.schema)
     assert m["class_names"] == ["class_0", "class_1", "class_2"] and m["splits"]["test"] == 36

@@ -14,15 +14,19 @@ from curation.data.store import ROW_GROUP_SIZE, VersionReader, features_numpy, s
 from curation.errors import CurationError
 
 
+def _staged(table, data_dir):
+    return stage(table.schema, [table], data_dir)
+
+
 def _table(n=10, d=3, seed=0, ids=None):
     rng = np.random.default_rng(seed)
     return build_table(rng.normal(size=(n, d)), rng.integers(0, 4, n), sample_ids=ids)
 
 
 def test_same_table_gives_same_bytes(tmp_path):
-    a, b = stage(_table(), tmp_path / "a"), stage(_table(), tmp_path / "b")
+    a, b = _staged(_table(), tmp_path / "a"), _staged(_table(), tmp_path / "b")
     assert a.content_hash == b.content_hash
-    assert stage(_table(seed=1), tmp_path / "c").content_hash != a.content_hash
+    assert _staged(_table(seed=1), tmp_path / "c").content_hash != a.content_hash
 
 
 def test_contract_types_and_manifest():
@@ -47,7 +51,7 @@ def test_contract_types_and_manifest():
 def big_reader(tmp_path):
     n = ROW_GROUP_SIZE * 3 + 17
     ids = np.arange(n, dtype=np.int64) * 3 + 5  # not 0..N-1: ids map through the index
-    staged = stage(_table(n=n, d=4, ids=ids), tmp_path)
+    staged = _staged(_table(n=n, d=4, ids=ids), tmp_path)
     return VersionReader(staged.path), ids
 
 
@@ -81,7 +85,7 @@ def test_take_rejects_ids_not_in_the_version(big_reader):
 
 def test_read_split_and_missing_file(tmp_path):
     table = build_table(np.ones((3, 2)), np.array([0, 1, 0]), split=["train", "test", "train"])
-    reader = VersionReader(stage(table, tmp_path).path)
+    reader = VersionReader(_staged(table, tmp_path).path)
     assert reader.read(columns=["sample_id"], split="train").column("sample_id").to_pylist() == [0, 2]
     assert sum(b.num_rows for b in reader.iter_batches(batch_size=2)) == 3
     with pytest.raises(CurationError, match="dvc"):
@@ -98,12 +102,12 @@ def test_user_files_with_chosen_columns(tmp_path):
     csv = tmp_path / "users.csv"
     csv.write_text("uid,f1,f2,noise,target,part\n7,1.5,2,9,1,train\n3,0.5,1,9,0,test\n")  # too few rows to split
     loaded = from_file(csv, label_column="target", feature_columns=["f1", "f2"], id_column="uid", split_column="part")
-    assert loaded.table.column("sample_id").to_pylist() == [3, 7]
-    np.testing.assert_array_equal(features_numpy(loaded.table), [[0.5, 1], [1.5, 2]])
-    pq.write_table(loaded.table, tmp_path / "ours.parquet")
+    assert loaded.whole().column("sample_id").to_pylist() == [3, 7]
+    np.testing.assert_array_equal(features_numpy(loaded.whole()), [[0.5, 1], [1.5, 2]])
+    pq.write_table(loaded.whole(), tmp_path / "ours.parquet")
     again = from_file(tmp_path / "ours.parquet")  # our own format reads back through the list column
-    assert again.table.column("sample_id").to_pylist() == [3, 7]
-    np.testing.assert_array_equal(features_numpy(again.table), features_numpy(loaded.table))
+    assert again.whole().column("sample_id").to_pylist() == [3, 7]
+    np.testing.assert_array_equal(features_numpy(again.whole()), features_numpy(loaded.whole()))
 
 
 @hsettings(max_examples=60, deadline=None)
@@ -117,4 +121,4 @@ def test_file_reader_fuzz_never_crashes(tmp_path_factory, payload, suffix):
     except CurationError as exc:
         assert "\n" not in str(exc)
     else:
-        assert loaded.table.num_rows > 0
+        assert loaded.whole().num_rows > 0

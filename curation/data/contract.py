@@ -60,59 +60,103 @@ def build_table(
     n = len(labels)
     if n == 0:
         raise CurationError(f"{what} has no rows", "give a file or source with at least one sample")
-    sample_ids = np.arange(n, dtype=np.int64) if sample_ids is None else np.asarray(sample_ids)
-    if not np.issubdtype(sample_ids.dtype, np.integer):
-        raise CurationError(f"{what} has non-integer sample ids ({sample_ids.dtype})", "give integer sample ids")
-    sample_ids = sample_ids.astype(np.int64, copy=False)
+    sample_ids = check_ids(sample_ids, n, what)
     images = isinstance(features, pa.Array) and pa.types.is_binary(features.type)
     if images:
         if len(features) != n or feature_shape is None:
             raise CurationError(f"{what} has {len(features)} images for {n} labels", "give one label per image")
         d = int(np.prod(feature_shape))
     else:
-        values = _feature_values(np.asarray(features), n, sample_ids, what)
-        d = values.shape[1]
+        features = _feature_values(np.asarray(features), n, sample_ids, what)
+        d = features.shape[1]
     labels, class_names = encode_labels(labels, sample_ids, what)
-    if (sample_ids[1:] > sample_ids[:-1]).all():  # already sorted and unique: no reordering copy
-        order = slice(None)
-        sorted_ids = sample_ids
-    else:
-        order = np.argsort(sample_ids, kind="stable")
-        sorted_ids = sample_ids[order]
-    dup = sorted_ids[1:] == sorted_ids[:-1]
+    order = sorted_order(sample_ids, what)
+    shape = check_shape(feature_shape, d)
+    codes, names = split_codes(split, what) if split is not None else (None, None)
+    if order is not None:
+        sample_ids, labels = sample_ids[order], labels[order]
+        features = features.take(pa.array(order)) if images else features[order]
+        codes = None if codes is None else codes[order]
+        chunk = None if chunk is None else np.asarray(chunk)[order]
+    table = rows_table(sample_ids, labels, features, codes, names, chunk)
+    return with_manifest(table, manifest(table, shape, class_names, transform))
+
+
+def check_ids(sample_ids: np.ndarray | None, n: int, what: str) -> np.ndarray:
+    """int64 sample ids (0..N-1 when none are given); a one-line error for non-integer ids."""
+    sample_ids = np.arange(n, dtype=np.int64) if sample_ids is None else np.asarray(sample_ids)
+    if not np.issubdtype(sample_ids.dtype, np.integer):
+        raise CurationError(f"{what} has non-integer sample ids ({sample_ids.dtype})", "give integer sample ids")
+    return sample_ids.astype(np.int64, copy=False)
+
+
+def sorted_order(sample_ids: np.ndarray, what: str) -> np.ndarray | None:
+    """The order that sorts the ids (None when they already ascend); a one-line error for duplicates."""
+    if (sample_ids[1:] > sample_ids[:-1]).all():
+        return None
+    order = np.argsort(sample_ids, kind="stable")
+    ordered = sample_ids[order]
+    dup = ordered[1:] == ordered[:-1]
     if dup.any():
         raise CurationError(
-            f"{what} has duplicate sample ids (first: {int(sorted_ids[1:][dup][0])})",
+            f"{what} has duplicate sample ids (first: {int(ordered[1:][dup][0])})",
             "make sample ids unique or omit them to number rows 0..N-1",
         )
+    return order
+
+
+def check_shape(feature_shape: Sequence[int] | None, d: int) -> list[int]:
     shape = list(feature_shape) if feature_shape else [d]
     if int(np.prod(shape)) != d:
         raise CurationError(f"feature shape {shape} does not hold {d} features", "fix the feature shape")
-    columns = {
-        "sample_id": pa.array(sorted_ids, pa.int64()),
-        "label": pa.array(labels[order].astype(np.int32), pa.int32()),
-    }
-    if images:
-        columns["image"] = features if isinstance(order, slice) else features.take(pa.array(order))
+    return shape
+
+
+def split_codes(split: Sequence[str] | np.ndarray, what: str) -> tuple[np.ndarray, list[str]]:
+    """Each row's split as an index into the sorted split names; a one-line error for unknown names."""
+    names, codes = np.unique(np.asarray(split).astype(str), return_inverse=True)
+    unknown = sorted(set(names.tolist()) - set(SPLITS))
+    if unknown:
+        raise CurationError(
+            f"{what} has split names {unknown[:5]} (allowed: {', '.join(SPLITS)})",
+            "name each row's split 'train' or 'test', or omit the split column",
+        )
+    return codes.astype(np.int32), names.tolist()
+
+
+def split_counts(codes: np.ndarray, names: list[str]) -> dict[str, int]:
+    counts = np.bincount(codes, minlength=len(names))
+    return {str(k): int(v) for k, v in sorted(zip(names, counts)) if v}
+
+
+def rows_table(
+    sample_ids: np.ndarray,
+    labels: np.ndarray,
+    features: np.ndarray | pa.Array,
+    codes: np.ndarray | None = None,
+    split_names: list[str] | None = None,
+    chunk: np.ndarray | None = None,
+) -> pa.Table:
+    """Checked rows, in sample-id order, as the contract's columns (no manifest yet)."""
+    columns = {"sample_id": pa.array(sample_ids, pa.int64()), "label": pa.array(labels.astype(np.int32), pa.int32())}
+    if isinstance(features, pa.Array):
+        columns["image"] = features
     else:
-        columns["features"] = pa.FixedSizeListArray.from_arrays(pa.array(values[order].reshape(-1), pa.float32()), d)
-    if split is not None:
-        names, codes = np.unique(np.asarray(split).astype(str), return_inverse=True)
-        unknown = sorted(set(names.tolist()) - set(SPLITS))
-        if unknown:
-            raise CurationError(
-                f"{what} has split names {unknown[:5]} (allowed: {', '.join(SPLITS)})",
-                "name each row's split 'train' or 'test', or omit the split column",
-            )
+        d = features.shape[1]
+        columns["features"] = pa.FixedSizeListArray.from_arrays(pa.array(features.reshape(-1), pa.float32()), d)
+    if codes is not None:
         columns["split"] = pa.DictionaryArray.from_arrays(
-            pa.array(codes[order].astype(np.int32)), pa.array(names.tolist(), pa.string())
+            pa.array(codes, pa.int32()), pa.array(split_names, pa.string())
         )
     if chunk is not None:
-        columns["chunk"] = pa.array(np.asarray(chunk)[order].astype(np.int32), pa.int32())
-    table = pa.table(columns)
-    return table.replace_schema_metadata(
-        {MANIFEST_KEY: json.dumps(manifest(table, shape, class_names, transform)).encode()}
-    )
+        columns["chunk"] = pa.array(np.asarray(chunk).astype(np.int32), pa.int32())
+    return pa.table(columns)
+
+
+def with_manifest(table: pa.Table | pa.Schema, manifest: dict) -> pa.Table | pa.Schema:
+    """The table (or schema) carrying the version's manifest in its metadata."""
+    metadata = {MANIFEST_KEY: json.dumps(manifest).encode()}
+    return table.with_metadata(metadata) if isinstance(table, pa.Schema) else table.replace_schema_metadata(metadata)
 
 
 def _feature_values(features: np.ndarray, n: int, sample_ids: np.ndarray, what: str) -> np.ndarray:
@@ -174,21 +218,29 @@ def encode_labels(labels: np.ndarray, sample_ids: np.ndarray, what: str) -> tupl
 
 
 def manifest(
-    table: pa.Table, feature_shape: Sequence[int], class_names: Sequence | None = None, transform: dict | None = None
+    table: pa.Table | pa.Schema,
+    feature_shape: Sequence[int],
+    class_names: Sequence | None = None,
+    transform: dict | None = None,
+    labels: np.ndarray | None = None,
+    splits: dict[str, int] | None = None,
 ) -> dict:
-    """What a version is: rows, schema, classes, feature shape and split sizes (the hash comes from DVC)."""
-    labels = table.column("label").to_numpy()
-    splits = {}
-    if "split" in table.column_names:
-        split = table.column("split").combine_chunks()
-        counts = np.bincount(split.indices.to_numpy(), minlength=len(split.dictionary))
-        splits = {str(k): int(v) for k, v in sorted(zip(split.dictionary.to_pylist(), counts)) if v}
+    """What a version is: rows, schema, classes, feature shape and split sizes (the hash comes from DVC).
+    ``labels`` and ``splits`` are read from the table unless given (a streamed file gives only its schema)."""
+    schema = table if isinstance(table, pa.Schema) else table.schema
+    if labels is None:
+        labels = table.column("label").to_numpy()
+    if splits is None:
+        splits = {}
+        if "split" in schema.names:
+            split = table.column("split").combine_chunks()
+            splits = split_counts(split.indices.to_numpy(), split.dictionary.to_pylist())
     return {
         "format": FORMAT,
-        "rows": table.num_rows,
+        "rows": len(labels),
         "num_features": int(np.prod(feature_shape)),
         "feature_shape": [int(x) for x in feature_shape],
-        "schema": {f.name: str(f.type) for f in table.schema},
+        "schema": {f.name: str(f.type) for f in schema},
         "classes": sorted(int(c) for c in np.unique(labels)),
         "class_names": list(class_names) if class_names is not None else None,
         "splits": splits,

@@ -9,16 +9,16 @@ tabular features of a file are standardized on read with statistics fitted on th
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.csv as pacsv
-import pyarrow.parquet as pq
 
-from curation.data.contract import build_table
-from curation.data.transforms import fit_standardize, image_transform
+from curation.data.contract import build_table, read_manifest
+from curation.data.tabular import TabularFile, is_list, streamed
+from curation.data.transforms import image_transform
 from curation.errors import CurationError
 
 BUILTIN = ("mnist1d", "digits", "mnist1d-drift")
@@ -27,9 +27,35 @@ TEST_FRACTION = 0.2
 
 @dataclass
 class Loaded:
-    table: pa.Table
-    source: dict = field(default_factory=dict)  # kind and arguments, stored in the catalog
+    """A source's rows, checked against the contract, and how they were made (``source``, stored in the catalog).
+
+    Sources built in memory give the whole ``table``; a tabular file gives its ``schema`` and ``read`` (its rows
+    in sample-id order, a table at a time: ``curation.data.tabular``), so adding it holds one batch of features.
+    """
+
+    table: pa.Table | None
+    source: dict = field(default_factory=dict)
     default_name: str = "dataset"
+    schema: pa.Schema | None = None
+    read: Callable[[], Iterable[pa.Table]] | None = None
+
+    def __post_init__(self):
+        if self.table is not None:
+            self.schema = self.table.schema
+
+    @property
+    def rows(self) -> int:
+        return read_manifest(self.schema)["rows"]
+
+    def tables(self) -> Iterable[pa.Table]:
+        """The rows, a table at a time."""
+        return [self.table] if self.table is not None else self.read()
+
+    def whole(self) -> pa.Table:
+        """All rows as one table (in memory)."""
+        if self.table is not None:
+            return self.table
+        return pa.concat_tables([t.replace_schema_metadata(self.schema.metadata) for t in self.read()])
 
 
 def mnist1d(samples: int = 5000, seed: int = 42, train_split: float = 0.8) -> Loaded:
@@ -90,41 +116,6 @@ def check_held_out(split: np.ndarray, test_fraction: float, what: str) -> None:
         )
 
 
-def _read_file(path: Path) -> pa.Table:
-    if not path.exists():
-        raise CurationError(f"file {path} does not exist", "check the path")
-    if not path.is_file():
-        raise CurationError(f"{path} is not a file", "give a .parquet or .csv file")
-    if path.stat().st_size == 0:
-        raise CurationError(f"file {path} is empty", "give a file with a header and at least one row")
-    suffix = path.suffix.lower()
-    if suffix not in (".parquet", ".pq", ".csv", ".txt"):
-        raise CurationError(f"unsupported file type {suffix or '(none)'} for {path}", "give a .parquet or .csv file")
-    try:
-        table = pq.read_table(path) if suffix in (".parquet", ".pq") else pacsv.read_csv(path)
-        table.column_names  # noqa: B018 - decode the header now: names must be UTF-8
-    except (pa.ArrowException, OSError, UnicodeDecodeError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CurationError(f"cannot read {path}: {first}", f"check that it is a valid {suffix[1:]} file") from None
-    return table
-
-
-def _numeric_column(table: pa.Table, name: str, path: Path) -> np.ndarray:
-    column = table.column(name)
-    if pa.types.is_null(column.type):
-        raise CurationError(f"column {name!r} in {path} is empty", "drop it or fill it with numbers")
-    if not (pa.types.is_integer(column.type) or pa.types.is_floating(column.type)):
-        raise CurationError(
-            f"feature column {name!r} in {path} is {column.type}, not numeric",
-            "give numeric feature columns only (use --feature-columns to pick them)",
-        )
-    if column.null_count:
-        raise CurationError(
-            f"feature column {name!r} in {path} has {column.null_count} missing values", "fill or drop those rows"
-        )
-    return column.to_numpy()
-
-
 def from_file(
     path: str | Path,
     label_column: str = "label",
@@ -137,22 +128,20 @@ def from_file(
     standardize: bool = True,
 ) -> Loaded:
     """A user's Parquet or CSV file: a label column (integers or class names), numeric feature columns (or one
-    list column), or a binary ``image`` column of PNG/JPEG bytes; without a split column, a stratified split."""
+    list column), or a binary ``image`` column of PNG/JPEG bytes; without a split column, a stratified split.
+    Tabular features are read a batch at a time (``curation.data.tabular``); images are read whole."""
     path = Path(path)
-    table = _read_file(path)
-    if table.num_rows == 0:
-        raise CurationError(f"file {path} has no rows", "give a file with at least one row")
-    names = table.column_names
+    file = TabularFile(path)
+    names = file.names
     for col in [label_column, id_column, split_column, *(feature_columns or [])]:
         if col is not None and col not in names:
             raise CurationError(
                 f"column {col!r} not found in {path} (columns: {', '.join(names[:20])})",
                 "name an existing column with --label-column / --feature-columns / --id-column",
             )
-    labels = _labels(table, label_column, path)
     reserved = {label_column, id_column, split_column}
-    list_features = "features" in names and _is_list(table.column("features").type)
-    images = feature_columns is None and "image" in names and _is_binary(table.column("image").type)
+    list_features = "features" in names and is_list(file.schema.field("features").type)
+    images = feature_columns is None and "image" in names and _is_binary(file.schema.field("image").type)
     if images:
         feature_columns = ["image"]
     elif feature_columns is None:
@@ -163,9 +152,14 @@ def from_file(
     if not feature_columns:
         raise CurationError(f"{path} has no feature columns besides the label", "add numeric feature columns")
     split_column = split_column or ("split" if "split" in names else None)
+    id_column_read = id_column or ("sample_id" if "sample_id" in names else None)
+    meta = file.read([c for c in dict.fromkeys([label_column, split_column, id_column_read]) if c])
+    if meta.num_rows == 0:
+        raise CurationError(f"file {path} has no rows", "give a file with at least one row")
+    labels = _labels(meta, label_column, path)
     split = None
     if split_column:
-        column = table.column(split_column)
+        column = meta.column(split_column)
         if column.null_count:
             raise CurationError(
                 f"split column {split_column!r} in {path} has {column.null_count} missing values",
@@ -175,9 +169,7 @@ def from_file(
     made_split = split is None
     if made_split:
         split = stratified_split(labels, test_fraction, seed)
-    ids = table.column(id_column).to_numpy() if id_column else None
-    if ids is None and "sample_id" in names:
-        ids = table.column("sample_id").to_numpy()
+    ids = meta.column(id_column_read).to_numpy() if id_column_read else None
     source = {
         "kind": "file",
         "path": str(path.resolve()),
@@ -189,7 +181,7 @@ def from_file(
     if made_split:
         source |= {"test_fraction": float(test_fraction), "split_seed": int(seed)}
     if images:
-        column = table.column("image").combine_chunks().cast(pa.binary())
+        column = file.read(["image"]).column("image").combine_chunks().cast(pa.binary())
         if column.null_count:
             raise CurationError(f"image column in {path} has {column.null_count} missing images", "drop those rows")
         where = [f"in row {i} of {path}" for i in range(len(column))]
@@ -206,15 +198,10 @@ def from_file(
         if made_split:
             check_held_out(split, test_fraction, str(path))
         return Loaded(built, source | {"image_size": image_size}, path.stem)
-    if feature_columns == ["features"] and list_features:
-        features = _list_features(table.column("features"), path)
-    else:
-        features = np.column_stack([_numeric_column(table, c, path) for c in feature_columns])
-    transform = fit_standardize(features.astype(np.float64), split) if standardize else None
-    built = build_table(features, labels, sample_ids=ids, split=split, what=str(path), transform=transform)
+    schema, read = streamed(file, feature_columns, labels, ids, split, standardize)
     if made_split:
         check_held_out(split, test_fraction, str(path))
-    return Loaded(built, source | {"standardize": standardize}, path.stem)
+    return Loaded(None, source | {"standardize": standardize}, path.stem, schema=schema, read=read)
 
 
 def _labels(table: pa.Table, label_column: str, path: Path) -> np.ndarray:
@@ -277,27 +264,6 @@ def from_folder(
 
 def _is_binary(type_: pa.DataType) -> bool:
     return pa.types.is_binary(type_) or pa.types.is_large_binary(type_)
-
-
-def _is_list(type_: pa.DataType) -> bool:
-    return pa.types.is_list(type_) or pa.types.is_large_list(type_) or pa.types.is_fixed_size_list(type_)
-
-
-def _list_features(column: pa.ChunkedArray, path: Path) -> np.ndarray:
-    array = column.combine_chunks()
-    if array.null_count:
-        raise CurationError(f"features in {path} have {array.null_count} missing rows", "fill or drop those rows")
-    lengths = None if pa.types.is_fixed_size_list(array.type) else np.asarray(array.value_lengths())
-    if lengths is not None and (lengths != lengths[0]).any():
-        raise CurationError(
-            f"feature lists in {path} have different lengths", "give every row the same number of features"
-        )
-    values = array.flatten()
-    if not (pa.types.is_integer(values.type) or pa.types.is_floating(values.type)):
-        raise CurationError(f"features in {path} are {values.type}, not numeric", "give numeric features")
-    if values.null_count:
-        raise CurationError(f"features in {path} have missing values", "fill or drop those rows")
-    return values.to_numpy().reshape(len(array), -1)
 
 
 def load(source: str, **options) -> Loaded:

@@ -7,6 +7,7 @@ Layout: ``<data_dir>/<name>/<md5>.parquet``. A file is first written under
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,9 +66,10 @@ class Staged:
         self.path.unlink(missing_ok=True)
 
 
-def stage(table: pa.Table, data_dir: Path) -> Staged:
-    """Write the table as Parquet to the staging area (deterministic bytes) and hash it; ``publish`` flushes
-    it to disk as it moves it into place."""
+def stage(schema: pa.Schema, tables: Iterable[pa.Table], data_dir: Path) -> Staged:
+    """Write the rows (tables of ``schema``, in sample-id order) as Parquet to the staging area and hash them as
+    they are written; ``publish`` flushes the file to disk as it moves it into place. Rows are written in row
+    groups of ``ROW_GROUP_SIZE``, however the tables are cut: the same rows give the same bytes."""
     staging = data_dir / STAGING
     staging.mkdir(parents=True, exist_ok=True)
     path = temporary_path(staging, "version")
@@ -75,18 +77,31 @@ def stage(table: pa.Table, data_dir: Path) -> Staged:
         with open(path, "wb") as raw:
             sink = _HashingSink(raw)
             # lz4: reads ~4x faster than zstd at ~10% more bytes; training reads far more often than it writes
-            pq.write_table(
-                table,
-                sink,
-                row_group_size=ROW_GROUP_SIZE,
-                compression="lz4",
-                use_dictionary=["split"],
-                write_statistics=["sample_id"],
-            )
-        return Staged(path, sink.digest.hexdigest(), read_manifest(table.schema))
+            with pq.ParquetWriter(
+                sink, schema, compression="lz4", use_dictionary=["split"], write_statistics=["sample_id"]
+            ) as writer:
+                for group in _row_groups(tables, schema):
+                    writer.write_table(group, row_group_size=ROW_GROUP_SIZE)
+        return Staged(path, sink.digest.hexdigest(), read_manifest(schema))
     except BaseException:
         path.unlink(missing_ok=True)
         raise
+
+
+def _row_groups(tables: Iterable[pa.Table], schema: pa.Schema) -> Iterator[pa.Table]:
+    """The rows re-cut into tables of ``ROW_GROUP_SIZE`` rows (the last one shorter)."""
+    pending, held = [], 0
+    for table in tables:
+        table = table.replace_schema_metadata(schema.metadata)
+        while table.num_rows:
+            take = min(ROW_GROUP_SIZE - held, table.num_rows)
+            pending.append(table.slice(0, take))
+            table, held = table.slice(take), held + take
+            if held == ROW_GROUP_SIZE:
+                yield pa.concat_tables(pending).combine_chunks()
+                pending, held = [], 0
+    if held:
+        yield pa.concat_tables(pending).combine_chunks()
 
 
 def final_path(data_dir: Path, name: str, content_hash: str) -> Path:

@@ -17,7 +17,7 @@ import pyarrow as pa
 
 from curation.catalog import Catalog
 from curation.config import Settings
-from curation.data.contract import MANIFEST_KEY, build_table, check_name, manifest, read_manifest
+from curation.data.contract import MANIFEST_KEY, build_table, check_name, manifest, read_manifest, with_manifest
 from curation.data.sources import Loaded
 from curation.data.store import VersionReader
 from curation.data.versions import VersionInfo, register, stage_version
@@ -82,7 +82,7 @@ def add_chunk(settings: Settings, dataset: str, loaded: Loaded, renumber: bool =
     ``renumber``: a chunk whose sample ids collide with earlier chunks' gets fresh ids (see the module)."""
     check_name(dataset)
     so_far = chunks(settings, dataset)
-    table = loaded.table
+    table = loaded.whole()  # a chunk is checked against the stream as a whole
     if table.num_rows == 0:
         raise CurationError("the chunk is empty", "send a chunk with at least one sample")
     if so_far:
@@ -170,5 +170,4 @@ def _with_manifest(table: pa.Table, feature_shape: list) -> pa.Table:
     """The table with the stream's feature shape in its manifest; the class names and transform it came with
     are kept (so the same chunk gives the same bytes, whichever chunk of the stream it is)."""
     given = json.loads((table.schema.metadata or {}).get(MANIFEST_KEY, b"{}"))
-    shaped = manifest(table, feature_shape, given.get("class_names"), given.get("transform"))
-    return table.replace_schema_metadata({MANIFEST_KEY: json.dumps(shaped).encode()})
+    return with_manifest(table, manifest(table, feature_shape, given.get("class_names"), given.get("transform")))

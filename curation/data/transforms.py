@@ -28,19 +28,37 @@ def features_numpy(table: pa.Table) -> np.ndarray:
     return column.flatten().to_numpy(zero_copy_only=False).reshape(len(column), column.type.list_size)
 
 
-def fit_standardize(values: np.ndarray, split: Sequence[str] | np.ndarray | None) -> dict:
-    """Per-feature mean and std of the train split (all rows without a split); constant features keep std 1."""
-    train = values if split is None else values[np.asarray(split).astype(str) == "train"]
-    if len(train) == 0:
-        raise CurationError(
-            "the train split is empty: nothing to fit the standardization on",
-            "give the data some rows in the 'train' split",
-        )
-    with np.errstate(all="ignore"):  # non-finite values are refused by build_table, with the row
-        mean = train.mean(axis=0, dtype=np.float64).astype(np.float32)
-        std = train.std(axis=0, dtype=np.float64).astype(np.float32)
-    std[~(std > 1e-12)] = 1.0
-    return {"kind": "standardize", "mean": mean.tolist(), "std": std.tolist()}
+class StandardizeFit:
+    """Per-feature mean and std of the train split, fitted a batch at a time (Chan et al.'s pairwise update of
+    the mean and the sum of squared deviations, in float64); constant features keep std 1."""
+
+    def __init__(self):
+        self.n, self.mean, self.m2 = 0, 0.0, 0.0
+
+    def add(self, values: np.ndarray) -> None:
+        """Train rows of one batch, (rows, D)."""
+        if len(values) == 0:
+            return
+        with np.errstate(all="ignore"):  # non-finite values are refused with their row by the caller
+            batch = values.astype(np.float64)
+            mean = batch.mean(axis=0)
+            m2 = ((batch - mean) ** 2).sum(axis=0)
+        n = self.n + len(batch)
+        delta = mean - self.mean
+        self.mean = self.mean + delta * len(batch) / n
+        self.m2 = self.m2 + m2 + delta**2 * self.n * len(batch) / n
+        self.n = n
+
+    def transform(self) -> dict:
+        if self.n == 0:
+            raise CurationError(
+                "the train split is empty: nothing to fit the standardization on",
+                "give the data some rows in the 'train' split",
+            )
+        mean = np.asarray(self.mean, dtype=np.float32)
+        std = np.sqrt(self.m2 / self.n).astype(np.float32)
+        std[~(std > 1e-12)] = 1.0
+        return {"kind": "standardize", "mean": mean.tolist(), "std": std.tolist()}
 
 
 def _open(blob: bytes, where: str):

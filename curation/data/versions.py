@@ -78,8 +78,8 @@ class VersionInfo:
 
 
 def stage_version(settings: Settings, loaded: Loaded) -> Staged:
-    """Write the loaded table to the staging area and hash it (nothing visible yet); a version needs two classes."""
-    m = read_manifest(loaded.table.schema)
+    """Write the loaded rows to the staging area and hash them (nothing visible yet); a version needs two classes."""
+    m = read_manifest(loaded.schema)
     if len(m["classes"]) < 2:
         names = m.get("class_names")
         only = names[m["classes"][0]] if names else m["classes"][0]
@@ -87,7 +87,7 @@ def stage_version(settings: Settings, loaded: Loaded) -> Staged:
             f"the data has only one class ({only!r}); a classifier needs at least 2",
             "add rows of at least one more class",
         )
-    return stage(loaded.table, settings.data_path)
+    return stage(loaded.schema, loaded.tables(), settings.data_path)
 
 
 def register(settings: Settings, staged: Staged, name: str, source: dict, parent: str | None = None) -> VersionInfo:

@@ -1,0 +1,95 @@
+"""Tabular files are added a batch at a time: the same bytes as a table built whole, errors with totals over
+the whole file, ids sorted, standardization fitted across batches."""
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.parquet as pq
+import pytest
+
+from curation.data import store, tabular
+from curation.data.contract import build_table, read_manifest
+from curation.data.sources import from_file
+from curation.errors import CurationError
+
+N, D = 5000, 7
+
+
+@pytest.fixture(autouse=True)
+def small_batches(monkeypatch):
+    """Batches of 1,000 rows written in row groups of 1,500: batches and row groups cut each other."""
+    monkeypatch.setattr(tabular, "BATCH_ROWS", 1000)
+    monkeypatch.setattr(store, "ROW_GROUP_SIZE", 1500)
+
+
+def source(seed=0):
+    rng = np.random.default_rng(seed)
+    x = (rng.normal(size=(N, D)) * [1, 2, 3, 4, 5, 6, 7] + 10).astype(np.float32)
+    return x, rng.integers(0, 3, N), np.where(rng.random(N) < 0.2, "test", "train")
+
+
+def parquet(path, x, y, split, **extra):
+    features = pa.FixedSizeListArray.from_arrays(pa.array(x.reshape(-1)), D)
+    pq.write_table(pa.table({"features": features, "label": y, "split": split, **extra}), path)
+    return path
+
+
+def test_a_file_read_in_batches_gives_the_bytes_of_the_table_built_whole(tmp_path):
+    x, y, split = source()
+    loaded = from_file(parquet(tmp_path / "f.parquet", x, y, split), standardize=False)
+    assert loaded.table is None and loaded.rows == N  # streamed, not held
+    streamed = store.stage(loaded.schema, loaded.tables(), tmp_path / "a")
+    whole = build_table(x, y, split=split, what=str(tmp_path / "f.parquet"))
+    held = store.stage(whole.schema, [whole], tmp_path / "b")
+    assert streamed.content_hash == held.content_hash and streamed.manifest == held.manifest
+    groups = pq.ParquetFile(streamed.path).metadata
+    assert [groups.row_group(i).num_rows for i in range(groups.num_row_groups)] == [1500, 1500, 1500, 500]
+
+
+def test_standardization_is_fitted_on_the_train_rows_of_every_batch(tmp_path):
+    x, y, split = source()
+    transform = read_manifest(from_file(parquet(tmp_path / "f.parquet", x, y, split)).schema)["transform"]
+    train = x[split == "train"].astype(np.float64)
+    assert np.allclose(transform["mean"], train.mean(0), rtol=1e-6)
+    assert np.allclose(transform["std"], train.std(0), rtol=1e-5)
+
+
+def test_a_csv_with_names_and_no_split_is_streamed_with_a_stratified_split(tmp_path):
+    x, y, _ = source()
+    names = np.array(["cat", "dog", "emu"])[y]
+    table = pa.table({**{f"f{i}": x[:, i] for i in range(D)}, "label": names})
+    pacsv.write_csv(table, tmp_path / "f.csv")
+    loaded = from_file(tmp_path / "f.csv")
+    m = read_manifest(loaded.schema)
+    assert m["class_names"] == ["cat", "dog", "emu"] and m["splits"]["test"] == pytest.approx(0.2 * N, abs=3)
+    whole = loaded.whole()
+    assert whole.num_rows == N and np.array_equal(whole.column("label").to_numpy(), y)
+
+
+def test_ids_that_do_not_ascend_are_sorted(tmp_path):
+    x, y, split = source()
+    ids = np.random.default_rng(1).permutation(N) * 3
+    whole = from_file(parquet(tmp_path / "f.parquet", x, y, split, sample_id=ids)).whole()
+    order = np.argsort(ids)
+    assert np.array_equal(whole.column("sample_id").to_numpy(), ids[order])
+    assert np.array_equal(whole.column("label").to_numpy(), y[order])
+    assert np.array_equal(store.features_numpy(whole), x[order])
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        ("missing", "feature column 'f2' in .* has 3 missing values"),
+        ("nan", "has 3 rows with NaN, inf or values beyond float32 \\(first: sample_id 10\\)"),
+    ],
+)
+def test_bad_values_in_several_batches_are_counted_over_the_whole_file(tmp_path, damage, message):
+    x, y, split = source()
+    columns = {f"f{i}": pa.array(x[:, i]) for i in range(D)}
+    rows = [10, 2500, 4999]  # in three different batches
+    values = x[:, 2].copy()
+    values[rows] = np.nan
+    columns["f2"] = pa.array(values, pa.float32(), from_pandas=damage == "missing")  # from_pandas: NaN is null
+    pq.write_table(pa.table({**columns, "label": y, "split": split}), tmp_path / "f.parquet")
+    with pytest.raises(CurationError, match=message):
+        from_file(tmp_path / "f.parquet")
