@@ -212,8 +212,8 @@ def _split(
             f"the {name} split needs {need / 2**30:.1f} GiB in memory, {available / 2**30:.1f} GiB are available",
             "train with --data-path stream (or auto)",
         )
-    if data_path == DataPath.stream:
-        return StreamedSplit(reader, name, shape, device, workers)
+    if data_path == DataPath.stream:  # the test split is read in this process: no idle worker processes
+        return StreamedSplit(reader, name, shape, device, workers if name == "train" else 0)
     return _load_split(reader, name, shape, device, workers)
 
 
