@@ -44,7 +44,7 @@ class DataPath(StrEnum):
 
 
 class Engine(StrEnum):
-    """Where a selection runs: in this process, or the pairwise method on a Dask cluster."""
+    """Where a selection or scoring runs: in this process, or on a Dask cluster (selection: the pairwise method)."""
 
     local = "local"
     dask = "dask"

@@ -792,6 +792,15 @@ def score(
         DataPath.auto,
         help="Hold the splits in memory, stream them from disk, or auto: stream a split over half the free memory.",
     ),
+    engine: Engine = typer.Option(
+        Engine.local,
+        help="local: score in this process; dask: the proxy trained here, the train split scored on a Dask "
+        "cluster by row groups, same scores (see docs/distributed.md).",
+    ),
+    scheduler: str | None = typer.Option(
+        None,
+        help="With --engine dask: an existing scheduler, tcp://host:port (default: a LocalCluster of this machine).",
+    ),
     json_out: bool = typer.Option(False, "--json", help="Print the score set as JSON."),
 ):
     """Score every train sample (loss, EL2N, gradient norm, entropy, margin, forgetting, embeddings)."""
@@ -800,10 +809,12 @@ def score(
     with user_errors():
         if epochs < 1:
             raise CurationError(f"--epochs must be at least 1, got {epochs}", "train the proxy for 1 or more epochs")
-        settings = load_settings()
+        settings = load_settings()  # score_version refuses --scheduler without --engine dask
         with steps(enabled=not json_out and err.is_terminal) as step:
             step("training the proxy model and scoring" if model is None else f"scoring with model {model}")
-            info = score_version(settings, version, arch, epochs, seed, model, device, data_path, workers)
+            info = score_version(
+                settings, version, arch, epochs, seed, model, device, data_path, workers, engine, scheduler
+            )
     if json_out:
         emit_json(info.to_dict())
         return

@@ -1,6 +1,8 @@
-"""Larger-than-memory pairwise subset selection on Dask (Böther et al., MLSys 2025; docs/distributed.md).
+"""Larger-than-memory pairwise subset selection (Böther et al., MLSys 2025) and sharded scoring on Dask
+(docs/distributed.md).
 
     run.select_distributed     a catalog version -> registered, tracked plan (`curation select --engine dask`)
+    scoring.sharded_scores     a train split scored by row-group shards (`curation score --engine dask`)
     selection.select           any partitioned Parquet on any Dask client -> plan parts + Selection
     selection.Params           the method's parameters
     cluster.open_client        a LocalCluster, or an existing scheduler by address

@@ -11,6 +11,7 @@ plan folder behind.
 
 from __future__ import annotations
 
+import importlib
 import shutil
 import time
 from contextlib import nullcontext
@@ -33,16 +34,15 @@ if TYPE_CHECKING:
 METHOD = "pairwise-distributed"
 
 
-def _distributed():
-    """The cluster and selection modules, or a one-line error when the dask extra is missing."""
+def dask_modules(*names: str) -> list:
+    """The named modules of this package (they import Dask), or a one-line error when the dask extra is missing."""
     try:
-        from curation.distributed import cluster, selection
+        return [importlib.import_module(f"curation.distributed.{name}") for name in names]
     except ImportError:
         raise CurationError(
             "--engine dask needs dask[distributed] and prefect-dask",
             "install the dask extra: pip install 'curation[dask]'",
         ) from None
-    return cluster, selection
 
 
 def _sources(settings: Settings, version, params, score_set_id: int | None):
@@ -92,7 +92,7 @@ def select_distributed(
     report=None,
 ) -> tuple[PlanInfo, Selection]:
     """Select on Dask and record the plan; returns it and the run's ``selection.Selection``."""
-    cluster, engine = _distributed()
+    cluster, engine = dask_modules("cluster", "selection")
     chosen = engine.Params.of(params)
     version = Catalog(settings.catalog).version(ref)
     embeddings, utility = _sources(settings, version, chosen, score_set_id)

@@ -1,11 +1,13 @@
 """Scoring a version: train a proxy model for a few epochs (or load a trained one), then stream the
-train split through it in batches (``scores.score_batches``) and write every score, the penultimate
-embedding and the last-layer gradient as a score set, batch by batch (Parquet + catalog row, with the
-scoring cost in its ledger)."""
+train split through it in batches (``scores.score_batches``), here or sharded on Dask workers
+(``engine=dask``, ``distributed.scoring``), and write every score, the penultimate embedding and the
+last-layer gradient as a score set, batch by batch (Parquet + catalog row, with the scoring cost in its ledger).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -15,7 +17,7 @@ import pyarrow.parquet as pq
 import torch
 
 from curation.catalog import Catalog, ModelVersion, ScoreSet
-from curation.choices import DataPath
+from curation.choices import DataPath, Engine
 from curation.config import Settings
 from curation.data.store import file_md5
 from curation.data.versions import VersionInfo, open_version
@@ -72,9 +74,16 @@ def score_version(
     device: str = "auto",
     data_path: DataPath | str = DataPath.auto,
     workers: int = 2,
+    engine: Engine | str = Engine.local,
+    scheduler: str | None = None,
+    client=None,
 ) -> ScoreInfo:
     """Score ``ref``'s train split with a proxy (trained here for ``epochs``, or catalog model ``model_version``);
-    ``data_path`` and ``workers`` as in ``TrainConfig``."""
+    ``data_path`` and ``workers`` as in ``TrainConfig``. ``engine=dask`` scores on a LocalCluster, on
+    ``scheduler`` (tcp://host:port) or on ``client``, with the same scores."""
+    engine = Engine(engine)
+    if scheduler is not None and engine != Engine.dask:
+        raise CurationError("--scheduler needs --engine dask", "add --engine dask")
     info, reader = open_version(settings, ref)
     catalog = Catalog(settings.catalog)
     checkpoint = None
@@ -92,7 +101,8 @@ def score_version(
         reader, info.id, info.feature_shape, resolve_device(cfg.device), cfg.workers, cfg.data_path
     )
     try:
-        return _score(settings, catalog, info, data, cfg, checkpoint, model_version)
+        with _engine(engine, scheduler, client) as active:
+            return _score(settings, catalog, info, data, cfg, checkpoint, model_version, active)
     finally:
         data.close()
 
@@ -105,11 +115,13 @@ def _score(
     cfg: TrainConfig,
     checkpoint: dict | None,
     model_version: int | None,
+    client,
 ) -> ScoreInfo:
     from models import ModelSpec, build
 
     torch.manual_seed(cfg.seed)
-    model = build(cfg.arch, ModelSpec.of(info))
+    spec = ModelSpec.of(info)
+    model = build(cfg.arch, spec)
     trainer = Trainer(model, data, cfg)
     forgetting = None
     if checkpoint is not None:
@@ -132,13 +144,15 @@ def _score(
         trainer.fit(FullPlan(info.id, data.train.sample_ids))
         forgetting = forgetting_events(np.stack(tracker.correct))
     ledger = trainer.ledger
-    path, digest, columns = _write(settings, score_batches(model, data.train, forgetting))
+    with _scored(settings, data, (cfg.arch, spec, model), forgetting, client) as batches:
+        path, digest, columns = _write(settings, batches)
     ledger.book_selection(forwards=len(data.train))
     params = {
         "arch": cfg.arch,
         "epochs": 0 if checkpoint is not None else cfg.epochs,
         "seed": cfg.seed,
         "model_version": model_version,
+        "engine": (Engine.local if client is None else Engine.dask).value,
     }
     row = ScoreSet(
         version_id=info.id,
@@ -158,6 +172,38 @@ def _score(
     )
 
 
+@contextmanager
+def _engine(engine: Engine, scheduler: str | None, client) -> Iterator:
+    """The Dask client to score on (opened for this call unless given), or None to score here."""
+    if engine == Engine.local:
+        yield None
+        return
+    from curation.distributed.run import dask_modules
+
+    [cluster] = dask_modules("cluster")
+    with nullcontext(client) if client is not None else cluster.open_client(scheduler) as active:
+        yield active
+
+
+@contextmanager
+def _scored(settings: Settings, data: TrainingData, proxy: tuple, forgetting: np.ndarray | None, client):
+    """The train split's score batches in row order, from ``proxy`` = (arch, ModelSpec, model): computed here,
+    or (``client``) on Dask workers, to which the model goes as its state dict."""
+    arch, spec, model = proxy
+    if client is None:
+        yield score_batches(model, data.train, forgetting)
+        return
+    from curation.distributed.run import dask_modules
+
+    [scoring] = dask_modules("scoring")
+    state = {name: value.detach().cpu() for name, value in model.state_dict().items()}
+    folder = settings.data_path / "scores"
+    with scoring.sharded_scores(
+        client, data.reader, data.feature_shape, (arch, spec, state), data.train.sample_ids, forgetting, folder
+    ) as batches:
+        yield batches
+
+
 def _as_scoring_cost(ledger: ComputeLedger) -> dict:
     """Everything the proxy cost (its training included) booked as selection cost."""
     cost = ComputeLedger(flops_per_sample=ledger.flops_per_sample)
@@ -165,18 +211,24 @@ def _as_scoring_cost(ledger: ComputeLedger) -> dict:
     return cost.to_dict()
 
 
+def write_batches(path: Path, batches: Iterator[pa.RecordBatch]) -> pa.Schema:
+    """Record batches into one Parquet file, one row group each; their schema."""
+    first = next(batches)
+    with pq.ParquetWriter(path, first.schema, compression="lz4") as writer:
+        writer.write_batch(first)
+        for batch in batches:
+            writer.write_batch(batch)
+    return first.schema
+
+
 def _write(settings: Settings, batches: Iterator[pa.RecordBatch]) -> tuple[str, str, list[str]]:
     """Write the score set batch by batch under its md5; its path, md5 and score columns."""
     columns: list[str] = []
 
     def write(tmp: Path) -> None:
-        first = next(batches)
-        with pq.ParquetWriter(tmp, first.schema, compression="lz4") as writer:
-            writer.write_batch(first)
-            for batch in batches:
-                writer.write_batch(batch)
+        schema = write_batches(tmp, batches)
         kill_point("score:before-write")
-        columns.extend(c for c in first.schema.names if c != "sample_id")
+        columns.extend(c for c in schema.names if c != "sample_id")
 
     target = write_named(settings.data_path / "scores", write, lambda tmp: f"{file_md5(tmp)}.parquet")
     return str(target.relative_to(settings.home)), target.stem, columns

@@ -67,7 +67,9 @@ def score_batches(
         gradient = (torch.softmax(logits, 1) - F.one_hot(y, logits.shape[1])).cpu().numpy()
         for name, matrix in (("embedding", h.flatten(1).float().cpu().numpy()), ("gradient", gradient)):
             flat = pa.array(np.ascontiguousarray(matrix, np.float32).reshape(-1), pa.float32())
-            columns[name] = pa.FixedSizeListArray.from_arrays(flat, matrix.shape[1])
+            # items named as Parquet names them: batches read back from a file are written again byte for byte
+            kind = pa.list_(pa.field("element", pa.float32()), matrix.shape[1])
+            columns[name] = pa.FixedSizeListArray.from_arrays(flat, type=kind)
         kill_point(f"score:batch-{i}")
         yield pa.RecordBatch.from_pydict(columns)
 

@@ -18,7 +18,7 @@ import torch
 from curation.choices import DataPath
 from curation.data.store import VersionReader, features_numpy
 from curation.errors import CurationError
-from curation.training.streaming import StreamedSplit
+from curation.training.streaming import StreamedSplit, ordered_spans, row_groups
 
 COLUMNS = ["sample_id", "label", "features"]
 MEMORY_SHARE = 0.5  # data_path auto: a split bigger than this share of available memory is streamed
@@ -28,13 +28,15 @@ DECODE_CHUNK = 256  # images a decoding worker reads and decodes per task
 
 @dataclass
 class Split:
-    """One split in memory: sorted sample ids, features shaped (N, *feature_shape), int64 labels."""
+    """One split in memory: sorted sample ids, features shaped (N, *feature_shape), int64 labels, and each row's
+    Parquet row group in the version's file (none: rows from arrays or several files)."""
 
     name: str
     sample_ids: np.ndarray
     features: torch.Tensor
     labels: torch.Tensor
     device: torch.device
+    groups: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.sample_ids)
@@ -63,9 +65,11 @@ class Split:
             yield part, None if weights is None else weights[lo : lo + size], *self.batch(part)
 
     def in_order(self, size: int) -> Iterator[tuple[np.ndarray, torch.Tensor, torch.Tensor]]:
-        """Every row in order, in batches of ``size``: (rows, features, labels)."""
-        for lo in range(0, len(self), size):
-            rows = np.arange(lo, min(lo + size, len(self)))
+        """Every row in order, in batches of at most ``size`` that never span two row groups, as streamed and
+        sharded passes cut them: (rows, features, labels)."""
+        groups = np.zeros(len(self), np.int64) if self.groups is None else self.groups
+        for lo, hi in ordered_spans(groups, size):
+            rows = np.arange(lo, hi)
             yield rows, *self.batch(rows)
 
     def close(self) -> None:
@@ -224,9 +228,11 @@ def _load_split(reader: VersionReader, name: str, shape: tuple[int, ...], device
         raise CurationError(
             f"sample ids of {reader.path} are not sorted", "re-add the version with `curation data add`"
         )
-    return _in_memory(
+    split = _in_memory(
         name, ids, features_numpy(table).reshape(len(ids), *shape), table.column("label").to_numpy(), device
     )
+    split.groups = row_groups(reader.group_starts, reader.rows_of(ids))
+    return split
 
 
 def _in_memory(name: str, ids: np.ndarray, features: np.ndarray, labels: np.ndarray, device: torch.device) -> Split:

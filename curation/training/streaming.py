@@ -26,6 +26,23 @@ BUFFER_PIECES = 8  # pieces mixed together before they are cut into batches
 PREFETCH = 4  # pieces each worker reads ahead
 
 
+def row_groups(starts: np.ndarray, file_rows: np.ndarray) -> np.ndarray:
+    """The row group of each file row (``starts``: ``VersionReader.group_starts``)."""
+    return np.searchsorted(starts, file_rows, side="right") - 1
+
+
+def ordered_spans(groups: np.ndarray, size: int) -> list[tuple[int, int]]:
+    """Rows 0..len(groups) in order as (start, stop) batches of at most ``size`` that never span two row groups
+    (``groups``: each row's): the one partition of in-order passes (evaluation, scoring, in memory, streamed or
+    sharded on Dask), so their results agree bit for bit."""
+    bounds = np.flatnonzero(np.diff(groups)) + 1
+    return [
+        (lo, min(lo + size, int(stop)))
+        for start, stop in zip(np.r_[0, bounds], np.r_[bounds, len(groups)])
+        for lo in range(int(start), int(stop), size)
+    ]
+
+
 class _Pieces(torch.utils.data.Dataset):
     """A piece is (row group, row offsets in it); a worker reads it with its own file handle, opened there
     (Parquet readers do not pickle) and keeps the last row group it read, since pieces of a group follow."""
@@ -64,11 +81,23 @@ class _Queue(torch.utils.data.Sampler):
 class StreamedSplit:
     """One split read from the version's file on demand; the same interface as ``training.data.Split``."""
 
-    def __init__(self, reader: VersionReader, name: str, shape: tuple[int, ...], device: torch.device, workers: int):
+    def __init__(
+        self,
+        reader: VersionReader,
+        name: str,
+        shape: tuple[int, ...],
+        device: torch.device,
+        workers: int,
+        shard: tuple[np.ndarray, np.ndarray] | None = None,
+    ):
+        """The whole split ``name``, or a ``shard`` of it: (sample ids, their rows in the file), both sorted."""
         self.name, self.shape, self.device, self.workers = name, shape, device, workers
         self.reader = reader
-        self.sample_ids = reader.split_ids(name)
-        self.file_rows = reader.rows_of(self.sample_ids)
+        if shard is None:
+            self.sample_ids = reader.split_ids(name)
+            self.file_rows = reader.rows_of(self.sample_ids)
+        else:
+            self.sample_ids, self.file_rows = shard
         self._starts = reader.group_starts
         self._loader: tuple[torch.utils.data.DataLoader, _Queue] | None = None
         self._pass = 0  # the pass under way: starting another one ends it
@@ -91,7 +120,7 @@ class StreamedSplit:
         rows = np.asarray(rows, dtype=np.int64)
         weights = None if weights is None else np.asarray(weights, dtype=np.float32)
         file_rows = self.file_rows[rows]
-        groups = np.searchsorted(self._starts, file_rows, side="right") - 1
+        groups = row_groups(self._starts, file_rows)
         pieces, meta = [], []
         for group in rng.permutation(np.unique(groups)):
             members = np.flatnonzero(groups == group)
@@ -123,14 +152,9 @@ class StreamedSplit:
 
     def in_order(self, size: int) -> Iterator[tuple[np.ndarray, torch.Tensor, torch.Tensor]]:
         """Every row in order, in batches of at most ``size`` (a batch never spans two row groups)."""
-        groups = np.searchsorted(self._starts, self.file_rows, side="right") - 1
-        bounds = np.flatnonzero(np.diff(groups)) + 1
-        pieces, spans = [], []
-        for start, stop in zip(np.r_[0, bounds], np.r_[bounds, len(groups)]):
-            for lo in range(start, stop, size):
-                hi = min(lo + size, stop)
-                pieces.append((int(groups[lo]), self.file_rows[lo:hi] - self._starts[groups[lo]]))
-                spans.append((lo, hi))
+        groups = row_groups(self._starts, self.file_rows)
+        spans = ordered_spans(groups, size)
+        pieces = [(int(groups[lo]), self.file_rows[lo:hi] - self._starts[groups[lo]]) for lo, hi in spans]
         for (lo, hi), (x, y) in zip(spans, self._read(pieces)):
             yield (np.arange(lo, hi), *self._to_device(x, y))
 
