@@ -22,6 +22,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 TRAIN = ["--arch", "mlp", "--epochs", "2", "--batch-size", "64", "--device", "cpu", "--json"]
@@ -36,6 +37,10 @@ STAGES = {  # stage -> (command, kill points it passes)
             "catalog:before-commit",
             "register:after-commit",
         ],
+    ),
+    "file ingest": (  # a tabular file is written a row group at a time
+        ["data", "add", "table.csv", "--label-column", "kind", "--name", "table", "--json"],
+        ["stage:row-group-0", "register:before-publish", "register:after-commit"],
     ),
     "scoring": (
         ["score", "base", "--arch", "mlp", "--epochs", "1", "--device", "cpu", "--json"],
@@ -123,7 +128,7 @@ class Project:
 
     def result(self, stage: str) -> dict:
         """What a stage produced, in the terms an uninterrupted run must reproduce."""
-        if stage == "ingest":
+        if stage in ("ingest", "file ingest"):
             return {
                 "versions": self.rows(
                     "SELECT d.name, v.content_hash, v.rows FROM dataset_versions v "
@@ -195,6 +200,15 @@ def _prepare(work: Path) -> None:
 
     cli("init")
     cli("data", "add", "mnist1d", "--samples", "300", "--name", "base")
+    rng = np.random.default_rng(0)  # a CSV with class names and no split, for the file ingest stage
+    rows = [
+        "a,b,c,kind",
+        *(
+            f"{x:.4f},{y:.4f},{z:.4f},{k}"
+            for (x, y, z), k in zip(rng.normal(size=(200, 3)), rng.choice(["cat", "dog"], 200))
+        ),
+    ]
+    (work / "table.csv").write_text("\n".join(rows) + "\n")
     settings = load_settings()
     add_chunk(settings, "stream", drifting_mnist1d(0, samples=240, seed=2))
     cli("retrain", "stream", *RETRAIN)
@@ -263,4 +277,4 @@ def test_the_fault_table_covers_every_stage_with_at_least_twenty_points():
 
     source = "\n".join(p.read_text() for p in Path(curation.__file__).parent.rglob("*.py"))
     for _, point in ALL:  # every named point exists in the code (the per-batch ones are formatted)
-        assert f'"{point}"' in source or point.startswith(("train:epoch-", "score:batch-")), point
+        assert f'"{point}"' in source or point.startswith(("train:epoch-", "score:batch-", "stage:row-group-")), point

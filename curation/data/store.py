@@ -20,6 +20,7 @@ from curation.data import transforms
 from curation.data.contract import check_name, read_manifest
 from curation.data.transforms import features_numpy  # noqa: F401  (read features from a table read here)
 from curation.errors import CurationError
+from curation.faults import kill_point
 from curation.files import move_into_place, temporary_path
 
 ROW_GROUP_SIZE = 65_536
@@ -80,8 +81,9 @@ def stage(schema: pa.Schema, tables: Iterable[pa.Table], data_dir: Path) -> Stag
             with pq.ParquetWriter(
                 sink, schema, compression="lz4", use_dictionary=["split"], write_statistics=["sample_id"]
             ) as writer:
-                for group in _row_groups(tables, schema):
+                for i, group in enumerate(_row_groups(tables, schema)):
                     writer.write_table(group, row_group_size=ROW_GROUP_SIZE)
+                    kill_point(f"stage:row-group-{i}")
         return Staged(path, sink.digest.hexdigest(), read_manifest(schema))
     except BaseException:
         path.unlink(missing_ok=True)
