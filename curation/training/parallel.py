@@ -12,6 +12,7 @@ so ``--resume`` continues it.
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 from dataclasses import dataclass
@@ -77,6 +78,9 @@ def fit(trainer: Trainer, plan: Plan, settings: Settings) -> TrainResult:
     job = _Job(settings, trainer.data.version_id, config, plan, trainer.checkpoint, _free_port())
     ranks = mp.start_processes(_rank, (job,), nprocs=config.nproc, join=False, start_method="spawn")
     seen = (len(trainer.history), len(trainer.evaluations), None)
+    quiet = logging.getLogger("torch.multiprocessing.spawn")  # it warns of each rank it ends after a failure
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)
     try:
         while not ranks.join(POLL_SECONDS):
             seen = _forward_epochs(trainer, seen)
@@ -86,6 +90,7 @@ def fit(trainer: Trainer, plan: Plan, settings: Settings) -> TrainResult:
             "fix the cause and continue the run with --resume (from its last completed epoch)",
         ) from None
     finally:
+        quiet.setLevel(level)
         for process in ranks.processes:  # the parent was interrupted: no rank outlives it
             if process.is_alive():
                 process.kill()

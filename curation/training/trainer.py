@@ -127,8 +127,8 @@ def compiled(model: nn.Module, device: torch.device) -> Callable[[torch.Tensor],
 
 
 def distributed(model: nn.Module, device: torch.device) -> nn.Module:
-    """``model`` wrapped in DistributedDataParallel (sharing its parameters); buffers are not synced per forward, so rank 0
-    can evaluate alone (BatchNorm statistics stay per rank, rank 0's are saved)."""
+    """``model`` wrapped in DistributedDataParallel (sharing its parameters); buffers are not synced per forward,
+    so rank 0 can evaluate alone (BatchNorm statistics stay per rank, rank 0's are saved)."""
     from torch.nn.parallel import DistributedDataParallel
 
     return DistributedDataParallel(
