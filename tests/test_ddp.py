@@ -97,10 +97,12 @@ def test_a_rank_killed_mid_epoch_fails_the_run_and_resume_completes_it(project, 
     assert np.isfinite([r["accuracy"] for r in resumed["history"]]).all()
 
 
-def test_bad_input_is_one_line_and_nothing_starts(project):
+def test_bad_input_is_one_line_and_nothing_starts(project, monkeypatch):
     settings, info = project
     result = cli(info.ref, *SMALL, "--nproc", "0")
     assert result.exit_code == 2 and "--nproc" in result.output and "Traceback" not in result.output
     with pytest.raises(CurationError, match="--nproc 1"):
         train_version(settings, info.ref, TrainConfig(arch="cnn1d", epochs=2, nproc=2), selector=SelectiveBackprop())
+    monkeypatch.setenv("WORLD_SIZE", "2")  # started by torchrun: every process would start a run
+    one_line_error(cli(info.ref, *SMALL, "--nproc", "2"), "it starts its own training processes")
     assert statuses(settings) == []

@@ -51,6 +51,12 @@ class _Job:
 
 def check(config: TrainConfig, device: torch.device, selector: OnlineSelector | None) -> None:
     """One-line errors, before a run is recorded, for what data-parallel training does not do."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise CurationError(
+            f"curation train runs under a launcher with WORLD_SIZE={os.environ['WORLD_SIZE']} (torchrun?); it starts "
+            "its own training processes",
+            "run it once, without torchrun, with --nproc N",
+        )
     if config.nproc == 1:
         return
     if selector is not None:
