@@ -78,7 +78,7 @@ def test_two_ranks_train_like_one_process(project):
 def test_a_rank_killed_mid_epoch_fails_the_run_and_resume_completes_it(project, monkeypatch):
     settings, info = project
     monkeypatch.setenv("CURATION_KILL_AT", "train:epoch-1:batch-4:rank-1")  # rank 1 only, in epoch 2
-    killed = cli(info.ref, *SMALL, "--nproc", "2")
+    killed = cli(info.ref, *SMALL, "--nproc", "2", "--json")  # no progress lines on stderr
     one_line_error(killed, "training rank 1 of 2 failed")
     assert "SIGKILL" in killed.stderr and statuses(settings) == [FAILED]
     folder = settings.home / ".curation" / "runs" / "1"
