@@ -2,4 +2,5 @@
 
 from curation.cli import app
 
-app()
+if __name__ == "__main__":  # not when a spawned process (a training rank) imports it as __mp_main__
+    app()

@@ -699,6 +699,9 @@ def train(
     augment: Augment | None = typer.Option(
         None, help="Image versions: random crops (and horizontal flips) of every training sample."
     ),
+    nproc: int = typer.Option(
+        1, min=1, help="Data-parallel training processes (torch.distributed: gloo on the CPU, one GPU each on CUDA)."
+    ),
     json_out: bool = typer.Option(False, "--json", help="Print the outcome as JSON."),
 ):
     """Train on a version (optionally with a selection plan); tracked in MLflow and the catalog."""
@@ -740,6 +743,7 @@ def train(
             workers=workers,
             data_path=data_path,
             augment=augment,
+            nproc=nproc,
         )
         settings = load_settings()
         with Progress(

@@ -69,6 +69,11 @@ class TrainConfig(BaseModel):
     augment: Augment | None = Field(
         None, description="image versions: a random crop (and a horizontal flip) of every training sample"
     )
+    nproc: int = Field(
+        1,
+        ge=1,
+        description="data-parallel training processes (torch.distributed: gloo on the CPU, NCCL with one GPU each)",
+    )
 
     @classmethod
     def make(cls, **values) -> TrainConfig:

@@ -90,8 +90,9 @@ def interrupted_run(
 
 
 def _same(a: dict, b: dict) -> bool:
-    """Params equal but for the device, which a resumed run may change."""
-    return {k: v for k, v in a.items() if k != "device"} == {k: v for k, v in b.items() if k != "device"}
+    """Params equal but for the device and the number of processes, which a resumed run may change."""
+    free = {"device", "nproc"}
+    return {k: v for k, v in a.items() if k not in free} == {k: v for k, v in b.items() if k not in free}
 
 
 def plan_row(catalog: Catalog, content_hash: str) -> SelectionPlan | None:

@@ -28,7 +28,7 @@ from curation.metrics import efficiency
 from curation.metrics.ledger import ComputeLedger
 from curation.selection.plans import FullPlan, Plan, TablePlan
 from curation.tracking import TrackedRun, Tracker
-from curation.training import records
+from curation.training import parallel, records
 from curation.training.config import TrainConfig
 from curation.training.data import TrainingData
 from curation.training.selector import OnlineSelector
@@ -170,6 +170,7 @@ def _train(
     elif not isinstance(plan, Plan):
         plan, plan_id, plan_ledger = load_plan(settings, catalog, info, plan)
     digest = check_plan(plan, data, cfg.epochs, online=selector is not None)
+    parallel.check(cfg, data.train.device, selector)
     baseline_curve = records.run_curve(catalog, baseline) if baseline is not None else None
     torch.manual_seed(cfg.seed)
     model = build(cfg.arch, spec)
@@ -275,7 +276,7 @@ def _tracked(
             if record["epoch"] not in logged:
                 tracked.log_epoch(record)
         trainer.callbacks.append(_LogEpochs(tracked))
-        result = trainer.fit(plan)
+        result = trainer.fit(plan) if cfg.nproc == 1 else parallel.fit(trainer, plan, settings)
 
         curve = efficiency.Curve.from_history(result.history)
         summary = efficiency.summarize(curve, baseline_curve)

@@ -14,6 +14,11 @@ may weigh them (InfoBatch).
 With ``budget`` (a share of the full run's backward samples, N x ``epochs``) the run lasts as many
 epochs as the budget takes, stops when exactly that many samples have been backpropagated, and its
 learning rate decays linearly to 0 at that last step (budgeted training, docs/papers.md section 6).
+
+In a torch.distributed process group (data-parallel training, ``curation.training.parallel``) every rank
+walks the same global batches and trains its share of each (rows ``rank::world``) through
+DistributedDataParallel; the ledger, the backward counts and the budget follow the global batches, so they
+are the same on every rank and add up to the single-process ones. Rank 0 evaluates and writes the checkpoint.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
@@ -44,7 +50,7 @@ from curation.training.selector import OnlineSelector
 
 EVAL_BATCH = {"cpu": 1024, "cuda": 8192}  # rows per inference forward (evaluation, selection), per device type
 SGD_MOMENTUM = 0.9
-RESUME_IGNORES = {"device", "compile", "data_path"}  # settings a resumed run may change (not the path taken)
+RESUME_IGNORES = {"device", "compile", "data_path", "nproc"}  # settings a resumed run may change (not the path taken)
 
 
 class Callback:
@@ -120,6 +126,16 @@ def compiled(model: nn.Module, device: torch.device) -> Callable[[torch.Tensor],
     return torch.compile(model)
 
 
+def distributed(model: nn.Module, device: torch.device) -> nn.Module:
+    """``model`` wrapped in DistributedDataParallel (sharing its parameters); buffers are not synced per forward,
+    so rank 0 can evaluate alone (BatchNorm statistics stay per rank, rank 0's are saved)."""
+    from torch.nn.parallel import DistributedDataParallel
+
+    return DistributedDataParallel(
+        model, device_ids=[device] if device.type == "cuda" else None, forward_sync_buffers=False
+    )
+
+
 def epoch_rows(plan: Plan, data: TrainingData, epoch: int) -> tuple[np.ndarray, np.ndarray | None]:
     """Train-split rows and loss weights of one epoch of a plan, validated (one-line errors)."""
     ids = np.asarray(plan.ids(epoch))
@@ -184,7 +200,10 @@ class Trainer:
         self.device = data.train.device
         self.memory_format = memory_format(model, data.feature_shape, self.device)
         self.model = model.to(self.device, memory_format=self.memory_format)
-        self._forward = compiled(self.model, self.device) if self.config.compile else self.model
+        self.rank, self.world = (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
+        self._forward = self.model if self.world == 1 else distributed(self.model, self.device)
+        if self.config.compile:
+            self._forward = compiled(self._forward, self.device)
         self.selector = selector
         if selector is not None:
             if data.streamed:
@@ -333,6 +352,8 @@ class Trainer:
                 self._train_chosen(chosen, epoch, stats)
                 self._maybe_evaluate(epoch + min(lo + step, n) / n)  # selection alone can cross a checkpoint
             self._train_chosen(self.selector.flush(epoch), epoch, stats)
+        if self.world > 1:
+            dist.all_reduce(stats["loss_sum"])  # each rank summed the losses of its share
         self._synchronized_clock()
         self.ledger.train_seconds = self._train_seconds_now()
         self._clock = None
@@ -453,9 +474,17 @@ class Trainer:
         if self.config.augment:
             x = augment(x, self._augment_rng, flip=self.config.augment == "crop-flip")
         w = None if weights is None else torch.from_numpy(weights).to(self.device, non_blocking=True)
+        if self.world > 1:  # this rank's share of the global batch
+            x, y, w = (
+                x[self.rank :: self.world],
+                y[self.rank :: self.world],
+                None if w is None else w[self.rank :: self.world],
+            )
         stats["data_seconds"] += time.perf_counter() - tick
         losses = F.cross_entropy(self._logits(x), y, reduction="none", label_smoothing=self.config.label_smoothing)
-        loss = (losses * w).mean() if w is not None else losses.mean()
+        loss = losses * w if w is not None else losses
+        # DDP averages the ranks' gradients: the sum of a share x world / global rows is the whole batch's mean
+        loss = loss.mean() if self.world == 1 else loss.sum() * (self.world / len(rows))
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         self.scaler.step(self.optimizer)
@@ -465,7 +494,7 @@ class Trainer:
         np.add.at(self.counts, rows, 1)  # a row may repeat in a batch (sampling with replacement)
         stats["loss_sum"] += losses.detach().sum()
         stats["trained"] += len(rows)
-        kill_point(f"train:epoch-{epoch}:batch-{stats['batches']}")
+        kill_point(f"train:epoch-{epoch}:batch-{stats['batches']}" + (f":rank-{self.rank}" if self.world > 1 else ""))
         for cb in self.callbacks:
             cb.on_batch_end(epoch, stats["batches"])
         stats["batches"] += 1
@@ -517,7 +546,10 @@ class Trainer:
 
     @torch.inference_mode()
     def evaluate(self) -> tuple[float, float]:
-        """Accuracy and mean cross-entropy on the test split (booked as evaluation, not training)."""
+        """Accuracy and mean cross-entropy on the test split (booked as evaluation, not training); NaN on a rank
+        other than 0, which goes on training (its next gradient exchange waits for rank 0)."""
+        if self.rank:
+            return math.nan, math.nan
         tick, test = self._synchronized_clock(), self.data.test
         self.model.eval()
         correct = torch.zeros((), device=self.device, dtype=torch.long)
