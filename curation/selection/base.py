@@ -13,6 +13,7 @@ import math
 import numbers
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -33,6 +34,7 @@ class SelectionInput:
     embeddings: np.ndarray | None = None  # (N, E) float32 from a proxy model
     scores: dict[str, np.ndarray] = field(default_factory=dict)  # per-sample scores by name
     gradients: np.ndarray | None = None  # (N, G) last-layer gradients (CRAIG)
+    read_features: Callable[[], np.ndarray] | None = field(default=None, repr=False, compare=False)  # lazily
 
     def __post_init__(self):
         self.sample_ids = np.asarray(self.sample_ids, dtype=np.int64)
@@ -56,6 +58,8 @@ class SelectionInput:
     def matrix(self, name: str) -> np.ndarray:
         """A finite float32 matrix (features, embeddings or gradients), or a one-line error."""
         value = getattr(self, name)
+        if value is None and name == "features" and self.read_features is not None:
+            self.features = value = self.read_features()  # read only by the methods that use them
         if value is None:
             raise CurationError(
                 f"this selector needs {name}", f"score the version first (`curation score`) or pass {name}"

@@ -48,12 +48,12 @@ class PlanInfo:
 def selection_input(
     settings: Settings, ref: str | int, score_set_id: int | None = None
 ) -> tuple[VersionInfo, VersionReader, SelectionInput]:
-    """The train split of a version (ids, labels, features) plus a score set's scores and embeddings."""
+    """The train split of a version (ids and labels; features read when a method asks for them) plus a score
+    set's scores and embeddings."""
     info, reader = open_version(settings, ref)
-    table = reader.take(reader.split_ids("train"))
-    data = SelectionInput(
-        info.id, table.column("sample_id").to_numpy(), table.column("label").to_numpy(), features=features_numpy(table)
-    )
+    ids = reader.split_ids("train")
+    labels = reader.take(ids, ["label"]).column("label").to_numpy()
+    data = SelectionInput(info.id, ids, labels, read_features=lambda: features_numpy(reader.take(ids, ["features"])))
     if score_set_id is not None:
         _attach_scores(settings, info, data, score_set_id)
     return info, reader, data
