@@ -110,7 +110,7 @@ class StreamedSplit:
         table = self.reader.take(self.sample_ids[np.asarray(rows)], ["label", "features"])
         x = torch.from_numpy(np.require(transforms.features_numpy(table), np.float32, "CW"))
         y = torch.from_numpy(table.column("label").to_numpy().astype(np.int64))
-        return self._to_device(x.reshape(len(x), *self.shape), y)
+        return self._to_device(x, y)
 
     def batches(
         self, rows: np.ndarray, weights: np.ndarray | None, size: int, seed: list[int]
