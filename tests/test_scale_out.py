@@ -122,13 +122,14 @@ def ingest_on_the_worker(env, path: Path):
     return prefect(env, run)
 
 
-def cli(*args) -> dict | list:
-    """A `curation` command in this process (the stack's environment is set): saves a start-up per command."""
+def cli(command: str, *more: str) -> dict | list:
+    """``curation <command> <more...> --json`` in this process (the stack's environment is set): saves a start-up
+    per command."""
     from typer.testing import CliRunner
 
     from curation.cli import app
 
-    result = CliRunner().invoke(app, [*args, "--json"], catch_exceptions=False)
+    result = CliRunner().invoke(app, [*command.split(), *more, "--json"], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     return json.loads(result.stdout)
 
@@ -149,7 +150,7 @@ def test_ingest_select_train_and_event_driven_retrain_across_servers(stack, monk
     with Client(env["DASK_SCHEDULER_ADDRESS"], timeout=30) as dask:  # the 2 workers have joined the scheduler
         assert len(dask.wait_for_workers(2, timeout=60) or dask.scheduler_info()["workers"]) == 2
     remote = tmp / "dvc-remote"
-    cli("init", "--remote", str(remote))
+    cli("init --remote", str(remote))
 
     async def fast_retrain(client):  # what a user sets in the deployment's parameters (UI or API)
         deployment = await client.read_deployment_by_name("retrain/retrain")
@@ -168,12 +169,11 @@ def test_ingest_select_train_and_event_driven_retrain_across_servers(stack, monk
     ingest_on_the_worker(env, chunks[0])
     [first] = wait_for(env, "ingest", 1)
     assert first.state.is_completed() and first.work_pool_name == "curation"
-    # scoring on Dask (issue 19, item 3) goes here: `curation score stream --engine dask` on
-    # env["DASK_SCHEDULER_ADDRESS"], whose 2 workers the stack runs
-    plan = cli("select", "stream", "-m", "uniform", "--budget", "0.5", "--seed", "1")
-    trained = cli(
-        "train", "stream", "--plan", str(plan["id"]), "--arch", "mlp", "--epochs", "1", "--device", "cpu"
-    )  # `--nproc 2` (issue 19, item 4) goes here
+    wait_for(env, "retrain", 1)  # the first chunk's model, before the next chunk arrives (else one run takes both)
+    dask = env["DASK_SCHEDULER_ADDRESS"]  # the stack's 2 Dask workers score the train split by row groups
+    scores = cli("score stream --arch mlp --epochs 1 --device cpu --engine dask --scheduler", dask)
+    plan = cli("select stream -m topk -p score=el2n --budget 0.5 --score-set", str(scores["id"]))
+    trained = cli("train stream --arch mlp --epochs 1 --device cpu --nproc 2 --plan", str(plan["id"]))
     ingest_on_the_worker(env, chunks[1])
 
     ingests = wait_for(env, "ingest", 2)
