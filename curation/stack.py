@@ -126,8 +126,9 @@ def dask_scheduler(host: str, port: int) -> Service:
     )
 
 
-def dask_worker(address: str, host: str, index: int) -> Service:
-    """One worker process with one thread (scoring and selection use all of a process's cores via torch)."""
+def dask_worker(address: str, host: str, index: int, share: int = 1) -> Service:
+    """One worker process with one task thread; torch in it uses 1/``share`` of the machine's cores (``share``:
+    the workers on this machine), so the workers do not oversubscribe the CPU."""
     return Service(
         f"dask-worker-{index}",
         [
@@ -144,6 +145,7 @@ def dask_worker(address: str, host: str, index: int) -> Service:
             f"worker-{index}",
             "--no-dashboard",
         ],
+        env={"OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // share))},
     )
 
 
@@ -203,14 +205,17 @@ class Processes:
                 raise CurationError(f"{name} exited with code {proc.returncode}", f"read {self.logs / name}.log")
 
     def stop(self, patience_s: float = 20.0) -> None:
-        """Ctrl-C to each process group (a Prefect worker fails on SIGTERM), SIGKILL after ``patience_s``."""
-        for proc in reversed(list(self.procs.values())):
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGINT)
-        for proc in reversed(list(self.procs.values())):
+        """Ctrl-C to each process group (a Prefect worker fails on SIGTERM); after ``patience_s`` in all, SIGKILL
+        to the groups still running (named on stderr)."""
+        running = [(name, proc) for name, proc in reversed(self.procs.items()) if proc.poll() is None]
+        for _, proc in running:
+            os.killpg(proc.pid, signal.SIGINT)
+        deadline = time.monotonic() + patience_s
+        for name, proc in running:
             try:
-                proc.wait(timeout=patience_s)
+                proc.wait(timeout=max(0.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
+                print(f"{name} did not stop on Ctrl-C within {patience_s:.0f} s: killed", file=sys.stderr, flush=True)
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
 
@@ -268,7 +273,7 @@ def running(
                 f"run `curation serve --work-pool {work_pool}` with PREFECT_API_URL set",
             )
         workers = [prefect_worker(work_pool)] + [
-            dask_worker(env["DASK_SCHEDULER_ADDRESS"], host, i + 1) for i in range(dask_workers)
+            dask_worker(env["DASK_SCHEDULER_ADDRESS"], host, i + 1, dask_workers) for i in range(dask_workers)
         ]
         for service in workers:
             procs.start(service, home)
@@ -287,6 +292,7 @@ def _database(pg_url: str) -> str:
 def run(settings: Settings, pg_url: str, host: str, ports: Ports, dask_workers: int, env_file: Path | None) -> None:
     """`curation stack`: start, print the exports (password hidden), wait for Ctrl-C or a process to die."""
     signal.signal(signal.SIGTERM, interrupt)  # a plain kill stops the stack too
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # Ctrl-C, even where started with it ignored (`cmd &`)
     try:
         with running(settings, pg_url, host, ports, dask_workers) as (env, procs):
             if env_file is not None:  # readable by its owner only: it holds the password
