@@ -346,6 +346,9 @@ def _when(record: dict, key: str = "created_at") -> str:
 
 DATASET_FILTER = typer.Option(None, "--dataset", "-d", help="Only this data set's records.")
 JSON_OUT = typer.Option(False, "--json", help="Print JSON.")
+NPROC = typer.Option(
+    1, min=1, help="Data-parallel training processes (torch.distributed: gloo on the CPU, one GPU each on CUDA)."
+)
 
 
 @contextmanager
@@ -699,9 +702,7 @@ def train(
     augment: Augment | None = typer.Option(
         None, help="Image versions: random crops (and horizontal flips) of every training sample."
     ),
-    nproc: int = typer.Option(
-        1, min=1, help="Data-parallel training processes (torch.distributed: gloo on the CPU, one GPU each on CUDA)."
-    ),
+    nproc: int = NPROC,
     json_out: bool = typer.Option(False, "--json", help="Print the outcome as JSON."),
 ):
     """Train on a version (optionally with a selection plan); tracked in MLflow and the catalog."""
@@ -850,6 +851,7 @@ def compare(
         help="Run every method at this share of the full run's backward "
         "samples (schedule fitted), beside full-shortened; repeatable.",
     ),
+    nproc: int = NPROC,
     json_out: bool = typer.Option(False, "--json", help="Print JSON."),
 ):
     """Train the full-data baseline and each method's plan; print accuracy, compute and speedup side by side."""
@@ -859,7 +861,7 @@ def compare(
     from curation.training.config import TrainConfig
 
     with user_errors():
-        config = TrainConfig.make(arch=arch, epochs=epochs, seed=seed)
+        config = TrainConfig.make(arch=arch, epochs=epochs, seed=seed, nproc=nproc)
         settings = load_settings()
         with steps(enabled=not json_out and err.is_terminal) as step:
             step(f"training the baseline and {len(method)} methods")

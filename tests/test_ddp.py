@@ -1,7 +1,9 @@
 """`curation train --nproc 2`: two gloo ranks on the CPU train like one process; a rank killed mid-epoch fails the
 run in one line, leaves the last epoch's checkpoint whole, and --resume completes it; bad input is one line."""
 
+import copy
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,7 +15,7 @@ from curation.cli import app
 from curation.config import load_settings
 from curation.data import sources
 from curation.data.versions import add_version
-from curation.errors import CurationError
+from curation.selection.infobatch import InfoBatch
 from curation.selection.selective_backprop import SelectiveBackprop
 from curation.training import TrainConfig, train_version
 from curation.training.checkpoint import load_checkpoint
@@ -97,12 +99,31 @@ def test_a_rank_killed_mid_epoch_fails_the_run_and_resume_completes_it(project, 
     assert np.isfinite([r["accuracy"] for r in resumed["history"]]).all()
 
 
+@pytest.mark.parametrize("selector", [SelectiveBackprop(warmup_epochs=0, batch_size=32), InfoBatch(batch_size=32)])
+def test_online_selectors_decide_the_same_on_every_rank_and_the_ledger_adds_up(project, selector):
+    """Each rank scores its share of the candidates (Selective-Backprop) or trains on its share (InfoBatch); the
+    losses gathered, every rank's selector decides the rows one process would (up to other batch shapes' float
+    noise), and the ledger counts the global batches."""
+    settings, info = project
+    config = TrainConfig(arch="cnn1d", epochs=3, batch_size=32, device="cpu", candidate_batch_size=128)
+    one = train_version(settings, info.ref, config, selector=copy.deepcopy(selector))
+    two = train_version(settings, info.ref, config.model_copy(update={"nproc": 2}), selector=copy.deepcopy(selector))
+    rows = info.splits["train"]
+    led1, led2 = one.ledger, two.ledger
+    assert led2["selection_forward_samples"] == led1["selection_forward_samples"]  # each candidate scored once
+    assert 0 < led2["backward_samples"] < 3 * rows  # it pruned
+    assert abs(led2["backward_samples"] - led1["backward_samples"]) <= 0.03 * 3 * rows
+    for a, b in zip(one.history, two.history, strict=True):
+        assert abs(a["accuracy"] - b["accuracy"]) <= 0.05
+    state = load_checkpoint(Path(two.checkpoint))
+    assert state["selector"] == type(selector).__qualname__ and state["selector_state"]  # rank 0 kept its state
+    assert statuses(settings) == [FINISHED, FINISHED]
+
+
 def test_bad_input_is_one_line_and_nothing_starts(project, monkeypatch):
     settings, info = project
     result = cli(info.ref, *SMALL, "--nproc", "0")
     assert result.exit_code == 2 and "--nproc" in result.output and "Traceback" not in result.output
-    with pytest.raises(CurationError, match="--nproc 1"):
-        train_version(settings, info.ref, TrainConfig(arch="cnn1d", epochs=2, nproc=2), selector=SelectiveBackprop())
     monkeypatch.setenv("WORLD_SIZE", "2")  # started by torchrun: every process would start a run
     one_line_error(cli(info.ref, *SMALL, "--nproc", "2"), "it starts its own training processes")
     assert statuses(settings) == []

@@ -45,11 +45,12 @@ class _Job:
     version_id: int
     config: TrainConfig
     plan: Plan
+    selector: OnlineSelector | None  # each rank restarts its copy, then restores the checkpoint's state
     checkpoint: Path
     port: int
 
 
-def check(config: TrainConfig, device: torch.device, selector: OnlineSelector | None) -> None:
+def check(config: TrainConfig, device: torch.device) -> None:
     """One-line errors, before a run is recorded, for what data-parallel training does not do."""
     if int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise CurationError(
@@ -59,12 +60,6 @@ def check(config: TrainConfig, device: torch.device, selector: OnlineSelector | 
         )
     if config.nproc == 1:
         return
-    if selector is not None:
-        raise CurationError(
-            f"the online selector {type(selector).__name__} decides in one process; it cannot train with "
-            f"--nproc {config.nproc}",
-            "train it with --nproc 1",
-        )
     if device.type == "cuda" and config.nproc > torch.cuda.device_count():
         raise CurationError(
             f"--nproc {config.nproc} needs one GPU per process; {torch.cuda.device_count()} found",
@@ -81,7 +76,7 @@ def fit(trainer: Trainer, plan: Plan, settings: Settings) -> TrainResult:
     for cb in trainer.callbacks:
         cb.trainer = trainer
         cb.on_fit_start(config, trainer.epoch)
-    job = _Job(settings, trainer.data.version_id, config, plan, trainer.checkpoint, _free_port())
+    job = _Job(settings, trainer.data.version_id, config, plan, trainer.selector, trainer.checkpoint, _free_port())
     ranks = mp.start_processes(_rank, (job,), nprocs=config.nproc, join=False, start_method="spawn")
     seen = (len(trainer.history), len(trainer.evaluations), None)
     quiet = logging.getLogger("torch.multiprocessing.spawn")  # it warns of each rank it ends after a failure
@@ -156,6 +151,7 @@ def _rank(rank: int, job: _Job) -> None:
             build(job.config.arch, ModelSpec.of(info)),
             data,
             job.config,
+            selector=job.selector,
             checkpoint=job.checkpoint if rank == 0 else None,
         )
         trainer.restore(load_checkpoint(job.checkpoint), job.plan)

@@ -170,7 +170,7 @@ def _train(
     elif not isinstance(plan, Plan):
         plan, plan_id, plan_ledger = load_plan(settings, catalog, info, plan)
     digest = check_plan(plan, data, cfg.epochs, online=selector is not None)
-    parallel.check(cfg, data.train.device, selector)
+    parallel.check(cfg, data.train.device)
     baseline_curve = records.run_curve(catalog, baseline) if baseline is not None else None
     torch.manual_seed(cfg.seed)
     model = build(cfg.arch, spec)

@@ -19,6 +19,8 @@ In a torch.distributed process group (data-parallel training, ``curation.trainin
 walks the same global batches and trains its share of each (rows ``rank::world``) through
 DistributedDataParallel; the ledger, the backward counts and the budget follow the global batches, so they
 are the same on every rank and add up to the single-process ones. Rank 0 evaluates and writes the checkpoint.
+An online selector runs on every rank: each rank scores its share of the candidates, and the selector hears
+the losses gathered from all ranks (``_gathered``), so every rank's copy decides the same rows.
 """
 
 from __future__ import annotations
@@ -432,7 +434,7 @@ class Trainer:
                 batch, None if weights is None else np.asarray(weights, np.float32), epoch, stats
             )
             if len(batch):
-                self.selector.observe(batch, losses)
+                self.selector.observe(batch, self._gathered(losses, len(batch)))
 
     def train_batches(self, batches: Iterable[np.ndarray], lr: Callable[[int, int], float], epoch: int = 0) -> dict:
         """Train on caller-composed batches of train rows, in order, batch i of n at learning rate ``lr(i, n)``;
@@ -513,18 +515,34 @@ class Trainer:
         if len(rows) == 0:
             return np.empty(0, dtype=np.float32)
         self.model.eval()
-        parts = []
+        parts = [torch.empty(0, device=self.device)]
+        share = rows[self.rank :: self.world]  # in a process group each rank scores its share
         try:
             size = inference_batch(self.device)
-            for lo in range(0, len(rows), size):
-                x, y = self.data.train.batch(rows[lo : lo + size])
+            for lo in range(0, len(share), size):
+                x, y = self.data.train.batch(share[lo : lo + size])
                 parts.append(
                     F.cross_entropy(self._logits(x), y, reduction="none", label_smoothing=self.config.label_smoothing)
                 )
         finally:
             self.model.train()
         self.ledger.book_selection(forwards=len(rows))
-        return torch.cat(parts).cpu().numpy()
+        return self._gathered(torch.cat(parts), len(rows)).cpu().numpy()
+
+    def _gathered(self, share: torch.Tensor, n: int) -> torch.Tensor:
+        """The ``n`` per-row values of a global batch whose share ``rank::world`` this rank computed: the
+        same vector on every rank (``share`` itself in one process)."""
+        if self.world == 1:
+            return share
+        size = -(-n // self.world)  # all_gather needs equal sizes: every share padded to the largest
+        padded = torch.zeros(size, dtype=share.dtype, device=share.device)
+        padded[: len(share)] = share
+        shares = [torch.empty_like(padded) for _ in range(self.world)]
+        dist.all_gather(shares, padded)
+        out = torch.empty(n, dtype=share.dtype, device=share.device)
+        for rank, values in enumerate(shares):
+            out[rank :: self.world] = values[: len(range(rank, n, self.world))]
+        return out
 
     def _set_budget_lr(self, rows: int) -> None:
         """A budgeted run's learning rate for a step on ``rows`` samples: linear decay that reaches 0 at the
