@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -53,6 +54,42 @@ def median_seconds(fn, repeats: int = 3) -> tuple[float, object]:
         value = fn()
         times.append(time.perf_counter() - start)
     return statistics.median(times), value
+
+
+def tree_pss_mb(pid: int) -> float:
+    """Summed proportional set size of a process and its descendants (shared pages counted once in all)."""
+    import psutil  # imported here: the GPU machine's python may lack it
+
+    total = 0
+    try:
+        root = psutil.Process(pid)
+        procs = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return 0.0
+    for proc in procs:
+        with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
+            total += proc.memory_full_info().pss
+    return total / 2**20
+
+
+def measured(command: list[str], env: dict, watch: dict[str, int] | None = None) -> dict:
+    """Run a CLI command; its wall seconds, peak tree PSS (MB), JSON output and, for each process tree in
+    ``watch`` (name -> pid, e.g. the servers it uses), that tree's peak PSS while the command ran."""
+    tick = time.perf_counter()
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    peak, peaks = 0.0, dict.fromkeys(watch or {}, 0.0)
+    while proc.poll() is None:
+        peak = max(peak, tree_pss_mb(proc.pid))
+        for name, pid in (watch or {}).items():
+            peaks[name] = max(peaks[name], tree_pss_mb(pid))
+        time.sleep(0.2)
+    out, err = proc.communicate()
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(command)} failed ({proc.returncode}):\n{err[-2000:]}")
+    seconds = round(time.perf_counter() - tick, 1)
+    return {"seconds": seconds, "peak_mb": round(peak, 1), "output": out} | {
+        f"{name} peak_mb": round(mb, 1) for name, mb in peaks.items()
+    }
 
 
 def parser(description: str) -> argparse.ArgumentParser:

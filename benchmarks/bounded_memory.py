@@ -13,19 +13,15 @@ stage, its growth per million rows, and the ratio of the largest to the smallest
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
-import psutil
 
-from benchmarks._common import parser, write_result
+from benchmarks._common import measured, parser, write_result
 
 FEATURES = 40
 CLASSES = 10
@@ -58,34 +54,6 @@ def write_source(path: Path, rows: int, seed: int = 0) -> None:
         writer = writer or pq.ParquetWriter(path, table.schema)
         writer.write_table(table)
     writer.close()
-
-
-def tree_pss_mb(pid: int) -> float:
-    """Summed proportional set size of a process and its descendants (shared pages counted once in all)."""
-    total = 0
-    try:
-        root = psutil.Process(pid)
-        procs = [root, *root.children(recursive=True)]
-    except psutil.NoSuchProcess:
-        return 0.0
-    for proc in procs:
-        with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
-            total += proc.memory_full_info().pss
-    return total / 2**20
-
-
-def measured(command: list[str], env: dict) -> dict:
-    """Run a CLI command; its wall seconds, peak tree PSS (MB) and JSON output."""
-    tick = time.perf_counter()
-    proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    peak = 0.0
-    while proc.poll() is None:
-        peak = max(peak, tree_pss_mb(proc.pid))
-        time.sleep(0.2)
-    out, err = proc.communicate()
-    if proc.returncode != 0:
-        raise SystemExit(f"{' '.join(command)} failed ({proc.returncode}):\n{err[-2000:]}")
-    return {"seconds": round(time.perf_counter() - tick, 1), "peak_mb": round(peak, 1), "output": out}
 
 
 def main() -> None:

@@ -1,0 +1,150 @@
+"""Beyond one process: scoring on 2 Dask workers against the local path, training with 2 ranks against 1.
+
+The CLI a user runs, on MNIST-1D-shaped versions (40 float features, 10 classes, 20% test; the generator of
+``bounded_memory``). For each N (default 1M and 4M rows) the benchmark adds the version, trains one model on a
+uniform 1% plan (one epoch), then scores every train row with that model, side by side in one run:
+``curation score --model M`` (local: one process, the split held or streamed as ``--data-path auto`` picks,
+torch on every core) and ``--engine dask --scheduler`` on a scheduler and 2 workers it starts as separate
+processes (``curation.stack``'s services: one task thread each, torch on half the cores each). Reported: wall
+seconds, the speedup, the local command's peak PSS and each worker's peak PSS (its process tree, sampled every
+0.2 s while the command runs). Targets: speedup >= 1.6 at the largest N; a worker's peak at the largest N over
+the smallest <= 1.5 (memory per worker independent of N).
+
+Training, on the smallest N: one epoch of a uniform plan (``--train-budget``, default 0.2 of the train split)
+with 1 process and with ``--nproc 2`` (gloo, each rank its half of every global batch), same seed and batch
+size. Reported: wall seconds, scaling efficiency t1 / (2 t2), and both runs' test accuracy after the epoch
+(target: within 0.5 points).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+from functools import partial
+from pathlib import Path
+
+from benchmarks._common import measured, parser, write_result
+from benchmarks.bounded_memory import FEATURES, write_source
+
+TARGET_SPEEDUP = 1.6
+TARGET_WORKER_GROWTH = 1.5
+TARGET_POINTS = 0.5
+WORKERS = 2
+
+
+def dask_cluster(home: Path, env: dict):
+    """A scheduler and ``WORKERS`` workers as separate processes (the stack's services); (address, processes)."""
+    from curation.stack import Processes, dask_scheduler, dask_worker, free_port
+
+    scheduler = dask_scheduler("127.0.0.1", free_port())
+    procs = Processes(home / "logs", env)
+    procs.start(scheduler, home)
+    procs.wait_up([scheduler], 120)
+    for i in range(WORKERS):
+        procs.start(dask_worker(scheduler.health, "127.0.0.1", i + 1, WORKERS), home)
+    from distributed import Client
+
+    with Client(scheduler.health, timeout=60) as client:
+        client.wait_for_workers(WORKERS, timeout=120)
+    return scheduler.health, procs
+
+
+def run_cli(env: dict, *command: str, watch: dict | None = None) -> tuple[dict, dict]:
+    """``curation <command> --json`` in its own process: (its JSON output, its seconds and peaks)."""
+    run = measured([sys.executable, "-m", "curation", *command, "--json"], env, watch)
+    return json.loads(run.pop("output")), run
+
+
+def main() -> None:
+    p = parser(__doc__)
+    p.add_argument("--rows", default="1000000,4000000", help="comma-separated row counts (20%% test)")
+    p.add_argument("--train-budget", type=float, default=0.2, help="share of the train split the training epoch uses")
+    p.add_argument("--batch-size", type=int, default=256, help="global batch size of the training runs")
+    args = p.parse_args()
+    sizes = [40_000, 120_000] if args.quick else [int(r) for r in args.rows.split(",")]
+    results, training = [], None
+    for rows in sizes:
+        with tempfile.TemporaryDirectory(prefix="bench-scale-out-") as tmp:
+            home = Path(tmp) / "project"
+            home.mkdir()
+            env = {**os.environ, "CURATION_HOME": str(home), "CURATION_DVC": "false"}
+            cli = partial(run_cli, env)
+            source = Path(tmp) / "big.parquet"
+            write_source(source, rows)
+            version = str(cli("data", "add", str(source), "--split-column", "split")[0]["id"])
+            source.unlink()
+            small = cli("select", version, "-m", "uniform", "--budget", "0.01")[0]
+            fit = ("--arch", "mlp", "--epochs", "1", "--device", "cpu")
+            model = str(cli("train", version, *fit, "--plan", str(small["id"]))[0]["model_version_id"])
+            local_scores, local = cli("score", version, "--model", model)
+            address, procs = dask_cluster(Path(tmp), env)
+            try:
+                workers = {f"worker {i + 1}": procs.procs[f"dask-worker-{i + 1}"].pid for i in range(WORKERS)}
+                dask_scores, dask = cli(
+                    "score", version, "--model", model, "--engine", "dask", "--scheduler", address, watch=workers
+                )
+            finally:
+                procs.stop()
+            record = {
+                "rows": rows,
+                "raw_features_mb": round(rows * FEATURES * 4 / 2**20, 1),
+                "same score set bytes": dask_scores["content_hash"] == local_scores["content_hash"],
+                "score local": local,
+                "score dask (2 workers)": dask,
+                "speedup": round(local["seconds"] / dask["seconds"], 3),
+            }
+            if training is None:  # the training comparison, on the smallest N
+                plan = cli("select", version, "-m", "uniform", "--budget", str(args.train_budget), "--seed", "1")[0]
+                same = (*fit, "--plan", str(plan["id"]), "--batch-size", str(args.batch_size), "--seed", "3")
+                one_out, one = cli("train", version, *same)
+                two_out, two = cli("train", version, *same, "--nproc", "2")
+                training = {
+                    "rows": rows,
+                    "epoch_samples": one_out["ledger"]["backward_samples"],
+                    "1 process": one | {"accuracy": round(one_out["history"][-1]["accuracy"], 4)},
+                    "2 processes": two | {"accuracy": round(two_out["history"][-1]["accuracy"], 4)},
+                }
+                training["scaling efficiency"] = round(one["seconds"] / (2 * two["seconds"]), 3)
+                training["accuracy points (2 - 1)"] = round(
+                    100 * (training["2 processes"]["accuracy"] - training["1 process"]["accuracy"]), 2
+                )
+            results.append(record)
+            print(json.dumps(record), flush=True)
+    first, last = results[0], results[-1]
+    ratios = {
+        f"score speedup at {last['rows']} rows": last["speedup"],
+        "training scaling efficiency": training["scaling efficiency"],
+        "training accuracy points (2 - 1)": training["accuracy points (2 - 1)"],
+    }
+    for i in range(WORKERS):
+        key = f"worker {i + 1} peak_mb"
+        ratios[f"{key} largest/smallest N"] = round(
+            last["score dask (2 workers)"][key] / first["score dask (2 workers)"][key], 3
+        )
+    met = (
+        ratios[f"score speedup at {last['rows']} rows"] >= TARGET_SPEEDUP
+        and all(ratios[f"worker {i + 1} peak_mb largest/smallest N"] <= TARGET_WORKER_GROWTH for i in range(WORKERS))
+        and abs(training["accuracy points (2 - 1)"]) <= TARGET_POINTS
+    )
+    write_result(
+        "scale_out",
+        {"rows": sizes, "workers": WORKERS, "arch": "mlp", "train_budget": args.train_budget, "cpus": os.cpu_count()},
+        results + [{"training": training}],
+        ratios,
+        {
+            "score speedup at the largest N": f">= {TARGET_SPEEDUP}",
+            "worker peak largest/smallest N": f"<= {TARGET_WORKER_GROWTH}",
+            "training accuracy points (2 - 1)": f"within {TARGET_POINTS}",
+        },
+        met,
+        notes="every command its own process; peaks = summed PSS of a process tree, sampled every 0.2 s; the Dask "
+        "workers are separate processes started per N (1 task thread, OMP_NUM_THREADS = cores / workers)",
+        out=args.out,
+        quick=args.quick,
+    )
+
+
+if __name__ == "__main__":
+    main()
