@@ -120,15 +120,21 @@ class StreamedSplit:
         rows = np.asarray(rows, dtype=np.int64)
         weights = None if weights is None else np.asarray(weights, dtype=np.float32)
         file_rows = self.file_rows[rows]
-        groups = row_groups(self._starts, file_rows)
+        groups = row_groups(self._starts, file_rows).astype(np.int32)
+        by_group = np.argsort(groups, kind="stable")  # each group's positions in ascending order
+        used, first = np.unique(groups[by_group], return_index=True)
+        del groups
+        last = np.r_[first[1:], len(by_group)]
         pieces, meta = [], []
-        for group in rng.permutation(np.unique(groups)):
-            members = np.flatnonzero(groups == group)
+        for i in rng.permutation(len(used)):  # the groups in a seeded order, each's positions shuffled
+            members = by_group[first[i] : last[i]]
             members = members[rng.permutation(len(members))]
+            group = int(used[i])
             for lo in range(0, len(members), PIECE_ROWS):
                 part = members[lo : lo + PIECE_ROWS]
-                pieces.append((int(group), file_rows[part] - self._starts[group]))
+                pieces.append((group, (file_rows[part] - self._starts[group]).astype(np.int32)))
                 meta.append(part)
+        del by_group, file_rows
         carry = None  # rows of the last buffer that did not fill a batch
         read = self._read(pieces)
         for lo in range(0, len(pieces), BUFFER_PIECES):
