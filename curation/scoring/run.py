@@ -84,6 +84,8 @@ def score_version(
     engine = Engine(engine)
     if scheduler is not None and engine != Engine.dask:
         raise CurationError("--scheduler needs --engine dask", "add --engine dask")
+    if engine == Engine.dask and model_version is not None and DataPath(data_path) == DataPath.auto:
+        data_path = DataPath.stream  # the Dask workers read the rows: this process needs only their ids
     info, reader = open_version(settings, ref)
     catalog = Catalog(settings.catalog)
     checkpoint = None
