@@ -4,6 +4,7 @@ decisions after a kill, recorded in the run (catalog and MLflow); through the re
 import os
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -62,6 +63,10 @@ def runs(settings):
 
 
 def retrain(*args, env=None):
+    """`curation retrain s ...`: in this process, or in its own process when ``env`` sets a kill point."""
+    if env is None:
+        result = CliRunner().invoke(app, ["retrain", "s", *FAST, *args])
+        return SimpleNamespace(returncode=result.exit_code, stderr=result.stderr)
     return subprocess.run(
         [sys.executable, "-m", "curation", "retrain", "s", *FAST, *args],
         capture_output=True,
