@@ -114,14 +114,34 @@ def check_shape(feature_shape: Sequence[int] | None, d: int) -> list[int]:
 
 def split_codes(split: Sequence[str] | np.ndarray, what: str) -> tuple[np.ndarray, list[str]]:
     """Each row's split as an index into the sorted split names; a one-line error for unknown names."""
-    names, codes = np.unique(np.asarray(split).astype(str), return_inverse=True)
-    unknown = sorted(set(names.tolist()) - set(SPLITS))
+    codes, names = names_and_codes(split)
+    unknown = sorted(set(names) - set(SPLITS))
     if unknown:
         raise CurationError(
             f"{what} has split names {unknown[:5]} (allowed: {', '.join(SPLITS)})",
             "name each row's split 'train' or 'test', or omit the split column",
         )
-    return codes.astype(np.int32), names.tolist()
+    return codes, names
+
+
+def names_and_codes(values: Sequence[str] | np.ndarray | pa.Array | pa.ChunkedArray) -> tuple[np.ndarray, list[str]]:
+    """Each row's index (int32) into the sorted distinct strings of ``values``, and those strings; through
+    Arrow's dictionary encoding, so no row becomes a Python or numpy string (millions of rows stay cheap)."""
+    if isinstance(values, pa.ChunkedArray):
+        values = values.combine_chunks()
+    elif not isinstance(values, pa.Array):
+        values = pa.array(np.asarray(values))
+    encoded = values.cast(pa.string()).dictionary_encode()
+    names = encoded.dictionary.to_pylist()
+    rank = np.empty(len(names), dtype=np.int32)
+    rank[np.argsort(names)] = np.arange(len(names), dtype=np.int32)
+    return rank[encoded.indices.to_numpy(zero_copy_only=False)], sorted(names)
+
+
+def as_names(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """A string column as a numpy object array holding one Python string per distinct value (8 bytes a row)."""
+    codes, names = names_and_codes(column)
+    return np.asarray(names, dtype=object)[codes]
 
 
 def split_counts(codes: np.ndarray, names: list[str]) -> dict[str, int]:
@@ -189,8 +209,8 @@ def encode_labels(labels: np.ndarray, sample_ids: np.ndarray, what: str) -> tupl
     if labels.dtype.kind == "O":  # mixed Python objects: names only if they are all strings or all integers
         kinds = {type(v) for v in labels.tolist()}
         if kinds <= {str}:
-            labels = labels.astype(str)
-        elif kinds <= {int, np.int64}:
+            return names_and_codes(labels)
+        if kinds <= {int, np.int64}:
             labels = labels.astype(np.int64)
         else:
             raise CurationError(
@@ -213,6 +233,8 @@ def encode_labels(labels: np.ndarray, sample_ids: np.ndarray, what: str) -> tupl
             return labels.astype(np.int32), list(range(int(labels.max()) + 1))
     if labels.dtype.kind not in "iubUS":
         raise CurationError(f"{what} has labels of type {labels.dtype}", "give class names (strings) or integer labels")
+    if labels.dtype.kind == "U":
+        return names_and_codes(labels)
     names, codes = np.unique(labels, return_inverse=True)
     return codes.astype(np.int32), [v.item() if isinstance(v, np.generic) else v for v in names.tolist()]
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from curation.data.contract import build_table, read_manifest
+from curation.data.contract import as_names, build_table, read_manifest
 from curation.data.tabular import TabularFile, is_list, streamed
 from curation.data.transforms import image_transform
 from curation.errors import CurationError
@@ -165,7 +165,7 @@ def from_file(
                 f"split column {split_column!r} in {path} has {column.null_count} missing values",
                 "name every row's split 'train' or 'test'",
             )
-        split = column.to_numpy(zero_copy_only=False).astype(str)
+        split = as_names(column)
     made_split = split is None
     if made_split:
         split = stratified_split(labels, test_fraction, seed)
@@ -220,7 +220,7 @@ def _labels(table: pa.Table, label_column: str, path: Path) -> np.ndarray:
             f"label column {label_column!r} in {path} is {column.type}, not integers or names",
             "give class names (strings) or integer labels",
         )
-    return column.to_numpy(zero_copy_only=False)
+    return column.to_numpy() if pa.types.is_integer(column.type) else as_names(column)
 
 
 def from_folder(

@@ -32,6 +32,7 @@ from curation.data.transforms import StandardizeFit
 from curation.errors import CurationError
 
 BATCH_ROWS = 65_536
+READ_BUFFER = 1 << 20  # bytes read ahead per column by a batched read
 PARQUET = (".parquet", ".pq")
 CSV = (".csv", ".txt")
 
@@ -73,7 +74,8 @@ class TabularFile:
         """The columns, ``BATCH_ROWS`` rows at a time (a CSV's columns read as float64: features)."""
         with self._errors():
             if self.parquet:
-                for batch in pq.ParquetFile(self.path).iter_batches(batch_size=BATCH_ROWS, columns=columns):
+                parquet = pq.ParquetFile(self.path, pre_buffer=False, buffer_size=READ_BUFFER)  # no cache: bounded
+                for batch in parquet.iter_batches(batch_size=BATCH_ROWS, columns=columns):
                     yield pa.Table.from_batches([batch])
                 return
             options = pacsv.ConvertOptions(include_columns=columns, column_types=dict.fromkeys(columns, pa.float64()))

@@ -105,6 +105,6 @@ def _score_shard(path: str, shape, proxy: tuple, shard, forgetting, out: Path) -
 
 def _row_groups(path: Path) -> Iterator[pa.RecordBatch]:
     """A part's record batches as they were written (one row group each), one in memory at a time."""
-    part = pq.ParquetFile(path)
+    part = pq.ParquetFile(path, pre_buffer=False)  # one row group in memory at a time
     for group in range(part.num_row_groups):
         yield from part.read_row_group(group).to_batches()

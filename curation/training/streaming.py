@@ -55,7 +55,7 @@ class _Pieces(torch.utils.data.Dataset):
     def __getitem__(self, piece: tuple[int, np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
         group, offsets = piece
         if self._file is None:
-            self._file = pq.ParquetFile(self.path)  # read, not mapped: the pages of a read group are not kept
+            self._file = pq.ParquetFile(self.path, pre_buffer=False)  # no map, no cache: one group
         if self._group is None or self._group[0] != group:
             self._group = (group, self._file.read_row_group(group, columns=["label", self.stored]))
         table = transforms.apply(self._group[1].take(pa.array(offsets, pa.int64())), self.transform)
