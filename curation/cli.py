@@ -346,6 +346,11 @@ def _when(record: dict, key: str = "created_at") -> str:
 
 DATASET_FILTER = typer.Option(None, "--dataset", "-d", help="Only this data set's records.")
 JSON_OUT = typer.Option(False, "--json", help="Print JSON.")
+WORKERS = typer.Option(2, help="Worker processes that decode images and read streamed splits.")
+DATA_PATH = typer.Option(
+    DataPath.auto,
+    help="Hold the splits in memory, stream them from disk, or auto: stream a split over half the free memory.",
+)
 NPROC = typer.Option(
     1, min=1, help="Data-parallel training processes (torch.distributed: gloo on the CPU, one GPU each on CUDA)."
 )
@@ -694,11 +699,8 @@ def train(
         None, help="Mixed precision (default: bf16 on a GPU that supports it, else fp16; off on the CPU)."
     ),
     compile_model: bool = typer.Option(False, "--compile", help="Run the model through torch.compile."),
-    workers: int = typer.Option(2, help="Worker processes that decode images and read streamed splits."),
-    data_path: DataPath = typer.Option(
-        DataPath.auto,
-        help="Hold the splits in memory, stream them from disk, or auto: stream a split over half the free memory.",
-    ),
+    workers: int = WORKERS,
+    data_path: DataPath = DATA_PATH,
     augment: Augment | None = typer.Option(
         None, help="Image versions: random crops (and horizontal flips) of every training sample."
     ),
@@ -792,11 +794,8 @@ def score(
         None, help="Score with this trained catalog model version instead (see `curation models ls`)."
     ),
     device: Device = typer.Option(Device.auto, help="Where to train (auto: the GPU when one is found)."),
-    workers: int = typer.Option(2, help="Worker processes that decode images and read streamed splits."),
-    data_path: DataPath = typer.Option(
-        DataPath.auto,
-        help="Hold the splits in memory, stream them from disk, or auto: stream a split over half the free memory.",
-    ),
+    workers: int = WORKERS,
+    data_path: DataPath = DATA_PATH,
     engine: Engine = typer.Option(
         Engine.local,
         help="local: score in this process; dask: the proxy trained here, the train split scored on a Dask "
