@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from crash import CrashAt
 from typer.testing import CliRunner
 
 from curation.cli import app
@@ -85,17 +86,12 @@ def test_full_runs_keep_their_cosine_schedule(data):
 
 
 def test_online_selector_under_a_budget_stops_there_and_resumes_bit_for_bit(data, tmp_path):
-    class CrashAt(Callback):
-        def on_batch_end(self, epoch, batch):
-            if (epoch, batch) == (1, 4):
-                raise RuntimeError("simulated crash")
-
     full = FullPlan(data.version_id, data.train.sample_ids)
     reference = trainer(data, selector=InfoBatch(seed=2), budget=0.5).fit(full)
     assert reference.ledger.backward_samples == math.ceil(0.5 * len(data.train) * 4)
     checkpoint = tmp_path / "checkpoint.pt"
     with pytest.raises(RuntimeError):
-        trainer(data, [CrashAt()], InfoBatch(seed=2), checkpoint, budget=0.5).fit(full)
+        trainer(data, [CrashAt(1, 4)], InfoBatch(seed=2), checkpoint, budget=0.5).fit(full)
     resumed = trainer(data, selector=InfoBatch(seed=2), checkpoint=checkpoint, budget=0.5).fit(full, resume=True)
     ref, got = reference.model.state_dict(), resumed.model.state_dict()
     assert all(torch.equal(ref[k], got[k]) for k in ref)

@@ -13,6 +13,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 import torch
+from crash import CrashAt
 
 from curation.data import synthetic
 from curation.scoring.scores import SCORES, score_batches
@@ -88,15 +89,6 @@ def test_amp_on_and_off(amp, dtype):
     assert t.scaler.is_enabled() == (dtype == torch.float16)  # a GradScaler only for float16
     assert all(np.isfinite(r["train_loss"]) for r in history)
     assert history[-1]["accuracy"] > 0.25, history
-
-
-class CrashAt(Callback):  # as in test_trainer.py, which this file cannot import (its imports need the tracking stack)
-    def __init__(self, epoch, batch):
-        self.at = (epoch, batch)
-
-    def on_batch_end(self, epoch, batch):
-        if (epoch, batch) == self.at:
-            raise RuntimeError("simulated crash")
 
 
 @pytest.fixture

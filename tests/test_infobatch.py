@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from crash import CrashAt
 
 from curation.config import load_settings
 from curation.data import sources
@@ -136,15 +137,6 @@ def test_in_the_trainer_no_extra_forward_annealing_uses_every_sample(data):
     assert not any(seen.unweighted[1:6])  # pruned epochs rescale the kept low-score samples
     assert not np.isnan(ib.scores_).any()  # every row was trained on, so scored
     assert sum(result.occupancy) == n and sum(k * c for k, c in enumerate(result.occupancy)) == ledger.backward_samples
-
-
-class CrashAt(Callback):
-    def __init__(self, epoch, batch):
-        self.at = (epoch, batch)
-
-    def on_batch_end(self, epoch, batch):
-        if (epoch, batch) == self.at:
-            raise RuntimeError("simulated crash")
 
 
 def test_resume_from_a_checkpoint_is_bit_for_bit(data, tmp_path):

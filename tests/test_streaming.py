@@ -7,6 +7,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 import torch
+from crash import CrashAt
 from typer.testing import CliRunner
 
 from curation.cli import app
@@ -18,7 +19,7 @@ from curation.metrics.coverage import plan_statistics
 from curation.scoring.scores import score_batches
 from curation.selection.plans import FullPlan
 from curation.selection.sampling import SampledPlan
-from curation.training import Callback, TrainConfig, Trainer, TrainingData, streaming
+from curation.training import TrainConfig, Trainer, TrainingData, streaming
 from curation.training.streaming import StreamedSplit
 from models import ModelSpec, build
 
@@ -141,15 +142,6 @@ def test_worker_processes_beside_a_running_thread_train_as_this_process_does(ver
         stop.set()
     assert same_weights(a.model, b.model)
     assert [r["accuracy"] for r in a.history] == [r["accuracy"] for r in b.history]
-
-
-class CrashAt(Callback):
-    def __init__(self, epoch, batch):
-        self.at = (epoch, batch)
-
-    def on_batch_end(self, epoch, batch):
-        if (epoch, batch) == self.at:
-            raise RuntimeError("simulated crash")
 
 
 def test_a_killed_streamed_run_resumes_bit_for_bit(version, tmp_path):

@@ -4,6 +4,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 import torch
+from crash import CrashAt
 
 from curation.config import load_settings
 from curation.data import sources
@@ -47,15 +48,6 @@ def assert_same_weights(a: torch.nn.Module, b: torch.nn.Module):
     sa, sb = a.state_dict(), b.state_dict()
     assert sa.keys() == sb.keys()
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
-
-
-class CrashAt(Callback):
-    def __init__(self, epoch, batch):
-        self.at = (epoch, batch)
-
-    def on_batch_end(self, epoch, batch):
-        if (epoch, batch) == self.at:
-            raise RuntimeError("simulated crash")
 
 
 def test_same_seed_gives_the_same_run_and_another_seed_does_not(data):
