@@ -133,9 +133,10 @@ def names_and_codes(values: Sequence[str] | np.ndarray | pa.Array | pa.ChunkedAr
         values = pa.array(np.asarray(values))
     encoded = values.cast(pa.string()).dictionary_encode()
     names = encoded.dictionary.to_pylist()
+    order = np.argsort(names)  # dictionary position of each name in sorted order
     rank = np.empty(len(names), dtype=np.int32)
-    rank[np.argsort(names)] = np.arange(len(names), dtype=np.int32)
-    return rank[encoded.indices.to_numpy(zero_copy_only=False)], sorted(names)
+    rank[order] = np.arange(len(names), dtype=np.int32)
+    return rank[encoded.indices.to_numpy(zero_copy_only=False)], [names[i] for i in order]
 
 
 def as_names(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
