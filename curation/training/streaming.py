@@ -122,8 +122,10 @@ class StreamedSplit:
         file_rows = self.file_rows[rows]
         groups = row_groups(self._starts, file_rows).astype(np.int32)
         by_group = np.argsort(groups, kind="stable")  # each group's positions in ascending order
-        used, first = np.unique(groups[by_group], return_index=True)
-        del groups
+        ordered = groups[by_group]
+        first = np.flatnonzero(np.diff(ordered, prepend=-1))  # where each group starts (sorted: no second sort)
+        used = ordered[first]
+        del groups, ordered
         last = np.r_[first[1:], len(by_group)]
         pieces, meta = [], []
         for i in rng.permutation(len(used)):  # the groups in a seeded order, each's positions shuffled
