@@ -25,6 +25,8 @@ and include selection. Two views, each as mean, spread (std over seeds) and wors
     full run's final accuracy (same seed), and the backward samples, wall and CPU seconds it took there,
     as speedups over the full run's cost to the same accuracy.
 
+``--budgets-only`` leaves the online methods' own-length runs out (the noisy variant's budget view).
+
 Split over processes: ``--methods a,b --no-full --save-runs part.json`` runs some methods (the runs are
 written after each one), ``--merge full.json,part.json`` writes the combined result from saved run files
 (same data, model, epochs and seeds) without training anything.
@@ -243,6 +245,9 @@ def main() -> None:
     p.add_argument("--proxy-epochs", type=int, default=3, help="epochs of the cnn1d scoring proxy (coreset)")
     p.add_argument("--threads", type=int, default=1, help="torch threads (1: steadier on a shared machine)")
     p.add_argument("--no-full", action="store_true", help="leave the full run out (with --save-runs)")
+    p.add_argument(
+        "--budgets-only", action="store_true", help="online methods only at the budgets, not at their own length"
+    )
     p.add_argument("--save-runs", type=Path, default=None, help="also write the raw runs here after each run")
     p.add_argument("--merge", default="", help="comma-separated --save-runs files to combine; trains nothing")
     args = p.parse_args()
@@ -304,6 +309,7 @@ def main() -> None:
         + (
             f" --seeds {args.seeds} --methods {','.join(methods)}"
             + (f" --noise {args.noise:g}" if args.noise else "")
+            + (" --budgets-only" if args.budgets_only else "")
             + (f" --merge {args.merge}" if args.merge else "")
         )
     )
@@ -494,6 +500,8 @@ def main() -> None:
         for seed in seeds:
             for method in OWN_LENGTH:
                 if method not in methods or (method == "full" and args.no_full):
+                    continue
+                if method != "full" and args.budgets_only:
                     continue
                 run(method, method, None, seed, full_plan, None if method == "full" else online(method))
             score_id = score_cpu = None

@@ -4,7 +4,8 @@ PostgreSQL (already running; its URL given) holds the catalog and, in a database
 store; then an MLflow server (artifacts under ``<home>/mlflow/artifacts``), a Prefect server with the
 deployments registered in a process work pool and one worker, a Dask scheduler and its workers. All bind
 127.0.0.1 unless told otherwise; their logs go to ``<home>/.curation/stack/``. The environment to
-export is printed (and written to a file for scripts); Ctrl-C stops everything.
+export is printed (and written to a file for scripts); a worker that dies is started again; Ctrl-C stops
+everything.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ class Service:
     command: list[str]
     health: str | None = None  # http://... answering 200, or tcp://host:port accepting connections
     env: dict[str, str] = field(default_factory=dict)
+    restart: bool = False  # a worker (it holds no state): started again when it dies
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -146,12 +148,15 @@ def dask_worker(address: str, host: str, index: int, share: int = 1) -> Service:
             "--no-dashboard",
         ],
         env={"OMP_NUM_THREADS": str(max(1, (os.cpu_count() or 1) // share))},
+        restart=True,
     )
 
 
 def prefect_worker(pool: str) -> Service:
     """A process worker: each flow run of the pool's deployments in a subprocess of this one."""
-    return Service("prefect-worker", [tool("prefect"), "worker", "start", "--pool", pool, "--type", "process"])
+    return Service(
+        "prefect-worker", [tool("prefect"), "worker", "start", "--pool", pool, "--type", "process"], restart=True
+    )
 
 
 def _up(health: str, timeout_s: float) -> bool:
@@ -169,13 +174,19 @@ def _up(health: str, timeout_s: float) -> bool:
 
 
 class Processes:
-    """Started services; ``stop`` ends each process group (a worker's flow runs with it), newest first."""
+    """Started services; ``check`` starts a dead worker again (``MAX_RESTARTS`` times at most); ``stop`` ends
+    each process group (a worker's flow runs with it), newest first."""
+
+    MAX_RESTARTS = 5
 
     def __init__(self, logs: Path, env: dict[str, str]):
         self.logs, self.env = logs, env
         self.procs: dict[str, subprocess.Popen] = {}
+        self.services: dict[str, tuple[Service, Path]] = {}
+        self.restarts: dict[str, int] = {}
 
     def start(self, service: Service, cwd: Path) -> subprocess.Popen:
+        self.services[service.name] = (service, cwd)
         self.logs.mkdir(parents=True, exist_ok=True)
         with open(self.logs / f"{service.name}.log", "ab") as log:
             proc = subprocess.Popen(
@@ -200,9 +211,16 @@ class Processes:
         self.check()
 
     def check(self) -> None:
-        for name, proc in self.procs.items():
-            if proc.poll() is not None:
+        """Start a dead worker again; a dead server, or a worker that keeps dying, is an error."""
+        for name, proc in list(self.procs.items()):
+            if proc.poll() is None:
+                continue
+            service, cwd = self.services[name]
+            if not service.restart or self.restarts.get(name, 0) >= self.MAX_RESTARTS:
                 raise CurationError(f"{name} exited with code {proc.returncode}", f"read {self.logs / name}.log")
+            self.restarts[name] = self.restarts.get(name, 0) + 1
+            print(f"{name} exited with code {proc.returncode}: started again", file=sys.stderr, flush=True)
+            self.start(service, cwd)
 
     def stop(self, patience_s: float = 20.0) -> None:
         """Ctrl-C to each process group (a Prefect worker fails on SIGTERM); after ``patience_s`` in all, SIGKILL

@@ -43,7 +43,7 @@ def _automations(deployment_id):
 def test_work_pool_deployments_load_this_checkout_and_retrain_on_the_event(prefect_server):
     from prefect.client.orchestration import get_client
 
-    from flows.deployments import SOURCE_ROOT, deploy_all
+    from flows.deployments import HEARTBEAT_S, SILENT_RUNS, SOURCE_ROOT, deploy_all
     from flows.events import VERSION_ADDED
 
     ids = deploy_all("digits", "test-pool")
@@ -64,6 +64,18 @@ def test_work_pool_deployments_load_this_checkout_and_retrain_on_the_event(prefe
     assert automation.trigger.expect == {VERSION_ADDED} and automation.enabled
     assert automation.trigger.match.root == {"prefect.resource.id": "curation.dataset.*"}
     assert automation.actions[0].parameters == {"dataset": "{{ event.payload.dataset }}"}
+    for d in found:  # every run beats, so a run whose worker died is found
+        assert d.job_variables == {"env": {"PREFECT_FLOWS_HEARTBEAT_FREQUENCY": str(HEARTBEAT_S)}}
+    [silent] = anyio.run(_by_name, SILENT_RUNS)  # registered once, however often the deployments are
+    assert silent.trigger.posture == "Proactive" and silent.trigger.within.total_seconds() == 3 * HEARTBEAT_S
+    assert silent.trigger.after == {"prefect.flow-run.heartbeat"} and silent.actions[0].state == "CRASHED"
+
+
+async def _by_name(name):
+    from prefect.client.orchestration import get_client
+
+    async with get_client() as client:
+        return await client.read_automations_by_name(name)
 
 
 def test_ingest_emits_the_new_version_event_once(prefect_server, settings, monkeypatch):

@@ -1,7 +1,9 @@
 """The project on the servers teams run, every component its own process on 127.0.0.1 (`curation stack`):
 a PostgreSQL catalog, an MLflow server with a PostgreSQL store, a Prefect server with a process worker, a Dask
 scheduler and 2 workers, and a DVC folder remote. Ingest runs on the worker, select and train run as a user
-runs them, a new chunk's event starts the retrain run (nothing polls), and everything lands in the servers."""
+runs them, a new chunk's event starts the retrain run (nothing polls), and everything lands in the servers.
+The Prefect worker is killed (with its flow run) mid-retrain: the run is marked CRASHED, the stack starts the
+worker again and the rerun completes the work."""
 
 import json
 import os
@@ -60,7 +62,7 @@ def stack(pg_database, tmp_path):
             assert time.monotonic() < deadline, "the stack did not come up in 300 s"
             time.sleep(1)
         exported = dict(line.split("=", 1) for line in env_file.read_text().splitlines())
-        yield {**env, **exported}, home, tmp_path
+        yield {**env, **exported}, home, tmp_path, proc.pid
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C: the stack stops every process it started
@@ -122,6 +124,24 @@ def ingest_on_the_worker(env, path: Path):
     return prefect(env, run)
 
 
+def kill_the_prefect_worker(stack_pid: int) -> None:
+    """SIGKILL the stack's Prefect worker and its flow-run processes, as when its machine dies."""
+    import psutil
+
+    [worker] = [p for p in psutil.Process(stack_pid).children() if "worker" in p.cmdline() and "start" in p.cmdline()]
+    for process in [worker, *worker.children(recursive=True)]:
+        process.kill()
+    psutil.wait_procs([worker], timeout=10)
+
+
+def wait_until(check, what: str, timeout_s: float = 120):
+    deadline = time.monotonic() + timeout_s
+    while not (found := check()):
+        assert time.monotonic() < deadline, f"{what} did not happen in {timeout_s:.0f} s"
+        time.sleep(1)
+    return found
+
+
 def cli(command: str, *more: str) -> dict | list:
     """``curation <command> <more...> --json`` in this process (the stack's environment is set): saves a start-up
     per command."""
@@ -141,7 +161,7 @@ def test_ingest_select_train_and_event_driven_retrain_across_servers(stack, monk
     from curation.catalog import Catalog, TrainingRun
     from mlflow import MlflowClient
 
-    env, home, tmp = stack
+    env, home, tmp, stack_pid = stack
     for key in ("CURATION_HOME", "CURATION_CATALOG_URL", "CURATION_TRACKING_URI"):
         monkeypatch.setenv(key, env[key])
     monkeypatch.chdir(home)
@@ -152,14 +172,15 @@ def test_ingest_select_train_and_event_driven_retrain_across_servers(stack, monk
     remote = tmp / "dvc-remote"
     cli("init --remote", str(remote))
 
-    async def fast_retrain(client):  # what a user sets in the deployment's parameters (UI or API)
-        deployment = await client.read_deployment_by_name("retrain/retrain")
-        await client.update_deployment(
-            deployment.id, DeploymentUpdate(parameters={**deployment.parameters, **FAST_RETRAIN})
-        )
-        return deployment
+    def retrain_parameters(**more):  # what a user sets in the deployment's parameters (UI or API)
+        async def update(client):
+            deployment = await client.read_deployment_by_name("retrain/retrain")
+            await client.update_deployment(deployment.id, DeploymentUpdate(parameters={"dataset": "stream", **more}))
+            return deployment
 
-    retrain_deployment = prefect(env, fast_retrain)
+        return prefect(env, update)
+
+    retrain_deployment = retrain_parameters(**FAST_RETRAIN)
     assert retrain_deployment.schedules == [] and retrain_deployment.work_pool_name == "curation"
     chunks = []
     for c in range(2):
@@ -170,31 +191,59 @@ def test_ingest_select_train_and_event_driven_retrain_across_servers(stack, monk
     [first] = wait_for(env, "ingest", 1)
     assert first.state.is_completed() and first.work_pool_name == "curation"
     wait_for(env, "retrain", 1)  # the first chunk's model, before the next chunk arrives (else one run takes both)
-    dask = env["DASK_SCHEDULER_ADDRESS"]  # the stack's 2 Dask workers score the train split by row groups
+
+    retrain_parameters(**{**FAST_RETRAIN, "passes": 100_000})  # the next retrain runs until its worker dies
+    ingest_on_the_worker(env, chunks[1])
+    catalog = Catalog(env["CURATION_CATALOG_URL"])
+
+    def tracked_and_running():
+        with catalog.session() as s:
+            return [r.id for r in s.query(TrainingRun).filter_by(status="RUNNING") if r.mlflow_run_id]
+
+    running = wait_until(tracked_and_running, "a RUNNING retrain run in the catalog and MLflow")
+    kill_the_prefect_worker(stack_pid)
+
+    dask = env["DASK_SCHEDULER_ADDRESS"]  # meanwhile, the stack's 2 Dask workers score the train split by row groups
     scores = cli("score stream --arch mlp --epochs 1 --device cpu --engine dask --scheduler", dask)
     plan = cli("select stream -m topk -p score=el2n --budget 0.5 --score-set", str(scores["id"]))
     trained = cli("train stream --arch mlp --epochs 1 --device cpu --nproc 2 --plan", str(plan["id"]))
-    ingest_on_the_worker(env, chunks[1])
 
-    ingests = wait_for(env, "ingest", 2)
-    retrains = wait_for(env, "retrain", 2)
-    assert all(r.state.is_completed() for r in ingests + retrains), [r.state for r in ingests + retrains]
-    assert {r.created_by.type for r in retrains} == {"AUTOMATION"}  # the event's trigger, not a schedule
+    [killed] = [r for r in wait_for(env, "retrain", 2, timeout_s=240) if not r.state.is_completed()]
+    assert killed.state.is_crashed() and "heartbeats stopped" in killed.state.message, killed.state
+    assert "prefect-worker exited with code -9: started again" in (tmp / "stack.log").read_text()
+    retrain_parameters(**FAST_RETRAIN)
+    from prefect.deployments import run_deployment
+
+    async def rerun(client):  # a user reruns the crashed run; the restarted worker takes it
+        return await run_deployment("retrain/retrain", parameters=killed.parameters | FAST_RETRAIN, client=client)
+
+    rerun = prefect(env, rerun)
+    assert rerun.state.is_completed(), rerun.state
+    ingests, retrains = wait_for(env, "ingest", 2), wait_for(env, "retrain", 3)
+    assert all(r.state.is_completed() for r in ingests) and [r.state.type.value for r in retrains] == [
+        "COMPLETED",
+        "CRASHED",
+        "COMPLETED",
+    ]
+    assert [r.created_by.type for r in retrains[:2]] == ["AUTOMATION"] * 2  # the event's trigger, not a schedule
     assert {r.parameters["dataset"] for r in retrains} == {"stream"}
 
-    catalog = Catalog(env["CURATION_CATALOG_URL"])
     versions = catalog.versions("stream")
     assert len(versions) == 2
     with catalog.session() as s:
-        lineage = [r.params["chunks"] for r in s.query(TrainingRun).order_by(TrainingRun.id) if "chunks" in r.params]
+        runs = {r.id: r for r in s.query(TrainingRun).order_by(TrainingRun.id)}
+    [killed_run] = running
+    assert runs[killed_run].status == "FAILED"  # ended by the rerun, which did its work
+    lineage = [r.params["chunks"] for r in runs.values() if "chunks" in r.params and r.status == "FINISHED"]
     assert lineage == [[versions[0].id], [versions[1].id]]  # each chunk trained once, in order
 
     client = MlflowClient(env["CURATION_TRACKING_URI"])
     experiment = client.get_experiment_by_name("stream")
-    runs = client.search_runs([experiment.experiment_id])
-    assert {r.info.status for r in runs} == {"FINISHED"} and len(runs) == 3
-    [plan_run] = [r for r in runs if r.info.run_id == trained["mlflow_run_id"]]
-    assert plan_run.inputs.dataset_inputs[0].dataset.digest == versions[0].content_hash
+    statuses = {r.info.run_id: r.info.status for r in client.search_runs([experiment.experiment_id])}
+    assert statuses.pop(runs[killed_run].mlflow_run_id) == "FAILED"
+    assert set(statuses.values()) == {"FINISHED"} and len(statuses) == 3
+    plan_run = client.get_run(trained["mlflow_run_id"])
+    assert plan_run.inputs.dataset_inputs[0].dataset.digest == versions[1].content_hash
     assert client.get_model_version_by_alias("stream-proactive", "champion").version in {"1", "2"}
 
     held = {p.parent.name + p.name for p in (remote / "files" / "md5").glob("*/*")}
@@ -223,3 +272,32 @@ def test_stack_without_postgres_is_a_one_line_error(home):
     assert result.exit_code == 2 and "--pg-url" in result.output and "Traceback" not in result.output
     result = CliRunner().invoke(app, ["stack", "--pg-url", "sqlite:///x.db"])
     assert result.exit_code == 2 and "not a PostgreSQL URL with the psycopg driver" in result.output
+
+
+def test_a_dead_worker_is_started_again_and_a_dead_server_ends_the_stack(tmp_path):
+    from curation.errors import CurationError
+    from curation.stack import Processes, Service
+
+    procs = Processes(tmp_path / "logs", dict(os.environ))
+    worker = procs.start(Service("worker", ["sleep", "60"], restart=True), tmp_path)
+    server = procs.start(Service("server", ["sleep", "60"]), tmp_path)
+    try:
+        os.killpg(worker.pid, signal.SIGKILL)
+        worker.wait()
+        procs.check()
+        assert procs.procs["worker"].pid != worker.pid and procs.procs["worker"].poll() is None
+        for _ in range(Processes.MAX_RESTARTS - 1):
+            os.killpg(procs.procs["worker"].pid, signal.SIGKILL)
+            procs.procs["worker"].wait()
+            procs.check()
+        os.killpg(procs.procs["worker"].pid, signal.SIGKILL)  # one death too many
+        procs.procs["worker"].wait()
+        with pytest.raises(CurationError, match="worker exited with code -9"):
+            procs.check()
+        procs.start(Service("worker", ["sleep", "60"], restart=True), tmp_path)
+        os.killpg(server.pid, signal.SIGKILL)
+        server.wait()
+        with pytest.raises(CurationError, match="server exited with code -9"):
+            procs.check()
+    finally:
+        procs.stop()
