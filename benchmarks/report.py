@@ -18,13 +18,14 @@ def _cell(value) -> str:
     return str(value)
 
 
-def section(result: dict) -> str:
+def section(result: dict, stem: str) -> str:
+    """One result file's section, headed by the file's name (a benchmark may have several)."""
     name = result["benchmark"]
     rows = result["results"]
     columns = list(dict.fromkeys(k for r in rows for k in r))
     m = result["machine"]
     lines = [
-        f"## {name}",
+        f"## {stem}",
         "",
         f"`python -m benchmarks.{name}` (or `make bench NAME={name}`), git {result.get('git_rev')}, {result['date']}, "
         f"{m['cpus']} CPUs, {m['memory_gb']} GiB, GPU: {m['gpu'] or 'none'}, torch {m['torch']}.",
@@ -43,7 +44,9 @@ def section(result: dict) -> str:
 
 def main() -> None:
     unfinished = (".quick.json", ".so-far.json")  # smoke runs, and the seeds a run had finished when stopped
-    results = [json.loads(p.read_text()) for p in sorted(RESULTS.glob("*.json")) if not p.name.endswith(unfinished)]
+    results = {
+        p.stem: json.loads(p.read_text()) for p in sorted(RESULTS.glob("*.json")) if not p.name.endswith(unfinished)
+    }
     header = (
         "# Benchmarks\n\nGenerated from `benchmarks/results/*.json` by `python -m benchmarks.report`; do not edit by "
         "hand. Each benchmark runs our method and its baseline side by side in one process; ratios are what to "
@@ -52,7 +55,7 @@ def main() -> None:
     from benchmarks.gpu_check import PENDING
 
     pending = [] if (RESULTS / "gpu_check.json").exists() else [PENDING]  # its device command until it has run
-    DOC.write_text(header + "\n" + "\n".join([*(section(r) for r in results), *pending]))
+    DOC.write_text(header + "\n" + "\n".join([*(section(r, stem) for stem, r in results.items()), *pending]))
     print(f"wrote {DOC} ({len(results)} benchmarks)")
 
 
