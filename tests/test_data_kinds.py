@@ -221,9 +221,10 @@ def test_images_resized_to_one_size_and_rgb_kept(tmp_path):
         (tmp_path / name).mkdir(exist_ok=True)
         (tmp_path / name / f"{size}.png").write_bytes(_png(rng.integers(0, 255, (*size, 3))))
     loaded = from_folder(tmp_path, test_fraction=0.5, image_size=[4, 5])
-    m = read_manifest(loaded.table.schema)
+    table = loaded.whole()  # streamed: read a batch of images at a time
+    m = read_manifest(table.schema)
     assert m["feature_shape"] == [3, 4, 5] and m["transform"]["size"] == [4, 5]
-    assert decode(loaded.table.column("image").to_pylist(), m["transform"]).shape == (4, 3, 4, 5)
+    assert decode(table.column("image").to_pylist(), m["transform"]).shape == (4, 3, 4, 5)
 
 
 def test_augment_crops_and_flips_per_sample_reproducibly():
@@ -269,3 +270,48 @@ def test_tabular_file_with_label_names_in_a_parquet(tmp_path):
     loaded = from_file(path)
     m = read_manifest(loaded.schema)
     assert m["class_names"] == ["class_0", "class_1", "class_2"] and m["splits"]["test"] == 36
+
+
+def test_images_are_added_a_batch_at_a_time_and_batching_does_not_change_the_version(tmp_path, monkeypatch):
+    import tracemalloc
+
+    from curation.data import images, store, transforms
+    from curation.data.store import stage
+
+    rng = np.random.default_rng(1)
+
+    def folder(n: int) -> Path:  # n incompressible 32x32 RGB PNGs (3 KB each), 3 classes
+        root = tmp_path / f"noise{n}"
+        for i in range(n):
+            (root / f"c{i % 3}").mkdir(parents=True, exist_ok=True)
+            (root / f"c{i % 3}" / f"{i:04d}.png").write_bytes(_png(rng.integers(0, 255, (32, 32, 3))))
+        return root
+
+    def peak_adding(root: Path, where: str):
+        tracemalloc.start()
+        loaded = from_folder(root)
+        staged = stage(loaded.schema, loaded.tables(), tmp_path / where)
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        return loaded, staged, peak
+
+    monkeypatch.setattr(images, "BATCH_IMAGES", 50)
+    monkeypatch.setattr(store, "IMAGE_ROW_GROUP", 128)
+    monkeypatch.setattr(transforms, "DECODE_BATCH", 50)  # small decode buffers: the encoded images would show
+    few, many = folder(300), folder(2_400)
+    peak_adding(few, "warm-up")  # imports and caches, once
+    peak_few = peak_adding(few, "few")[2]
+    loaded, staged, peak_many = peak_adding(many, "many")
+    assert loaded.table is None and max(t.num_rows for t in loaded.read()) == 50
+    # 8x the images, not 8x the memory (all of them at once: 4x here; a batch at a time: 1.3x, the file list)
+    assert peak_many < 1.5 * peak_few, (peak_few, peak_many)
+    assert [g.num_rows for g in _groups(staged.path)] == [128] * 18 + [96]
+
+    monkeypatch.setattr(images, "BATCH_IMAGES", 1_000)
+    whole = stage(*((again := from_folder(many)).schema, again.tables()), tmp_path / "whole")
+    assert whole.content_hash == staged.content_hash  # how the images were batched leaves no trace
+
+
+def _groups(path: Path) -> list:
+    meta = pq.ParquetFile(path).metadata
+    return [meta.row_group(i) for i in range(meta.num_row_groups)]

@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from curation.data.contract import as_names, build_table, read_manifest
+from curation.data.contract import as_names, build_table, check_ids, read_manifest, sorted_order, split_codes
+from curation.data.images import column_batches, folder_batches, streamed_images
 from curation.data.tabular import TabularFile, is_list, streamed
 from curation.data.transforms import image_transform
 from curation.errors import CurationError
@@ -29,8 +30,9 @@ TEST_FRACTION = 0.2
 class Loaded:
     """A source's rows, checked against the contract, and how they were made (``source``, stored in the catalog).
 
-    Sources built in memory give the whole ``table``; a tabular file gives its ``schema`` and ``read`` (its rows
-    in sample-id order, a table at a time: ``curation.data.tabular``), so adding it holds one batch of features.
+    Sources built in memory give the whole ``table``; a file or a folder of images gives its ``schema`` and ``read``
+    (its rows in sample-id order, a table at a time: ``curation.data.tabular``, ``curation.data.images``), so
+    adding it holds one batch of features or images.
     """
 
     table: pa.Table | None
@@ -129,7 +131,7 @@ def from_file(
 ) -> Loaded:
     """A user's Parquet or CSV file: a label column (integers or class names), numeric feature columns (or one
     list column), or a binary ``image`` column of PNG/JPEG bytes; without a split column, a stratified split.
-    Tabular features are read a batch at a time (``curation.data.tabular``); images are read whole."""
+    Features and images are read a batch at a time (``curation.data.tabular``, ``curation.data.images``)."""
     path = Path(path)
     file = TabularFile(path)
     names = file.names
@@ -181,23 +183,15 @@ def from_file(
     if made_split:
         source |= {"test_fraction": float(test_fraction), "split_seed": int(seed)}
     if images:
-        column = file.read(["image"]).column("image").combine_chunks().cast(pa.binary())
-        if column.null_count:
-            raise CurationError(f"image column in {path} has {column.null_count} missing images", "drop those rows")
-        where = [f"in row {i} of {path}" for i in range(len(column))]
-        transform = image_transform(column.to_pylist(), where, split, image_size)
-        built = build_table(
-            column,
-            labels,
-            sample_ids=ids,
-            split=split,
-            what=str(path),
-            transform=transform,
-            feature_shape=[transform["channels"], *transform["size"]],
-        )
+        source |= {"image_size": image_size}
+        if ids is not None and sorted_order(check_ids(ids, len(ids), str(path)), str(path)) is not None:
+            loaded = Loaded(_images_in_id_order(file, labels, ids, split, image_size), source, path.stem)
+        else:
+            schema, read = streamed_images(column_batches(file), labels, ids, split, image_size, str(path))
+            loaded = Loaded(None, source, path.stem, schema=schema, read=read)
         if made_split:
             check_held_out(split, test_fraction, str(path))
-        return Loaded(built, source | {"image_size": image_size}, path.stem)
+        return loaded
     schema, read = streamed(file, feature_columns, labels, ids, split, standardize)
     if made_split:
         check_held_out(split, test_fraction, str(path))
@@ -227,7 +221,7 @@ def from_folder(
     path: str | Path, test_fraction: float = TEST_FRACTION, seed: int = 0, image_size: list[int] | None = None
 ) -> Loaded:
     """A folder of images, one subfolder per class (the subfolder's name is the class name); files in sorted
-    order, numbered 0..N-1 class by class."""
+    order, numbered 0..N-1 class by class, read a batch at a time (``curation.data.images``)."""
     path = Path(path)
     classes = sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not classes:
@@ -241,17 +235,8 @@ def from_folder(
         labels += [folder.name] * len(found)
     labels = np.array(labels)
     split = stratified_split(labels, test_fraction, seed)
-    blobs = [f.read_bytes() for f in files]
-    transform = image_transform(blobs, [str(f.relative_to(path)) for f in files], split, image_size)
+    schema, read = streamed_images(folder_batches(path, files), labels, None, split, image_size, str(path))
     check_held_out(split, test_fraction, str(path))
-    table = build_table(
-        pa.array(blobs, pa.binary()),
-        labels,
-        split=split,
-        what=str(path),
-        transform=transform,
-        feature_shape=[transform["channels"], *transform["size"]],
-    )
     source = {
         "kind": "image-folder",
         "path": str(path.resolve()),
@@ -259,7 +244,29 @@ def from_folder(
         "split_seed": int(seed),
         "image_size": image_size,
     }
-    return Loaded(table, source, path.name)
+    return Loaded(None, source, path.name, schema=schema, read=read)
+
+
+def _images_in_id_order(
+    file: TabularFile, labels: np.ndarray, ids: np.ndarray, split: np.ndarray, size: list[int] | None
+) -> pa.Table:
+    """A file of images whose sample ids do not ascend, read whole and sorted: there is no order to stream it in."""
+    column = file.read(["image"]).column("image").combine_chunks().cast(pa.binary())
+    if column.null_count:
+        raise CurationError(f"image column in {file.path} has {column.null_count} missing images", "drop those rows")
+    where = [f"in row {i} of {file.path}" for i in range(len(column))]
+    codes, names = split_codes(split, str(file.path))
+    train = codes == names.index("train") if "train" in names else np.zeros(len(codes), bool)
+    transform = image_transform(lambda: iter([(column.to_pylist(), where)]), train, size)
+    return build_table(
+        column,
+        labels,
+        sample_ids=ids,
+        split=split,
+        what=str(file.path),
+        transform=transform,
+        feature_shape=[transform["channels"], *transform["size"]],
+    )
 
 
 def _is_binary(type_: pa.DataType) -> bool:

@@ -24,6 +24,7 @@ from curation.faults import kill_point
 from curation.files import move_into_place, temporary_path
 
 ROW_GROUP_SIZE = 65_536
+IMAGE_ROW_GROUP = 1_024  # encoded images are large rows: a group stays a few MB to tens of MB
 STAGING = ".staging"
 
 
@@ -70,7 +71,8 @@ class Staged:
 def stage(schema: pa.Schema, tables: Iterable[pa.Table], data_dir: Path) -> Staged:
     """Write the rows (tables of ``schema``, in sample-id order) as Parquet to the staging area and hash them as
     they are written; ``publish`` flushes the file to disk as it moves it into place. Rows are written in row
-    groups of ``ROW_GROUP_SIZE``, however the tables are cut: the same rows give the same bytes."""
+    groups of ``ROW_GROUP_SIZE`` (``IMAGE_ROW_GROUP`` for images), however the tables are cut: the same rows
+    give the same bytes."""
     staging = data_dir / STAGING
     staging.mkdir(parents=True, exist_ok=True)
     path = temporary_path(staging, "version")
@@ -81,8 +83,9 @@ def stage(schema: pa.Schema, tables: Iterable[pa.Table], data_dir: Path) -> Stag
             with pq.ParquetWriter(
                 sink, schema, compression="lz4", use_dictionary=["split"], write_statistics=["sample_id"]
             ) as writer:
-                for i, group in enumerate(_row_groups(tables, schema)):
-                    writer.write_table(group, row_group_size=ROW_GROUP_SIZE)
+                size = IMAGE_ROW_GROUP if "image" in schema.names else ROW_GROUP_SIZE
+                for i, group in enumerate(_row_groups(tables, schema, size)):
+                    writer.write_table(group, row_group_size=size)
                     kill_point(f"stage:row-group-{i}")
         return Staged(path, sink.digest.hexdigest(), read_manifest(schema))
     except BaseException:
@@ -90,16 +93,16 @@ def stage(schema: pa.Schema, tables: Iterable[pa.Table], data_dir: Path) -> Stag
         raise
 
 
-def _row_groups(tables: Iterable[pa.Table], schema: pa.Schema) -> Iterator[pa.Table]:
-    """The rows re-cut into tables of ``ROW_GROUP_SIZE`` rows (the last one shorter)."""
+def _row_groups(tables: Iterable[pa.Table], schema: pa.Schema, size: int) -> Iterator[pa.Table]:
+    """The rows re-cut into tables of ``size`` rows (the last one shorter)."""
     pending, held = [], 0
     for table in tables:
         table = table.replace_schema_metadata(schema.metadata)
         while table.num_rows:
-            take = min(ROW_GROUP_SIZE - held, table.num_rows)
+            take = min(size - held, table.num_rows)
             pending.append(table.slice(0, take))
             table, held = table.slice(take), held + take
-            if held == ROW_GROUP_SIZE:
+            if held == size:
                 yield pa.concat_tables(pending).combine_chunks()
                 pending, held = [], 0
     if held:

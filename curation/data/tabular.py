@@ -70,12 +70,12 @@ class TabularFile:
                 return pq.read_table(self.path, columns=columns)
             return pacsv.read_csv(self.path, convert_options=pacsv.ConvertOptions(include_columns=columns))
 
-    def batches(self, columns: list[str]) -> Iterator[pa.Table]:
-        """The columns, ``BATCH_ROWS`` rows at a time (a CSV's columns read as float64: features)."""
+    def batches(self, columns: list[str], rows: int = BATCH_ROWS) -> Iterator[pa.Table]:
+        """The columns, ``rows`` rows at a time (a CSV's columns read as float64: features)."""
         with self._errors():
             if self.parquet:
                 parquet = pq.ParquetFile(self.path, pre_buffer=False, buffer_size=READ_BUFFER)  # no cache: bounded
-                for batch in parquet.iter_batches(batch_size=BATCH_ROWS, columns=columns):
+                for batch in parquet.iter_batches(batch_size=rows, columns=columns):
                     yield pa.Table.from_batches([batch])
                 return
             options = pacsv.ConvertOptions(include_columns=columns, column_types=dict.fromkeys(columns, pa.float64()))

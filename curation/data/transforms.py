@@ -11,7 +11,7 @@ and retraining all see the same inputs.
 from __future__ import annotations
 
 import io
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -86,34 +86,40 @@ def _pixels(image, channels: int, size: Sequence[int]) -> np.ndarray:
 
 
 def image_transform(
-    blobs: Iterable[bytes], names: Sequence[str], split: np.ndarray | None, size: Sequence[int] | None = None
+    batches: Callable[[], Iterable[tuple[Sequence[bytes], Sequence[str]]]],
+    train: np.ndarray,
+    size: Sequence[int] | None = None,
 ) -> dict:
-    """Check every image decodes (and has one size unless ``size`` resizes them) and fit the normalization.
-
-    ``names`` say where each image came from (a file or a row) for the one-line errors.
-    """
-    blobs = list(blobs)
-    channels, sizes = 1, set()
-    for blob, name in zip(blobs, names):
-        image = _open(blob, name)
-        if image.mode not in GRAY:
-            channels = 3
-        sizes.add((image.height, image.width))
-        if size is None and len(sizes) > 1:
-            found = ", ".join(f"{w}x{h}" for h, w in sorted(sizes))
-            raise CurationError(
-                f"images have different sizes ({found}; first odd one: {name})",
-                "resize them with --image-size HEIGHTxWIDTH",
-            )
+    """Check every image decodes (and has one size unless ``size`` resizes them) and fit the normalization on
+    the ``train`` rows, in two passes over ``batches()``: (encoded images, where each came from, for the
+    one-line errors), a batch at a time."""
+    channels, sizes, seen = 1, set(), 0
+    for blobs, names in batches():
+        for blob, name in zip(blobs, names):
+            image = _open(blob, name)
+            if image.mode not in GRAY:
+                channels = 3
+            sizes.add((image.height, image.width))
+            if size is None and len(sizes) > 1:
+                found = ", ".join(f"{w}x{h}" for h, w in sorted(sizes))
+                raise CurationError(
+                    f"images have different sizes ({found}; first odd one: {name})",
+                    "resize them with --image-size HEIGHTxWIDTH",
+                )
+        seen += len(blobs)
+    if seen != len(train):
+        raise CurationError(f"{seen} images for {len(train)} labels", "give one label per image")
     shape = [int(s) for s in (size or next(iter(sizes)))]
     base = {"kind": "image", "channels": channels, "size": shape, "mean": [0.0] * channels, "std": [1.0] * channels}
-    train = [b for b, s in zip(blobs, split if split is not None else ["train"] * len(blobs)) if s == "train"]
-    total, total_sq, count = np.zeros(channels), np.zeros(channels), 0
-    for lo in range(0, len(train), DECODE_BATCH):
-        x = decode(train[lo : lo + DECODE_BATCH], base).astype(np.float64)
-        total += x.sum(axis=(0, 2, 3))
-        total_sq += (x**2).sum(axis=(0, 2, 3))
-        count += x.shape[0] * x.shape[2] * x.shape[3]
+    total, total_sq, count, lo = np.zeros(channels), np.zeros(channels), 0, 0
+    for blobs, _ in batches():
+        kept = [b for b, keep in zip(blobs, train[lo : lo + len(blobs)]) if keep]
+        lo += len(blobs)
+        for start in range(0, len(kept), DECODE_BATCH):
+            x = decode(kept[start : start + DECODE_BATCH], base).astype(np.float64)
+            total += x.sum(axis=(0, 2, 3))
+            total_sq += (x**2).sum(axis=(0, 2, 3))
+            count += x.shape[0] * x.shape[2] * x.shape[3]
     mean = total / max(count, 1)
     std = np.sqrt(np.maximum(total_sq / max(count, 1) - mean**2, 0.0))
     std[~(std > 1e-6)] = 1.0
