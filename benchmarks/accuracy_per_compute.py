@@ -237,6 +237,66 @@ def summarize(runs: list[dict], budgets: list[float], noisy_labels: bool) -> tup
     return rows, ratios, targets, checks
 
 
+def summary_figure(ratios: dict, budgets: list[float], what: str, noise: float, seeds: list, path: Path) -> bool:
+    """The two views over the seeds as one picture: (a) each method's final accuracy minus full-shortened's at
+    each budget, (b) the backward-sample and wall-time speedups to the lossless point (mean, std as error
+    bars). False when there is nothing to draw yet."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    views = [(b, ratios.get(f"budget_{b:g}_points_vs_full_shortened")) for b in budgets]
+    views = [(b, v) for b, v in views if v]
+    lossless = {k: v for k, v in (ratios.get("lossless_speedups") or {}).items() if v["backward"]["reached"]}
+    if not views and not lossless:
+        return False
+    fig = Figure(figsize=(11, 4.2), dpi=100)
+    FigureCanvasAgg(fig)
+    left, right = fig.subplots(1, 2, width_ratios=[3, 2])
+    methods = list(dict.fromkeys(m for _, v in views for m in v))
+    width = 0.8 / max(len(methods), 1)
+    for i, m in enumerate(methods):
+        xs = [j + i * width for j, (_, v) in enumerate(views) if m in v]
+        left.bar(
+            xs,
+            [v[m]["mean"] for _, v in views if m in v],
+            width,
+            yerr=[v[m]["std"] for _, v in views if m in v],
+            label=m,
+            capsize=2,
+        )
+    left.axhline(0, color="black", linewidth=0.8)
+    left.set_xticks([j + 0.4 - width / 2 for j in range(len(views))], [f"budget {b:g}" for b, _ in views])
+    left.set_ylabel("points vs full data shortened to the budget")
+    left.set_title("(a) final accuracy at a budget", fontsize=9)
+    left.legend(fontsize=7, ncol=2)
+    left.grid(True, axis="y", alpha=0.3)
+    names = sorted(lossless, key=lambda k: -lossless[k]["backward"]["mean"])
+    ys = np.arange(len(names))
+    for offset, key, label in ((-0.2, "backward", "backward samples"), (0.2, "time", "wall time")):
+        right.barh(
+            ys + offset,
+            [lossless[k][key]["mean"] for k in names],
+            0.4,
+            xerr=[lossless[k][key]["std"] for k in names],
+            label=label,
+            capsize=2,
+        )
+    right.axvline(1, color="black", linewidth=0.8)
+    right.set_yticks(ys, [f"{k} ({lossless[k]['backward']['reached']})" for k in names], fontsize=7)
+    right.set_xlabel("x fewer than full data needs for the same accuracy")
+    right.set_title(f"(b) to within {LOSSLESS * 100:g} points of full data's final accuracy", fontsize=9)
+    right.legend(fontsize=7)
+    right.grid(True, axis="x", alpha=0.3)
+    fig.suptitle(
+        f"MNIST-1D, {what}{f', {noise:g} of the training labels flipped' if noise else ''}, mean and std over seeds "
+        f"{', '.join(map(str, seeds))}",
+        fontsize=9,
+    )
+    fig.tight_layout()
+    fig.savefig(path)
+    return True
+
+
 def main() -> None:
     p = parser(__doc__)
     p.add_argument("--model", choices=("cnn1d", "resnet1d"), default="cnn1d")
@@ -341,6 +401,8 @@ def main() -> None:
         for b in budgets:
             names = [s for s in curves if s in OWN_LENGTH or s.endswith(f"@{b:g}")]
             fig = efficiency.plot({k: curves[k] for k in names}, target)
+            top = max(float(curves[k].accuracy.max()) for k in names)
+            fig.axes[0].set_ylim((target or top) - 0.04, top + 0.004)  # the last points are the difference
             fig.suptitle(
                 f"MNIST-1D {setting['train_samples']} train{f', noise {args.noise:g}' if args.noise else ''}"
                 f", {args.model}, budget {b:g}, seed {first_seed}",
@@ -351,6 +413,11 @@ def main() -> None:
             pngs.append(path.name)
             if len(budgets) == 1 or b == 0.3:
                 fig.savefig(folder / f"{stem}.png")
+        summary = folder / f"{stem}.summary.png"
+        if summary_figure(
+            ratios, budgets, f"{args.model}, {setting['train_samples']} train", args.noise, seeds, summary
+        ):
+            pngs.append(summary.name)
         wanted = [(m, None) for m in methods if m in OWN_LENGTH] + [
             (m, b) for b in budgets for m in methods if m in AT_BUDGETS
         ]
