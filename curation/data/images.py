@@ -27,6 +27,7 @@ from curation.data.contract import (
 )
 from curation.data.tabular import TabularFile
 from curation.data.transforms import image_transform
+from curation.errors import CurationError
 
 BATCH_IMAGES = 1_024
 
@@ -52,8 +53,6 @@ def column_batches(file: TabularFile, column: str = "image") -> Batches:
         for table in file.batches([column], rows=BATCH_IMAGES):
             values = table.column(column).combine_chunks()
             if values.null_count:
-                from curation.errors import CurationError
-
                 raise CurationError(
                     f"image column in {file.path} has missing images (first in row {lo + _first_null(values)})",
                     "drop those rows",
