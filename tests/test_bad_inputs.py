@@ -83,6 +83,10 @@ def _files(tmp: Path) -> dict[str, str]:
             tmp / "img.parquet",
             pa.table({"image": pa.array([_png((4, 4)), b"\x89PNG not really"] * 2, pa.binary()), "label": [0, 1] * 2}),
         ),
+        "noimage": _parquet(
+            tmp / "noimg.parquet",
+            pa.table({"image": pa.array([_png((4, 4)), None] * 2, pa.binary()), "label": [0, 1] * 2}),
+        ),
         "mixedsizes": _image_folder(
             tmp / "sizes",
             {"a/1.png": _png((4, 4)), "a/2.png": _png((4, 4)), "b/3.png": _png((5, 4)), "b/4.png": _png((4, 4))},
@@ -174,6 +178,7 @@ CASES = {
         "split names ['valid'] (allowed: train, test)",
     ),
     "undecodable image bytes": ("cli", ["data", "add", "{badimage}"], "cannot decode image in row 1"),
+    "a missing image": ("cli", ["data", "add", "{noimage}"], "has missing images (first in row 1)"),
     "images of mixed sizes": ("cli", ["data", "add", "{mixedsizes}"], "images have different sizes"),
     "empty class folder": ("cli", ["data", "add", "{emptyclass}"], "is empty"),
     "bad image size": ("cli", ["data", "add", "{mixedsizes}", "--image-size", "4by4"], "is not HEIGHTxWIDTH"),
