@@ -156,6 +156,7 @@ def summarize(runs: list[dict], budgets: list[float], noisy_labels: bool) -> tup
                 "budget": first["budget"],
                 "epochs": first["epochs"],
                 "selector": first["selector"],
+                "seeds": [seed for seed in seeds if (system, seed) in by],
                 "final_accuracy": _stats(per["final"]),
                 "points_vs_full_final": _stats(per["delta"]),
                 "backward_samples": _stats(per["backward"], max),
