@@ -145,6 +145,11 @@ def as_names(column: pa.Array | pa.ChunkedArray) -> np.ndarray:
     return np.asarray(names, dtype=object)[codes]
 
 
+def train_rows(codes: np.ndarray, names: list[str]) -> np.ndarray:
+    """Which rows are in the train split (none when it is missing)."""
+    return codes == names.index("train") if "train" in names else np.zeros(len(codes), bool)
+
+
 def split_counts(codes: np.ndarray, names: list[str]) -> dict[str, int]:
     counts = np.bincount(codes, minlength=len(names))
     return {str(k): int(v) for k, v in sorted(zip(names, counts)) if v}

@@ -23,6 +23,7 @@ from curation.data.contract import (
     rows_table,
     split_codes,
     split_counts,
+    train_rows,
     with_manifest,
 )
 from curation.data.tabular import TabularFile
@@ -81,8 +82,7 @@ def streamed_images(
     sample_ids = check_ids(sample_ids, n, what)
     labels, class_names = encode_labels(labels, sample_ids, what)
     codes, names = split_codes(split, what)
-    train = codes == names.index("train") if "train" in names else np.zeros(n, bool)
-    transform = image_transform(batches, train, size)
+    transform = image_transform(batches, train_rows(codes, names), size)
     schema = rows_table(sample_ids[:0], labels[:0], pa.array([], pa.binary()), codes[:0], names).schema
     shape = [transform["channels"], *transform["size"]]
     shaped = manifest(schema, shape, class_names, transform, labels=labels, splits=split_counts(codes, names))

@@ -16,7 +16,15 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from curation.data.contract import as_names, build_table, check_ids, read_manifest, sorted_order, split_codes
+from curation.data.contract import (
+    as_names,
+    build_table,
+    check_ids,
+    read_manifest,
+    sorted_order,
+    split_codes,
+    train_rows,
+)
 from curation.data.images import column_batches, folder_batches, streamed_images
 from curation.data.tabular import TabularFile, is_list, streamed
 from curation.data.transforms import image_transform
@@ -251,13 +259,9 @@ def _images_in_id_order(
     file: TabularFile, labels: np.ndarray, ids: np.ndarray, split: np.ndarray, size: list[int] | None
 ) -> pa.Table:
     """A file of images whose sample ids do not ascend, read whole and sorted: there is no order to stream it in."""
-    column = file.read(["image"]).column("image").combine_chunks().cast(pa.binary())
-    if column.null_count:
-        raise CurationError(f"image column in {file.path} has {column.null_count} missing images", "drop those rows")
-    where = [f"in row {i} of {file.path}" for i in range(len(column))]
     codes, names = split_codes(split, str(file.path))
-    train = codes == names.index("train") if "train" in names else np.zeros(len(codes), bool)
-    transform = image_transform(lambda: iter([(column.to_pylist(), where)]), train, size)
+    transform = image_transform(column_batches(file), train_rows(codes, names), size)  # checks, a batch at a time
+    column = file.read(["image"]).column("image").combine_chunks().cast(pa.binary())
     return build_table(
         column,
         labels,

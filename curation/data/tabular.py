@@ -26,6 +26,7 @@ from curation.data.contract import (
     sorted_order,
     split_codes,
     split_counts,
+    train_rows,
     with_manifest,
 )
 from curation.data.transforms import StandardizeFit
@@ -125,7 +126,7 @@ def streamed(
     labels, class_names = encode_labels(labels, sample_ids, what)
     order = sorted_order(sample_ids, what)
     codes, names = split_codes(split, what)
-    train = codes == names.index("train") if "train" in names else np.zeros(n, bool)
+    train = train_rows(codes, names)
     width, fit = _check_features(file, feature_columns, sample_ids, train)
     schema = rows_table(sample_ids[:0], labels[:0], np.zeros((0, width), np.float32), codes[:0], names).schema
     transform = fit.transform() if standardize else None
