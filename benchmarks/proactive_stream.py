@@ -235,10 +235,10 @@ def main() -> None:
     p.add_argument("--chunks", type=int, default=10)
     p.add_argument("--samples", type=int, default=4000, help="samples per chunk (20%% test)")
     p.add_argument("--epochs", type=int, default=15, help="epochs of each full retraining")
-    p.add_argument("--new-per-batch", type=int, default=32)
+    p.add_argument("--new-per-batch", type=int, default=None, help="t (default: the pipeline's, 3/4 of B)")
     p.add_argument("--batch-size", type=int, default=128, help="B of full retraining (and of proactive by default)")
     p.add_argument("--proactive-batch-size", type=int, default=None, help="B of a proactive batch")
-    p.add_argument("--passes", type=int, default=3, help="proactive passes per step (reactive: its budget per step)")
+    p.add_argument("--passes", type=int, default=None, help="proactive passes per step (default: the pipeline's)")
     p.add_argument("--quiet-passes", type=int, default=None, help="reactive: passes of a quiet step")
     p.add_argument("--max-passes", type=int, default=None, help="reactive: most passes of a step after a drift")
     p.add_argument("--strategy", default="uniform", choices=("uniform", "window", "time"))
@@ -262,7 +262,7 @@ def main() -> None:
     from curation.continual.proactive import ContinualConfig
     from curation.training.config import TrainConfig
 
-    proactive = {
+    given = {
         "new_per_batch": args.new_per_batch,
         "batch_size": args.proactive_batch_size,
         "strategy": args.strategy,
@@ -271,6 +271,7 @@ def main() -> None:
         "quiet_passes": args.quiet_passes,
         "max_passes": args.max_passes,
     }
+    proactive = {k: v for k, v in given.items() if v is not None}  # the rest: the retrain pipeline's defaults
     configs = {
         "proactive": ContinualConfig.make(mode="proactive", policy="fixed", **proactive),
         "proactive-reactive": ContinualConfig.make(mode="proactive", policy="reactive", **proactive),
@@ -279,6 +280,7 @@ def main() -> None:
     }
     for text in args.variant:
         configs[f"proactive[{text}]"] = ContinualConfig.make(mode="proactive", **{**proactive, **_variant(text)})
+    configs = {name: config.resolve(args.batch_size) for name, config in configs.items()}  # t and B as trained
     train = TrainConfig(arch="cnn1d", epochs=epochs, batch_size=args.batch_size, seed=seeds[0], device="cpu")
     params = {
         "chunks": chunks,
@@ -286,7 +288,8 @@ def main() -> None:
         "arch": "cnn1d",
         "full_epochs": epochs,
         "batch_size": args.batch_size,
-        **proactive,
+        "proactive_batch_size": configs["proactive"].batch_size,
+        **configs["proactive"].model_dump(include=set(given) - {"batch_size"}),
         "variants": args.variant,
         "periodic_every": args.every,
         "threads": args.threads,

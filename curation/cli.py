@@ -982,15 +982,15 @@ def retrain(
     mode: Mode = typer.Option(
         Mode.proactive, help="proactive steps, full (retrain from scratch) or periodic (full, every --every chunks)."
     ),
-    new_per_batch: int = typer.Option(
-        32, "--new-per-batch", "-t", help="New samples per batch, t (the rest from history)."
+    new_per_batch: int | None = typer.Option(
+        None, "--new-per-batch", "-t", help="New samples per batch, t (default: 3/4 of it; the rest from history)."
     ),
     strategy: Strategy = typer.Option(
         Strategy.uniform, help="History sampling: uniform, the last --window chunks, or recent chunks favoured (time)."
     ),
     window: int = typer.Option(3, help="Chunks of history for --strategy window."),
     passes: int = typer.Option(
-        4, help="Passes over the new chunks per proactive step (reactive: the budget per step)."
+        8, help="Passes over the new chunks per proactive step (reactive: the budget per step)."
     ),
     policy: Policy = typer.Option(
         Policy.fixed,

@@ -146,6 +146,7 @@ def retrain(
     if not infos:
         raise CurationError(f"data set {dataset!r} has no versions", "add a chunk with `curation data add` first")
     train = (train or TrainConfig()).resolve(infos[-1].feature_shape)
+    config = config.resolve(train.batch_size)
     device = resolve_device(train.device)
     catalog, tracker = Catalog(settings.catalog), Tracker(settings, experiment=dataset)
     with exclusive(settings.home / LOCKS / f"{dataset}.{name}", f"retrain lineage {name!r} of {dataset!r}"):
