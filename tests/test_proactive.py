@@ -93,3 +93,33 @@ def test_proactive_batch_size_and_the_trainers_public_batch_step(stream):
     assert stats["trained"] == 12 and trainer.ledger.backward_samples == 12 and trainer.counts[:12].all()
     with pytest.raises(CurationError, match="outside the train split"):
         trainer.train_batches([np.array([len(data.data.train)])], lambda i, n: 0.1)
+
+
+def test_the_default_share_of_new_rows_follows_the_batch_and_every_entry_point_has_the_same_defaults(stream):
+    """t defaults to 3/4 of B (resolved into what a run records and trains with); ``curation retrain`` and the
+    retrain flow default to ContinualConfig's values, so the benchmark's defaults are the pipeline's."""
+    import inspect
+
+    from curation import cli
+    from flows.retrain import retrain
+
+    assert ContinualConfig().resolve(128).new_per_batch == 96
+    assert ContinualConfig().resolve(64).model_dump(include={"batch_size", "new_per_batch"}) == {
+        "batch_size": 64,
+        "new_per_batch": 48,
+    }
+    assert ContinualConfig(new_per_batch=16, batch_size=32).resolve(128).new_per_batch == 16
+    assert ContinualConfig().resolve(1).new_per_batch == 1
+
+    loaded, spec = stream
+    train = TrainConfig(arch="mlp", epochs=1, batch_size=64, seed=1, device="cpu")
+    first = train_step(StreamData.of(loaded[:1]), 1, None, ContinualConfig(), train, spec)
+    step = train_step(StreamData.of(loaded), 1, first.model, ContinualConfig(passes=1), train, spec)
+    new = len(loaded[-1].train)
+    assert step.ledger.backward_samples == new + -(-new // 48) * 16  # 48 new + 16 history per batch of 64
+
+    defaults = ContinualConfig()
+    options = {k: p.default.default for k, p in inspect.signature(cli.retrain).parameters.items()}
+    flow = {k: p.default for k, p in inspect.signature(retrain.fn).parameters.items()}
+    for key in ("mode", "new_per_batch", "strategy", "passes", "policy", "every", "min_samples"):
+        assert options[key] == flow[key] == getattr(defaults, key), key
