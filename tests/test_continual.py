@@ -33,7 +33,7 @@ def test_first_chunk_trains_on_new_data_only_and_bad_parameters():
     with pytest.raises(CurationError, match="not in 1..B"):
         list(mixed_batches(NEW, HISTORY, 8, 9))
     with pytest.raises(CurationError, match="unknown history strategy"):
-        list(mixed_batches(NEW, HISTORY, strategy="lifo"))
+        list(mixed_batches(NEW, HISTORY, 32, 8, strategy="lifo"))
 
 
 def test_triggers_explain_themselves():

@@ -34,8 +34,8 @@ def _history_pool(history: Sequence[np.ndarray], strategy: str, window: int) -> 
 def mixed_batches(
     new_rows: np.ndarray,
     history: Sequence[np.ndarray],
-    batch_size: int = 128,
-    new_per_batch: int = 32,
+    batch_size: int,
+    new_per_batch: int,
     strategy: str = "uniform",
     window: int = 3,
     seed: int = 0,
