@@ -35,7 +35,7 @@ def main() -> None:
     from curation.data import sources
     from curation.data.versions import add_version, open_version
     from curation.training import TrainConfig, Trainer
-    from curation.training.data import TrainingData, read_split
+    from curation.training.data import TrainingData, split_tables
     from models import ModelSpec, build
 
     bunch = load_digits()
@@ -55,7 +55,8 @@ def main() -> None:
 
         def decode_rate(workers: int) -> float:
             tick = time.perf_counter()
-            read_split(reader, "train", workers)
+            for _ in split_tables(reader, "train", workers):
+                pass
             return n_train / (time.perf_counter() - tick)
 
         in_process, with_workers = decode_rate(0), decode_rate(args.workers)

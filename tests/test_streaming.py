@@ -71,6 +71,24 @@ def test_the_split_is_streamed_when_asked_and_held_in_memory_by_default(version)
         assert torch.equal(a, b)
 
 
+def test_auto_streams_and_reads_in_fewer_processes_when_little_memory_is_left(version, monkeypatch):
+    """Under a tight limit (a container's), auto keeps ``RUN_RESERVE`` for the run and a worker only where one
+    fits: a split that needs 1% of what is available is still streamed when the rest of the run needs it."""
+    from curation.training import data as training_data
+
+    roomy = training_data.RUN_RESERVE + 2 * training_data.WORKER_BYTES
+    monkeypatch.setattr(training_data, "available_bytes", lambda: roomy)
+    held = load(version, "auto", workers=2)
+    assert not held.streamed
+    monkeypatch.setattr(training_data, "available_bytes", lambda: roomy - training_data.WORKER_BYTES // 2)
+    streamed = load(version, "stream", workers=2)
+    assert streamed.train.workers == 1  # of the 2 asked for: one fits beside the reserve
+    monkeypatch.setattr(training_data, "available_bytes", lambda: training_data.RUN_RESERVE)
+    tight = load(version, "auto", workers=2)
+    assert tight.streamed and tight.train.workers == 0
+    assert np.array_equal(tight.train.sample_ids, held.train.sample_ids)
+
+
 def test_every_epoch_trains_on_exactly_the_plans_multiset(version):
     data = load(version, "stream")
     n = len(data.train)

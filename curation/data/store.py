@@ -23,7 +23,8 @@ from curation.errors import CurationError
 from curation.faults import kill_point
 from curation.files import move_into_place, temporary_path
 
-ROW_GROUP_SIZE = 65_536
+ROW_GROUP_SIZE = 65_536  # rows of a row group of features, at most ...
+GROUP_BYTES = 16 << 20  # ... and at most this many bytes of features (wide rows: fewer rows a group)
 IMAGE_ROW_GROUP = 1_024  # encoded images are large rows: a group stays a few MB to tens of MB
 STAGING = ".staging"
 
@@ -71,8 +72,7 @@ class Staged:
 def stage(schema: pa.Schema, tables: Iterable[pa.Table], data_dir: Path) -> Staged:
     """Write the rows (tables of ``schema``, in sample-id order) as Parquet to the staging area and hash them as
     they are written; ``publish`` flushes the file to disk as it moves it into place. Rows are written in row
-    groups of ``ROW_GROUP_SIZE`` (``IMAGE_ROW_GROUP`` for images), however the tables are cut: the same rows
-    give the same bytes."""
+    groups of ``group_rows(schema)`` rows, however the tables are cut: the same rows give the same bytes."""
     staging = data_dir / STAGING
     staging.mkdir(parents=True, exist_ok=True)
     path = temporary_path(staging, "version")
@@ -83,7 +83,7 @@ def stage(schema: pa.Schema, tables: Iterable[pa.Table], data_dir: Path) -> Stag
             with pq.ParquetWriter(
                 sink, schema, compression="lz4", use_dictionary=["split"], write_statistics=["sample_id"]
             ) as writer:
-                size = IMAGE_ROW_GROUP if "image" in schema.names else ROW_GROUP_SIZE
+                size = group_rows(schema)
                 for i, group in enumerate(_row_groups(tables, schema, size)):
                     writer.write_table(group, row_group_size=size)
                     kill_point(f"stage:row-group-{i}")
@@ -91,6 +91,15 @@ def stage(schema: pa.Schema, tables: Iterable[pa.Table], data_dir: Path) -> Stag
     except BaseException:
         path.unlink(missing_ok=True)
         raise
+
+
+def group_rows(schema: pa.Schema) -> int:
+    """Rows in each row group of a version: a read of one group (training, scoring, ``take``) holds a few MB to
+    tens of MB, whatever the width of a row (up to 64 features: ``ROW_GROUP_SIZE``)."""
+    if "image" in schema.names:
+        return IMAGE_ROW_GROUP
+    width = schema.field("features").type.list_size * 4
+    return max(1, min(ROW_GROUP_SIZE, GROUP_BYTES // width))
 
 
 def _row_groups(tables: Iterable[pa.Table], schema: pa.Schema, size: int) -> Iterator[pa.Table]:
@@ -184,21 +193,22 @@ class VersionReader:
 
     def read(self, columns: list[str] | None = None, split: str | None = None) -> pa.Table:
         """The whole version (or one split of it)."""
-        wanted = None if columns is None else list(dict.fromkeys([*columns, *(["split"] if split else [])]))
-        table = self._file.read(columns=self._columns(wanted))
-        if split is not None:
-            if "split" not in table.column_names:
-                raise CurationError(
-                    f"version has no split column, cannot select split {split!r}", "add the data with a split column"
-                )
-            table = table.filter(pc.equal(table.column("split"), split))
-        table = transforms.apply(table, self.transform)
-        return table.select(columns) if columns else table
+        return pa.concat_tables(list(self.groups(columns, split)))  # a version has at least one row
 
-    def iter_batches(self, batch_size: int = ROW_GROUP_SIZE, columns: list[str] | None = None):
-        """Stream record batches: constant memory whatever the version's size."""
-        for batch in self._file.iter_batches(batch_size=batch_size, columns=self._columns(columns)):
-            yield from transforms.apply(pa.Table.from_batches([batch]), self.transform).to_batches()
+    def groups(self, columns: list[str] | None = None, split: str | None = None) -> Iterator[pa.Table]:
+        """The version (or one split of it) a row group at a time: a split's read holds that split and one group,
+        never the rows of the other splits."""
+        if split is not None and "split" not in self._file.schema_arrow.names:
+            raise CurationError(
+                f"version has no split column, cannot select split {split!r}", "add the data with a split column"
+            )
+        wanted = None if columns is None else list(dict.fromkeys([*columns, *(["split"] if split else [])]))
+        for g in range(self._file.num_row_groups):
+            table = self._file.read_row_group(g, columns=self._columns(wanted))
+            if split is not None:
+                table = table.filter(pc.equal(table.column("split"), split))
+            table = transforms.apply(table, self.transform)
+            yield table.select(columns) if columns else table
 
     def _columns(self, columns: list[str] | None) -> list[str] | None:
         """The stored columns that hold the asked-for ones (``features`` of an image version are ``image``)."""

@@ -32,7 +32,8 @@ from curation.data.contract import (
 from curation.data.transforms import StandardizeFit
 from curation.errors import CurationError
 
-BATCH_ROWS = 65_536
+BATCH_ROWS = 65_536  # rows read at a time, at most ...
+BATCH_BYTES = 16 << 20  # ... and about this many bytes of a Parquet file's columns (wide rows: fewer rows)
 READ_BUFFER = 1 << 20  # bytes read ahead per column by a batched read
 PARQUET = (".parquet", ".pq")
 CSV = (".csv", ".txt")
@@ -72,11 +73,12 @@ class TabularFile:
             return pacsv.read_csv(self.path, convert_options=pacsv.ConvertOptions(include_columns=columns))
 
     def batches(self, columns: list[str], rows: int = BATCH_ROWS) -> Iterator[pa.Table]:
-        """The columns, ``rows`` rows at a time (a CSV's columns read as float64: features)."""
+        """The columns, at most ``rows`` rows and about ``BATCH_BYTES`` at a time (a CSV a block of text at a
+        time, its columns read as float64: features)."""
         with self._errors():
             if self.parquet:
                 parquet = pq.ParquetFile(self.path, pre_buffer=False, buffer_size=READ_BUFFER)  # no cache: bounded
-                for batch in parquet.iter_batches(batch_size=rows, columns=columns):
+                for batch in parquet.iter_batches(batch_size=_batch_rows(parquet, columns, rows), columns=columns):
                     yield pa.Table.from_batches([batch])
                 return
             options = pacsv.ConvertOptions(include_columns=columns, column_types=dict.fromkeys(columns, pa.float64()))
@@ -86,6 +88,22 @@ class TabularFile:
 
     def _errors(self):
         return _ReadErrors(self.path)
+
+
+def _batch_rows(parquet: pq.ParquetFile, columns: list[str], rows: int) -> int:
+    """Rows a batch of ``columns`` may hold: at most ``rows``, and ``BATCH_BYTES`` over the columns' decoded
+    bytes a row (the file's widest row group says)."""
+    meta, wanted = parquet.metadata, set(columns)
+    per_row = 1.0
+    for g in range(meta.num_row_groups):
+        group = meta.row_group(g)
+        size = sum(
+            group.column(c).total_uncompressed_size
+            for c in range(group.num_columns)
+            if group.column(c).path_in_schema.split(".")[0] in wanted
+        )
+        per_row = max(per_row, size / max(1, group.num_rows))
+    return int(max(1, min(rows, BATCH_BYTES // per_row)))
 
 
 class _ReadErrors:

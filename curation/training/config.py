@@ -59,12 +59,15 @@ class TrainConfig(BaseModel):
     )
     compile: bool = Field(False, description="run the model's forward through torch.compile")
     workers: int = Field(
-        2, ge=0, description="DataLoader worker processes that decode images and read a streamed split"
+        2,
+        ge=0,
+        description="DataLoader worker processes that decode images and read a streamed split (at most as many "
+        "as the available memory holds, about 400 MB each)",
     )
     data_path: DataPath = Field(
         DataPath.auto,
         description="hold the splits in memory, stream them from disk, or auto: stream a split that would take "
-        "over half the available memory",
+        "over half the available memory (a cgroup's limit included) less 512 MB for the rest of the run",
     )
     augment: Augment | None = Field(
         None, description="image versions: a random crop (and a horizontal flip) of every training sample"

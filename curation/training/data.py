@@ -2,7 +2,8 @@
 
 A split is held in memory (``Split``: one tensor, a batch is one ``index_select``) when it fits, else read
 from disk while training (``training.streaming.StreamedSplit``); ``data_path`` chooses (auto: per split, by
-the memory it would take). Both answer ``batch(rows)``, ``batches(...)`` (an epoch) and ``in_order(size)``.
+the memory it would take against the memory left to the process, a cgroup's limit included). Both answer
+``batch(rows)``, ``batches(...)`` (an epoch) and ``in_order(size)``.
 """
 
 from __future__ import annotations
@@ -11,17 +12,19 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
-import psutil
 import pyarrow as pa
 import torch
 
 from curation.choices import DataPath
 from curation.data.store import VersionReader, features_numpy
 from curation.errors import CurationError
+from curation.memory import available_bytes
 from curation.training.streaming import StreamedSplit, ordered_spans, row_groups
 
 COLUMNS = ["sample_id", "label", "features"]
-MEMORY_SHARE = 0.5  # data_path auto: a split bigger than this share of available memory is streamed
+MEMORY_SHARE = 0.5  # data_path auto: a split bigger than this share of available memory is streamed ...
+RUN_RESERVE = 512 << 20  # ... counted after this much is kept for the rest of a run (model, batches, read buffers)
+WORKER_BYTES = 384 << 20  # a reader process: torch imported, a row group and its pieces read ahead (measured ~350 MB)
 DEVICE_SHARE = 0.5  # keep a split on the GPU when it takes at most this share of free GPU memory
 DECODE_CHUNK = 256  # images a decoding worker reads and decodes per task
 
@@ -180,10 +183,12 @@ def _as_is(table: pa.Table) -> pa.Table:
     return table
 
 
-def read_split(reader: VersionReader, name: str, workers: int = 0) -> pa.Table:
-    """One split's ``COLUMNS``; an image version's images decoded in ``workers`` processes (0: in this one)."""
+def split_tables(reader: VersionReader, name: str, workers: int = 0) -> Iterator[pa.Table]:
+    """One split's ``COLUMNS``, a piece at a time in sample-id order: a row group each, or (an image version
+    with ``workers``) chunks of images decoded in that many processes."""
     if not reader.images or workers == 0:
-        return reader.read(COLUMNS, split=name)
+        yield from reader.groups(COLUMNS, split=name)
+        return
     ids = reader.split_ids(name)
     chunks = np.array_split(ids, max(1, -(-len(ids) // DECODE_CHUNK)))
     # forkserver: workers start from a clean process, whatever threads this one runs (a Prefect server, MLflow)
@@ -194,7 +199,7 @@ def read_split(reader: VersionReader, name: str, workers: int = 0) -> pa.Table:
         collate_fn=_as_is,
         multiprocessing_context="forkserver",
     )
-    return pa.concat_tables(list(loader))
+    yield from loader
 
 
 def _split(
@@ -207,30 +212,43 @@ def _split(
     data_path: DataPath,
 ) -> Split | StreamedSplit:
     """A split in memory, or streamed: as asked, or (auto) when it would take over ``MEMORY_SHARE`` of the
-    available memory."""
-    need, available = rows * int(np.prod(shape)) * 4, psutil.virtual_memory().available
+    available memory less ``RUN_RESERVE``. Of ``workers`` it starts as many as the memory left holds."""
+    need, available = rows * int(np.prod(shape)) * 4, available_bytes()
     if data_path == DataPath.auto:
-        data_path = DataPath.stream if need > MEMORY_SHARE * available else DataPath.memory
+        data_path = DataPath.stream if need > MEMORY_SHARE * (available - RUN_RESERVE) else DataPath.memory
     if data_path == DataPath.memory and need > 0.9 * available:
         raise CurationError(
             f"the {name} split needs {need / 2**30:.1f} GiB in memory, {available / 2**30:.1f} GiB are available",
             "train with --data-path stream (or auto)",
         )
     if data_path == DataPath.stream:  # the test split is read in this process: no idle worker processes
-        return StreamedSplit(reader, name, shape, device, workers if name == "train" else 0)
-    return _load_split(reader, name, shape, device, workers)
+        return StreamedSplit(reader, name, shape, device, _workers(workers, available) if name == "train" else 0)
+    return _load_split(reader, name, rows, shape, device, _workers(workers, available - need))
 
 
-def _load_split(reader: VersionReader, name: str, shape: tuple[int, ...], device: torch.device, workers: int) -> Split:
-    table = read_split(reader, name, workers)
-    ids = table.column("sample_id").to_numpy()
+def _workers(workers: int, free: int) -> int:
+    """As many of ``workers`` processes as ``free`` bytes hold after ``RUN_RESERVE``, at ``WORKER_BYTES`` each:
+    under a tight limit (a container's) a run reads in fewer processes instead of being killed."""
+    return int(min(workers, max(0, (free - RUN_RESERVE) // WORKER_BYTES)))
+
+
+def _load_split(
+    reader: VersionReader, name: str, rows: int, shape: tuple[int, ...], device: torch.device, workers: int
+) -> Split:
+    """The split's features filled into one array a piece at a time: its size in memory, plus one piece."""
+    features = np.empty((rows, int(np.prod(shape))), dtype=np.float32)
+    ids, labels, at = [], [], 0
+    for table in split_tables(reader, name, workers):
+        features[at : at + table.num_rows] = features_numpy(table)
+        at += table.num_rows
+        ids.append(table.column("sample_id").to_numpy())
+        labels.append(table.column("label").to_numpy())
+    ids = np.concatenate(ids)
     if len(ids) > 1 and (np.diff(ids) <= 0).any():
         raise CurationError(
             f"sample ids of {reader.path} are not sorted", "re-add the version with `curation data add`"
         )
-    split = _in_memory(
-        name, ids, features_numpy(table).reshape(len(ids), *shape), table.column("label").to_numpy(), device
-    )
+    split = _in_memory(name, ids, features[:at].reshape(at, *shape), np.concatenate(labels), device)
     split.groups = row_groups(reader.group_starts, reader.rows_of(ids))
     return split
 

@@ -2,11 +2,12 @@
 
 A ``StreamedSplit`` holds only its sample ids and their rows in the version's file. An epoch's positions
 (a plan's rows, repeats included) are grouped by Parquet row group and cut into pieces of at most
-``PIECE_ROWS``; the row groups are visited in a seeded random order, each group's entries shuffled, and
-``workers`` DataLoader processes read and transform the pieces ahead of the training step (prefetch, pinned
-memory on a GPU). The main process mixes ``BUFFER_PIECES`` pieces at a time (a bounded shuffle buffer) and
-cuts them into batches, so every epoch trains on exactly the plan's multiset of rows, in an order that
-depends only on (seed, epoch): a resumed run replays it. Memory holds a few pieces, whatever N is.
+``PIECE_ROWS`` rows and ``PIECE_BYTES`` of features; the row groups are visited in a seeded random order,
+each group's entries shuffled, and ``workers`` DataLoader processes read and transform the pieces ahead of
+the training step (prefetch, pinned memory on a GPU). The main process mixes ``BUFFER_PIECES`` pieces at a
+time (a bounded shuffle buffer) and cuts them into batches, so every epoch trains on exactly the plan's
+multiset of rows, in an order that depends only on (seed, epoch): a resumed run replays it. Memory holds a
+few pieces, whatever N is.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ import torch
 from curation.data import transforms
 from curation.data.store import VersionReader
 
-PIECE_ROWS = 4096  # entries a worker reads and transforms per task
+PIECE_ROWS = 4096  # entries a worker reads and transforms per task, at most ...
+PIECE_BYTES = 4 << 20  # ... and at most this many bytes of features (wide rows, images: fewer entries)
 BUFFER_PIECES = 8  # pieces mixed together before they are cut into batches
 PREFETCH = 4  # pieces each worker reads ahead
 
@@ -99,6 +101,7 @@ class StreamedSplit:
         else:
             self.sample_ids, self.file_rows = shard
         self._starts = reader.group_starts
+        self._piece_rows = max(1, min(PIECE_ROWS, PIECE_BYTES // (4 * int(np.prod(shape)))))
         self._loader: tuple[torch.utils.data.DataLoader, _Queue] | None = None
         self._pass = 0  # the pass under way: starting another one ends it
 
@@ -132,8 +135,8 @@ class StreamedSplit:
             members = by_group[first[i] : last[i]]
             members = members[rng.permutation(len(members))]
             group = int(used[i])
-            for lo in range(0, len(members), PIECE_ROWS):
-                part = members[lo : lo + PIECE_ROWS]
+            for lo in range(0, len(members), self._piece_rows):
+                part = members[lo : lo + self._piece_rows]
                 pieces.append((group, (file_rows[part] - self._starts[group]).astype(np.int32)))
                 meta.append(part)
         del by_group, file_rows
