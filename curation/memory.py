@@ -2,8 +2,9 @@
 
 A container (Docker, Kubernetes, systemd, a batch scheduler) limits memory with a cgroup; the machine's
 free memory says nothing about that limit, and a process that reads it as its own is killed by the kernel.
-``available_bytes`` takes the smaller of the two. In a cgroup, what is in use is the working set (usage less
-the inactive page cache, which the kernel reclaims before it kills anything), as the kubelet counts it.
+``available_bytes`` takes the smaller of the two. Under each limit (the cgroup's own and its ancestors'), what
+is in use is the cgroup's usage less its page cache, which the kernel reclaims before it kills anything: a
+file just read (a version, a score set) does not count against what a run may allocate.
 """
 
 from __future__ import annotations
@@ -14,69 +15,63 @@ import psutil
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 NO_LIMIT = 1 << 60  # cgroup v1 writes "no limit" as a number near 2**63
+# per version: the limit, the usage and the page cache's key in memory.stat (v1: counted over the hierarchy)
+FILES = {
+    1: ("memory.limit_in_bytes", "memory.usage_in_bytes", "total_cache"),
+    2: ("memory.max", "memory.current", "file"),
+}
 
 
-def available_bytes() -> int:
-    """Bytes this process can still allocate without swapping or hitting its cgroup's limit."""
+def available_bytes(proc_cgroup: Path = Path("/proc/self/cgroup")) -> int:
+    """Bytes this process can still allocate without swapping or reaching a cgroup's limit."""
     available = psutil.virtual_memory().available
-    for limit, usage, inactive in _cgroup_limits():
-        available = min(available, max(0, limit - max(0, usage - inactive)))
+    try:
+        limits = _cgroup_limits(proc_cgroup.read_text())
+    except (OSError, ValueError):  # not Linux, or a cgroup file in a form this does not know: the machine's
+        limits = []
+    for limit, in_use in limits:
+        available = min(available, max(0, limit - in_use))
     return available
 
 
-def _cgroup_limits() -> list[tuple[int, int, int]]:
-    """(limit, usage, inactive page cache) of each cgroup with a memory limit that holds this process."""
-    try:
-        lines = Path("/proc/self/cgroup").read_text().splitlines()
-    except OSError:  # not Linux
-        return []
+def _cgroup_limits(proc_cgroup: str) -> list[tuple[int, int]]:
+    """(limit, bytes in use) of each cgroup with a memory limit on this process's path, up to the mount."""
     found = []
-    for line in lines:
+    for line in proc_cgroup.splitlines():
         _, controllers, path = line.split(":", 2)
-        if controllers == "":  # cgroup v2: limits on the cgroup and each of its ancestors
-            found += _v2(CGROUP_ROOT, path)
+        if controllers == "" and (CGROUP_ROOT / "cgroup.controllers").is_file():  # v2, the unified hierarchy
+            found += _limits(CGROUP_ROOT, path, 2)
         elif "memory" in controllers.split(","):
-            found += _v1(CGROUP_ROOT / "memory", path)
+            found += _limits(CGROUP_ROOT / "memory", path, 1)
     return found
 
 
-def _v1(mount: Path, path: str) -> list[tuple[int, int, int]]:
-    group = _existing(mount, path)
-    stat = _stat(group / "memory.stat")
-    limit = stat.get("hierarchical_memory_limit", _number(group / "memory.limit_in_bytes"))
-    if limit >= NO_LIMIT:
-        return []
-    return [(limit, _number(group / "memory.usage_in_bytes"), stat.get("total_inactive_file", 0))]
-
-
-def _v2(mount: Path, path: str) -> list[tuple[int, int, int]]:
-    found, group = [], _existing(mount, path)
+def _limits(mount: Path, path: str, version: int) -> list[tuple[int, int]]:
+    limit_file, usage_file, cache_key = FILES[version]
+    group = mount / path.lstrip("/")
+    if not group.is_dir():  # a container that sees only its own cgroup: the mount is that cgroup
+        group = mount
+    found = []
     for folder in [group, *group.parents]:
-        limit = _number(folder / "memory.max")  # the host's root cgroup has none; a container's root may
+        limit = _number(folder / limit_file)  # the host's root has none; a container's root may
         if limit < NO_LIMIT:
-            usage = _number(folder / "memory.current")
-            found.append((limit, usage, _stat(folder / "memory.stat").get("inactive_file", 0)))
+            cache = _stat(folder / "memory.stat").get(cache_key, 0)
+            found.append((limit, max(0, _number(folder / usage_file, missing=0) - cache)))
         if folder == mount:
             break
     return found
 
 
-def _existing(mount: Path, path: str) -> Path:
-    """The cgroup's folder; in a container that sees only its own cgroup, the mount itself is that cgroup."""
-    group = mount / path.lstrip("/")
-    return group if group.is_dir() else mount
-
-
-def _number(path: Path) -> int:
+def _number(path: Path, missing: int = NO_LIMIT) -> int:
     try:
         text = path.read_text().strip()
     except OSError:
-        return NO_LIMIT
+        return missing
     return NO_LIMIT if text == "max" else int(text)
 
 
 def _stat(path: Path) -> dict[str, int]:
     try:
         return {key: int(value) for key, value in (line.split() for line in path.read_text().splitlines())}
-    except (OSError, ValueError):
+    except OSError:
         return {}

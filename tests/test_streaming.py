@@ -1,9 +1,12 @@
 """Splits streamed from disk: every epoch trains on exactly the plan's multiset, evaluation and scores match
 the in-memory path, a resumed run replays bit for bit, and worker processes start cleanly beside threads."""
 
+import subprocess
+import sys
 import threading
 
 import numpy as np
+import psutil
 import pyarrow as pa
 import pytest
 import torch
@@ -85,7 +88,8 @@ def test_auto_streams_and_reads_in_fewer_processes_when_little_memory_is_left(ve
     assert streamed.train.workers == 1  # of the 2 asked for: one fits beside the reserve
     monkeypatch.setattr(training_data, "available_bytes", lambda: training_data.RUN_RESERVE)
     tight = load(version, "auto", workers=2)
-    assert tight.streamed and tight.train.workers == 0
+    assert tight.placement == {"train": "stream", "test": "stream", "stream_readers": 0}
+    assert held.placement == {"train": "memory", "test": "memory", "stream_readers": 0}
     assert np.array_equal(tight.train.sample_ids, held.train.sample_ids)
 
 
@@ -160,6 +164,37 @@ def test_worker_processes_beside_a_running_thread_train_as_this_process_does(ver
         stop.set()
     assert same_weights(a.model, b.model)
     assert [r["accuracy"] for r in a.history] == [r["accuracy"] for r in b.history]
+
+
+def test_reader_processes_end_when_the_process_they_read_for_is_killed(version):
+    """kill -9 (or the kernel's out-of-memory killer) leaves no reader behind: under forkserver a worker's parent
+    is the fork server, which the workers themselves keep alive, so they must watch the reading process."""
+    settings, info = version
+    script = (
+        "import sys, time, numpy as np, torch\n"
+        "from curation.config import load_settings\n"
+        "from curation.data.versions import open_version\n"
+        "from curation.training import TrainingData\n"
+        f"settings = load_settings(home={str(settings.home)!r}, dvc=False)\n"
+        f"_, reader = open_version(settings, {info.id})\n"
+        f"data = TrainingData.load(reader, {info.id}, {list(info.feature_shape)}, torch.device('cpu'), 2, 'stream')\n"
+        "next(data.train.batches(np.arange(len(data.train)), None, 8, [0]))\n"
+        "print('reading', flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    reading = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        assert reading.stdout.readline().strip() == "reading"
+        left = psutil.Process(reading.pid).children(recursive=True)  # the fork server, its workers, a tracker
+        assert sum(p.name() == "pt_data_worker" for p in left) == 2
+        reading.kill()
+        reading.wait()
+        _, alive = psutil.wait_procs(left, timeout=20)
+    finally:
+        reading.kill()
+    for p in alive:
+        p.kill()
+    assert not alive, f"{len(alive)} of the reading process's {len(left)} helper processes outlived it"
 
 
 def test_a_killed_streamed_run_resumes_bit_for_bit(version, tmp_path):

@@ -100,10 +100,15 @@ def _batch_rows(parquet: pq.ParquetFile, columns: list[str], rows: int) -> int:
         size = sum(
             group.column(c).total_uncompressed_size
             for c in range(group.num_columns)
-            if group.column(c).path_in_schema.split(".")[0] in wanted
+            if any(_within(group.column(c).path_in_schema, w) for w in wanted)
         )
         per_row = max(per_row, size / max(1, group.num_rows))
     return int(max(1, min(rows, BATCH_BYTES // per_row)))
+
+
+def _within(path: str, column: str) -> bool:
+    """Whether a Parquet leaf column (``features.list.element``, ``a.b``) stores the column named ``column``."""
+    return path == column or path.startswith(column + ".")
 
 
 class _ReadErrors:

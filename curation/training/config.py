@@ -62,12 +62,13 @@ class TrainConfig(BaseModel):
         2,
         ge=0,
         description="DataLoader worker processes that decode images and read a streamed split (at most as many "
-        "as the available memory holds, about 400 MB each)",
+        "as the available memory holds, 384 MB each)",
     )
     data_path: DataPath = Field(
         DataPath.auto,
         description="hold the splits in memory, stream them from disk, or auto: stream a split that would take "
-        "over half the available memory (a cgroup's limit included) less 512 MB for the rest of the run",
+        "over half of what the available memory (a cgroup's limit included) leaves after 512 MB for the rest "
+        "of the run",
     )
     augment: Augment | None = Field(
         None, description="image versions: a random crop (and a horizontal flip) of every training sample"

@@ -19,12 +19,12 @@ from curation.choices import DataPath
 from curation.data.store import VersionReader, features_numpy
 from curation.errors import CurationError
 from curation.memory import available_bytes
-from curation.training.streaming import StreamedSplit, ordered_spans, row_groups
+from curation.training.streaming import StreamedSplit, ordered_spans, row_groups, worker_loader
 
 COLUMNS = ["sample_id", "label", "features"]
 MEMORY_SHARE = 0.5  # data_path auto: a split bigger than this share of available memory is streamed ...
 RUN_RESERVE = 512 << 20  # ... counted after this much is kept for the rest of a run (model, batches, read buffers)
-WORKER_BYTES = 384 << 20  # a reader process: torch imported, a row group and its pieces read ahead (measured ~350 MB)
+WORKER_BYTES = 384 << 20  # a reader process: torch imported, a row group and its pieces read ahead (~350 MB measured)
 DEVICE_SHARE = 0.5  # keep a split on the GPU when it takes at most this share of free GPU memory
 DECODE_CHUNK = 256  # images a decoding worker reads and decodes per task
 
@@ -108,12 +108,10 @@ class TrainingData:
                     f"version {version_id} has no {name!r} split (splits: {splits or 'none'})",
                     "add the data with a split column holding 'train' and 'test' rows",
                 )
-        return cls(
-            reader,
-            version_id,
-            shape,
-            *(_split(reader, n, splits[n], shape, device, workers, DataPath(data_path)) for n in ("train", "test")),
-        )
+        # the test split first: the train split's path and reader processes then plan with what it left
+        test = _split(reader, "test", splits["test"], shape, device, workers, DataPath(data_path))
+        train = _split(reader, "train", splits["train"], shape, device, workers, DataPath(data_path))
+        return cls(reader, version_id, shape, train, test)
 
     @classmethod
     def of_arrays(
@@ -137,6 +135,16 @@ class TrainingData:
     def streamed(self) -> bool:
         """Whether the train split is read from disk while training."""
         return isinstance(self.train, StreamedSplit)
+
+    @property
+    def placement(self) -> dict:
+        """Where each split lives (``memory`` or ``stream``) and how many processes read the streamed train split:
+        what ``data_path`` auto chose, recorded with the run."""
+        return {
+            "train": "stream" if self.streamed else "memory",
+            "test": "stream" if isinstance(self.test, StreamedSplit) else "memory",
+            "stream_readers": self.train.workers if self.streamed else 0,
+        }
 
     def close(self) -> None:
         """Stop a streamed split's worker processes."""
@@ -191,15 +199,7 @@ def split_tables(reader: VersionReader, name: str, workers: int = 0) -> Iterator
         return
     ids = reader.split_ids(name)
     chunks = np.array_split(ids, max(1, -(-len(ids) // DECODE_CHUNK)))
-    # forkserver: workers start from a clean process, whatever threads this one runs (a Prefect server, MLflow)
-    loader = torch.utils.data.DataLoader(
-        _Decoded(reader.path, chunks),
-        batch_size=None,
-        num_workers=workers,
-        collate_fn=_as_is,
-        multiprocessing_context="forkserver",
-    )
-    yield from loader
+    yield from worker_loader(_Decoded(reader.path, chunks), workers, collate_fn=_as_is)
 
 
 def _split(
@@ -239,16 +239,23 @@ def _load_split(
     features = np.empty((rows, int(np.prod(shape))), dtype=np.float32)
     ids, labels, at = [], [], 0
     for table in split_tables(reader, name, workers):
+        if at + table.num_rows > rows:
+            break
         features[at : at + table.num_rows] = features_numpy(table)
         at += table.num_rows
         ids.append(table.column("sample_id").to_numpy())
         labels.append(table.column("label").to_numpy())
+    if at != rows:
+        raise CurationError(
+            f"the {name} split of {reader.path} does not hold the {rows} rows its manifest counts",
+            "re-add the version with `curation data add`",
+        )
     ids = np.concatenate(ids)
     if len(ids) > 1 and (np.diff(ids) <= 0).any():
         raise CurationError(
             f"sample ids of {reader.path} are not sorted", "re-add the version with `curation data add`"
         )
-    split = _in_memory(name, ids, features[:at].reshape(at, *shape), np.concatenate(labels), device)
+    split = _in_memory(name, ids, features.reshape(rows, *shape), np.concatenate(labels), device)
     split.groups = row_groups(reader.group_starts, reader.rows_of(ids))
     return split
 

@@ -55,6 +55,7 @@ class TrainOutcome:
     history: list
     checkpoint: str
     occupancy: list  # how many train rows were backpropagated 0, 1, 2, ... times
+    data: dict  # where the splits lived (``TrainingData.placement``)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -259,6 +260,7 @@ def _tracked(
                     "curation.plan_method": plan.method,
                     "curation.baseline_run_id": baseline,
                     "curation.device": trainer.device.type,
+                    **{f"curation.data.{k}": v for k, v in trainer.data.placement.items()},
                 }
             )
             tracked.log_dataset(
@@ -316,4 +318,5 @@ def _tracked(
         result.history,
         str(checkpoint),
         result.occupancy,
+        trainer.data.placement,
     )

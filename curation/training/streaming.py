@@ -12,9 +12,14 @@ few pieces, whatever N is.
 
 from __future__ import annotations
 
+import functools
+import os
+import threading
+import time
 from collections.abc import Iterator
 
 import numpy as np
+import psutil
 import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
@@ -26,6 +31,7 @@ PIECE_ROWS = 4096  # entries a worker reads and transforms per task, at most ...
 PIECE_BYTES = 4 << 20  # ... and at most this many bytes of features (wide rows, images: fewer entries)
 BUFFER_PIECES = 8  # pieces mixed together before they are cut into batches
 PREFETCH = 4  # pieces each worker reads ahead
+WATCH_SECONDS = 1.0  # how often a worker checks that the process it reads for is still there
 
 
 def row_groups(starts: np.ndarray, file_rows: np.ndarray) -> np.ndarray:
@@ -43,6 +49,40 @@ def ordered_spans(groups: np.ndarray, size: int) -> list[tuple[int, int]]:
         for start, stop in zip(np.r_[0, bounds], np.r_[bounds, len(groups)])
         for lo in range(int(start), int(stop), size)
     ]
+
+
+def worker_loader(dataset: torch.utils.data.Dataset, workers: int, **options) -> torch.utils.data.DataLoader:
+    """A DataLoader of single items whose ``workers`` processes start from a fork server (clean, whatever threads
+    this process runs: a Prefect server, MLflow) and end when this process ends, however it ends."""
+    me = psutil.Process()
+    return torch.utils.data.DataLoader(
+        dataset,
+        batch_size=None,
+        num_workers=workers,
+        multiprocessing_context="forkserver" if workers else None,
+        worker_init_fn=functools.partial(_end_with, me.pid, me.create_time()) if workers else None,
+        **options,
+    )
+
+
+def _end_with(pid: int, started: float, _worker: int) -> None:
+    """In a worker: exit once the process ``pid`` (started at ``started``) is gone or a zombie. A worker's parent
+    is the fork server, which outlives a killed process (its workers hold its liveness pipe), so torch's
+    watchdog, which watches the parent, never fires: the workers of a run killed by the kernel (out of memory)
+    or by kill -9 would stay, holding their memory."""
+
+    def watch() -> None:
+        while True:
+            time.sleep(WATCH_SECONDS)
+            try:
+                process = psutil.Process(pid)
+                if process.create_time() == started and process.status() != psutil.STATUS_ZOMBIE:
+                    continue
+            except psutil.NoSuchProcess:
+                pass
+            os._exit(1)
+
+    threading.Thread(target=watch, name="end-with-reader", daemon=True).start()
 
 
 class _Pieces(torch.utils.data.Dataset):
@@ -179,16 +219,13 @@ class StreamedSplit:
         if self._loader is None:
             queue = _Queue()
             workers = self.workers
-            # forkserver: workers start clean, whatever threads this process runs (a Prefect server, MLflow)
-            loader = torch.utils.data.DataLoader(
+            loader = worker_loader(
                 _Pieces(str(self.reader.path), self.reader.stored, self.reader.transform),
-                batch_size=None,
+                workers,
                 sampler=queue,
-                num_workers=workers,
                 pin_memory=self.device.type == "cuda",
                 persistent_workers=workers > 0,
                 prefetch_factor=PREFETCH if workers else None,
-                multiprocessing_context="forkserver" if workers else None,
             )
             self._loader = (loader, queue)
         loader, queue = self._loader
