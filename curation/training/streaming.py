@@ -12,11 +12,11 @@ few pieces, whatever N is.
 
 from __future__ import annotations
 
-import functools
 import os
 import threading
 import time
 from collections.abc import Iterator
+from functools import partial
 
 import numpy as np
 import psutil
@@ -60,7 +60,7 @@ def worker_loader(dataset: torch.utils.data.Dataset, workers: int, **options) ->
         batch_size=None,
         num_workers=workers,
         multiprocessing_context="forkserver" if workers else None,
-        worker_init_fn=functools.partial(_end_with, me.pid, me.create_time()) if workers else None,
+        worker_init_fn=partial(_end_with, me.pid, me.create_time()) if workers else None,
         **options,
     )
 
