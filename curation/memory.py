@@ -4,7 +4,9 @@ A container (Docker, Kubernetes, systemd, a batch scheduler) limits memory with 
 free memory says nothing about that limit, and a process that reads it as its own is killed by the kernel.
 ``available_bytes`` takes the smaller of the two. Under each limit (the cgroup's own and its ancestors'), what
 is in use is the cgroup's usage less its page cache, which the kernel reclaims before it kills anything: a
-file just read (a version, a score set) does not count against what a run may allocate.
+file just read (a version, a score set) does not count against what a run may allocate. Shared memory
+(tmpfs, /dev/shm: DataLoader workers hand their batches over through it) is page cache that cannot be
+dropped, so it still counts.
 """
 
 from __future__ import annotations
@@ -15,10 +17,11 @@ import psutil
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 NO_LIMIT = 1 << 60  # cgroup v1 writes "no limit" as a number near 2**63
-# per version: the limit, the usage and the page cache's key in memory.stat (v1: counted over the hierarchy)
+# per version: the limit, the usage, and the page cache's and shared memory's keys in memory.stat (v1: over the
+# hierarchy)
 FILES = {
-    1: ("memory.limit_in_bytes", "memory.usage_in_bytes", "total_cache"),
-    2: ("memory.max", "memory.current", "file"),
+    1: ("memory.limit_in_bytes", "memory.usage_in_bytes", "total_cache", "total_shmem"),
+    2: ("memory.max", "memory.current", "file", "shmem"),
 }
 
 
@@ -47,7 +50,7 @@ def _cgroup_limits(proc_cgroup: str) -> list[tuple[int, int]]:
 
 
 def _limits(mount: Path, path: str, version: int) -> list[tuple[int, int]]:
-    limit_file, usage_file, cache_key = FILES[version]
+    limit_file, usage_file, cache_key, shared_key = FILES[version]
     group = mount / path.lstrip("/")
     if not group.is_dir():  # a container that sees only its own cgroup: the mount is that cgroup
         group = mount
@@ -55,8 +58,9 @@ def _limits(mount: Path, path: str, version: int) -> list[tuple[int, int]]:
     for folder in [group, *group.parents]:
         limit = _number(folder / limit_file)  # the host's root has none; a container's root may
         if limit < NO_LIMIT:
-            cache = _stat(folder / "memory.stat").get(cache_key, 0)
-            found.append((limit, max(0, _number(folder / usage_file, missing=0) - cache)))
+            stat = _stat(folder / "memory.stat")
+            reclaimable = stat.get(cache_key, 0) - stat.get(shared_key, 0)
+            found.append((limit, max(0, _number(folder / usage_file, missing=0) - reclaimable)))
         if folder == mount:
             break
     return found

@@ -129,23 +129,29 @@ def _write(folder: Path, files: dict[str, str]) -> None:
 
 def test_available_bytes_takes_the_tightest_limit_up_the_tree_less_its_page_cache(tmp_path, monkeypatch):
     """cgroup v2 and v1 trees as the kernel lays them out: every limit on the path counts (a parent's too), and
-    what a cgroup uses counts without its page cache (the kernel drops that before it kills)."""
+    what a cgroup uses counts without its page cache (the kernel drops that before it kills) but with its shared
+    memory (tmpfs pages are page cache the kernel cannot drop)."""
     monkeypatch.setattr(memory, "CGROUP_ROOT", tmp_path)
     proc = tmp_path / "proc-cgroup"
     free = psutil.virtual_memory().available
     _write(tmp_path, {"cgroup.controllers": "cpu memory"})  # v2: a parent's limit binds its child
     _write(
-        tmp_path / "pod", {"memory.max": str(GIB), "memory.current": str(GIB // 2), "memory.stat": f"file {GIB // 4}"}
+        tmp_path / "pod",
+        {"memory.max": str(GIB), "memory.current": str(GIB // 2), "memory.stat": f"file {GIB // 4}\nshmem {GIB // 8}"},
     )
     _write(tmp_path / "pod" / "app", {"memory.max": "max", "memory.current": str(GIB // 4), "memory.stat": "file 0"})
     proc.write_text("0::/pod/app\n")
-    assert memory.available_bytes(proc) == min(free, GIB - GIB // 4)
+    assert memory.available_bytes(proc) == min(free, GIB - (GIB // 2 - GIB // 4 + GIB // 8))
 
     (tmp_path / "cgroup.controllers").unlink()  # v1: the memory controller's own mount
     v1 = tmp_path / "memory"
     _write(
         v1 / "job",
-        {"memory.limit_in_bytes": str(2 * GIB), "memory.usage_in_bytes": str(GIB), "memory.stat": "total_cache 0"},
+        {
+            "memory.limit_in_bytes": str(2 * GIB),
+            "memory.usage_in_bytes": str(GIB),
+            "memory.stat": f"total_cache {GIB}\ntotal_shmem {GIB}",
+        },
     )
     _write(v1 / "job" / "step", {"memory.limit_in_bytes": str(9223372036854771712), "memory.usage_in_bytes": str(GIB)})
     proc.write_text("4:memory:/job/step\n0::/\n")
