@@ -147,6 +147,7 @@ class VersionReader:
         self.transform = self.manifest.get("transform")
         self.images = "image" in self._file.schema_arrow.names  # features are decoded from encoded images
         self.stored = "image" if self.images else "features"  # the column features are read from
+        self.has_split = "split" in self._file.schema_arrow.names
         self.num_rows = self._file.metadata.num_rows
         self._ids: np.ndarray | None = None
         self.group_starts = np.cumsum(  # the first row of each row group, then the row count
@@ -157,7 +158,7 @@ class VersionReader:
     def sample_ids(self) -> np.ndarray:
         """All sample ids (sorted): the one column kept in memory to map ids to rows."""
         if self._ids is None:
-            self._ids = self._file.read(columns=["sample_id"]).column(0).to_numpy()
+            [self._ids] = self.arrays(["sample_id"])
         return self._ids
 
     def rows_of(self, sample_ids: np.ndarray) -> np.ndarray:
@@ -187,9 +188,32 @@ class VersionReader:
 
     def split_ids(self, split: str = "train") -> np.ndarray:
         """Sample ids of one split; all ids when the version has no split column."""
-        if "split" not in self._file.schema_arrow.names:
+        if not self.has_split:
             return self.sample_ids
-        return self.read(columns=["sample_id"], split=split).column("sample_id").to_numpy()
+        [ids] = self.arrays(["sample_id"], split)
+        return ids
+
+    def arrays(self, columns: list[str], split: str | None = None) -> list[np.ndarray]:
+        """Scalar columns (ids, labels) of the version or one split, each one numpy array filled a row group at a
+        time: what is held is the arrays and one group, never Arrow's copy of the whole columns."""
+        rows = self.num_rows if split is None else (self.manifest.get("splits") or {}).get(split, 0)
+        out, at = None, 0
+        for table in self.groups(columns, split):
+            parts = [table.column(c).to_numpy() for c in columns]
+            if out is None:
+                out = [np.empty(rows, dtype=part.dtype) for part in parts]
+            if at + table.num_rows > rows:
+                break
+            for array, part in zip(out, parts):
+                array[at : at + len(part)] = part
+            at += table.num_rows
+        if at != rows:
+            where = f"the {split} split of {self.path}" if split else str(self.path)
+            raise CurationError(
+                f"{where} does not hold the {rows} rows its manifest counts",
+                "re-add the version with `curation data add`",
+            )
+        return out
 
     def read(self, columns: list[str] | None = None, split: str | None = None) -> pa.Table:
         """The whole version (or one split of it)."""
@@ -198,7 +222,7 @@ class VersionReader:
     def groups(self, columns: list[str] | None = None, split: str | None = None) -> Iterator[pa.Table]:
         """The version (or one split of it) a row group at a time: a split's read holds that split and one group,
         never the rows of the other splits."""
-        if split is not None and "split" not in self._file.schema_arrow.names:
+        if split is not None and not self.has_split:
             raise CurationError(
                 f"version has no split column, cannot select split {split!r}", "add the data with a split column"
             )
