@@ -54,29 +54,32 @@ def ordered_spans(groups: np.ndarray, size: int) -> list[tuple[int, int]]:
 def worker_loader(dataset: torch.utils.data.Dataset, workers: int, **options) -> torch.utils.data.DataLoader:
     """A DataLoader of single items whose ``workers`` processes start from a fork server (clean, whatever threads
     this process runs: a Prefect server, MLflow) and end when this process ends, however it ends."""
-    me = psutil.Process()
     return torch.utils.data.DataLoader(
         dataset,
         batch_size=None,
         num_workers=workers,
         multiprocessing_context="forkserver" if workers else None,
-        worker_init_fn=partial(_end_with, me.pid, me.create_time()) if workers else None,
+        worker_init_fn=partial(_end_with, os.getpid()) if workers else None,
         **options,
     )
 
 
-def _end_with(pid: int, started: float, _worker: int) -> None:
-    """In a worker: exit once the process ``pid`` (started at ``started``) is gone or a zombie. A worker's parent
-    is the fork server, which outlives a killed process (its workers hold its liveness pipe), so torch's
-    watchdog, which watches the parent, never fires: the workers of a run killed by the kernel (out of memory)
-    or by kill -9 would stay, holding their memory."""
+def _end_with(pid: int, _worker: int) -> None:
+    """In a worker: exit once the process ``pid`` is gone or a zombie. A worker's parent is the fork server,
+    which outlives a killed process (its workers hold its liveness pipe), so torch's watchdog, which watches the
+    parent, never fires: the workers of a run killed by the kernel (out of memory) or by kill -9 would stay,
+    holding their memory. psutil tells the process from a later one with its pid by its start time since
+    boot, which a change of the system clock does not move."""
+    try:
+        reading = psutil.Process(pid)
+    except psutil.NoSuchProcess:
+        os._exit(1)
 
     def watch() -> None:
         while True:
             time.sleep(WATCH_SECONDS)
             try:
-                process = psutil.Process(pid)
-                if process.create_time() == started and process.status() != psutil.STATUS_ZOMBIE:
+                if reading.is_running() and reading.status() != psutil.STATUS_ZOMBIE:
                     continue
             except psutil.NoSuchProcess:
                 pass
