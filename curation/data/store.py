@@ -127,6 +127,14 @@ def publish(staged: Staged, target: Path) -> None:
     move_into_place(staged.path, target)
 
 
+def miscounted(path: Path, split: str | None, rows: int) -> CurationError:
+    """The error for a version (or one split) whose file holds other than the rows its manifest counts."""
+    where = f"the {split} split of {path}" if split else str(path)
+    return CurationError(
+        f"{where} does not hold the {rows} rows its manifest counts", "re-add the version with `curation data add`"
+    )
+
+
 class VersionReader:
     """Lazy access to one version: metadata up front, rows only when asked for.
 
@@ -208,11 +216,7 @@ class VersionReader:
                 array[at : at + len(part)] = part
             at += table.num_rows
         if at != rows:
-            where = f"the {split} split of {self.path}" if split else str(self.path)
-            raise CurationError(
-                f"{where} does not hold the {rows} rows its manifest counts",
-                "re-add the version with `curation data add`",
-            )
+            raise miscounted(self.path, split, rows)
         return out
 
     def read(self, columns: list[str] | None = None, split: str | None = None) -> pa.Table:

@@ -16,7 +16,7 @@ import pyarrow as pa
 import torch
 
 from curation.choices import DataPath
-from curation.data.store import VersionReader, features_numpy
+from curation.data.store import VersionReader, features_numpy, miscounted
 from curation.errors import CurationError
 from curation.memory import available_bytes
 from curation.training.streaming import StreamedSplit, ordered_spans, row_groups, worker_loader
@@ -246,10 +246,7 @@ def _load_split(
         ids.append(table.column("sample_id").to_numpy())
         labels.append(table.column("label").to_numpy())
     if at != rows:
-        raise CurationError(
-            f"the {name} split of {reader.path} does not hold the {rows} rows its manifest counts",
-            "re-add the version with `curation data add`",
-        )
+        raise miscounted(reader.path, name, rows)
     ids = np.concatenate(ids)
     if len(ids) > 1 and (np.diff(ids) <= 0).any():
         raise CurationError(
