@@ -9,6 +9,7 @@ import pytest
 
 from curation.data import store, tabular
 from curation.data.contract import build_table, read_manifest
+from curation.data.rows import scan
 from curation.data.sources import from_file
 from curation.errors import CurationError
 
@@ -74,6 +75,29 @@ def test_ids_that_do_not_ascend_are_sorted(tmp_path):
     assert np.array_equal(whole.column("sample_id").to_numpy(), ids[order])
     assert np.array_equal(whole.column("label").to_numpy(), y[order])
     assert np.array_equal(store.features_numpy(whole), x[order])
+
+
+@pytest.mark.parametrize(
+    "labels",
+    [
+        np.where(np.arange(N) < 3000, "owl", np.array(["emu", "cat"])[np.arange(N) % 2]),  # names seen batch by batch
+        np.where(np.arange(N) % 3 == 0, -1, 1),  # negative integers: numbered in sorted order
+    ],
+    ids=["names first seen in later batches", "negative integers"],
+)
+def test_labels_ids_and_split_are_kept_in_two_bytes_a_row_and_give_the_bytes_of_the_whole_table(tmp_path, labels):
+    x, _, _ = source()
+    split = np.where(np.arange(N) < 4200, "train", "test")  # the first batches hold one split only
+    ids = np.arange(N) * 2 + 7  # ascending: read again beside the features, never held
+    path = parquet(tmp_path / "f.parquet", x, labels, split, sample_id=ids)
+    rows = scan(tabular.TabularFile(path), "label", "split", "sample_id")
+    assert rows.labels.dtype == np.int8 and rows.codes.dtype == np.int8 and rows.ids is None
+    loaded = from_file(path, standardize=False)
+    streamed = store.stage(loaded.schema, loaded.tables(), tmp_path / "a")
+    whole = build_table(x, labels, sample_ids=ids, split=split, what=str(path))
+    held = store.stage(whole.schema, [whole], tmp_path / "b")
+    assert streamed.content_hash == held.content_hash and streamed.manifest == held.manifest
+    assert streamed.manifest["class_names"] == sorted(set(labels.tolist()))
 
 
 @pytest.mark.parametrize(

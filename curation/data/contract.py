@@ -269,7 +269,7 @@ def manifest(
         "num_features": int(np.prod(feature_shape)),
         "feature_shape": [int(x) for x in feature_shape],
         "schema": {f.name: str(f.type) for f in schema},
-        "classes": sorted(int(c) for c in np.unique(labels)),
+        "classes": [int(c) for c in np.flatnonzero(np.bincount(labels))],  # class indices: never negative
         "class_names": list(class_names) if class_names is not None else None,
         "splits": splits,
         "transform": transform,

@@ -5,30 +5,25 @@ column. Adding one holds a batch of encoded images, whatever their number.
 came from, ``BATCH_IMAGES`` at a time) in two passes: ``transforms.image_transform`` checks that every image
 decodes (one size unless resized) and fits the normalization on the train split; the rows are built batch by
 batch when the version is written. The encoded bytes are stored, decoded on read. What stays in memory is
-per-row bookkeeping (class index, id, split) and, for a folder, the file list.
+per-row bookkeeping (``curation.data.rows``: class index, split, id) and, for a folder, the file list.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
 
-from curation.data.contract import (
-    check_ids,
-    encode_labels,
-    manifest,
-    rows_table,
-    split_codes,
-    split_counts,
-    train_rows,
-    with_manifest,
-)
+from curation.data.contract import manifest, rows_table, with_manifest
 from curation.data.tabular import TabularFile
 from curation.data.transforms import image_transform
 from curation.errors import CurationError
+
+if TYPE_CHECKING:
+    from curation.data.rows import RowIndex
 
 BATCH_IMAGES = 1_024
 
@@ -69,29 +64,23 @@ def _first_null(values: pa.Array) -> int:
 
 
 def streamed_images(
-    batches: Batches,
-    labels: np.ndarray,
-    sample_ids: np.ndarray | None,
-    split: np.ndarray,
-    size: Sequence[int] | None,
-    what: str,
+    batches: Batches, rows: RowIndex, size: Sequence[int] | None, what: str
 ) -> tuple[pa.Schema, Callable[[], Iterator[pa.Table]]]:
     """The version's schema (with its manifest) and a reader of its rows, a batch of images at a time. The
-    rows come in ``batches()`` order, so ``sample_ids`` must ascend (None: 0..N-1)."""
-    n = len(labels)
-    sample_ids = check_ids(sample_ids, n, what)
-    labels, class_names = encode_labels(labels, sample_ids, what)
-    codes, names = split_codes(split, what)
-    transform = image_transform(batches, train_rows(codes, names), size)
-    schema = rows_table(sample_ids[:0], labels[:0], pa.array([], pa.binary()), codes[:0], names).schema
+    rows come in ``batches()`` order, so their held ids must ascend (none held: 0..N-1)."""
+    transform = image_transform(batches, rows.train(), size)
+    names = rows.split_names
+    schema = rows_table(np.zeros(0, np.int64), rows.labels[:0], pa.array([], pa.binary()), rows.codes[:0], names).schema
     shape = [transform["channels"], *transform["size"]]
-    shaped = manifest(schema, shape, class_names, transform, labels=labels, splits=split_counts(codes, names))
+    shaped = manifest(schema, shape, rows.class_names, transform, labels=rows.labels, splits=rows.split_counts())
 
     def read() -> Iterator[pa.Table]:
         lo = 0
         for blobs, _ in batches():
             hi = lo + len(blobs)
-            yield rows_table(sample_ids[lo:hi], labels[lo:hi], pa.array(blobs, pa.binary()), codes[lo:hi], names)
+            yield rows_table(
+                rows.sample_ids(lo, hi), rows.labels[lo:hi], pa.array(blobs, pa.binary()), rows.codes[lo:hi], names
+            )
             lo = hi
 
     return with_manifest(schema, shaped), read

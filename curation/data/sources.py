@@ -16,16 +16,9 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from curation.data.contract import (
-    as_names,
-    build_table,
-    check_ids,
-    read_manifest,
-    sorted_order,
-    split_codes,
-    train_rows,
-)
+from curation.data.contract import build_table, read_manifest, sorted_order
 from curation.data.images import column_batches, folder_batches, streamed_images
+from curation.data.rows import RowIndex, scan, stratified
 from curation.data.tabular import TabularFile, is_list, streamed
 from curation.data.transforms import image_transform
 from curation.errors import CurationError
@@ -103,27 +96,10 @@ def digits(seed: int = 0, test_fraction: float = TEST_FRACTION) -> Loaded:
 
 
 def stratified_split(labels: np.ndarray, test_fraction: float, seed: int) -> np.ndarray:
-    """'train'/'test' per row: each class's rows shuffled by ``seed``, a ``test_fraction`` of them (rounded,
-    at least one row kept for training) held out. Deterministic for the same labels, fraction and seed.
-    Too few rows may leave no test row: ``check_held_out`` says so once the rest of the data is checked."""
-    if not 0 < test_fraction < 1:
-        raise CurationError(f"--test-fraction must be between 0 and 1, got {test_fraction}", "give e.g. 0.2")
-    labels = np.asarray(labels)
-    split = np.full(len(labels), "train", dtype=object)
-    rng = np.random.default_rng(seed)
-    names, codes = np.unique(labels.astype(str) if labels.dtype.kind == "O" else labels, return_inverse=True)
-    for c in range(len(names)):
-        rows = rng.permutation(np.flatnonzero(codes == c))
-        split[rows[: min(int(np.floor(test_fraction * len(rows) + 0.5)), len(rows) - 1)]] = "test"
-    return split
-
-
-def check_held_out(split: np.ndarray, test_fraction: float, what: str) -> None:
-    if not (split == "test").any():
-        raise CurationError(
-            f"{what} has too few rows to hold out a test fraction of {test_fraction}",
-            "add more rows, raise --test-fraction, or give a split column",
-        )
+    """'train'/'test' per row of an array of labels (``curation.data.rows.stratified``)."""
+    index = RowIndex.of(labels, "the labels")
+    stratified(index, test_fraction, seed)
+    return np.asarray(index.split_names, dtype=object)[index.codes]
 
 
 def from_file(
@@ -162,24 +138,11 @@ def from_file(
     if not feature_columns:
         raise CurationError(f"{path} has no feature columns besides the label", "add numeric feature columns")
     split_column = split_column or ("split" if "split" in names else None)
-    id_column_read = id_column or ("sample_id" if "sample_id" in names else None)
-    meta = file.read([c for c in dict.fromkeys([label_column, split_column, id_column_read]) if c])
-    if meta.num_rows == 0:
-        raise CurationError(f"file {path} has no rows", "give a file with at least one row")
-    labels = _labels(meta, label_column, path)
-    split = None
-    if split_column:
-        column = meta.column(split_column)
-        if column.null_count:
-            raise CurationError(
-                f"split column {split_column!r} in {path} has {column.null_count} missing values",
-                "name every row's split 'train' or 'test'",
-            )
-        split = as_names(column)
-    made_split = split is None
+    id_read = id_column or ("sample_id" if "sample_id" in names else None)
+    rows = scan(file, label_column, split_column, id_read, keep_ids=images)
+    made_split = split_column is None
     if made_split:
-        split = stratified_split(labels, test_fraction, seed)
-    ids = meta.column(id_column_read).to_numpy() if id_column_read else None
+        stratified(rows, test_fraction, seed)
     source = {
         "kind": "file",
         "path": str(path.resolve()),
@@ -192,37 +155,17 @@ def from_file(
         source |= {"test_fraction": float(test_fraction), "split_seed": int(seed)}
     if images:
         source |= {"image_size": image_size}
-        if ids is not None and sorted_order(check_ids(ids, len(ids), str(path)), str(path)) is not None:
-            loaded = Loaded(_images_in_id_order(file, labels, ids, split, image_size), source, path.stem)
+        if rows.ids is not None and sorted_order(rows.ids, str(path)) is not None:
+            loaded = Loaded(_images_in_id_order(file, rows, image_size), source, path.stem)
         else:
-            schema, read = streamed_images(column_batches(file), labels, ids, split, image_size, str(path))
+            schema, read = streamed_images(column_batches(file), rows, image_size, str(path))
             loaded = Loaded(None, source, path.stem, schema=schema, read=read)
-        if made_split:
-            check_held_out(split, test_fraction, str(path))
-        return loaded
-    schema, read = streamed(file, feature_columns, labels, ids, split, standardize)
+    else:
+        schema, read = streamed(file, feature_columns, rows, standardize)
+        loaded = Loaded(None, source | {"standardize": standardize}, path.stem, schema=schema, read=read)
     if made_split:
-        check_held_out(split, test_fraction, str(path))
-    return Loaded(None, source | {"standardize": standardize}, path.stem, schema=schema, read=read)
-
-
-def _labels(table: pa.Table, label_column: str, path: Path) -> np.ndarray:
-    """The label column as integers or class names; a one-line error for missing values or other types."""
-    column = table.column(label_column)
-    if column.null_count:
-        raise CurationError(
-            f"label column {label_column!r} in {path} has {column.null_count} missing values", "fill or drop those rows"
-        )
-    if pa.types.is_dictionary(column.type):
-        column = column.cast(column.type.value_type)
-    if not (
-        pa.types.is_integer(column.type) or pa.types.is_string(column.type) or pa.types.is_large_string(column.type)
-    ):
-        raise CurationError(
-            f"label column {label_column!r} in {path} is {column.type}, not integers or names",
-            "give class names (strings) or integer labels",
-        )
-    return column.to_numpy() if pa.types.is_integer(column.type) else as_names(column)
+        rows.held_out(test_fraction, str(path))
+    return loaded
 
 
 def from_folder(
@@ -241,10 +184,10 @@ def from_folder(
             raise CurationError(f"class folder {folder} is empty", "add images to it or remove it")
         files += found
         labels += [folder.name] * len(found)
-    labels = np.array(labels)
-    split = stratified_split(labels, test_fraction, seed)
-    schema, read = streamed_images(folder_batches(path, files), labels, None, split, image_size, str(path))
-    check_held_out(split, test_fraction, str(path))
+    rows = RowIndex.of(np.array(labels), str(path))
+    stratified(rows, test_fraction, seed)
+    schema, read = streamed_images(folder_batches(path, files), rows, image_size, str(path))
+    rows.held_out(test_fraction, str(path))
     source = {
         "kind": "image-folder",
         "path": str(path.resolve()),
@@ -255,18 +198,15 @@ def from_folder(
     return Loaded(None, source, path.name, schema=schema, read=read)
 
 
-def _images_in_id_order(
-    file: TabularFile, labels: np.ndarray, ids: np.ndarray, split: np.ndarray, size: list[int] | None
-) -> pa.Table:
+def _images_in_id_order(file: TabularFile, rows: RowIndex, size: list[int] | None) -> pa.Table:
     """A file of images whose sample ids do not ascend, read whole and sorted: there is no order to stream it in."""
-    codes, names = split_codes(split, str(file.path))
-    transform = image_transform(column_batches(file), train_rows(codes, names), size)  # checks, a batch at a time
+    transform = image_transform(column_batches(file), rows.train(), size)  # checks, a batch at a time
     column = file.read(["image"]).column("image").combine_chunks().cast(pa.binary())
     return build_table(
         column,
-        labels,
-        sample_ids=ids,
-        split=split,
+        np.asarray(rows.class_names, dtype=object)[rows.labels],
+        sample_ids=rows.ids,
+        split=np.asarray(rows.split_names, dtype=object)[rows.codes],
         what=str(file.path),
         transform=transform,
         feature_shape=[transform["channels"], *transform["size"]],

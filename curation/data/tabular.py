@@ -1,36 +1,30 @@
 """A user's Parquet or CSV file, read a batch at a time: adding it holds one batch of features, whatever its size.
 
-``TabularFile`` checks the file and reads a few columns whole (labels, ids, split) or any columns in batches
-of ``BATCH_ROWS``. ``streamed`` makes a ``Loaded`` of a tabular file in two passes over its features: the
-first checks them (numeric, no missing values, finite in float32) and fits the standardization on the train
-split; the second, run when the version is written, builds the contract's rows batch by batch. What stays
-in memory is per-row bookkeeping (class index, id, split: 13 bytes a row). A file whose sample ids do not
-ascend is sorted in memory (its features read whole), as there is no order to stream it in.
+``TabularFile`` checks the file and reads any of its columns in batches of ``BATCH_ROWS`` (or a few whole).
+``streamed`` makes a ``Loaded`` of a tabular file in two passes over its features: the first checks them
+(numeric, no missing values, finite in float32) and fits the standardization on the train split; the second,
+run when the version is written, builds the contract's rows batch by batch. What stays in memory is the
+per-row bookkeeping of ``curation.data.rows`` (class index and split: 2 bytes a row). A file whose sample ids
+do not ascend is sorted in memory (its features read whole), as there is no order to stream it in.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from curation.data.contract import (
-    check_ids,
-    encode_labels,
-    manifest,
-    rows_table,
-    sorted_order,
-    split_codes,
-    split_counts,
-    train_rows,
-    with_manifest,
-)
+from curation.data.contract import manifest, rows_table, sorted_order, with_manifest
 from curation.data.transforms import StandardizeFit
 from curation.errors import CurationError
+
+if TYPE_CHECKING:
+    from curation.data.rows import RowIndex
 
 BATCH_ROWS = 65_536  # rows read at a time, at most ...
 BATCH_BYTES = 16 << 20  # ... and about this many bytes of a Parquet file's columns (wide rows: fewer rows)
@@ -72,16 +66,19 @@ class TabularFile:
                 return pq.read_table(self.path, columns=columns)
             return pacsv.read_csv(self.path, convert_options=pacsv.ConvertOptions(include_columns=columns))
 
-    def batches(self, columns: list[str], rows: int = BATCH_ROWS) -> Iterator[pa.Table]:
+    def batches(
+        self, columns: list[str], rows: int = BATCH_ROWS, numeric: list[str] | None = None
+    ) -> Iterator[pa.Table]:
         """The columns, at most ``rows`` rows and about ``BATCH_BYTES`` at a time (a CSV a block of text at a
-        time, its columns read as float64: features)."""
+        time, its ``numeric`` columns read as float64: features; default all of them)."""
         with self._errors():
             if self.parquet:
                 parquet = pq.ParquetFile(self.path, pre_buffer=False, buffer_size=READ_BUFFER)  # no cache: bounded
                 for batch in parquet.iter_batches(batch_size=_batch_rows(parquet, columns, rows), columns=columns):
                     yield pa.Table.from_batches([batch])
                 return
-            options = pacsv.ConvertOptions(include_columns=columns, column_types=dict.fromkeys(columns, pa.float64()))
+            numeric = columns if numeric is None else numeric
+            options = pacsv.ConvertOptions(include_columns=columns, column_types=dict.fromkeys(numeric, pa.float64()))
             reader = pacsv.open_csv(self.path, convert_options=options)
             for batch in reader:
                 yield pa.Table.from_batches([batch])
@@ -135,51 +132,38 @@ class _ReadErrors:
 
 
 def streamed(
-    file: TabularFile,
-    feature_columns: list[str],
-    labels: np.ndarray,
-    sample_ids: np.ndarray | None,
-    split: np.ndarray,
-    standardize: bool,
+    file: TabularFile, feature_columns: list[str], rows: RowIndex, standardize: bool
 ) -> tuple[pa.Schema, Callable[[], Iterator[pa.Table]]]:
     """The version's schema (with its manifest) and a reader of its rows in sample-id order, a table at a time."""
     what = str(file.path)
-    n = len(labels)
-    sample_ids = check_ids(sample_ids, n, what)
-    labels, class_names = encode_labels(labels, sample_ids, what)
-    order = sorted_order(sample_ids, what)
-    codes, names = split_codes(split, what)
-    train = train_rows(codes, names)
-    width, fit = _check_features(file, feature_columns, sample_ids, train)
-    schema = rows_table(sample_ids[:0], labels[:0], np.zeros((0, width), np.float32), codes[:0], names).schema
+    order = None if rows.ids is None else sorted_order(rows.ids, what)
+    width, fit = _check_features(file, feature_columns, rows)
+    names = rows.split_names
+    empty = np.zeros((0, width), np.float32)
+    schema = rows_table(np.zeros(0, np.int64), rows.labels[:0], empty, rows.codes[:0], names).schema
     transform = fit.transform() if standardize else None
-    shaped = manifest(schema, [width], class_names, transform, labels=labels, splits=split_counts(codes, names))
+    shaped = manifest(schema, [width], rows.class_names, transform, labels=rows.labels, splits=rows.split_counts())
 
     def read() -> Iterator[pa.Table]:
         if order is None:
-            lo = 0
-            for values, _ in _features(file, feature_columns):
+            for lo, ids, values, _ in _features(file, feature_columns, rows):
                 hi = lo + len(values)
-                yield rows_table(sample_ids[lo:hi], labels[lo:hi], values, codes[lo:hi], names)
-                lo = hi
+                yield rows_table(ids, rows.labels[lo:hi], values, rows.codes[lo:hi], names)
             return
-        values = np.concatenate([values for values, _ in _features(file, feature_columns)])[order]
-        for lo in range(0, n, BATCH_ROWS):
-            rows = order[lo : lo + BATCH_ROWS]
-            yield rows_table(sample_ids[rows], labels[rows], values[lo : lo + BATCH_ROWS], codes[rows], names)
+        values = np.concatenate([values for _, _, values, _ in _features(file, feature_columns, rows)])[order]
+        for lo in range(0, len(rows), BATCH_ROWS):
+            part = order[lo : lo + BATCH_ROWS]
+            yield rows_table(rows.ids[part], rows.labels[part], values[lo : lo + BATCH_ROWS], rows.codes[part], names)
 
     return with_manifest(schema, shaped), read
 
 
-def _check_features(
-    file: TabularFile, columns: list[str], sample_ids: np.ndarray, train: np.ndarray
-) -> tuple[int, StandardizeFit]:
+def _check_features(file: TabularFile, columns: list[str], rows: RowIndex) -> tuple[int, StandardizeFit]:
     """One pass over the features: their width, and the standardization fitted on the train rows; one-line
     errors (with totals over the whole file) for missing or non-finite values."""
-    fit, lo, width, bad, first_bad = StandardizeFit(), 0, None, 0, None
+    fit, width, bad, first_bad = StandardizeFit(), None, 0, None
     missing = dict.fromkeys(columns, 0)
-    for values, nulls in _features(file, columns):
-        hi = lo + len(values)
+    for lo, ids, values, nulls in _features(file, columns, rows):
         for name, count in nulls.items():
             missing[name] += count
         if width is not None and values.shape[1] != width:
@@ -191,9 +175,8 @@ def _check_features(
         if not finite.all():
             bad += int((~finite).sum())
             if first_bad is None:
-                first_bad = int(sample_ids[lo + np.flatnonzero(~finite)[0]])
-        fit.add(values[finite & train[lo:hi]])
-        lo = hi
+                first_bad = int(ids[np.flatnonzero(~finite)[0]])
+        fit.add(values[finite & rows.train(lo, lo + len(values))])
     for name, count in missing.items():
         if count:
             raise CurationError(
@@ -209,12 +192,20 @@ def _check_features(
     return width, fit
 
 
-def _features(file: TabularFile, columns: list[str]) -> Iterator[tuple[np.ndarray, dict[str, int]]]:
-    """Each batch's features as a float32 (rows, D) array (missing values as NaN), and its missing values per
-    column; a one-line error for a column that is not numeric."""
-    for batch in file.batches(columns):
+def _features(
+    file: TabularFile, columns: list[str], rows: RowIndex
+) -> Iterator[tuple[int, np.ndarray, np.ndarray, dict[str, int]]]:
+    """Each batch's first row, sample ids, features as a float32 (rows, D) array (missing values as NaN) and
+    missing values per column; a one-line error for a column that is not numeric. Ids that ascend are read
+    beside the features (``RowIndex``)."""
+    reread = rows.ids is None and rows.id_column is not None and rows.id_column not in columns
+    lo = 0
+    for batch in file.batches([*columns, rows.id_column] if reread else columns, numeric=columns):
+        hi = lo + batch.num_rows
+        ids = batch.column(rows.id_column).to_numpy().astype(np.int64) if reread else rows.sample_ids(lo, hi)
         if columns == ["features"] and is_list(batch.column("features").type):
-            yield _list_values(batch.column("features").combine_chunks(), file.path), {}
+            yield lo, ids, _list_values(batch.column("features").combine_chunks(), file.path), {}
+            lo = hi
             continue
         parts, nulls = [], {}
         for name in columns:
@@ -227,7 +218,8 @@ def _features(file: TabularFile, columns: list[str]) -> Iterator[tuple[np.ndarra
             nulls[name] = column.null_count
             parts.append(column.to_numpy(zero_copy_only=False).astype(np.float64, copy=False))
         with np.errstate(over="ignore", invalid="ignore"):
-            yield np.column_stack(parts).astype(np.float32), nulls
+            yield lo, ids, np.column_stack(parts).astype(np.float32), nulls
+        lo = hi
 
 
 def is_list(type_: pa.DataType) -> bool:
