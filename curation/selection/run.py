@@ -51,8 +51,7 @@ def selection_input(
     """The train split of a version (ids and labels; features read when a method asks for them) plus a score
     set's scores and embeddings."""
     info, reader = open_version(settings, ref)
-    ids = reader.split_ids("train")
-    labels = reader.take(ids, ["label"]).column("label").to_numpy()
+    ids, labels = reader.arrays(["sample_id", "label"], "train")
     data = SelectionInput(info.id, ids, labels, read_features=lambda: features_numpy(reader.take(ids, ["features"])))
     if score_set_id is not None:
         _attach_scores(settings, info, data, score_set_id)
@@ -94,9 +93,11 @@ def _write_plan(settings: Settings, plan: Plan) -> tuple[str, str]:
             "weight": pa.array(np.ones(len(ids), np.float32) if weights is None else weights, pa.float32()),
         }
     )
-    target = write_named(
-        settings.data_path / "plans", lambda tmp: pq.write_table(table, tmp), lambda tmp: f"{file_md5(tmp)}.parquet"
-    )
+
+    def write(tmp):
+        pq.write_table(table, tmp, use_dictionary=["epoch"])  # no dictionary of ids: its hash table grows with N
+
+    target = write_named(settings.data_path / "plans", write, lambda tmp: f"{file_md5(tmp)}.parquet")
     return str(target.relative_to(settings.home)), target.stem
 
 

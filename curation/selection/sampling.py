@@ -136,7 +136,7 @@ class RS2Sampling(SoftSampling):
 
 @register_selector
 class UniformSubset(Selector):
-    """A fixed uniform random subset of ``budget`` samples, the same every epoch."""
+    """A fixed uniform random subset of ``budget`` samples, the same every epoch (memory: the subset and a block)."""
 
     name = "uniform"
 
@@ -146,8 +146,8 @@ class UniformSubset(Selector):
 
     def _fit(self, data: SelectionInput) -> Plan:
         check_seed(self.seed)
-        k = resolve_budget(self.budget, data.n)
-        rows = np.sort(_rng(self.seed).choice(data.n, size=k, replace=False))
+        k = resolve_budget(self.budget, data.n)  # RS2's first epoch: k distinct rows, drawn a block at a time
+        rows = np.sort(np.concatenate(list(epoch_positions(RS2, int(self.seed), 0, data.n, k))))
         return self._subset(data, rows)
 
 
