@@ -240,3 +240,13 @@ def test_train_and_score_stream_from_the_cli(version, monkeypatch):
     assert scored.exit_code == 0, scored.output
     bad = runner.invoke(app, ["train", str(info.id), "--data-path", "disk"])
     assert bad.exit_code == 2 and "disk" in bad.stderr
+
+
+def test_a_streamed_run_never_holds_every_id_of_the_version(version):
+    """A streamed split knows its rows' places in the file: training, evaluation and reading rows by position never
+    load the version's whole id column (8 bytes a row of every split)."""
+    data = load(version, "stream")
+    make(data, epochs=1).fit(FullPlan(data.version_id, data.train.sample_ids))
+    x, y = data.test.batch(np.arange(4))
+    assert data.reader._ids is None and x.shape[0] == len(y) == 4
+    assert data.train.file_rows.dtype == np.int32 and data.train._loader[1].pieces == []  # a finished pass: none held

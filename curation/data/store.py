@@ -84,7 +84,7 @@ def stage(schema: pa.Schema, tables: Iterable[pa.Table], data_dir: Path) -> Stag
                 sink, schema, compression="lz4", use_dictionary=["split"], write_statistics=["sample_id"]
             ) as writer:
                 size = group_rows(schema)
-                for i, group in enumerate(_row_groups(tables, schema, size)):
+                for i, group in enumerate(recut(tables, schema, size)):
                     writer.write_table(group, row_group_size=size)
                     kill_point(f"stage:row-group-{i}")
         return Staged(path, sink.digest.hexdigest(), read_manifest(schema))
@@ -102,10 +102,12 @@ def group_rows(schema: pa.Schema) -> int:
     return max(1, min(ROW_GROUP_SIZE, GROUP_BYTES // width))
 
 
-def _row_groups(tables: Iterable[pa.Table], schema: pa.Schema, size: int) -> Iterator[pa.Table]:
-    """The rows re-cut into tables of ``size`` rows (the last one shorter)."""
+def recut(tables: Iterable[pa.Table | pa.RecordBatch], schema: pa.Schema, size: int) -> Iterator[pa.Table]:
+    """The rows re-cut into tables of ``size`` rows (the last one shorter): row groups that do not depend on how
+    the rows came in."""
     pending, held = [], 0
     for table in tables:
+        table = pa.Table.from_batches([table]) if isinstance(table, pa.RecordBatch) else table
         table = table.replace_schema_metadata(schema.metadata)
         while table.num_rows:
             take = min(size - held, table.num_rows)
@@ -138,7 +140,8 @@ def miscounted(path: Path, split: str | None, rows: int) -> CurationError:
 class VersionReader:
     """Lazy access to one version: metadata up front, rows only when asked for.
 
-    The file is memory-mapped; ``take`` reads only the row groups that hold the asked-for ids. Every read
+    Reads go through the file (not a memory map, whose touched pages would count as this process's memory);
+    ``take`` reads only the row groups that hold the asked-for ids. Every read
     returns features as the model sees them: the version's transform (``curation.data.transforms``) is applied
     here, and an image version's ``image`` column is read and decoded when ``features`` are asked for.
     """
@@ -148,7 +151,7 @@ class VersionReader:
         if not self.path.is_file():
             raise CurationError(f"data file {self.path} is missing", "run `dvc pull` or `dvc checkout` to restore it")
         try:
-            self._file = pq.ParquetFile(self.path, memory_map=True)
+            self._file = pq.ParquetFile(self.path, pre_buffer=False)  # no map: read pages would count as ours
         except (pa.ArrowException, OSError) as exc:
             raise CurationError(f"cannot read {self.path}: {exc}", "restore it with `dvc checkout`") from None
         self.manifest = read_manifest(self._file.schema_arrow)
@@ -157,6 +160,7 @@ class VersionReader:
         self.stored = "image" if self.images else "features"  # the column features are read from
         self.has_split = "split" in self._file.schema_arrow.names
         self.num_rows = self._file.metadata.num_rows
+        self.row_dtype = np.int32 if self.num_rows < 2**31 else np.int64  # of a row's position in the file
         self._ids: np.ndarray | None = None
         self.group_starts = np.cumsum(  # the first row of each row group, then the row count
             [0] + [self._file.metadata.row_group(i).num_rows for i in range(self._file.num_row_groups)]
@@ -184,7 +188,12 @@ class VersionReader:
 
     def take(self, sample_ids, columns: list[str] | None = None) -> pa.Table:
         """Rows for the given ids, in the given order (duplicates allowed), reading only needed row groups."""
-        rows = self.rows_of(np.asarray(sample_ids))
+        return self.take_rows(self.rows_of(np.asarray(sample_ids)), columns)
+
+    def take_rows(self, rows: np.ndarray, columns: list[str] | None = None) -> pa.Table:
+        """The rows at these positions in the file, in the given order, reading only the row groups that hold them
+        (no id lookup: a caller that knows the positions never loads every id)."""
+        rows = np.asarray(rows, dtype=np.int64)
         groups = np.searchsorted(self.group_starts, rows, side="right") - 1
         needed = np.unique(groups)
         part = self._file.read_row_groups(needed.tolist(), columns=self._columns(columns))
@@ -196,36 +205,41 @@ class VersionReader:
 
     def split_ids(self, split: str = "train") -> np.ndarray:
         """Sample ids of one split; all ids when the version has no split column."""
-        if not self.has_split:
-            return self.sample_ids
         [ids] = self.arrays(["sample_id"], split)
         return ids
 
-    def arrays(self, columns: list[str], split: str | None = None) -> list[np.ndarray]:
-        """Scalar columns (ids, labels) of the version or one split, each one numpy array filled a row group at a
-        time: what is held is the arrays and one group, never Arrow's copy of the whole columns."""
-        rows = self.num_rows if split is None else (self.manifest.get("splits") or {}).get(split, 0)
+    def arrays(self, columns: list[str], split: str | None = None, rows: bool = False) -> list[np.ndarray]:
+        """Scalar columns (ids, labels) of the version or one split (the whole version when it has no split column),
+        each one numpy array filled a row group at a time: what is held is the arrays and one group, never Arrow's
+        copy of the whole columns. With ``rows``, then each row's position in the file (``row_dtype``)."""
+        split = split if self.has_split else None
+        count = self.num_rows if split is None else (self.manifest.get("splits") or {}).get(split, 0)
         out, at = None, 0
-        for table in self.groups(columns, split):
-            parts = [table.column(c).to_numpy() for c in columns]
+        for table, where in self._groups(columns, split):
+            parts = [table.column(c).to_numpy() for c in columns] + ([where.astype(self.row_dtype)] if rows else [])
             if out is None:
-                out = [np.empty(rows, dtype=part.dtype) for part in parts]
-            if at + table.num_rows > rows:
+                out = [np.empty(count, dtype=part.dtype) for part in parts]
+            if at + table.num_rows > count:
                 break
             for array, part in zip(out, parts):
                 array[at : at + len(part)] = part
             at += table.num_rows
-        if at != rows:
-            raise miscounted(self.path, split, rows)
+        if at != count:
+            raise miscounted(self.path, split, count)
         return out
 
     def read(self, columns: list[str] | None = None, split: str | None = None) -> pa.Table:
         """The whole version (or one split of it)."""
-        return pa.concat_tables(list(self.groups(columns, split)))  # a version has at least one row
+        return pa.concat_tables([table for table, _ in self._groups(columns, split)])  # a version has a row
 
     def groups(self, columns: list[str] | None = None, split: str | None = None) -> Iterator[pa.Table]:
         """The version (or one split of it) a row group at a time: a split's read holds that split and one group,
         never the rows of the other splits."""
+        for table, _ in self._groups(columns, split):
+            yield table
+
+    def _groups(self, columns: list[str] | None, split: str | None) -> Iterator[tuple[pa.Table, np.ndarray]]:
+        """Each row group's rows (of one split) and their positions in the file."""
         if split is not None and not self.has_split:
             raise CurationError(
                 f"version has no split column, cannot select split {split!r}", "add the data with a split column"
@@ -233,10 +247,12 @@ class VersionReader:
         wanted = None if columns is None else list(dict.fromkeys([*columns, *(["split"] if split else [])]))
         for g in range(self._file.num_row_groups):
             table = self._file.read_row_group(g, columns=self._columns(wanted))
+            where = np.arange(self.group_starts[g], self.group_starts[g + 1])
             if split is not None:
-                table = table.filter(pc.equal(table.column("split"), split))
+                mask = pc.equal(table.column("split"), split)
+                table, where = table.filter(mask), where[mask.to_numpy(zero_copy_only=False)]
             table = transforms.apply(table, self.transform)
-            yield table.select(columns) if columns else table
+            yield (table.select(columns) if columns else table), where
 
     def _columns(self, columns: list[str] | None) -> list[str] | None:
         """The stored columns that hold the asked-for ones (``features`` of an image version are ``image``)."""

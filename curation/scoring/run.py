@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass
+from itertools import chain
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +20,7 @@ import torch
 from curation.catalog import Catalog, ModelVersion, ScoreSet
 from curation.choices import DataPath, Engine
 from curation.config import Settings
-from curation.data.store import file_md5
+from curation.data.store import file_md5, recut
 from curation.data.versions import VersionInfo, open_version
 from curation.errors import CurationError
 from curation.faults import kill_point
@@ -31,6 +32,8 @@ from curation.training.checkpoint import load_checkpoint
 from curation.training.config import TrainConfig
 from curation.training.data import TrainingData
 from curation.training.trainer import Callback, Trainer, inference_batch, resolve_device
+
+SCORE_GROUP_ROWS = 16_384  # rows of a score set's row group
 
 
 @dataclass
@@ -214,12 +217,12 @@ def _as_scoring_cost(ledger: ComputeLedger) -> dict:
 
 
 def write_batches(path: Path, batches: Iterator[pa.RecordBatch]) -> pa.Schema:
-    """Record batches into one Parquet file, one row group each; their schema."""
+    """Record batches into one Parquet file in row groups of ``SCORE_GROUP_ROWS`` rows, however the batches are
+    cut (the writer holds each group's metadata until it closes: few groups keep that small); their schema."""
     first = next(batches)
     with pq.ParquetWriter(path, first.schema, compression="lz4") as writer:
-        writer.write_batch(first)
-        for batch in batches:
-            writer.write_batch(batch)
+        for table in recut(chain([first], batches), first.schema, SCORE_GROUP_ROWS):
+            writer.write_table(table, row_group_size=SCORE_GROUP_ROWS)
     return first.schema
 
 

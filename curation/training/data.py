@@ -27,6 +27,7 @@ RUN_RESERVE = 512 << 20  # ... counted after this much is kept for the rest of a
 WORKER_BYTES = 384 << 20  # a reader process: torch imported, a row group and its pieces read ahead (~350 MB measured)
 DEVICE_SHARE = 0.5  # keep a split on the GPU when it takes at most this share of free GPU memory
 DECODE_CHUNK = 256  # images a decoding worker reads and decodes per task
+CHECK_IDS = 1 << 20  # plan ids checked against the train split at a time
 
 
 @dataclass
@@ -156,9 +157,12 @@ class TrainingData:
         ids = np.asarray(sample_ids, dtype=np.int64)
         known = self.train.sample_ids
         pos = np.minimum(np.searchsorted(known, ids), len(known) - 1)
-        outside = known[pos] != ids
-        if outside.any():
-            bad = ids[outside]
+        bad = [ids[:0]]  # checked CHECK_IDS at a time: no temporaries the size of the plan beside the positions
+        for lo in range(0, len(ids), CHECK_IDS):
+            part = ids[lo : lo + CHECK_IDS]
+            bad.append(part[known[pos[lo : lo + CHECK_IDS]] != part])
+        bad = np.concatenate(bad)
+        if len(bad):
             if self.reader is None:
                 raise CurationError(
                     f"{len(bad)} sample ids are not in the train split (first: {int(bad[0])})",

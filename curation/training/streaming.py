@@ -1,7 +1,8 @@
 """Splits read from disk while a model trains, for versions that do not fit in memory (``--data-path stream``).
 
 A ``StreamedSplit`` holds only its sample ids and their rows in the version's file. An epoch's positions
-(a plan's rows, repeats included) are grouped by Parquet row group and cut into pieces of at most
+(a plan's rows, repeats included) are sorted into file order, which groups them by Parquet row group
+(a few bytes a position: no per-position group array), and cut into pieces of at most
 ``PIECE_ROWS`` rows and ``PIECE_BYTES`` of features; the row groups are visited in a seeded random order,
 each group's entries shuffled, and ``workers`` DataLoader processes read and transform the pieces ahead of
 the training step (prefetch, pinned memory on a GPU). The main process mixes ``BUFFER_PIECES`` pieces at a
@@ -35,8 +36,8 @@ WATCH_SECONDS = 1.0  # how often a worker checks that the process it reads for i
 
 
 def row_groups(starts: np.ndarray, file_rows: np.ndarray) -> np.ndarray:
-    """The row group of each file row (``starts``: ``VersionReader.group_starts``)."""
-    return np.searchsorted(starts, file_rows, side="right") - 1
+    """The row group (int32) of each file row (``starts``: ``VersionReader.group_starts``)."""
+    return (np.searchsorted(starts, file_rows, side="right") - 1).astype(np.int32)
 
 
 def ordered_spans(groups: np.ndarray, size: int) -> list[tuple[int, int]]:
@@ -139,8 +140,7 @@ class StreamedSplit:
         self.name, self.shape, self.device, self.workers = name, shape, device, workers
         self.reader = reader
         if shard is None:
-            self.sample_ids = reader.split_ids(name)
-            self.file_rows = reader.rows_of(self.sample_ids)
+            self.sample_ids, self.file_rows = reader.arrays(["sample_id"], name, rows=True)
         else:
             self.sample_ids, self.file_rows = shard
         self._starts = reader.group_starts
@@ -153,7 +153,7 @@ class StreamedSplit:
 
     def batch(self, rows: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         """Features and labels of any rows, read in this process (random access; epochs use ``batches``)."""
-        table = self.reader.take(self.sample_ids[np.asarray(rows)], ["label", "features"])
+        table = self.reader.take_rows(self.file_rows[np.asarray(rows)], ["label", "features"])
         x = torch.from_numpy(np.require(transforms.features_numpy(table), np.float32, "CW"))
         y = torch.from_numpy(table.column("label").to_numpy().astype(np.int64))
         return self._to_device(x, y)
@@ -163,26 +163,20 @@ class StreamedSplit:
     ) -> Iterator[tuple[np.ndarray, np.ndarray | None, torch.Tensor, torch.Tensor]]:
         """An epoch over ``rows`` (repeats kept) in batches of ``size``: (rows, weights, features, labels)."""
         rng = np.random.default_rng(seed)
-        rows = np.asarray(rows, dtype=np.int64)
         weights = None if weights is None else np.asarray(weights, dtype=np.float32)
-        file_rows = self.file_rows[rows]
-        groups = row_groups(self._starts, file_rows).astype(np.int32)
-        by_group = np.argsort(groups, kind="stable")  # each group's positions in ascending order
-        ordered = groups[by_group]
-        first = np.flatnonzero(np.diff(ordered, prepend=-1))  # where each group starts (sorted: no second sort)
-        used = ordered[first]
-        del groups, ordered
-        last = np.r_[first[1:], len(by_group)]
+        # entries in file order (the split's rows ascend in the file): each row group's entries are a run of it
+        by_row = np.argsort(rows, kind="stable").astype(np.int32 if len(rows) < 2**31 else np.int64)
+        file_rows = self.file_rows[rows[by_row]]
+        bounds = np.searchsorted(file_rows, self._starts)  # where each row group's run starts, then the end
         pieces, meta = [], []
-        for i in rng.permutation(len(used)):  # the groups in a seeded order, each's positions shuffled
-            members = by_group[first[i] : last[i]]
-            members = members[rng.permutation(len(members))]
-            group = int(used[i])
-            for lo in range(0, len(members), self._piece_rows):
-                part = members[lo : lo + self._piece_rows]
-                pieces.append((group, (file_rows[part] - self._starts[group]).astype(np.int32)))
-                meta.append(part)
-        del by_group, file_rows
+        for group in rng.permutation(np.flatnonzero(np.diff(bounds))):  # used groups in a seeded order
+            lo, hi = int(bounds[group]), int(bounds[group + 1])
+            shuffled = lo + rng.permutation(hi - lo)
+            for at in range(0, len(shuffled), self._piece_rows):
+                part = shuffled[at : at + self._piece_rows]
+                pieces.append((int(group), (file_rows[part] - self._starts[group]).astype(np.int32)))
+                meta.append(by_row[part])
+        del by_row, file_rows
         carry = None  # rows of the last buffer that did not fill a batch
         read = self._read(pieces)
         for lo in range(0, len(pieces), BUFFER_PIECES):
@@ -235,13 +229,17 @@ class StreamedSplit:
         self._pass += 1
         mine, queue.pieces = self._pass, pieces
         pieces_read = iter(loader)
-        while True:
-            if self._pass != mine:  # checked before reading: the newer pass keeps all its pieces
-                raise RuntimeError(f"a pass over the {self.name} split was ended by another one")
-            piece = next(pieces_read, None)
-            if piece is None:
-                return
-            yield piece
+        try:
+            while True:
+                if self._pass != mine:  # checked before reading: the newer pass keeps all its pieces
+                    raise RuntimeError(f"a pass over the {self.name} split was ended by another one")
+                piece = next(pieces_read, None)
+                if piece is None:
+                    return
+                yield piece
+        finally:
+            if self._pass == mine:
+                queue.pieces = []  # a finished or abandoned pass holds nothing
 
     def _to_device(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x = x.reshape(len(x), *self.shape)
