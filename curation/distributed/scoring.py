@@ -28,7 +28,7 @@ from curation.distributed.files import part_name
 from curation.files import temporary_path, write_atomic
 from curation.scoring.scores import score_batches
 from curation.training.checkpoint import load_checkpoint, save_checkpoint
-from curation.training.streaming import StreamedSplit, row_groups
+from curation.training.streaming import StreamedSplit, run_bounds
 
 TASKS_PER_WORKER = 4  # shards per worker: a balanced finish, and a cheap rerun of a lost one
 
@@ -81,11 +81,11 @@ def sharded_scores(
 def shards(starts: np.ndarray, file_rows: np.ndarray, tasks: int) -> list[tuple[int, int]]:
     """(start, stop) positions in ``file_rows`` (sorted) of at most ``tasks`` shards, each the rows of a contiguous
     range of the row groups that hold any (``starts``: ``VersionReader.group_starts``)."""
-    groups = row_groups(starts, file_rows)
-    used = np.unique(groups)
+    bounds = run_bounds(starts, file_rows)
+    used = np.flatnonzero(np.diff(bounds))
     owned = np.array_split(used, min(tasks, len(used))) if len(used) else []
-    bounds = np.searchsorted(groups, [int(g[0]) for g in owned] + [len(starts)])
-    return [(int(lo), int(hi)) for lo, hi in zip(bounds[:-1], bounds[1:])]
+    edges = [int(bounds[g[0]]) for g in owned] + [len(file_rows)]
+    return [(lo, hi) for lo, hi in zip(edges[:-1], edges[1:])]
 
 
 def _score_shard(path: str, shape, proxy: tuple, shard, forgetting, out: Path) -> Path:

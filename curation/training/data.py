@@ -19,7 +19,7 @@ from curation.choices import DataPath
 from curation.data.store import VersionReader, features_numpy, miscounted
 from curation.errors import CurationError
 from curation.memory import available_bytes
-from curation.training.streaming import StreamedSplit, ordered_spans, row_groups, worker_loader
+from curation.training.streaming import StreamedSplit, ordered_spans, run_bounds, worker_loader
 
 COLUMNS = ["sample_id", "label", "features"]
 MEMORY_SHARE = 0.5  # data_path auto: a split bigger than this share of available memory is streamed ...
@@ -40,7 +40,7 @@ class Split:
     features: torch.Tensor
     labels: torch.Tensor
     device: torch.device
-    groups: np.ndarray | None = None
+    bounds: np.ndarray | None = None  # streaming.run_bounds of its rows in the version's file (None: one group)
 
     def __len__(self) -> int:
         return len(self.sample_ids)
@@ -71,8 +71,8 @@ class Split:
     def in_order(self, size: int) -> Iterator[tuple[np.ndarray, torch.Tensor, torch.Tensor]]:
         """Every row in order, in batches of at most ``size`` that never span two row groups, as streamed and
         sharded passes cut them: (rows, features, labels)."""
-        groups = np.zeros(len(self), np.int64) if self.groups is None else self.groups
-        for lo, hi in ordered_spans(groups, size):
+        bounds = np.array([0, len(self)]) if self.bounds is None else self.bounds
+        for _, lo, hi in ordered_spans(bounds, size):
             rows = np.arange(lo, hi)
             yield rows, *self.batch(rows)
 
@@ -257,7 +257,7 @@ def _load_split(
             f"sample ids of {reader.path} are not sorted", "re-add the version with `curation data add`"
         )
     split = _in_memory(name, ids, features.reshape(rows, *shape), np.concatenate(labels), device)
-    split.groups = row_groups(reader.group_starts, reader.rows_of(ids))
+    split.bounds = run_bounds(reader.group_starts, reader.rows_of(ids))
     return split
 
 

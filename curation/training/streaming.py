@@ -35,20 +35,20 @@ PREFETCH = 4  # pieces each worker reads ahead
 WATCH_SECONDS = 1.0  # how often a worker checks that the process it reads for is still there
 
 
-def row_groups(starts: np.ndarray, file_rows: np.ndarray) -> np.ndarray:
-    """The row group (int32) of each file row (``starts``: ``VersionReader.group_starts``)."""
-    return (np.searchsorted(starts, file_rows, side="right") - 1).astype(np.int32)
+def run_bounds(starts: np.ndarray, file_rows: np.ndarray) -> np.ndarray:
+    """Where the rows of each row group begin in ``file_rows`` (ascending file positions), then the end: one entry
+    a row group (``starts``: ``VersionReader.group_starts``), none a row."""
+    return np.searchsorted(file_rows, starts)
 
 
-def ordered_spans(groups: np.ndarray, size: int) -> list[tuple[int, int]]:
-    """Rows 0..len(groups) in order as (start, stop) batches of at most ``size`` that never span two row groups
-    (``groups``: each row's): the one partition of in-order passes (evaluation, scoring, in memory, streamed or
+def ordered_spans(bounds: np.ndarray, size: int) -> list[tuple[int, int, int]]:
+    """The rows in order as (row group, start, stop) batches of at most ``size`` that never span two row groups
+    (``bounds``: ``run_bounds``): the one partition of in-order passes (evaluation, scoring, in memory, streamed or
     sharded on Dask), so their results agree bit for bit."""
-    bounds = np.flatnonzero(np.diff(groups)) + 1
     return [
-        (lo, min(lo + size, int(stop)))
-        for start, stop in zip(np.r_[0, bounds], np.r_[bounds, len(groups)])
-        for lo in range(int(start), int(stop), size)
+        (int(group), lo, min(lo + size, int(bounds[group + 1])))
+        for group in np.flatnonzero(np.diff(bounds))
+        for lo in range(int(bounds[group]), int(bounds[group + 1]), size)
     ]
 
 
@@ -200,10 +200,9 @@ class StreamedSplit:
 
     def in_order(self, size: int) -> Iterator[tuple[np.ndarray, torch.Tensor, torch.Tensor]]:
         """Every row in order, in batches of at most ``size`` (a batch never spans two row groups)."""
-        groups = row_groups(self._starts, self.file_rows)
-        spans = ordered_spans(groups, size)
-        pieces = [(int(groups[lo]), self.file_rows[lo:hi] - self._starts[groups[lo]]) for lo, hi in spans]
-        for (lo, hi), (x, y) in zip(spans, self._read(pieces)):
+        spans = ordered_spans(run_bounds(self._starts, self.file_rows), size)
+        pieces = [(group, self.file_rows[lo:hi] - self._starts[group]) for group, lo, hi in spans]
+        for (_, lo, hi), (x, y) in zip(spans, self._read(pieces)):
             yield (np.arange(lo, hi), *self._to_device(x, y))
 
     def close(self) -> None:
