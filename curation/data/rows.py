@@ -131,16 +131,35 @@ def _reread_ids(file: TabularFile, id_column: str) -> np.ndarray:
     return np.concatenate([check_ids(t.column(id_column).to_numpy(), t.num_rows, str(file.path)) for t in tables])
 
 
-class _Labels:
+class _Column:
+    """A column seen a batch at a time: each batch's codes, and its missing values, refused once all are seen."""
+
+    kind, fix = "", ""
+
+    def __init__(self, column: str | None, path: Path):
+        self.column, self.path = column, path
+        self.parts: list[np.ndarray] = []
+        self.nulls = 0
+
+    def _codes(self) -> np.ndarray:
+        if self.nulls:
+            raise CurationError(
+                f"{self.kind} column {self.column!r} in {self.path} has {self.nulls} missing values", self.fix
+            )
+        codes, self.parts = _joined(self.parts, sum(len(p) for p in self.parts)), []
+        return codes
+
+
+class _Labels(_Column):
     """Class indices of a label column seen a batch at a time: integers >= 0 are kept; names (strings) and
     negative integers are numbered in their sorted order once every batch is seen (``contract.encode_labels``)."""
 
+    kind, fix = "label", "fill or drop those rows"
+
     def __init__(self, column: str, path: Path):
-        self.column, self.path = column, path
-        self.parts: list[np.ndarray] = []
+        super().__init__(column, path)
         self.names: dict[str, int] = {}  # a name's index in the order first seen
         self.strings: bool | None = None
-        self.nulls = 0
         self.low = 0
 
     def add(self, values: pa.ChunkedArray, ids: np.ndarray) -> None:
@@ -174,13 +193,7 @@ class _Labels:
         self.parts.append(_narrow(numbers))
 
     def finish(self) -> tuple[np.ndarray, list]:
-        if self.nulls:
-            raise CurationError(
-                f"label column {self.column!r} in {self.path} has {self.nulls} missing values",
-                "fill or drop those rows",
-            )
-        codes = _joined(self.parts, sum(len(p) for p in self.parts))
-        self.parts = []
+        codes = self._codes()
         if self.strings:
             seen = list(self.names)
             order = np.argsort(seen)
@@ -193,13 +206,10 @@ class _Labels:
         return _narrow(np.searchsorted(values, codes)), [int(v) for v in values]
 
 
-class _Splits:
+class _Splits(_Column):
     """Split codes of a split column seen a batch at a time (all 'train' without one)."""
 
-    def __init__(self, column: str | None, path: Path):
-        self.column, self.path = column, path
-        self.parts: list[np.ndarray] = []
-        self.nulls = 0
+    kind, fix = "split", "name every row's split 'train' or 'test'"
 
     def add(self, values: pa.ChunkedArray | None, n: int) -> None:
         if values is None:
@@ -212,13 +222,7 @@ class _Splits:
         self.parts.append(np.array([SPLIT_NAMES.index(name) for name in names], np.int8)[codes])
 
     def finish(self) -> tuple[np.ndarray, list[str]]:
-        if self.nulls:
-            raise CurationError(
-                f"split column {self.column!r} in {self.path} has {self.nulls} missing values",
-                "name every row's split 'train' or 'test'",
-            )
-        codes = _joined(self.parts, sum(len(p) for p in self.parts))
-        self.parts = []
+        codes = self._codes()
         present = np.flatnonzero(np.bincount(codes, minlength=len(SPLIT_NAMES)))
         if len(present) == len(SPLIT_NAMES):
             return codes, list(SPLIT_NAMES)
