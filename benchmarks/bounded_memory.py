@@ -118,7 +118,9 @@ def main() -> None:
         | {f"{s} peak at the largest N": f"<= {TARGET_PEAK_MB} MB" for s in bounded},
         met,
         notes="peak = summed PSS of the command's process tree, sampled every 0.2 s; each stage a fresh process; "
-        "per-row bookkeeping stays in memory (ids, labels, split codes, file rows, backward counts: ~30 bytes a row)",
+        "per-row bookkeeping stays in memory: 2 bytes a row at ingest (class, split), a train row's id and label in "
+        "select (12 bytes), a split's ids and file rows (12 bytes a row), backward counts (4) and an epoch's entries "
+        "(about 20 bytes each) in training and scoring",
         out=args.out,
         quick=args.quick,
     )

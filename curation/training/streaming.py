@@ -1,14 +1,14 @@
 """Splits read from disk while a model trains, for versions that do not fit in memory (``--data-path stream``).
 
-A ``StreamedSplit`` holds only its sample ids and their rows in the version's file. An epoch's positions
-(a plan's rows, repeats included) are sorted into file order, which groups them by Parquet row group
-(a few bytes a position: no per-position group array), and cut into pieces of at most
-``PIECE_ROWS`` rows and ``PIECE_BYTES`` of features; the row groups are visited in a seeded random order,
-each group's entries shuffled, and ``workers`` DataLoader processes read and transform the pieces ahead of
-the training step (prefetch, pinned memory on a GPU). The main process mixes ``BUFFER_PIECES`` pieces at a
-time (a bounded shuffle buffer) and cuts them into batches, so every epoch trains on exactly the plan's
-multiset of rows, in an order that depends only on (seed, epoch): a resumed run replays it. Memory holds a
-few pieces, whatever N is.
+A ``StreamedSplit`` holds only its sample ids and their rows in the version's file. An epoch's entries
+(a plan's rows, repeats included) are sorted into file order, which groups them by Parquet row group; the
+row groups are visited in a seeded random order, each group's entries shuffled and cut into pieces of at
+most ``PIECE_ROWS`` rows and ``PIECE_BYTES`` of features, made as ``workers`` DataLoader processes ask for
+them; the workers read and transform the pieces ahead of the training step (prefetch, pinned memory on a
+GPU). The main process mixes ``BUFFER_PIECES`` pieces at a time (a bounded shuffle buffer) and cuts them
+into batches, so every epoch trains on exactly the plan's multiset of rows, in an order that depends only
+on (seed, epoch): a resumed run replays it. Memory holds the sorted entries (4 bytes each; 8 with weights)
+and a few pieces, whatever N is.
 """
 
 from __future__ import annotations
@@ -16,8 +16,10 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Iterable, Iterator
 from functools import partial
+from itertools import islice
 
 import numpy as np
 import psutil
@@ -115,13 +117,10 @@ class _Queue(torch.utils.data.Sampler):
     """The pieces of the pass under way; a persistent loader reads whatever was queued last."""
 
     def __init__(self):
-        self.pieces: list = []
+        self.pieces: Iterable = []  # a list, or a generator that makes them as they are asked for
 
     def __iter__(self):
         return iter(self.pieces)
-
-    def __len__(self) -> int:
-        return len(self.pieces)
 
 
 class StreamedSplit:
@@ -162,41 +161,56 @@ class StreamedSplit:
         self, rows: np.ndarray, weights: np.ndarray | None, size: int, seed: list[int]
     ) -> Iterator[tuple[np.ndarray, np.ndarray | None, torch.Tensor, torch.Tensor]]:
         """An epoch over ``rows`` (repeats kept) in batches of ``size``: (rows, weights, features, labels)."""
-        rng = np.random.default_rng(seed)
+        rng = np.random.default_rng(seed)  # mixes each buffer
+        shuffle = np.random.default_rng([*seed, 1])  # orders the row groups and the entries in each
         weights = None if weights is None else np.asarray(weights, dtype=np.float32)
-        # entries in file order (the split's rows ascend in the file): each row group's entries are a run of it
-        by_row = np.argsort(rows, kind="stable").astype(np.int32 if len(rows) < 2**31 else np.int64)
-        file_rows = self.file_rows[rows[by_row]]
-        bounds = np.searchsorted(file_rows, self._starts)  # where each row group's run starts, then the end
-        pieces, meta = [], []
-        for group in rng.permutation(np.flatnonzero(np.diff(bounds))):  # used groups in a seeded order
-            lo, hi = int(bounds[group]), int(bounds[group + 1])
-            shuffled = lo + rng.permutation(hi - lo)
-            for at in range(0, len(shuffled), self._piece_rows):
-                part = shuffled[at : at + self._piece_rows]
-                pieces.append((int(group), (file_rows[part] - self._starts[group]).astype(np.int32)))
-                meta.append(by_row[part])
-        del by_row, file_rows
-        carry = None  # rows of the last buffer that did not fill a batch
-        read = self._read(pieces)
-        for lo in range(0, len(pieces), BUFFER_PIECES):
-            parts = meta[lo : lo + BUFFER_PIECES]
-            xs, ys = zip(*(next(read) for _ in parts))
+        small = np.int32 if len(rows) < 2**31 else np.int64
+        if weights is None:  # only the rows matter: sorted, an entry is its rank
+            rows, order = np.sort(np.asarray(rows).astype(small)), None
+        else:  # an entry is its position, to find its weight
+            order = np.argsort(rows, kind="stable").astype(small)
+        ranked = rows if order is None else rows[order]  # the entries in file order (the split's rows ascend in it)
+        bounds = np.searchsorted(ranked, run_bounds(self._starts, self.file_rows))  # each row group's run of them
+        sent = deque()  # the entries of each piece handed to the readers, in the order they read them
+
+        def pieces() -> Iterator[tuple[int, np.ndarray]]:
+            """The row groups in a seeded order, each's entries shuffled and cut into pieces, made as the readers
+            ask for them: an epoch holds its sorted entries and the pieces in flight, 4 to 8 bytes an entry."""
+            for group in shuffle.permutation(np.flatnonzero(np.diff(bounds))):
+                lo, hi = int(bounds[group]), int(bounds[group + 1])
+                shuffled = lo + shuffle.permutation(hi - lo)
+                for at in range(0, len(shuffled), self._piece_rows):
+                    part = shuffled[at : at + self._piece_rows]
+                    sent.append(part if order is None else order[part])
+                    yield int(group), (self.file_rows[ranked[part]] - self._starts[group]).astype(np.int32)
+
+        empty = np.zeros(0, np.int64)
+        carry = (empty, torch.zeros((0, *self.shape)).flatten(1), torch.zeros(0, dtype=torch.int64))
+        read = self._read(pieces())
+        while buffer := list(islice(read, BUFFER_PIECES)):
+            parts = [sent.popleft() for _ in buffer]
+            xs, ys = zip(*buffer)
             index, x, y = np.concatenate(parts), torch.cat(xs), torch.cat(ys)
-            order = torch.from_numpy(rng.permutation(len(index)))
-            index, x, y = index[order.numpy()], x[order], y[order]
-            if carry is not None:
-                index, x, y = np.concatenate([carry[0], index]), torch.cat([carry[1], x]), torch.cat([carry[2], y])
-            last = lo + BUFFER_PIECES >= len(pieces)
-            end = len(index) if last else len(index) - len(index) % size
-            for at in range(0, end, size):
-                pick = index[at : min(at + size, end)]
-                yield (
-                    rows[pick],
-                    None if weights is None else weights[pick],
-                    *self._to_device(x[at : at + len(pick)], y[at : at + len(pick)]),
-                )
+            mix = torch.from_numpy(rng.permutation(len(index)))
+            index, x, y = (
+                np.concatenate([carry[0], index[mix.numpy()]]),
+                torch.cat([carry[1], x[mix]]),
+                torch.cat([carry[2], y[mix]]),
+            )
+            end = len(index) - len(index) % size
+            yield from self._cut(rows, weights, index[:end], x[:end], y[:end], size)
             carry = (index[end:], x[end:], y[end:])
+        yield from self._cut(rows, weights, *carry, size)  # the last, short batch
+
+    def _cut(self, rows, weights, index, x, y, size: int) -> Iterator:
+        """Batches of ``size`` entries: (their rows, weights, features, labels)."""
+        for at in range(0, len(index), size):
+            pick = index[at : at + size]
+            yield (
+                rows[pick].astype(np.int64),
+                None if weights is None else weights[pick],
+                *self._to_device(x[at : at + size], y[at : at + size]),
+            )
 
     def in_order(self, size: int) -> Iterator[tuple[np.ndarray, torch.Tensor, torch.Tensor]]:
         """Every row in order, in batches of at most ``size`` (a batch never spans two row groups)."""
