@@ -117,3 +117,20 @@ def test_bad_values_in_several_batches_are_counted_over_the_whole_file(tmp_path,
     pq.write_table(pa.table({**columns, "label": y, "split": split}), tmp_path / "f.parquet")
     with pytest.raises(CurationError, match=message):
         from_file(tmp_path / "f.parquet")
+
+
+def test_a_csv_whose_label_column_turns_to_names_after_its_first_block_keeps_them_all(tmp_path):
+    """A streamed CSV reader fixes a column's type from its first block: the label, split and id columns of a CSV
+    are read whole, so labels that look like integers for a megabyte and then hold a name are names."""
+    lines = ["label,x", *(f"{i % 3},{i}.25" for i in range(150_000)), "cat,1.0"]
+    (tmp_path / "f.csv").write_text("\n".join(lines) + "\n")
+    m = read_manifest(from_file(tmp_path / "f.csv").schema)
+    assert m["class_names"] == ["0", "1", "2", "cat"] and m["rows"] == 150_001
+
+
+def test_an_ascending_id_column_may_also_be_a_feature(tmp_path):
+    path = tmp_path / "f.parquet"
+    pq.write_table(pa.table({"label": [0, 1, 0, 1, 0], "x": np.arange(5.0), "uid": np.arange(5, 10)}), path)
+    whole = from_file(path, id_column="uid", feature_columns=["x", "uid"], standardize=False).whole()
+    assert whole.column("sample_id").to_pylist() == list(range(5, 10))
+    assert store.features_numpy(whole)[:, 1].tolist() == [5.0, 6.0, 7.0, 8.0, 9.0]

@@ -3,12 +3,15 @@
 ``scan`` reads a file's label, split and id columns a batch at a time and keeps what the version's rows need
 again when they are written: each row's class index (int8 up to 127 classes) and split code (int8). Ids that
 ascend are read again beside the features and not held; ids that do not ascend are held (the rows must be
-sorted), as they are when the caller asks for them. ``RowIndex.of`` makes the same from arrays in memory (a
-folder's class names). A source without a split gets a seeded, stratified one (``stratified``).
+sorted), as they are when the caller asks for them. A CSV's three columns are read whole and its ids held:
+its column types are inferred over the whole file, where a streamed CSV reader would fix them from its first
+block. ``RowIndex.of`` makes the same from arrays in memory (a folder's class names). A source without a split
+gets a seeded, stratified one (``stratified``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,7 +19,7 @@ import numpy as np
 import pyarrow as pa
 
 from curation.data.contract import INT32, SPLITS, check_ids, encode_labels, names_and_codes, split_codes
-from curation.data.tabular import TabularFile
+from curation.data.tabular import BATCH_ROWS, TabularFile
 from curation.errors import CurationError
 
 SPLIT_NAMES = sorted(SPLITS)  # a row's split code indexes this list until the names present are known
@@ -80,10 +83,11 @@ def scan(
     """A file's rows read a batch at a time (its label, split and id columns only); without a split column every
     row is in 'train' until ``stratified`` splits it. One-line errors for missing, mistyped or unknown values."""
     path = file.path
+    keep_ids = keep_ids or not file.parquet  # a CSV's ids are held: read again in blocks, their type could differ
     labels, splits = _Labels(label_column, path), _Splits(split_column, path)
     ids, last, ascending, lo = [], None, True, 0
     columns = [c for c in dict.fromkeys([label_column, split_column, id_column]) if c]
-    for table in file.batches(columns, numeric=[]):
+    for table in _tables(file, columns):
         hi = lo + table.num_rows
         batch_ids = np.arange(lo, hi, dtype=np.int64)
         if id_column:
@@ -115,6 +119,17 @@ def _narrow(values: np.ndarray) -> np.ndarray:
     )
 
 
+def _tables(file: TabularFile, columns: list[str]) -> Iterator[pa.Table]:
+    """The columns a batch at a time; a CSV's read whole first, as its types are inferred over the whole file
+    (a streamed CSV reader fixes them from its first block), then cut."""
+    if file.parquet:
+        yield from file.batches(columns, numeric=[])
+        return
+    table = file.read(columns)
+    for lo in range(0, table.num_rows, BATCH_ROWS):
+        yield table.slice(lo, BATCH_ROWS)
+
+
 def _joined(parts: list[np.ndarray], n: int) -> np.ndarray:
     """The parts in one array of their widest type."""
     out = np.empty(n, dtype=np.result_type(*parts))
@@ -127,7 +142,7 @@ def _joined(parts: list[np.ndarray], n: int) -> np.ndarray:
 
 def _reread_ids(file: TabularFile, id_column: str) -> np.ndarray:
     """Every id, once a descent shows the rows must be sorted (they are then read whole)."""
-    tables = file.batches([id_column], numeric=[])
+    tables = _tables(file, [id_column])
     return np.concatenate([check_ids(t.column(id_column).to_numpy(), t.num_rows, str(file.path)) for t in tables])
 
 

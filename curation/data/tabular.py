@@ -198,9 +198,10 @@ def _features(
     """Each batch's first row, sample ids, features as a float32 (rows, D) array (missing values as NaN) and
     missing values per column; a one-line error for a column that is not numeric. Ids that ascend are read
     beside the features (``RowIndex``)."""
-    reread = rows.ids is None and rows.id_column is not None and rows.id_column not in columns
+    reread = rows.ids is None and rows.id_column is not None
+    read = [*columns, rows.id_column] if reread and rows.id_column not in columns else columns
     lo = 0
-    for batch in file.batches([*columns, rows.id_column] if reread else columns, numeric=columns):
+    for batch in file.batches(read, numeric=columns):
         hi = lo + batch.num_rows
         ids = batch.column(rows.id_column).to_numpy().astype(np.int64) if reread else rows.sample_ids(lo, hi)
         if columns == ["features"] and is_list(batch.column("features").type):

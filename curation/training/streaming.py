@@ -164,7 +164,7 @@ class StreamedSplit:
         rng = np.random.default_rng(seed)  # mixes each buffer
         shuffle = np.random.default_rng([*seed, 1])  # orders the row groups and the entries in each
         weights = None if weights is None else np.asarray(weights, dtype=np.float32)
-        small = np.int32 if len(rows) < 2**31 else np.int64
+        small = np.int32 if max(len(rows), len(self)) < 2**31 else np.int64  # holds a position or a row
         if weights is None:  # only the rows matter: sorted, an entry is its rank
             rows, order = np.sort(np.asarray(rows).astype(small)), None
         else:  # an entry is its position, to find its weight
