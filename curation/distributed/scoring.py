@@ -39,16 +39,17 @@ def sharded_scores(
     reader: VersionReader,
     shape: tuple[int, ...],
     proxy: tuple,
-    sample_ids: np.ndarray,
+    rows: tuple[np.ndarray, np.ndarray],
     forgetting: np.ndarray | None,
     folder: Path,
 ) -> Iterator[Iterator[pa.RecordBatch]]:
-    """Score the train rows ``sample_ids`` of ``reader``'s version with ``proxy`` = (arch, ModelSpec, state dict)
-    on ``client``'s workers; yields their record batches in row order (parts under ``folder``, removed on exit)."""
+    """Score the train rows ``rows`` = (sample ids, their rows in the file: a streamed split's) of ``reader``'s
+    version with ``proxy`` = (arch, ModelSpec, state dict) on ``client``'s workers; yields their record batches in
+    row order (parts under ``folder``, removed on exit)."""
+    sample_ids, file_rows = rows
     parts = temporary_path(folder, "parts")
     tasks, futures = Tasks(client), []
     try:
-        file_rows = reader.rows_of(sample_ids)
         workers = max(1, len(client.scheduler_info()["workers"]))
         arch, spec, state = proxy
         save_checkpoint(parts / "proxy.pt", {"arch": arch, "model": state})

@@ -31,6 +31,7 @@ from curation.selection.plans import FullPlan
 from curation.training.checkpoint import load_checkpoint
 from curation.training.config import TrainConfig
 from curation.training.data import TrainingData
+from curation.training.streaming import StreamedSplit
 from curation.training.trainer import Callback, Trainer, inference_batch, resolve_device
 
 SCORE_GROUP_ROWS = 16_384  # rows of a score set's row group
@@ -203,8 +204,11 @@ def _scored(settings: Settings, data: TrainingData, proxy: tuple, forgetting: np
     [scoring] = dask_modules("scoring")
     state = {name: value.detach().cpu() for name, value in model.state_dict().items()}
     folder = settings.data_path / "scores"
+    train = data.train  # a streamed split knows its rows' places in the file; one in memory looks them up
+    file_rows = train.file_rows if isinstance(train, StreamedSplit) else data.reader.rows_of(train.sample_ids)
+    split_rows = (train.sample_ids, file_rows)
     with scoring.sharded_scores(
-        client, data.reader, data.feature_shape, (arch, spec, state), data.train.sample_ids, forgetting, folder
+        client, data.reader, data.feature_shape, (arch, spec, state), split_rows, forgetting, folder
     ) as batches:
         yield batches
 

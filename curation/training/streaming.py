@@ -169,7 +169,7 @@ class StreamedSplit:
             rows, order = np.sort(np.asarray(rows).astype(small)), None
         else:  # an entry is its position, to find its weight
             order = np.argsort(rows, kind="stable").astype(small)
-        ranked = rows if order is None else rows[order]  # the entries in file order (the split's rows ascend in it)
+        ranked = rows if order is None else rows[order].astype(small)  # the entries in file order (rows ascend in it)
         bounds = np.searchsorted(ranked, run_bounds(self._starts, self.file_rows))  # each row group's run of them
         sent = deque()  # the entries of each piece handed to the readers, in the order they read them
 
