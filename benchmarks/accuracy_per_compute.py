@@ -30,7 +30,9 @@ reported (the noisy variant's budget view).
 
 Split over processes: ``--methods a,b --no-full --save-runs part.json`` runs some methods (the runs are
 written after each one), ``--merge full.json,part.json`` writes the combined result from saved run files
-(same data, model, epochs and seeds) without training anything.
+(same data, model, epochs and seeds) without training anything. A result file this benchmark wrote can be
+merged too (its runs are rebuilt from its rows and curves), so a grid is completed without rerunning what it
+holds; where two files hold the same run (system and seed), the later one wins.
 """
 
 from __future__ import annotations
@@ -81,6 +83,30 @@ def noisy(loaded, share: float):
     column = table.column_names.index("label")
     table = table.set_column(column, table.schema.field("label"), pa.array(labels, table.schema.field("label").type))
     return Loaded(table, {**loaded.source, "label_noise": share, "noise_seed": NOISE_SEED}, loaded.default_name)
+
+
+def recorded_runs(result: dict) -> tuple[dict, list[dict]]:
+    """The setting and runs behind a result file this benchmark wrote, rebuilt from its rows and curves (every
+    evaluation point; the per-run ledgers are not kept there and the report does not use them)."""
+    rows = {r["system"]: r for r in result["results"]}
+    runs = []
+    for key, curve in result["curves"].items():
+        system, seed = key.rsplit(" seed ", 1)
+        row = rows[system]
+        runs.append(
+            {
+                "system": system,
+                "method": row["method"],
+                "budget": row["budget"],
+                "seed": int(seed),
+                "epochs": row["epochs"],
+                "points": [dict(zip(curve, values)) for values in zip(*curve.values())],
+                "ledger": None,
+                "selector": row["selector"],
+            }
+        )
+    setting = {k: result["params"][k] for k in ("train_samples", "test_samples", "batch_size", "lr", "schedule (full)")}
+    return setting, runs
 
 
 def _stats(values: list, worst=min) -> dict | None:
@@ -481,12 +507,13 @@ def main() -> None:
         write_atomic(path, lambda tmp: tmp.write_text(json.dumps(payload, indent=2) + "\n"))
 
     if args.merge:
-        setting = {}
+        setting, merged = {}, {}
         for path in args.merge.split(","):
             payload = json.loads(Path(path).read_text())
-            runs.extend(payload["runs"])
-            setting = setting or payload["setting"]
-        runs.sort(key=lambda r: (r["system"] != "full", r["seed"]))
+            part_setting, part = (payload["setting"], payload["runs"]) if "runs" in payload else recorded_runs(payload)
+            merged.update({(r["system"], r["seed"]): r for r in part})  # a later file's run replaces an earlier's
+            setting = setting or part_setting
+        runs.extend(sorted(merged.values(), key=lambda r: (r["system"] != "full", r["seed"])))
         report(setting)
         return
 
