@@ -49,7 +49,7 @@ def main() -> None:
         t_np, (f_np, l_np) = median_seconds(numpy_fancy, args.repeats)
         np.testing.assert_array_equal(f_ours, f_np)
         np.testing.assert_array_equal(l_ours, l_np)
-        size_mb = staged.path.stat().st_size / 2**20
+        size_mb = sum(f.stat().st_size for f in warm_reader.files) / 2**20
     results = [
         {"system": "curation VersionReader.take (cold: open + index + read)", "seconds": round(t_ours, 4)},
         {"system": "curation VersionReader.take (warm: index cached)", "seconds": round(t_warm, 4)},

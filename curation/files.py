@@ -41,11 +41,11 @@ def temporary_path(folder: Path, hint: str = "tmp") -> Path:
 def move_into_place(source: Path, target: Path) -> None:
     """Rename a finished file or folder (``source``, on the same file system) to ``target``, durably.
 
-    A file's bytes are flushed before the rename; a folder's files must have been written with ``write_atomic``.
-    A file replaces an existing ``target``; a folder only replaces a missing or empty one.
+    A file's bytes (a folder's files and the folder itself) are flushed before the rename. A file replaces an
+    existing ``target``; a folder only replaces a missing or empty one.
     """
-    if source.is_file():
-        _fsync(source)
+    for path in sorted(source.iterdir()) + [source] if source.is_dir() else [source]:
+        _fsync(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     os.replace(source, target)
     _fsync(target.parent)

@@ -195,7 +195,7 @@ def prepare(p: Params) -> None:
     loaded = sources.load(p.data.source, samples=p.data.samples, seed=None if p.data.source == "mnist1d" else p.seed)
     staged = stage_version(settings, loaded)
     known = Catalog(settings.catalog).find_version(loaded.default_name, staged.content_hash)
-    if known is not None and not (settings.home / known.path).is_file():
+    if known is not None and not (settings.home / known.path).exists():
         publish(staged, settings.home / known.path)
     info = register(settings, staged, loaded.default_name, loaded.source)
     write_json(

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from curation.catalog import Catalog, ModelVersion, TrainingRun
 from curation.cli import app
 from curation.data import sources
-from curation.data.store import file_md5
+from curation.data.store import content_md5
 from curation.data.stream import add_chunk, drifting_mnist1d
 from curation.data.versions import add_version
 from curation.scoring.run import score_version
@@ -59,7 +59,7 @@ def test_lists_and_shows_every_record_a_command_asks_for(made, project):
     assert score_set["version"] == version.ref and score_set["ledger"]["total_flops"] > 0
     assert listed("scores", "ls", "--dataset", "stream") == []
     shown = listed("scores", "show", scores.id)
-    assert shown["content_hash"] == file_md5(project.home / shown["path"]) and shown["plans"] == [plan.id]
+    assert shown["content_hash"] == content_md5(project.home / shown["path"]) and shown["plans"] == [plan.id]
 
     [plan_row] = listed("plans", "ls", "--dataset", "digits")
     assert (plan_row["id"], plan_row["method"], plan_row["budget"], plan_row["score_set_id"]) == (
@@ -69,7 +69,7 @@ def test_lists_and_shows_every_record_a_command_asks_for(made, project):
         scores.id,
     )
     shown = listed("plans", "show", plan.id)
-    assert shown["runs"] == [run.run_id] and shown["content_hash"] == file_md5(project.home / shown["path"])
+    assert shown["runs"] == [run.run_id] and shown["content_hash"] == content_md5(project.home / shown["path"])
 
     runs = listed("runs", "ls")
     assert [(r["dataset"], r["status"]) for r in runs] == [
@@ -101,7 +101,7 @@ def test_lists_and_shows_every_record_a_command_asks_for(made, project):
             row.content_hash,
             row.registry_version,
         )
-    assert shown["content_hash"] == file_md5(project.home / shown["path"])
+    assert shown["content_hash"] == content_md5(project.home / shown["path"])
     assert shown["lineage"] == "proactive" and shown["mlflow_run_id"] == runs[2]["mlflow_run_id"]
 
     # the tables a person reads: every id, and the detail of one record

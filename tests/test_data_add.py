@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from curation.catalog import Catalog
 from curation.cli import app
 from curation.data.dvc_repo import dvc_hash
-from curation.data.store import file_md5
+from curation.data.store import content_md5
 
 runner = CliRunner()
 
@@ -33,13 +33,14 @@ def test_add_mnist1d_creates_one_dvc_tracked_version(project):
     info = json.loads(result.stdout)
     path = project.home / info["path"]
     assert info["created"] and info["rows"] == 400 and info["splits"] == {"train": 320, "test": 80}
-    assert info["content_hash"] == file_md5(path) == dvc_hash(path)  # the catalog records DVC's hash
+    assert info["content_hash"] == content_md5(path) == dvc_hash(path)  # the catalog records DVC's hash
     assert info["feature_shape"] == [1, 40] and info["classes"] == list(range(10))
 
     again = json.loads(cli("data", "add", "mnist1d", "--samples", "400", "--json").stdout)
     assert not again["created"] and again["id"] == info["id"]
     assert len(Catalog(project.catalog).versions()) == 1
-    assert written_files(project.home) == sorted([info["path"], info["path"] + ".dvc", "data/mnist1d/.gitignore"])
+    shard = info["path"] + "/part-00000.parquet"  # 400 rows: one shard
+    assert written_files(project.home) == sorted([shard, info["path"] + ".dvc", "data/mnist1d/.gitignore"])
 
     listing = json.loads(cli("data", "ls", "--json").stdout)
     assert [v["id"] for v in listing] == [info["id"]]
@@ -104,7 +105,7 @@ def test_kill_during_add_leaves_no_half_version(point, home):
     assert killed.returncode == -9
     catalog = Catalog(f"sqlite:///{home / 'catalog.db'}")
     for version in catalog.versions():  # whatever the catalog claims is whole
-        assert file_md5(home / version.path) == version.content_hash == dvc_hash(home / version.path)
+        assert content_md5(home / version.path) == version.content_hash == dvc_hash(home / version.path)
     assert len(catalog.versions()) == (1 if point == "register:after-commit" else 0)
     rerun = _run_cli(home, "data", "add", "mnist1d", "--samples", "200", "--json")
     assert rerun.returncode == 0, rerun.stderr

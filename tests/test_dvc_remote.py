@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from curation.cli import app
 from curation.data.dvc_repo import default_remote, dvc_hash
-from curation.data.store import file_md5
+from curation.data.store import content_md5, file_md5
 
 runner = CliRunner()
 
@@ -21,6 +21,11 @@ def cli(*args):
 def remote_objects(remote: Path) -> set[str]:
     """The md5s the remote holds (DVC 3 stores files/md5/<2 chars>/<rest>)."""
     return {p.parent.name + p.name for p in (remote / "files" / "md5").glob("*/*")}
+
+
+def version_objects(home: Path, info: dict) -> set[str]:
+    """What a version is in DVC's store: its folder's listing (``<md5>.dir``) and each shard's md5."""
+    return {info["content_hash"]} | {file_md5(shard) for shard in (home / info["path"]).iterdir()}
 
 
 def test_added_version_is_pushed_and_pulled_back_when_missing(home, tmp_path):
@@ -35,14 +40,13 @@ def test_added_version_is_pushed_and_pulled_back_when_missing(home, tmp_path):
 
     info = json.loads(cli("data", "add", "mnist1d", "--samples", "300", "--json").stdout)
     path = home / info["path"]
-    assert remote_objects(remote) == {info["content_hash"]} == {dvc_hash(path)}
+    assert remote_objects(remote) == version_objects(home, info) and dvc_hash(path) == info["content_hash"]
 
     # another machine's checkout: the .dvc file without the bytes or the cache
-    expected = path.read_bytes()
-    path.unlink()
+    shutil.rmtree(path)
     shutil.rmtree(home / ".dvc" / "cache")
     version, reader = open_version(load_settings(), info["id"])
-    assert path.read_bytes() == expected and file_md5(path) == info["content_hash"]
+    assert content_md5(path) == info["content_hash"]
     assert reader.num_rows == 300 and version.id == info["id"]
 
 
@@ -55,7 +59,7 @@ def test_ingest_flow_pushes_each_new_version(prefect_server, home, tmp_path):
     init_project(load_settings(), str(remote))
     first = ingest(source="mnist1d", samples=200, seed=1)
     second = ingest(source="mnist1d", samples=200, seed=2)
-    assert remote_objects(remote) == {first["content_hash"], second["content_hash"]}
+    assert remote_objects(remote) == version_objects(home, first) | version_objects(home, second)
 
 
 def test_unreachable_remote_is_one_line_and_the_version_stays(home, tmp_path):

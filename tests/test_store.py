@@ -8,7 +8,9 @@ from hypothesis import given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
+from curation.data import store
 from curation.data.contract import build_table, check_name, read_manifest
+from curation.data.dvc_repo import dvc_hash
 from curation.data.sources import from_file
 from curation.data.store import ROW_GROUP_SIZE, VersionReader, features_numpy, stage
 from curation.errors import CurationError
@@ -47,8 +49,9 @@ def test_contract_types_and_manifest():
     assert m["splits"] == {"test": 1, "train": 3}
 
 
-@pytest.fixture
-def big_reader(tmp_path):
+@pytest.fixture(params=[16, 2], ids=["one-shard", "two-shards"])
+def big_reader(tmp_path, monkeypatch, request):
+    monkeypatch.setattr(store, "SHARD_GROUPS", request.param)
     n = ROW_GROUP_SIZE * 3 + 17
     ids = np.arange(n, dtype=np.int64) * 3 + 5  # not 0..N-1: ids map through the index
     staged = _staged(_table(n=n, d=4, ids=ids), tmp_path)
@@ -69,12 +72,40 @@ def test_take_returns_rows_in_order_with_duplicates(big_reader):
 def test_take_reads_only_needed_row_groups(big_reader, monkeypatch):
     reader, ids = big_reader
     asked = []
-    original = reader._file.read_row_groups
-    monkeypatch.setattr(
-        reader._file, "read_row_groups", lambda groups, **kw: asked.append(groups) or original(groups, **kw)
-    )
+    original = pq.ParquetFile.read_row_groups
+
+    def record(self, groups, **kw):
+        asked.append((self.metadata.num_row_groups, groups))
+        return original(self, groups, **kw)
+
+    monkeypatch.setattr(pq.ParquetFile, "read_row_groups", record)
     reader.take(ids[ROW_GROUP_SIZE * 2 : ROW_GROUP_SIZE * 2 + 10])
-    assert asked == [[2]]
+    sharded = len(reader.files) == 2
+    assert asked == [(2, [0])] if sharded else [(4, [2])]  # the third group is the second shard's first
+
+
+def test_shards_are_one_version_hashed_as_dvc_hashes_the_folder(tmp_path, monkeypatch):
+    from dvc.repo import Repo
+
+    monkeypatch.setattr(store, "SHARD_GROUPS", 1)
+    n = ROW_GROUP_SIZE * 2 + 5
+    table = _table(n=n, d=2)
+    staged = _staged(table, tmp_path / "data")
+    assert [f.name for f in sorted(staged.path.iterdir())] == [f"part-0000{i}.parquet" for i in range(3)]
+    reader = VersionReader(staged.path)
+    assert reader.num_rows == n and list(reader.group_starts) == [0, ROW_GROUP_SIZE, 2 * ROW_GROUP_SIZE, n]
+    assert _staged(table, tmp_path / "again").content_hash == staged.content_hash  # the same rows, the same hash
+    assert reader.read().equals(table.sort_by("sample_id"))
+    rows = np.array([n - 1, 0, ROW_GROUP_SIZE, n - 1])
+    np.testing.assert_array_equal(
+        features_numpy(reader.take_rows(rows)), features_numpy(table.sort_by("sample_id"))[rows]
+    )
+    repo = tmp_path / "repo"
+    Repo.init(str(repo), no_scm=True).close()
+    staged.path.rename(repo / "v")
+    with Repo(str(repo)) as r:
+        r.add(str(repo / "v"))
+    assert dvc_hash(repo / "v") == staged.content_hash and staged.content_hash.endswith(".dir")
 
 
 def test_take_rejects_ids_not_in_the_version(big_reader):

@@ -1,4 +1,4 @@
-"""Versioning with DVC (and git when present): the project set-up, tracking one file, the default remote."""
+"""Versioning with DVC (and git when present): project set-up, tracking a version (file or folder), the remote."""
 
 from __future__ import annotations
 
@@ -84,7 +84,7 @@ def _dvc_queue(home: Path, what: str, patience_s: float = PATIENCE_S):
 
 
 def dvc_track(home: Path, path: Path, patience_s: float = PATIENCE_S) -> str:
-    """``dvc add`` one file; returns the md5 DVC recorded for it (from the .dvc file).
+    """``dvc add`` one file or folder; returns the md5 DVC recorded for it (from the .dvc file).
 
     Concurrent callers queue on a file lock; a DVC lock held by some other program is retried with
     backoff. Both waits together last at most ``patience_s`` seconds before a one-line error.
@@ -149,7 +149,7 @@ def default_remote(home: Path) -> str | None:
 
 
 def _transfer(home: Path, path: Path, verb: str) -> None:
-    """``dvc push`` or ``dvc pull`` of one tracked file, against the default remote."""
+    """``dvc push`` or ``dvc pull`` of one tracked file or folder, against the default remote."""
     from dvc.exceptions import DvcException
     from dvc.repo import Repo
 
@@ -166,17 +166,17 @@ def _transfer(home: Path, path: Path, verb: str) -> None:
 
 
 def dvc_push(home: Path, path: Path) -> None:
-    """Copy one tracked file's object to the default remote (a no-op when it is there already)."""
+    """Copy one tracked output's objects to the default remote (a no-op when it is there already)."""
     _transfer(home, path, "push")
 
 
 def dvc_pull(home: Path, path: Path) -> None:
-    """Fetch one tracked file from the default remote into the cache and the workspace."""
+    """Fetch one tracked output from the default remote into the cache and the workspace."""
     _transfer(home, path, "pull")
 
 
 def dvc_hash(path: Path) -> str | None:
-    """The md5 recorded in ``<path>.dvc``, or None when the file is not tracked."""
+    """The md5 recorded in ``<path>.dvc``, or None when it is not tracked."""
     meta = Path(f"{path}.dvc")
     if not meta.is_file():
         return None
@@ -185,7 +185,7 @@ def dvc_hash(path: Path) -> str | None:
 
 
 def dvc_untrack(path: Path, gitignore_before: str | None) -> None:
-    """Undo ``dvc_track`` for a file the catalog never claimed: .dvc file and the .gitignore entry."""
+    """Undo ``dvc_track`` for an output the catalog never claimed: .dvc file and the .gitignore entry."""
     Path(f"{path}.dvc").unlink(missing_ok=True)
     gitignore = path.parent / ".gitignore"
     if gitignore_before is None:

@@ -1,12 +1,17 @@
 """The Parquet store: write a version atomically under its content hash, read it lazily.
 
-Layout: ``<data_dir>/<name>/<md5>.parquet``. A file is first written under
-``<data_dir>/.staging/`` and renamed into place, so a reader never sees half a file.
+Layout: ``<data_dir>/<name>/<md5>/part-00000.parquet, part-00001.parquet, ...``: a version is a folder of Parquet
+shards of at most ``SHARD_GROUPS`` row groups each, named by DVC's hash of the folder (``<md5>.dir``: one content
+hash over the shards). The folder is first written under ``<data_dir>/.staging/`` and renamed into place, so a
+reader never sees half a version. Versions written before shards (one ``<md5>.parquet`` file, hashed as a file)
+are read the same way.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
+import shutil
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +31,8 @@ from curation.files import move_into_place, temporary_path
 ROW_GROUP_SIZE = 65_536  # rows of a row group of features, at most ...
 GROUP_BYTES = 16 << 20  # ... and at most this many bytes of features (wide rows: fewer rows a group)
 IMAGE_ROW_GROUP = 1_024  # encoded images are large rows: a group stays a few MB to tens of MB
+SHARD_GROUPS = 16  # row groups in each shard file: at most 256 MB of features (a million MNIST-1D rows)
+SHARD = "part-{:05d}.parquet"
 STAGING = ".staging"
 
 
@@ -36,6 +43,20 @@ def file_md5(path: Path, block: int = 1 << 22) -> str:
         while chunk := handle.read(block):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def content_md5(path: Path) -> str:
+    """DVC 3's hash of a file or a folder output (a version's shards)."""
+    if path.is_dir():
+        return folder_md5({f.name: file_md5(f) for f in path.iterdir() if f.is_file()})
+    return file_md5(path)
+
+
+def folder_md5(files: dict[str, str]) -> str:
+    """What DVC 3 records as the hash of a folder output, from its files' md5s (``{relative path: md5}``): the md5
+    of the sorted JSON listing, suffixed ``.dir``."""
+    listing = [{"md5": md5, "relpath": name} for name, md5 in sorted(files.items())]
+    return hashlib.md5(json.dumps(listing, sort_keys=True).encode("utf-8")).hexdigest() + ".dir"
 
 
 class _HashingSink:
@@ -59,38 +80,58 @@ class _HashingSink:
 
 @dataclass(frozen=True)
 class Staged:
-    """A version written to the staging area, not yet in the store or the catalog."""
+    """A version written to the staging area (a folder of shards), not yet in the store or the catalog."""
 
     path: Path
     content_hash: str
     manifest: dict
 
     def discard(self) -> None:
-        self.path.unlink(missing_ok=True)
+        shutil.rmtree(self.path, ignore_errors=True)
 
 
 def stage(schema: pa.Schema, tables: Iterable[pa.Table], data_dir: Path) -> Staged:
-    """Write the rows (tables of ``schema``, in sample-id order) as Parquet to the staging area and hash them as
-    they are written; ``publish`` flushes the file to disk as it moves it into place. Rows are written in row
-    groups of ``group_rows(schema)`` rows, however the tables are cut: the same rows give the same bytes."""
+    """Write the rows (tables of ``schema``, in sample-id order) as Parquet shards to the staging area and hash
+    them as they are written; ``publish`` flushes them to disk as it moves the folder into place. Rows are
+    written in row groups of ``group_rows(schema)`` rows and shards of ``SHARD_GROUPS`` groups, however the
+    tables are cut: the same rows give the same bytes."""
     staging = data_dir / STAGING
-    staging.mkdir(parents=True, exist_ok=True)
     path = temporary_path(staging, "version")
+    path.mkdir(parents=True)
+    size, digests, writer = group_rows(schema), {}, None
     try:
-        with open(path, "wb") as raw:
-            sink = _HashingSink(raw)
-            # lz4: reads ~4x faster than zstd at ~10% more bytes; training reads far more often than it writes
-            with pq.ParquetWriter(
-                sink, schema, compression="lz4", use_dictionary=["split"], write_statistics=["sample_id"]
-            ) as writer:
-                size = group_rows(schema)
-                for i, group in enumerate(recut(tables, schema, size)):
-                    writer.write_table(group, row_group_size=size)
-                    kill_point(f"stage:row-group-{i}")
-        return Staged(path, sink.digest.hexdigest(), read_manifest(schema))
+        for i, group in enumerate(recut(tables, schema, size)):
+            if i % SHARD_GROUPS == 0:
+                if writer is not None:
+                    digests.update(_close(*writer))
+                writer = _shard(path / SHARD.format(i // SHARD_GROUPS), schema)
+            writer[0].write_table(group, row_group_size=size)
+            kill_point(f"stage:row-group-{i}")
+        if writer is None:  # no rows: one empty shard keeps the schema (ingest refuses this before)
+            writer = _shard(path / SHARD.format(0), schema)
+        digests.update(_close(*writer))
+        return Staged(path, folder_md5(digests), read_manifest(schema))
     except BaseException:
-        path.unlink(missing_ok=True)
+        if writer is not None:
+            writer[2].close()
+        shutil.rmtree(path, ignore_errors=True)
         raise
+
+
+def _shard(path: Path, schema: pa.Schema) -> tuple[pq.ParquetWriter, _HashingSink, object]:
+    """A Parquet writer of one shard, hashing its bytes as they are written."""
+    raw = open(path, "wb")  # noqa: SIM115 (closed by _close, or by stage on an error)
+    sink = _HashingSink(raw)
+    # lz4: reads ~4x faster than zstd at ~10% more bytes; training reads far more often than it writes
+    writer = pq.ParquetWriter(sink, schema, compression="lz4", use_dictionary=["split"], write_statistics=["sample_id"])
+    return writer, sink, raw
+
+
+def _close(writer: pq.ParquetWriter, sink: _HashingSink, raw) -> dict[str, str]:
+    """Finish one shard; its name and md5."""
+    writer.close()
+    raw.close()
+    return {Path(raw.name).name: sink.digest.hexdigest()}
 
 
 def group_rows(schema: pa.Schema) -> int:
@@ -121,12 +162,24 @@ def recut(tables: Iterable[pa.Table | pa.RecordBatch], schema: pa.Schema, size: 
 
 
 def final_path(data_dir: Path, name: str, content_hash: str) -> Path:
-    return data_dir / check_name(name) / f"{content_hash}.parquet"
+    return data_dir / check_name(name) / content_hash.removesuffix(".dir")
 
 
 def publish(staged: Staged, target: Path) -> None:
-    """Move a staged file to its final place (atomic, durable rename; same bytes may already be there)."""
+    """Move a staged version to its final place (atomic, durable rename). A folder already there holds the same
+    bytes (it is named by their hash and was moved there whole): the staged copy is then dropped."""
+    if target.is_dir():
+        staged.discard()
+        return
     move_into_place(staged.path, target)
+
+
+def remove(path: Path) -> None:
+    """Take a published version's bytes back (a folder of shards, or an earlier single file)."""
+    if path.is_dir():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
 
 
 def miscounted(path: Path, split: str | None, rows: int) -> CurationError:
@@ -140,31 +193,56 @@ def miscounted(path: Path, split: str | None, rows: int) -> CurationError:
 class VersionReader:
     """Lazy access to one version: metadata up front, rows only when asked for.
 
-    Reads go through the file (not a memory map, whose touched pages would count as this process's memory);
-    ``take`` reads only the row groups that hold the asked-for ids. Every read
-    returns features as the model sees them: the version's transform (``curation.data.transforms``) is applied
-    here, and an image version's ``image`` column is read and decoded when ``features`` are asked for.
+    The version's row groups are numbered across its shards in order, and a row's position counts from the
+    first row of the first shard, as if the shards were one file. Reads go through the files (not a memory map,
+    whose touched pages would count as this process's memory); ``take`` reads only the row groups that hold the
+    asked-for ids. Every read returns features as the model sees them: the version's transform
+    (``curation.data.transforms``) is applied here, and an image version's ``image`` column is read and decoded
+    when ``features`` are asked for.
     """
+
+    OPEN = 8  # shard files held open at a time (a version may have thousands)
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        if not self.path.is_file():
-            raise CurationError(f"data file {self.path} is missing", "run `dvc pull` or `dvc checkout` to restore it")
+        self.files = sorted(self.path.glob("part-*.parquet")) if self.path.is_dir() else [self.path]
+        if not self.path.exists() or not self.files:
+            raise CurationError(f"data {self.path} is missing", "run `dvc pull` or `dvc checkout` to restore it")
+        self._open: dict[int, pq.ParquetFile] = {}
         try:
-            self._file = pq.ParquetFile(self.path, pre_buffer=False)  # no map: read pages would count as ours
+            metas = [pq.read_metadata(f) for f in self.files]
         except (pa.ArrowException, OSError) as exc:
             raise CurationError(f"cannot read {self.path}: {exc}", "restore it with `dvc checkout`") from None
-        self.manifest = read_manifest(self._file.schema_arrow)
+        schema = metas[0].schema.to_arrow_schema()
+        self.manifest = read_manifest(schema)
         self.transform = self.manifest.get("transform")
-        self.images = "image" in self._file.schema_arrow.names  # features are decoded from encoded images
+        self.images = "image" in schema.names  # features are decoded from encoded images
         self.stored = "image" if self.images else "features"  # the column features are read from
-        self.has_split = "split" in self._file.schema_arrow.names
-        self.num_rows = self._file.metadata.num_rows
-        self.row_dtype = np.int32 if self.num_rows < 2**31 else np.int64  # of a row's position in the file
+        self.has_split = "split" in schema.names
+        self.num_rows = sum(m.num_rows for m in metas)
+        self.row_dtype = np.int32 if self.num_rows < 2**31 else np.int64  # of a row's position in the version
         self._ids: np.ndarray | None = None
+        self._groups_at = [(k, g) for k, m in enumerate(metas) for g in range(m.num_row_groups)]  # (shard, group)
         self.group_starts = np.cumsum(  # the first row of each row group, then the row count
-            [0] + [self._file.metadata.row_group(i).num_rows for i in range(self._file.num_row_groups)]
+            [0] + [m.row_group(g).num_rows for m in metas for g in range(m.num_row_groups)]
         )
+
+    def read_group(self, group: int, columns: list[str] | None = None) -> pa.Table:
+        """One row group as stored (no transform, images not decoded)."""
+        shard, local = self._groups_at[group]
+        return self._shard(shard).read_row_group(local, columns=self._columns(columns))
+
+    def _shard(self, shard: int) -> pq.ParquetFile:
+        if shard not in self._open:
+            if len(self._open) >= self.OPEN:
+                del self._open[next(iter(self._open))]  # the least recently opened
+            try:
+                self._open[shard] = pq.ParquetFile(self.files[shard], pre_buffer=False)  # no map: see above
+            except (pa.ArrowException, OSError) as exc:
+                raise CurationError(
+                    f"cannot read {self.files[shard]}: {exc}", "restore it with `dvc checkout`"
+                ) from None
+        return self._open[shard]
 
     @property
     def sample_ids(self) -> np.ndarray:
@@ -196,7 +274,13 @@ class VersionReader:
         rows = np.asarray(rows, dtype=np.int64)
         groups = np.searchsorted(self.group_starts, rows, side="right") - 1
         needed = np.unique(groups)
-        part = self._file.read_row_groups(needed.tolist(), columns=self._columns(columns))
+        by_shard: dict[int, list[int]] = {}
+        for g in needed.tolist():
+            shard, local = self._groups_at[g]
+            by_shard.setdefault(shard, []).append(local)
+        part = pa.concat_tables(
+            [self._shard(k).read_row_groups(local, columns=self._columns(columns)) for k, local in by_shard.items()]
+        )
         # offsets of each needed group inside `part`
         sizes = self.group_starts[needed + 1] - self.group_starts[needed]
         offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]])
@@ -245,8 +329,8 @@ class VersionReader:
                 f"version has no split column, cannot select split {split!r}", "add the data with a split column"
             )
         wanted = None if columns is None else list(dict.fromkeys([*columns, *(["split"] if split else [])]))
-        for g in range(self._file.num_row_groups):
-            table = self._file.read_row_group(g, columns=self._columns(wanted))
+        for g in range(len(self._groups_at)):
+            table = self.read_group(g, wanted)
             where = np.arange(self.group_starts[g], self.group_starts[g + 1])
             if split is not None:
                 mask = pc.equal(table.column("split"), split)

@@ -24,7 +24,7 @@ from curation.data.dvc_repo import (
     git_revision,
 )
 from curation.data.sources import Loaded
-from curation.data.store import Staged, VersionReader, final_path, publish, stage
+from curation.data.store import Staged, VersionReader, final_path, publish, remove, stage
 from curation.errors import CurationError
 from curation.faults import kill_point
 
@@ -91,7 +91,7 @@ def stage_version(settings: Settings, loaded: Loaded) -> Staged:
 
 
 def register(settings: Settings, staged: Staged, name: str, source: dict, parent: str | None = None) -> VersionInfo:
-    """Publish a staged file, track it with DVC and record it; the same bytes return the existing version."""
+    """Publish a staged version, track it with DVC and record it; the same bytes return the existing version."""
     try:
         return _register(settings, staged, check_name(name), source, parent)
     finally:
@@ -138,7 +138,7 @@ def _register(settings: Settings, staged: Staged, name: str, source: dict, paren
         kill_point("register:after-commit")
     except BaseException:
         if catalog.find_version(name, staged.content_hash) is None:  # nobody claims the bytes: take them back
-            target.unlink(missing_ok=True)
+            remove(target)
             if settings.dvc:
                 dvc_untrack(target, gitignore_before)
         raise
@@ -155,7 +155,7 @@ def add_version(settings: Settings, loaded: Loaded, name: str | None = None, par
 
 
 def push_version(settings: Settings, info: VersionInfo) -> str | None:
-    """``dvc push`` a version's file when the project has a default DVC remote; the remote's URL, or None.
+    """``dvc push`` a version's shards when the project has a default DVC remote; the remote's URL, or None.
 
     Idempotent (an object the remote holds is not sent again), so a failed push is mended by running it again.
     """
@@ -166,7 +166,7 @@ def push_version(settings: Settings, info: VersionInfo) -> str | None:
 
 
 def open_version(settings: Settings, ref: str | int) -> tuple[VersionInfo, VersionReader]:
-    """A version's catalog record and a lazy reader of its file; a file this machine lacks is pulled from
+    """A version's catalog record and a lazy reader of its shards; a version this machine lacks is pulled from
     the DVC remote first (its .dvc file is in the repository, its bytes in the remote)."""
     info = VersionInfo.of(Catalog(settings.catalog).version(ref))
     path = settings.home / info.path

@@ -24,7 +24,6 @@ from itertools import islice
 import numpy as np
 import psutil
 import pyarrow as pa
-import pyarrow.parquet as pq
 import torch
 
 from curation.data import transforms
@@ -92,20 +91,20 @@ def _end_with(pid: int, _worker: int) -> None:
 
 
 class _Pieces(torch.utils.data.Dataset):
-    """A piece is (row group, row offsets in it); a worker reads it with its own file handle, opened there
-    (Parquet readers do not pickle) and keeps the last row group it read, since pieces of a group follow."""
+    """A piece is (row group, row offsets in it); a worker reads it with its own reader of the version, opened
+    there (Parquet readers do not pickle) and keeps the last row group it read, since pieces of a group follow."""
 
-    def __init__(self, path: str, stored: str, transform: dict | None):
-        self.path, self.stored, self.transform = path, stored, transform
-        self._file: pq.ParquetFile | None = None
+    def __init__(self, path: str, transform: dict | None):
+        self.path, self.transform = path, transform
+        self._reader: VersionReader | None = None
         self._group: tuple[int, pa.Table] | None = None
 
     def __getitem__(self, piece: tuple[int, np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
         group, offsets = piece
-        if self._file is None:
-            self._file = pq.ParquetFile(self.path, pre_buffer=False)  # no map, no cache: one group
+        if self._reader is None:
+            self._reader = VersionReader(self.path)
         if self._group is None or self._group[0] != group:
-            self._group = (group, self._file.read_row_group(group, columns=["label", self.stored]))
+            self._group = (group, self._reader.read_group(group, ["label", "features"]))
         table = transforms.apply(self._group[1].take(pa.array(offsets, pa.int64())), self.transform)
         features = transforms.features_numpy(table)
         return torch.from_numpy(np.require(features, np.float32, "CW")), torch.from_numpy(
@@ -230,7 +229,7 @@ class StreamedSplit:
             queue = _Queue()
             workers = self.workers
             loader = worker_loader(
-                _Pieces(str(self.reader.path), self.reader.stored, self.reader.transform),
+                _Pieces(str(self.reader.path), self.reader.transform),
                 workers,
                 sampler=queue,
                 pin_memory=self.device.type == "cuda",
