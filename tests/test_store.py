@@ -108,6 +108,18 @@ def test_shards_are_one_version_hashed_as_dvc_hashes_the_folder(tmp_path, monkey
     assert dvc_hash(repo / "v") == staged.content_hash and staged.content_hash.endswith(".dir")
 
 
+def test_a_version_written_as_one_file_before_shards_still_reads(tmp_path):
+    table = _table(n=ROW_GROUP_SIZE + 9, d=3)
+    staged = _staged(table, tmp_path)
+    [shard] = staged.path.iterdir()
+    old = shard.rename(tmp_path / f"{store.file_md5(shard)}.parquet")  # the earlier layout: <md5>.parquet
+    reader = VersionReader(old)
+    assert reader.files == [old] and reader.num_rows == table.num_rows
+    assert store.content_md5(old) == old.stem  # hashed as a file, as DVC hashed it
+    assert reader.read().equals(table.sort_by("sample_id"))
+    assert reader.take([ROW_GROUP_SIZE + 1]).column("sample_id").to_pylist() == [ROW_GROUP_SIZE + 1]
+
+
 def test_take_rejects_ids_not_in_the_version(big_reader):
     reader, ids = big_reader
     with pytest.raises(CurationError, match=r"1 sample ids are not in this version \(first: 6\)"):
