@@ -93,6 +93,17 @@ def test_auto_streams_and_reads_in_fewer_processes_when_little_memory_is_left(ve
     assert np.array_equal(tight.train.sample_ids, held.train.sample_ids)
 
 
+def test_training_ranks_share_the_available_memory(version, monkeypatch):
+    """``--nproc`` ranks start together on one machine: each plans with its share, not with all of it."""
+    from curation.training import data as training_data
+
+    roomy = training_data.RUN_RESERVE + 2 * training_data.WORKER_BYTES
+    monkeypatch.setattr(training_data, "available_bytes", lambda: roomy)
+    assert load(version, "stream", workers=2).train.workers == 2
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert load(version, "stream", workers=2).train.workers == 0  # half of it holds no reader beside the reserve
+
+
 def test_every_epoch_trains_on_exactly_the_plans_multiset(version):
     data = load(version, "stream")
     n = len(data.train)

@@ -8,6 +8,7 @@ the memory it would take against the memory left to the process, a cgroup's limi
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -217,7 +218,7 @@ def _split(
 ) -> Split | StreamedSplit:
     """A split in memory, or streamed: as asked, or (auto) when it would take over ``MEMORY_SHARE`` of the
     available memory less ``RUN_RESERVE``. Of ``workers`` it starts as many as the memory left holds."""
-    need, available = rows * int(np.prod(shape)) * 4, available_bytes()
+    need, available = rows * int(np.prod(shape)) * 4, _available()
     if data_path == DataPath.auto:
         data_path = DataPath.stream if need > MEMORY_SHARE * (available - RUN_RESERVE) else DataPath.memory
     if data_path == DataPath.memory and need > 0.9 * available:
@@ -228,6 +229,12 @@ def _split(
     if data_path == DataPath.stream:  # the test split is read in this process: no idle worker processes
         return StreamedSplit(reader, name, shape, device, _workers(workers, available) if name == "train" else 0)
     return _load_split(reader, name, rows, shape, device, _workers(workers, available - need))
+
+
+def _available() -> int:
+    """The memory this process plans with: what is available, shared equally by the ``--nproc`` training ranks
+    (all on this machine: ``parallel`` starts them together, and each sees the same free memory)."""
+    return available_bytes() // int(os.environ.get("WORLD_SIZE", "1"))
 
 
 def _workers(workers: int, free: int) -> int:
