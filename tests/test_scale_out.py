@@ -17,6 +17,7 @@ import anyio
 import pyarrow.parquet as pq
 import pytest
 
+from curation.data.store import file_md5
 from curation.data.stream import drifting_mnist1d
 from curation.stack import free_port
 
@@ -247,7 +248,8 @@ def test_ingest_select_train_and_event_driven_retrain_across_servers(stack, monk
     assert client.get_model_version_by_alias("stream-proactive", "champion").version in {"1", "2"}
 
     held = {p.parent.name + p.name for p in (remote / "files" / "md5").glob("*/*")}
-    assert held == {v.content_hash for v in versions}  # every version went through the DVC remote
+    shards = {file_md5(f) for v in versions for f in (home / v.path).iterdir()}
+    assert held == {v.content_hash for v in versions} | shards  # every version (listing and shards) went through it
 
 
 def test_every_service_binds_loopback_unless_told(tmp_path):
