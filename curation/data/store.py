@@ -98,40 +98,43 @@ def stage(schema: pa.Schema, tables: Iterable[pa.Table], data_dir: Path) -> Stag
     staging = data_dir / STAGING
     path = temporary_path(staging, "version")
     path.mkdir(parents=True)
-    size, digests, writer = group_rows(schema), {}, None
+    size, digests, shard = group_rows(schema), {}, None
     try:
         for i, group in enumerate(recut(tables, schema, size)):
             if i % SHARD_GROUPS == 0:
-                if writer is not None:
-                    digests.update(_close(*writer))
-                writer = _shard(path / SHARD.format(i // SHARD_GROUPS), schema)
-            writer[0].write_table(group, row_group_size=size)
+                if shard is not None:
+                    digests[shard.path.name] = shard.close()
+                shard = _Shard(path / SHARD.format(i // SHARD_GROUPS), schema)
+            shard.writer.write_table(group, row_group_size=size)
             kill_point(f"stage:row-group-{i}")
-        if writer is None:  # no rows: one empty shard keeps the schema (ingest refuses this before)
-            writer = _shard(path / SHARD.format(0), schema)
-        digests.update(_close(*writer))
+        if shard is None:  # no rows: one empty shard keeps the schema (ingest refuses this before)
+            shard = _Shard(path / SHARD.format(0), schema)
+        digests[shard.path.name] = shard.close()
         return Staged(path, folder_md5(digests), read_manifest(schema))
     except BaseException:
-        if writer is not None:
-            writer[2].close()
+        if shard is not None:
+            shard.raw.close()
         shutil.rmtree(path, ignore_errors=True)
         raise
 
 
-def _shard(path: Path, schema: pa.Schema) -> tuple[pq.ParquetWriter, _HashingSink, object]:
-    """A Parquet writer of one shard, hashing its bytes as they are written."""
-    raw = open(path, "wb")  # noqa: SIM115 (closed by _close, or by stage on an error)
-    sink = _HashingSink(raw)
-    # lz4: reads ~4x faster than zstd at ~10% more bytes; training reads far more often than it writes
-    writer = pq.ParquetWriter(sink, schema, compression="lz4", use_dictionary=["split"], write_statistics=["sample_id"])
-    return writer, sink, raw
+class _Shard:
+    """One shard file being written: a Parquet writer whose bytes are md5-hashed as they are written."""
 
+    def __init__(self, path: Path, schema: pa.Schema):
+        self.path = path
+        self.raw = open(path, "wb")  # noqa: SIM115 (closed by close, or by stage on an error)
+        self.sink = _HashingSink(self.raw)
+        # lz4: reads ~4x faster than zstd at ~10% more bytes; training reads far more often than it writes
+        self.writer = pq.ParquetWriter(
+            self.sink, schema, compression="lz4", use_dictionary=["split"], write_statistics=["sample_id"]
+        )
 
-def _close(writer: pq.ParquetWriter, sink: _HashingSink, raw) -> dict[str, str]:
-    """Finish one shard; its name and md5."""
-    writer.close()
-    raw.close()
-    return {Path(raw.name).name: sink.digest.hexdigest()}
+    def close(self) -> str:
+        """Finish the file; its md5."""
+        self.writer.close()
+        self.raw.close()
+        return self.sink.digest.hexdigest()
 
 
 def group_rows(schema: pa.Schema) -> int:
@@ -210,7 +213,7 @@ class VersionReader:
             raise CurationError(f"data {self.path} is missing", "run `dvc pull` or `dvc checkout` to restore it")
         self._open: dict[int, pq.ParquetFile] = {}
         try:
-            metas = [pq.read_metadata(f) for f in self.files]
+            self._metas = metas = [pq.read_metadata(f) for f in self.files]
         except (pa.ArrowException, OSError) as exc:
             raise CurationError(f"cannot read {self.path}: {exc}", "restore it with `dvc checkout`") from None
         schema = metas[0].schema.to_arrow_schema()
@@ -237,7 +240,9 @@ class VersionReader:
             if len(self._open) >= self.OPEN:
                 del self._open[next(iter(self._open))]  # the least recently opened
             try:
-                self._open[shard] = pq.ParquetFile(self.files[shard], pre_buffer=False)  # no map: see above
+                self._open[shard] = pq.ParquetFile(  # no map (see above); the footer read once, at start
+                    self.files[shard], metadata=self._metas[shard], pre_buffer=False
+                )
             except (pa.ArrowException, OSError) as exc:
                 raise CurationError(
                     f"cannot read {self.files[shard]}: {exc}", "restore it with `dvc checkout`"

@@ -94,8 +94,8 @@ class _Pieces(torch.utils.data.Dataset):
     """A piece is (row group, row offsets in it); a worker reads it with its own reader of the version, opened
     there (Parquet readers do not pickle) and keeps the last row group it read, since pieces of a group follow."""
 
-    def __init__(self, path: str, transform: dict | None):
-        self.path, self.transform = path, transform
+    def __init__(self, path: str):
+        self.path = path
         self._reader: VersionReader | None = None
         self._group: tuple[int, pa.Table] | None = None
 
@@ -105,7 +105,7 @@ class _Pieces(torch.utils.data.Dataset):
             self._reader = VersionReader(self.path)
         if self._group is None or self._group[0] != group:
             self._group = (group, self._reader.read_group(group, ["label", "features"]))
-        table = transforms.apply(self._group[1].take(pa.array(offsets, pa.int64())), self.transform)
+        table = transforms.apply(self._group[1].take(pa.array(offsets, pa.int64())), self._reader.transform)
         features = transforms.features_numpy(table)
         return torch.from_numpy(np.require(features, np.float32, "CW")), torch.from_numpy(
             table.column("label").to_numpy().astype(np.int64)
@@ -229,7 +229,7 @@ class StreamedSplit:
             queue = _Queue()
             workers = self.workers
             loader = worker_loader(
-                _Pieces(str(self.reader.path), self.reader.transform),
+                _Pieces(str(self.reader.path)),
                 workers,
                 sampler=queue,
                 pin_memory=self.device.type == "cuda",
