@@ -2,9 +2,10 @@
 
 A ``StreamedSplit`` holds only its sample ids and their rows in the version's file. An epoch's entries
 (a plan's rows, repeats included) are sorted into file order, which groups them by Parquet row group; the
-row groups are visited in a seeded random order, each group's entries shuffled and cut into pieces of at
-most ``PIECE_ROWS`` rows and ``PIECE_BYTES`` of features, made as ``workers`` DataLoader processes ask for
-them; the workers read and transform the pieces ahead of the training step (prefetch, pinned memory on a
+row groups are visited in a seeded random order, each group's entries shuffled and cut into the fewest equal
+pieces of at most ``PIECE_ROWS`` rows and ``PIECE_BYTES`` of features, made as ``workers`` DataLoader processes
+ask for them (a piece costs its worker a read of its whole row group, so a plan's few entries in a group are
+one piece); the workers read and transform the pieces ahead of the training step (prefetch, pinned memory on a
 GPU). The main process mixes ``BUFFER_PIECES`` pieces at a time (a bounded shuffle buffer) and cuts them
 into batches, so every epoch trains on exactly the plan's multiset of rows, in an order that depends only
 on (seed, epoch): a resumed run replays it. Memory holds the sorted entries (4 bytes each; 8 with weights)
@@ -29,7 +30,7 @@ import torch
 from curation.data import transforms
 from curation.data.store import VersionReader
 
-PIECE_ROWS = 4096  # entries a worker reads and transforms per task, at most ...
+PIECE_ROWS = 65_536  # entries a worker reads and transforms per task, at most ...
 PIECE_BYTES = 4 << 20  # ... and at most this many bytes of features (wide rows, images: fewer entries)
 BUFFER_PIECES = 8  # pieces mixed together before they are cut into batches
 PREFETCH = 4  # pieces each worker reads ahead
@@ -178,8 +179,7 @@ class StreamedSplit:
             for group in shuffle.permutation(np.flatnonzero(np.diff(bounds))):
                 lo, hi = int(bounds[group]), int(bounds[group + 1])
                 shuffled = lo + shuffle.permutation(hi - lo)
-                for at in range(0, len(shuffled), self._piece_rows):
-                    part = shuffled[at : at + self._piece_rows]
+                for part in np.array_split(shuffled, -(-len(shuffled) // self._piece_rows)):
                     sent.append(part if order is None else order[part])
                     yield int(group), (self.file_rows[ranked[part]] - self._starts[group]).astype(np.int32)
 
