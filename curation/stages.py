@@ -196,7 +196,7 @@ def prepare(p: Params) -> None:
     staged = stage_version(settings, loaded)
     known = Catalog(settings.catalog).find_version(loaded.default_name, staged.content_hash)
     if known is not None and not (settings.home / known.path).exists():
-        publish(staged, settings.home / known.path)
+        publish(staged.path, settings.home / known.path)
     info = register(settings, staged, loaded.default_name, loaded.source)
     write_json(
         OUT / "prepare" / "version.json",

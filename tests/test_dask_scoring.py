@@ -14,6 +14,7 @@ from curation.cli import app
 from curation.config import load_settings
 from curation.data import sources, store
 from curation.data.versions import add_version
+from curation.scoring import run as scoring_run
 from curation.scoring.run import score_version
 
 distributed = pytest.importorskip("distributed")
@@ -48,10 +49,18 @@ def version(tmp_path_factory):
     return settings, info
 
 
+@pytest.fixture(autouse=True)
+def small_parts(monkeypatch):
+    """Parts of about 100 rows: the 480 train rows make several parts, so several tasks."""
+    monkeypatch.setattr(scoring_run, "PART_ROWS", 100)
+
+
 @pytest.fixture(scope="module")
 def local(version):
     settings, info = version
-    return score_version(settings, info.id, epochs=2, seed=1)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(scoring_run, "PART_ROWS", 100)
+        return score_version(settings, info.id, epochs=2, seed=1)
 
 
 def score_sets(settings) -> int:
@@ -65,7 +74,8 @@ def test_dask_scores_equal_local_scores_bit_for_bit(version, local, client):
     a, b = (pq.read_table(settings.home / i.path) for i in (local, sharded))
     assert a.num_rows == info.splits["train"] and a.column_names == b.column_names
     assert all(a.column(name).equals(b.column(name)) for name in a.column_names)
-    assert sharded.content_hash == local.content_hash  # the same file, byte for byte
+    assert sharded.content_hash == local.content_hash  # the same parts, byte for byte
+    assert len(list((settings.home / local.path).glob("part-*.parquet"))) == 5  # 480 rows in parts of about 100
     assert local.params["engine"] == "local" and sharded.params["engine"] == "dask"
     assert sharded.columns == local.columns and "forgetting" in sharded.columns
 

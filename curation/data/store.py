@@ -168,13 +168,14 @@ def final_path(data_dir: Path, name: str, content_hash: str) -> Path:
     return data_dir / check_name(name) / content_hash.removesuffix(".dir")
 
 
-def publish(staged: Staged, target: Path) -> None:
-    """Move a staged version to its final place (atomic, durable rename). A folder already there holds the same
-    bytes (it is named by their hash and was moved there whole): the staged copy is then dropped."""
+def publish(folder: Path, target: Path) -> None:
+    """Move a finished folder (a staged version, a score set's parts) to its final place (atomic, durable rename).
+    A folder already there holds the same bytes (it is named by their hash and was moved there whole): the new
+    copy is then dropped."""
     if target.is_dir():
-        staged.discard()
+        shutil.rmtree(folder, ignore_errors=True)
         return
-    move_into_place(staged.path, target)
+    move_into_place(folder, target)
 
 
 def remove(path: Path) -> None:

@@ -108,7 +108,7 @@ def _register(settings: Settings, staged: Staged, name: str, source: dict, paren
     gitignore = target.parent / ".gitignore"
     gitignore_before = gitignore.read_text() if gitignore.exists() else None
     kill_point("register:before-publish")
-    publish(staged, target)
+    publish(staged.path, target)
     try:
         kill_point("register:after-publish")
         if settings.dvc:

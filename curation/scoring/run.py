@@ -1,11 +1,14 @@
 """Scoring a version: train a proxy model for a few epochs (or load a trained one), then stream the
-train split through it in batches (``scores.score_batches``), here or sharded on Dask workers
-(``engine=dask``, ``distributed.scoring``), and write every score, the penultimate embedding and the
-last-layer gradient as a score set, batch by batch (Parquet + catalog row, with the scoring cost in its ledger).
+train split through it in batches (``scores.score_batches``), here or on Dask workers (``engine=dask``,
+``distributed.scoring``), and write every score, the penultimate embedding and the last-layer gradient as a
+score set (a folder of Parquet parts, each the train rows of a range of the version's row groups, hashed as
+DVC hashes a folder; a catalog row with the scoring cost in its ledger). The parts are cut the same way on
+both engines, so the same model gives the same bytes: a Dask worker writes its parts in place of this process.
 """
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass
@@ -20,21 +23,22 @@ import torch
 from curation.catalog import Catalog, ModelVersion, ScoreSet
 from curation.choices import DataPath, Engine
 from curation.config import Settings
-from curation.data.store import file_md5, recut
+from curation.data.store import SHARD, file_md5, folder_md5, publish, recut
 from curation.data.versions import VersionInfo, open_version
 from curation.errors import CurationError
 from curation.faults import kill_point
-from curation.files import write_named
+from curation.files import temporary_path
 from curation.metrics.ledger import ComputeLedger
 from curation.scoring.scores import forgetting_events, predict, score_batches
 from curation.selection.plans import FullPlan
 from curation.training.checkpoint import load_checkpoint
 from curation.training.config import TrainConfig
 from curation.training.data import TrainingData
-from curation.training.streaming import StreamedSplit
+from curation.training.streaming import StreamedSplit, run_bounds
 from curation.training.trainer import Callback, Trainer, inference_batch, resolve_device
 
 SCORE_GROUP_ROWS = 16_384  # rows of a score set's row group
+PART_ROWS = 131_072  # rows of a score set's part, about (parts hold whole row groups of the version)
 
 
 @dataclass
@@ -150,8 +154,7 @@ def _score(
         trainer.fit(FullPlan(info.id, data.train.sample_ids))
         forgetting = forgetting_events(np.stack(tracker.correct))
     ledger = trainer.ledger
-    with _scored(settings, data, (cfg.arch, spec, model), forgetting, client) as batches:
-        path, digest, columns = _write(settings, batches)
+    path, digest, columns = _write(settings, data, (cfg.arch, spec, model), forgetting, client)
     ledger.book_selection(forwards=len(data.train))
     params = {
         "arch": cfg.arch,
@@ -191,26 +194,73 @@ def _engine(engine: Engine, scheduler: str | None, client) -> Iterator:
         yield active
 
 
-@contextmanager
-def _scored(settings: Settings, data: TrainingData, proxy: tuple, forgetting: np.ndarray | None, client):
-    """The train split's score batches in row order, from ``proxy`` = (arch, ModelSpec, model): computed here,
-    or (``client``) on Dask workers, to which the model goes as its state dict."""
+def _write(
+    settings: Settings, data: TrainingData, proxy: tuple, forgetting: np.ndarray | None, client
+) -> tuple[str, str, list[str]]:
+    """Score the train split with ``proxy`` = (arch, ModelSpec, model) here, or (``client``) on Dask workers, to
+    which the model goes as its state dict; the parts are written to a hidden folder, then moved into place under
+    their folder hash. The score set's path, hash and score columns."""
     arch, spec, model = proxy
-    if client is None:
-        yield score_batches(model, data.train, forgetting)
-        return
-    from curation.distributed.run import dask_modules
-
-    [scoring] = dask_modules("scoring")
-    state = {name: value.detach().cpu() for name, value in model.state_dict().items()}
-    folder = settings.data_path / "scores"
     train = data.train  # a streamed split knows its rows' places in the file; one in memory looks them up
     file_rows = train.file_rows if isinstance(train, StreamedSplit) else data.reader.rows_of(train.sample_ids)
-    split_rows = (train.sample_ids, file_rows)
-    with scoring.sharded_scores(
-        client, data.reader, data.feature_shape, (arch, spec, state), split_rows, forgetting, folder
-    ) as batches:
-        yield batches
+    bounds = part_bounds(data.reader.group_starts, file_rows)
+    scores = settings.data_path / "scores"
+    folder = temporary_path(scores, "scores")
+    folder.mkdir(parents=True)
+    try:
+        if client is None:
+            digests, schema = write_parts(folder, score_batches(model, train, forgetting), bounds)
+        else:
+            from curation.distributed.run import dask_modules
+
+            [scoring] = dask_modules("scoring")
+            state = {name: value.detach().cpu() for name, value in model.state_dict().items()}
+            rows = (train.sample_ids, file_rows)
+            digests = scoring.scores_on_dask(
+                client, data.reader, data.feature_shape, (arch, spec, state), rows, forgetting, bounds, folder
+            )
+            schema = pq.read_schema(folder / SHARD.format(0))
+        kill_point("score:before-write")
+        digest = folder_md5(digests)
+        target = scores / digest.removesuffix(".dir")
+        publish(folder, target)
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    return str(target.relative_to(settings.home)), digest, [c for c in schema.names if c != "sample_id"]
+
+
+def part_bounds(starts: np.ndarray, file_rows: np.ndarray) -> list[tuple[int, int]]:
+    """(start, stop) positions in ``file_rows`` (sorted) of a score set's parts: about ``PART_ROWS`` rows each, the
+    rows of a contiguous range of the row groups that hold any (``starts``: ``VersionReader.group_starts``). They
+    depend on the version and the split only, never on the engine or its workers."""
+    bounds = run_bounds(starts, file_rows)
+    used = np.flatnonzero(np.diff(bounds))
+    owned = np.array_split(used, min(-(-len(file_rows) // PART_ROWS), len(used))) if len(used) else []
+    edges = [int(bounds[g[0]]) for g in owned] + [len(file_rows)]
+    return [(lo, hi) for lo, hi in zip(edges[:-1], edges[1:])]
+
+
+def write_parts(
+    folder: Path, batches: Iterator[pa.RecordBatch], bounds: list[tuple[int, int]], first: int = 0
+) -> tuple[dict[str, str], pa.Schema]:
+    """The score batches (in row order, never across a part's edge) written as the parts ``bounds`` (numbered from
+    ``first``) into ``folder``: {file name: md5}, and their schema."""
+    batches, digests, schema = iter(batches), {}, None
+    for k, (lo, hi) in enumerate(bounds, first):
+
+        def part(left: int = hi - lo, k: int = k) -> Iterator[pa.RecordBatch]:
+            while left > 0:
+                batch = next(batches)
+                left -= batch.num_rows
+                yield batch
+            if left:
+                raise RuntimeError(f"a score batch crosses the edge of part {k}")
+
+        path = folder / SHARD.format(k)
+        schema = write_batches(path, part())
+        digests[path.name] = file_md5(path)
+    return digests, schema
 
 
 def _as_scoring_cost(ledger: ComputeLedger) -> dict:
@@ -228,16 +278,3 @@ def write_batches(path: Path, batches: Iterator[pa.RecordBatch]) -> pa.Schema:
         for table in recut(chain([first], batches), first.schema, SCORE_GROUP_ROWS):
             writer.write_table(table, row_group_size=SCORE_GROUP_ROWS)
     return first.schema
-
-
-def _write(settings: Settings, batches: Iterator[pa.RecordBatch]) -> tuple[str, str, list[str]]:
-    """Write the score set batch by batch under its md5; its path, md5 and score columns."""
-    columns: list[str] = []
-
-    def write(tmp: Path) -> None:
-        schema = write_batches(tmp, batches)
-        kill_point("score:before-write")
-        columns.extend(c for c in schema.names if c != "sample_id")
-
-    target = write_named(settings.data_path / "scores", write, lambda tmp: f"{file_md5(tmp)}.parquet")
-    return str(target.relative_to(settings.home)), target.stem, columns
