@@ -14,6 +14,7 @@ import scipy.sparse as sp
 from typer.testing import CliRunner
 
 from curation.cli import app
+from curation.data.store import content_md5
 from curation.errors import CurationError
 
 distributed = pytest.importorskip("distributed")
@@ -25,7 +26,6 @@ from curation.distributed.cells import apportion, group_cells  # noqa: E402
 from curation.distributed.cluster import Tasks  # noqa: E402
 from curation.distributed.graph import build_graph, scan  # noqa: E402
 from curation.distributed.partition_greedy import round_plan, schedule  # noqa: E402
-from curation.distributed.plan import folder_digest  # noqa: E402
 from curation.distributed.selection import Params, select  # noqa: E402
 from curation.distributed.source import Source  # noqa: E402
 from curation.selection.knn import knn_graph  # noqa: E402
@@ -240,7 +240,7 @@ def test_cli_engine_dask_registers_a_partitioned_plan_tracked_in_mlflow(project)
     assert (info["method"], info["budget"], info["seed"]) == ("pairwise-distributed", 200, 3)
     assert info["params"]["partition_rows"] == 700 and [p.id for p in plans(settings)] == [info["id"]]
     folder = settings.home / info["path"]
-    assert folder.parent == settings.data_path / "plans" and folder_digest(folder) == info["content_hash"]
+    assert folder.parent == settings.data_path / "plans" and content_md5(folder) == info["content_hash"]
     assert sorted(p.name for p in folder.iterdir()) == [
         "part-00000.parquet",
         "part-00001.parquet",

@@ -1,13 +1,12 @@
-"""A selection plan written as partitioned Parquet: one part per graph partition, the folder named by its digest.
+"""A selection plan written as partitioned Parquet: one part per graph partition, the folder named by its hash.
 
 Parts are ``part-XXXXX.parquet`` with the plan columns (``epoch`` = -1 for every epoch, ``sample_id``,
-``weight``); the folder's digest is the md5 of the lines ``<part name> <part md5>`` in name order, so
-the same subset gives the same folder, and a part changed by hand changes the digest.
+``weight``); the folder's hash is DVC's folder hash of its parts (``store.folder_md5``), so the same subset gives
+the same folder, and a part changed by hand changes the hash.
 """
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -32,14 +31,3 @@ def write_part(sample_ids: np.ndarray, path: Path) -> tuple[str, str, int]:
         path,
     )
     return path.name, file_md5(path), n
-
-
-def digest(parts: list[tuple[str, str]]) -> str:
-    """The folder digest from (part name, part md5) pairs."""
-    lines = "".join(f"{name} {md5}\n" for name, md5 in sorted(parts))
-    return hashlib.md5(lines.encode()).hexdigest()
-
-
-def folder_digest(folder: Path) -> str:
-    """The digest of a plan folder as it is on disk (what load_plan compares with the catalog)."""
-    return digest([(p.name, file_md5(p)) for p in folder.glob("part-*.parquet")])

@@ -3,7 +3,7 @@
 ``select_distributed(settings, version, params, score_set)`` runs ``selection.select`` on the version's
 train split (embeddings from the score set, or ``source=features``; utility ``density`` or a score
 of the score set) on a LocalCluster, an existing scheduler (``scheduler=tcp://host:port``) or a given
-client. The plan's parts land in ``<data_dir>/plans/<digest>/``; its catalog row (method
+client. The plan's parts land in ``<data_dir>/plans/<folder md5>/``; its catalog row (method
 ``pairwise-distributed``) and its MLflow run (per-pass and per-round figures, peak memory per worker)
 are written in one catalog transaction, last: a failure anywhere leaves nothing registered and no
 plan folder behind.
@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from curation.catalog import Catalog, ScoreSet, SelectionPlan
 from curation.config import Settings
-from curation.distributed.plan import digest
+from curation.data.store import folder_md5
 from curation.distributed.source import Source
 from curation.errors import CurationError
 from curation.faults import kill_point
@@ -106,8 +106,8 @@ def select_distributed(
                 active, embeddings, utility, chosen, settings.data_path / ".distributed", tmp, report
             )
         seconds = time.perf_counter() - start
-        content_hash = digest([(name, md5) for name, md5, _ in selection.parts])
-        target = folder / content_hash
+        content_hash = folder_md5({name: md5 for name, md5, _ in selection.parts})
+        target = folder / content_hash.removesuffix(".dir")
         if not target.exists():  # else the same subset was selected before: the same bytes are there
             move_into_place(tmp, target)
             made = target

@@ -17,7 +17,7 @@ from sqlalchemy import select
 
 from curation.catalog import Catalog, ScoreSet, SelectionPlan
 from curation.config import Settings
-from curation.data.store import VersionReader, features_numpy, file_md5
+from curation.data.store import VersionReader, content_md5, features_numpy, file_md5
 from curation.data.versions import VersionInfo, open_version
 from curation.errors import CurationError
 from curation.faults import kill_point
@@ -170,12 +170,7 @@ def load_plan(settings: Settings, plan_id: int) -> Plan:
         _, reader = open_version(settings, row.version_id)
         return SampledPlan(row.version_id, reader.split_ids("train"), row.method, row.params["ratio"], row.seed)
     path = settings.home / row.path
-    if path.is_dir():  # a distributed plan: a folder of parts, hashed part by part
-        from curation.distributed.plan import folder_digest
-
-        intact = folder_digest(path) == row.content_hash
-    else:
-        intact = path.is_file() and file_md5(path) == row.content_hash
+    intact = path.exists() and content_md5(path) == row.content_hash  # a distributed plan is a folder of parts
     if not intact:
         raise CurationError(
             f"plan {row.path} is missing or was changed by hand (its hash differs from the catalog)",
