@@ -168,6 +168,7 @@ def data_add(
     from curation.catalog import Catalog
     from curation.data import sources
     from curation.data.contract import check_name
+    from curation.data.store import GROUPED_BY_LABEL
     from curation.data.stream import ORIGINAL_ID, add_chunk, chunks
     from curation.data.versions import push_version, register, stage_version
 
@@ -214,6 +215,14 @@ def data_add(
                 staged = stage_version(settings, loaded)
                 step("tracking with DVC and recording in the catalog")
                 info = register(settings, staged, name or loaded.default_name, loaded.source, parent)
+                if staged.class_mixing < GROUPED_BY_LABEL:
+                    err.print(
+                        f"[yellow]warning:[/] the rows are grouped by label (class mixing of the row groups "
+                        f"{staged.class_mixing:.2f}, 1 for shuffled rows): a streamed epoch mixes a few row groups at "
+                        "a time, so its batches would hold few classes; shuffle the rows before adding them, or "
+                        "train this version with --data-path memory",
+                        soft_wrap=True,
+                    )
             step("pushing to the DVC remote")
             push_version(settings, info)
     if json_out:

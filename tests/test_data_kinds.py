@@ -17,9 +17,10 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from curation.cli import app
+from curation.data import store
 from curation.data.contract import build_table, read_manifest
 from curation.data.sources import from_file, from_folder, stratified_split
-from curation.data.store import VersionReader, features_numpy
+from curation.data.store import VersionReader, class_mixing, features_numpy
 from curation.data.transforms import augment, decode
 from curation.errors import CurationError
 from curation.training.data import split_tables
@@ -137,6 +138,29 @@ def test_breast_cancer_csv_with_string_labels_and_no_split_end_to_end(settings, 
     assert json.loads(Path(artifact).read_text())["class_names"] == ["benign", "malignant"]
 
 
+def test_class_mixing_tells_rows_grouped_by_label_from_shuffled_ones():
+    rng = np.random.default_rng(0)
+    for classes, rows in ((2, 100), (10, 5000), (1000, 1365)):
+        labels = rng.integers(0, classes, rows * 8)
+        groups = np.split(labels, 8)
+        assert 0.9 < class_mixing([np.bincount(g) for g in groups]) < 1.1
+        assert class_mixing([np.bincount(g) for g in np.split(np.sort(labels), 8)]) < 0.3
+    assert class_mixing([np.bincount([0, 0, 1])]) == 1.0  # one row group: nothing to mix
+
+
+def test_rows_grouped_by_label_are_warned_at_ingest(settings, breast_cancer_csv, tmp_path, monkeypatch):
+    """A streamed epoch mixes a few row groups at a time: a file sorted by label gets a warning, as-is rows none."""
+    import pandas as pd
+
+    monkeypatch.setattr(store, "group_rows", lambda schema: 64)  # 569 rows: 9 row groups
+    by_label = tmp_path / "by_label.csv"
+    pd.read_csv(breast_cancer_csv).sort_values("diagnosis", kind="stable").to_csv(by_label, index=False)
+    grouped = cli("data", "add", by_label, "--label-column", "diagnosis")
+    assert grouped.exit_code == 0 and "grouped by label" in grouped.stderr and "--data-path memory" in grouped.stderr
+    as_is = cli("data", "add", breast_cancer_csv, "--label-column", "diagnosis")
+    assert as_is.exit_code == 0 and "grouped by label" not in as_is.stderr
+
+
 def test_without_standardize_features_are_read_as_stored(settings, breast_cancer_csv):
     info = ok(
         "data",
@@ -175,8 +199,12 @@ def test_digits_image_folder_end_to_end(settings, digits_images):
     reader = VersionReader(settings.home / info["path"])
     table = reader.read(["sample_id", "label", "features"])
     names = np.array(shown["class_names"])[table.column("label").to_numpy()]
-    # the folder's files are numbered class by class, in sorted order: match them back to the written digits
-    order = np.lexsort((np.arange(400), np.array(DIGIT_NAMES)[labels]))
+    # the folder's files are numbered with the classes interleaved: file i of a class of n at (i + 0.5) / n
+    written = np.array(DIGIT_NAMES)[labels]
+    classes = np.unique(written, return_inverse=True)[1]
+    within = np.array([(written[:j] == written[j]).sum() for j in range(400)])
+    share = (within + 0.5) / np.bincount(classes)[classes]
+    order = np.lexsort((classes, share))
     assert (names == np.array(DIGIT_NAMES)[labels][order]).all()
     assert (_pixels_back(features_numpy(table), shown["transform"]) == pixels[order].reshape(400, -1)).all()
 

@@ -171,20 +171,25 @@ def from_file(
 def from_folder(
     path: str | Path, test_fraction: float = TEST_FRACTION, seed: int = 0, image_size: list[int] | None = None
 ) -> Loaded:
-    """A folder of images, one subfolder per class (the subfolder's name is the class name); files in sorted
-    order, numbered 0..N-1 class by class, read a batch at a time (``curation.data.images``)."""
+    """A folder of images, one subfolder per class (the subfolder's name is the class name), read a batch at a
+    time (``curation.data.images``). Files are numbered 0..N-1 with the classes interleaved: a class's files, in
+    sorted order, are spread evenly over the numbering (``interleaved``), so every row group, and every streamed
+    epoch's shuffle buffer, holds each class in its share; numbered class by class, a row group would hold one."""
     path = Path(path)
     classes = sorted(p for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not classes:
         raise CurationError(f"folder {path} has no class subfolders", "put each class's images in a subfolder")
-    files, labels = [], []
+    per_class = []
     for folder in classes:
         found = sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
         if not found:
             raise CurationError(f"class folder {folder} is empty", "add images to it or remove it")
-        files += found
-        labels += [folder.name] * len(found)
-    rows = RowIndex.of(np.array(labels), str(path))
+        per_class.append(found)
+    order = interleaved([len(found) for found in per_class])
+    files = [f for found in per_class for f in found]
+    files = [files[i] for i in order]
+    labels = np.repeat([folder.name for folder in classes], [len(found) for found in per_class])[order]
+    rows = RowIndex.of(labels, str(path))
     stratified(rows, test_fraction, seed)
     schema, read = streamed_images(folder_batches(path, files), rows, image_size, str(path))
     rows.held_out(test_fraction, str(path))
@@ -196,6 +201,14 @@ def from_folder(
         "image_size": image_size,
     }
     return Loaded(None, source, path.name, schema=schema, read=read)
+
+
+def interleaved(counts: list[int]) -> np.ndarray:
+    """The order that spreads classes of ``counts`` files (listed class by class) evenly: file i of a class of n
+    goes to (i + 0.5) / n of the way, ties in class order."""
+    classes = np.repeat(np.arange(len(counts)), counts)
+    within = np.arange(len(classes)) - np.repeat(np.cumsum(counts) - counts, counts)
+    return np.lexsort((classes, (within + 0.5) / np.repeat(counts, counts)))
 
 
 def _images_in_id_order(file: TabularFile, rows: RowIndex, size: list[int] | None) -> pa.Table:

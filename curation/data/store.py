@@ -85,6 +85,7 @@ class Staged:
     path: Path
     content_hash: str
     manifest: dict
+    class_mixing: float = 1.0  # classes per row group over what shuffled rows would give (``class_mixing``)
 
     def discard(self) -> None:
         shutil.rmtree(self.path, ignore_errors=True)
@@ -98,7 +99,7 @@ def stage(schema: pa.Schema, tables: Iterable[pa.Table], data_dir: Path) -> Stag
     staging = data_dir / STAGING
     path = temporary_path(staging, "version")
     path.mkdir(parents=True)
-    size, digests, shard = group_rows(schema), {}, None
+    size, digests, shard, counts = group_rows(schema), {}, None, []
     try:
         for i, group in enumerate(recut(tables, schema, size)):
             if i % SHARD_GROUPS == 0:
@@ -106,16 +107,35 @@ def stage(schema: pa.Schema, tables: Iterable[pa.Table], data_dir: Path) -> Stag
                     digests[shard.path.name] = shard.close()
                 shard = _Shard(path / SHARD.format(i // SHARD_GROUPS), schema)
             shard.writer.write_table(group, row_group_size=size)
+            counts.append(np.bincount(group.column("label").to_numpy()))
             kill_point(f"stage:row-group-{i}")
         if shard is None:  # no rows: one empty shard keeps the schema (ingest refuses this before)
             shard = _Shard(path / SHARD.format(0), schema)
         digests[shard.path.name] = shard.close()
-        return Staged(path, folder_md5(digests), read_manifest(schema))
+        return Staged(path, folder_md5(digests), read_manifest(schema), class_mixing(counts))
     except BaseException:
         if shard is not None:
             shard.raw.close()
         shutil.rmtree(path, ignore_errors=True)
         raise
+
+
+GROUPED_BY_LABEL = 0.5  # class mixing below which `data add` warns that the rows are grouped by label
+
+
+def class_mixing(counts: list[np.ndarray]) -> float:
+    """How well the row groups mix the classes, from each group's label counts: the classes a group holds beyond
+    its first, over the number shuffled rows would give (1: as mixed as shuffled rows; near 0: one class a group,
+    rows sorted by label). A streamed epoch mixes only a few row groups at a time, so low mixing biases batches."""
+    if len(counts) < 2:
+        return 1.0
+    width = max(len(c) for c in counts)
+    table = np.stack([np.pad(c, (0, width - len(c))) for c in counts])
+    share = table.sum(0) / table.sum()
+    rows = table.sum(1, keepdims=True)
+    expected = (1 - (1 - share) ** rows).sum() - len(table)  # classes beyond the first in uniform draws
+    found = np.count_nonzero(table, axis=1).sum() - len(table)
+    return float(found / expected) if expected > 1e-9 else 1.0
 
 
 class _Shard:
