@@ -2,7 +2,7 @@
 (docs/distributed.md).
 
     run.select_distributed     a catalog version -> registered, tracked plan (`curation select --engine dask`)
-    scoring.sharded_scores     a train split scored by row-group shards (`curation score --engine dask`)
+    scoring.scores_on_dask     a train split scored by parts (whole row groups) (`curation score --engine dask`)
     selection.select           any partitioned Parquet on any Dask client -> plan parts + Selection
     selection.Params           the method's parameters
     cluster.open_client        a LocalCluster, or an existing scheduler by address

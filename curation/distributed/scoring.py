@@ -22,9 +22,11 @@ from distributed import wait
 from curation.data.store import VersionReader
 from curation.distributed.cluster import Tasks
 from curation.files import move_into_place, temporary_path
+from curation.scoring.run import write_parts
 from curation.scoring.scores import score_batches
 from curation.training.checkpoint import load_checkpoint, save_checkpoint
 from curation.training.streaming import StreamedSplit
+from models import build
 
 
 def scores_on_dask(
@@ -75,9 +77,6 @@ def scores_on_dask(
 def _score_part(path: str, shape, proxy: tuple, shard, forgetting, folder: Path, part: int) -> tuple[str, str]:
     """On a worker: one part's scores with ``proxy`` = (arch, ModelSpec, checkpoint), written into ``folder``
     (whole or not at all); (its file name, its md5)."""
-    from curation.scoring.run import write_parts
-    from models import build
-
     arch, spec, checkpoint = proxy
     model = build(arch, spec)
     model.load_state_dict(load_checkpoint(checkpoint)["model"])

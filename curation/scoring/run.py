@@ -272,9 +272,12 @@ def _as_scoring_cost(ledger: ComputeLedger) -> dict:
 
 def write_batches(path: Path, batches: Iterator[pa.RecordBatch]) -> pa.Schema:
     """Record batches into one Parquet file in row groups of ``SCORE_GROUP_ROWS`` rows, however the batches are
-    cut (the writer holds each group's metadata until it closes: few groups keep that small); their schema."""
+    cut (the writer holds each group's metadata until it closes: few groups keep that small); their schema. Scores
+    and embeddings are floats that neither a dictionary nor lz4 shrinks (a 105k-row part of 256-wide embeddings:
+    111 MB in 0.92 s with both, 110 MB in 0.34 s plain), so they are written plain, statistics on ids only."""
     first = next(batches)
-    with pq.ParquetWriter(path, first.schema, compression="lz4") as writer:
+    plain = {"compression": "none", "use_dictionary": False, "write_statistics": ["sample_id"]}
+    with pq.ParquetWriter(path, first.schema, **plain) as writer:
         for table in recut(chain([first], batches), first.schema, SCORE_GROUP_ROWS):
             writer.write_table(table, row_group_size=SCORE_GROUP_ROWS)
     return first.schema
