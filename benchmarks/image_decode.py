@@ -2,7 +2,11 @@
 version; PNG decoding samples/s in 2 DataLoader worker processes (the path training uses) and in this
 process, beside the default 2D ResNet's training steps/s on the decoded images.
 
-Decoding keeps up with training when decode samples/s (2 workers) >= training samples/s (steps/s x batch).
+Decoding keeps up with training when decode samples/s (2 workers, once they run) >= training samples/s (steps/s x
+batch). Starting the workers is a fixed cost of each pass, reported apart: seconds to their first decoded piece and
+their share of an epoch's training time; the whole pass's rate (start included) is reported too, and the rate of
+the pass training makes (``split_tables`` decodes here when the first chunk says that is quicker than starting
+the workers).
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ def main() -> None:
     from curation.data import sources
     from curation.data.versions import add_version, open_version
     from curation.training import TrainConfig, Trainer
+    from curation.training import data as training_data
     from curation.training.data import TrainingData, split_tables
     from models import ModelSpec, build
 
@@ -53,13 +58,20 @@ def main() -> None:
         _, reader = open_version(settings, info.id)
         n_train = info.splits["train"]
 
-        def decode_rate(workers: int) -> float:
-            tick = time.perf_counter()
-            for _ in split_tables(reader, "train", workers):
-                pass
-            return n_train / (time.perf_counter() - tick)
+        def decode(workers: int) -> tuple[float, list[tuple[float, int]]]:
+            """(samples/s of the whole pass, (seconds since the start, rows) of each piece)."""
+            tick, pieces = time.perf_counter(), []
+            for table in split_tables(reader, "train", workers):
+                pieces.append((time.perf_counter() - tick, table.num_rows))
+            return n_train / pieces[-1][0], pieces
 
-        in_process, with_workers = decode_rate(0), decode_rate(args.workers)
+        in_process, as_training = decode(0)[0], decode(args.workers)[0]  # training: workers only where they pay
+        training_data.WORKER_START_SECONDS = 0.0  # workers whatever the size, as for a split too big to decode here
+        with_workers, pieces = decode(args.workers)
+        # the first chunk is decoded here (it times the choice); the workers' first piece ends their start
+        (here_done, here_rows), (first_done, first_rows) = pieces[:2]
+        start = first_done - here_done
+        steady = (n_train - here_rows - first_rows) / (pieces[-1][0] - first_done)
         data = TrainingData.load(reader, info.id, info.feature_shape, torch.device("cpu"), args.workers)
         config = TrainConfig(seed=0, device="cpu").resolve(info.feature_shape, images=True)
         torch.manual_seed(0)
@@ -73,8 +85,14 @@ def main() -> None:
 
     train_samples_per_s = steps_per_s * config.batch_size
     results = [
-        {"system": f"PNG decode, {args.workers} DataLoader workers", "samples_per_s": round(with_workers, 1)},
+        {
+            "system": f"PNG decode, {args.workers} DataLoader workers",
+            "samples_per_s": round(with_workers, 1),
+            "seconds_to_their_first_piece": round(start, 2),
+            "samples_per_s_after_their_first_piece": round(steady, 1),
+        },
         {"system": "PNG decode, in the main process", "samples_per_s": round(in_process, 1)},
+        {"system": f"PNG decode as training does it (--workers {args.workers})", "samples_per_s": round(as_training)},
         {
             "system": f"{config.arch} training (batch {config.batch_size})",
             "steps_per_s": round(steps_per_s, 2),
@@ -82,7 +100,7 @@ def main() -> None:
             "peak_rss_mb": peak_rss_mb(),
         },
     ]
-    ratio = round(with_workers / train_samples_per_s, 2)
+    ratio = round(steady / train_samples_per_s, 2)
     write_result(
         "image_decode",
         {
@@ -95,11 +113,17 @@ def main() -> None:
             "threads": torch.get_num_threads(),
         },
         results,
-        {"decode_over_training_samples_per_s": ratio},
+        {
+            "decode_over_training_samples_per_s": ratio,
+            "whole_pass_decode_over_training_samples_per_s": round(with_workers / train_samples_per_s, 2),
+            "as_training_decodes_over_training_samples_per_s": round(as_training / train_samples_per_s, 2),
+            "worker_start_over_epoch_training_seconds": round(start * train_samples_per_s / n_train, 3),
+        },
         {"decode_over_training_samples_per_s": ">= 1"},
         ratio >= 1,
-        notes="decode rates include reading the split's Parquet row groups and, with workers, starting "
-        "them (forkserver processes that import torch, each with its own reader): one decode per run",
+        notes="decode rates include reading the split's Parquet row groups; with workers the pass also starts "
+        "them (forkserver processes that import torch, each with its own reader): the target compares the rate "
+        "once they run with training's, the start is reported as seconds and as a share of an epoch's training",
         out=args.out,
         quick=args.quick,
     )

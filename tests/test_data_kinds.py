@@ -23,6 +23,7 @@ from curation.data.sources import from_file, from_folder, stratified_split
 from curation.data.store import VersionReader, class_mixing, features_numpy
 from curation.data.transforms import augment, decode
 from curation.errors import CurationError
+from curation.training import data
 from curation.training.data import split_tables
 from mlflow import MlflowClient
 
@@ -228,7 +229,7 @@ def test_digits_image_folder_end_to_end(settings, digits_images):
     assert outcome["summary"]["final_accuracy"] > 0.5  # 40 steps on 320 images: well above chance (0.1)
 
 
-def test_digits_parquet_of_png_bytes_decodes_to_the_written_pixels(settings, digits_images):
+def test_digits_parquet_of_png_bytes_decodes_to_the_written_pixels(settings, digits_images, monkeypatch):
     _, parquet, pixels, labels = digits_images
     info = ok("data", "add", parquet, "--label-column", "label")
     reader = VersionReader(settings.home / info["path"])
@@ -239,9 +240,14 @@ def test_digits_parquet_of_png_bytes_decodes_to_the_written_pixels(settings, dig
     # take() decodes the same way, in the asked-for order
     some = reader.take([5, 3, 5], ["features"])
     assert np.array_equal(features_numpy(some), features_numpy(table)[[5, 3, 5]])
-    # decoding in two DataLoader worker processes gives what decoding here gives
-    decoded = [pa.concat_tables(split_tables(reader, "train", workers=w)) for w in (2, 0)]
-    assert decoded[0].equals(decoded[1])
+    # 400 digits decode here in less time than two decoding workers take to start: no worker starts
+    here = pa.concat_tables(split_tables(reader, "train", workers=0))
+    with monkeypatch.context() as m:
+        m.setattr(data, "worker_loader", lambda *args, **kwargs: pytest.fail("started decoding workers"))
+        assert pa.concat_tables(split_tables(reader, "train", workers=2)).equals(here)
+    # where the rest would take longer here, two DataLoader worker processes decode it, to the same tables
+    monkeypatch.setattr(data, "WORKER_START_SECONDS", 0.0)
+    assert pa.concat_tables(split_tables(reader, "train", workers=2)).equals(here)
 
 
 def test_images_resized_to_one_size_and_rgb_kept(tmp_path):

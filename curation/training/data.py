@@ -9,6 +9,7 @@ the memory it would take against the memory left to the process, a cgroup's limi
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -28,6 +29,7 @@ RUN_RESERVE = 512 << 20  # ... counted after this much is kept for the rest of a
 WORKER_BYTES = 384 << 20  # a reader process: torch imported, a row group and its pieces read ahead (~350 MB measured)
 DEVICE_SHARE = 0.5  # keep a split on the GPU when it takes at most this share of free GPU memory
 DECODE_CHUNK = 256  # images a decoding worker reads and decodes per task
+WORKER_START_SECONDS = 2.0  # starting 2 decoding workers (forkserver processes importing torch): 2.2 s measured
 CHECK_IDS = 1 << 20  # plan ids checked against the train split at a time
 
 
@@ -198,13 +200,21 @@ def _as_is(table: pa.Table) -> pa.Table:
 
 def split_tables(reader: VersionReader, name: str, workers: int = 0) -> Iterator[pa.Table]:
     """One split's ``COLUMNS``, a piece at a time in sample-id order: a row group each, or (an image version
-    with ``workers``) chunks of images decoded in that many processes."""
+    with ``workers``) chunks of images decoded in that many processes, unless the first chunk, decoded here,
+    says the rest decodes here in less time than the workers take to start."""
     if not reader.images or workers == 0:
         yield from reader.groups(COLUMNS, split=name)
         return
     ids = reader.split_ids(name)
-    chunks = np.array_split(ids, max(1, -(-len(ids) // DECODE_CHUNK)))
-    yield from worker_loader(_Decoded(reader.path, chunks), workers, collate_fn=_as_is)
+    first, *rest = np.array_split(ids, max(1, -(-len(ids) // DECODE_CHUNK)))
+    tick = time.perf_counter()
+    table = reader.take(first, COLUMNS)
+    here = (time.perf_counter() - tick) * len(rest) < WORKER_START_SECONDS
+    yield table
+    if here:
+        yield from (reader.take(chunk, COLUMNS) for chunk in rest)
+    else:
+        yield from worker_loader(_Decoded(reader.path, rest), workers, collate_fn=_as_is)
 
 
 def _split(
