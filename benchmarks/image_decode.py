@@ -66,8 +66,13 @@ def main() -> None:
             return n_train / pieces[-1][0], pieces
 
         in_process, as_training = decode(0)[0], decode(args.workers)[0]  # training: workers only where they pay
-        training_data.WORKER_START_SECONDS = 0.0  # workers whatever the size, as for a split too big to decode here
-        with_workers, pieces = decode(args.workers)
+        chosen, training_data.WORKER_START_SECONDS = training_data.WORKER_START_SECONDS, 0.0
+        try:  # the workers whatever the size, as for a split too big to decode here
+            with_workers, pieces = decode(args.workers)
+        finally:
+            training_data.WORKER_START_SECONDS = chosen
+        if len(pieces) < 3:
+            p.error(f"{n_train} train images are too few to time the workers: raise --copies")
         # the first chunk is decoded here (it times the choice); the workers' first piece ends their start
         (here_done, here_rows), (first_done, first_rows) = pieces[:2]
         start = first_done - here_done

@@ -85,7 +85,7 @@ def score_side_by_side(cli, version: str, fit: tuple, tmp: Path, env: dict, repe
         procs.stop()
     record = {"same score set bytes": len(hashes) == 1}
     for side, measured_runs in runs.items():
-        record[side] = {"seconds": float(np.median([r["seconds"] for r in measured_runs]))} | {
+        record[side] = {"seconds": round(float(np.median([r["seconds"] for r in measured_runs])), 2)} | {
             key: max(r[key] for r in measured_runs) for key in measured_runs[0] if key.endswith("peak_mb")
         }
         record[side]["runs (seconds)"] = [r["seconds"] for r in measured_runs]
@@ -135,6 +135,8 @@ def main() -> None:
     parts = set(args.parts.split(","))
     if not parts or parts - {"score", "training"}:
         p.error("--parts takes score, training or both")
+    if args.repeats < 1:
+        p.error("--repeats takes 1 or more")
     if "score" not in parts:
         sizes = sizes[:1]
     results, training = [], None

@@ -188,10 +188,13 @@ class _Decoded(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.chunks)
 
-    def __getitem__(self, i: int) -> pa.Table:
+    def __getitem__(self, i: int) -> pa.Table | CurationError:
         if self._reader is None:  # one reader per worker process, opened there
             self._reader = VersionReader(self.path)
-        return self._reader.take(self.chunks[i], COLUMNS)
+        try:
+            return self._reader.take(self.chunks[i], COLUMNS)
+        except CurationError as exc:  # returned, to be raised as one line (torch wraps what a worker raises)
+            return exc
 
 
 def _as_is(table: pa.Table) -> pa.Table:
@@ -209,12 +212,15 @@ def split_tables(reader: VersionReader, name: str, workers: int = 0) -> Iterator
     first, *rest = np.array_split(ids, max(1, -(-len(ids) // DECODE_CHUNK)))
     tick = time.perf_counter()
     table = reader.take(first, COLUMNS)
-    here = (time.perf_counter() - tick) * len(rest) < WORKER_START_SECONDS
+    here = not rest or (time.perf_counter() - tick) * len(rest) < WORKER_START_SECONDS
     yield table
     if here:
         yield from (reader.take(chunk, COLUMNS) for chunk in rest)
-    else:
-        yield from worker_loader(_Decoded(reader.path, rest), workers, collate_fn=_as_is)
+        return
+    for decoded in worker_loader(_Decoded(reader.path, rest), workers, collate_fn=_as_is):
+        if isinstance(decoded, CurationError):
+            raise decoded
+        yield decoded
 
 
 def _split(
