@@ -24,7 +24,6 @@ from curation.data.store import VersionReader, class_mixing, features_numpy
 from curation.data.transforms import augment, decode
 from curation.errors import CurationError
 from curation.training import data
-from curation.training.data import split_tables
 from mlflow import MlflowClient
 
 runner = CliRunner()
@@ -241,14 +240,14 @@ def test_digits_parquet_of_png_bytes_decodes_to_the_written_pixels(settings, dig
     some = reader.take([5, 3, 5], ["features"])
     assert np.array_equal(features_numpy(some), features_numpy(table)[[5, 3, 5]])
     # 320 train digits decode here in less time than two decoding workers take to start: no worker starts
-    here = pa.concat_tables(split_tables(reader, "train", workers=0))
+    here = pa.concat_tables(data.split_tables(reader, "train", workers=0))
     started = []
     loader = data.worker_loader
     monkeypatch.setattr(data, "worker_loader", lambda *args, **kwargs: started.append(args) or loader(*args, **kwargs))
-    assert pa.concat_tables(split_tables(reader, "train", workers=2)).equals(here) and not started
+    assert pa.concat_tables(data.split_tables(reader, "train", workers=2)).equals(here) and not started
     # where the rest would take longer here, two DataLoader worker processes decode it, to the same tables
     monkeypatch.setattr(data, "WORKER_START_SECONDS", 0.0)
-    assert pa.concat_tables(split_tables(reader, "train", workers=2)).equals(here) and len(started) == 1
+    assert pa.concat_tables(data.split_tables(reader, "train", workers=2)).equals(here) and len(started) == 1
 
 
 def test_images_resized_to_one_size_and_rgb_kept(tmp_path):
